@@ -1,0 +1,345 @@
+"""Execute a pipeline notebook with papermill into a per-run archive.
+
+One run = one folder ``runs/<pipeline>/<date>/<run_id>/`` holding:
+
+- ``notebook.ipynb``   the executed notebook (also when it failed),
+- ``notebook.html``    a self-contained rendering (no CDN fetches, images inline),
+- ``parameters.json``  the parameters papermill injected (never secrets),
+- ``scraps.json``      the scraps the notebook glued, read back with scrapbook,
+- ``run.log``          papermill's log with the cells' output,
+- ``run.json``         the run's record (status, times, error, code version).
+
+The folder is assembled under a hidden temporary name beside its final place and renamed in
+one step, so it appears complete or not at all. Secrets are scrubbed from every file before
+the rename.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill as pm
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from helpers import config as cfgmod
+from helpers import paths, runs, secrets
+from helpers.timeutil import as_utc, default_as_of, parse_logical_date
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_CONFLICT = 0, 1, 2, 3, 4
+ARCHIVE_FILES = ("notebook.ipynb", "notebook.html", "parameters.json", "scraps.json", "run.log", "run.json")
+
+Clock = Callable[[], dt.datetime]
+
+
+class UsageError(ValueError):
+    """Bad input from the caller (exit 2)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    pipeline: str
+    logical_date: str
+    status: str
+    archive: Path | None
+    error: str | None = None
+    failed_cell: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"succeeded": EXIT_OK, "blocked": EXIT_BLOCKED, "skipped": EXIT_OK}.get(
+            self.status, EXIT_FAILED
+        )
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git describe`` of the repository (``-dirty`` when it has uncommitted changes)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.repo_root()), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from helpers import __version__
+
+    return f"v{__version__}"
+
+
+def parse_cli_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` strings to typed values (YAML scalars: ``3`` int, ``true`` bool, else str)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {pair!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) or value is None:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The parameters the notebook's ``parameters`` cell declares (papermill's own reading)."""
+    return pm.inspect_notebook(str(notebook))
+
+
+def _injected_parameters(
+    pipeline: cfgmod.Pipeline,
+    logical_date: str,
+    as_of: dt.datetime,
+    run_id: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    declared = declared_parameters(pipeline.notebook_path)
+    unknown = sorted(set(extra) - set(declared))
+    if unknown:
+        raise UsageError(
+            f"{pipeline.notebook}: no parameter(s) {', '.join(unknown)}; it declares: {', '.join(declared) or 'none'}"
+        )
+    secret_vals = set(secrets.secret_values())
+    for k, v in extra.items():
+        if str(v) in secret_vals:
+            raise UsageError(
+                f"-p {k}: secrets are never notebook parameters; set them in the environment instead"
+            )
+    date_key = "period" if pipeline.partition == "month" else "run_date"
+    base = {date_key: logical_date, "as_of": as_of.isoformat(), "run_id": run_id}
+    params = {k: v for k, v in base.items() if k in declared}
+    if date_key not in declared:
+        raise UsageError(f"{pipeline.notebook}: its parameters cell must declare {date_key!r}")
+    params.update(extra)
+    return params
+
+
+def _error_summary(exc: BaseException) -> tuple[str, int | None]:
+    if isinstance(exc, PapermillExecutionError):
+        evalue = (exc.evalue or "").strip().splitlines()
+        first = evalue[0] if evalue else ""
+        return (
+            f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {first}",
+            exc.cell_index,
+        )
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    if name == "DeadKernelError":
+        return f"the kernel died during execution ({text[0] if text else 'no detail'})", None
+    if name == "CellTimeoutError":
+        return f"a cell exceeded the execution timeout ({text[0] if text else ''})", None
+    return f"{name}: {text[0] if text else ''}", None
+
+
+def _last_executed_cell(nb_path: Path) -> int | None:
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception:
+        return None
+    last = None
+    for i, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if meta.get("status") in ("running", "failed") or (
+            meta.get("start_time") and not meta.get("end_time")
+        ):
+            return i
+        if meta.get("end_time"):
+            last = i
+    return last
+
+
+def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> None:
+    """Render to a self-contained HTML file (our template: nothing fetched from a CDN)."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        template_name="selfcontained",
+        extra_template_basedirs=[str(Path(__file__).parent / "templates")],
+        embed_images=True,
+        exclude_input=hide_code,
+        exclude_input_prompt=hide_code,
+        exclude_output_prompt=hide_code,
+    )
+    body, _ = exporter.from_filename(str(nb_path))
+    html_path.write_text(body, encoding="utf-8")
+
+
+def read_scraps(nb_path: Path) -> dict[str, tuple[str, Any]]:
+    """``name -> (encoder, JSON-able value)`` of the scraps glued in an executed notebook."""
+    import scrapbook as sb
+
+    out: dict[str, tuple[str, Any]] = {}
+    for name, scrap in sb.read_notebook(str(nb_path)).scraps.items():
+        data = scrap.data
+        if scrap.encoder == "pandas" or hasattr(data, "to_json"):
+            data = json.loads(data.to_json(orient="split", date_format="iso"))
+        out[name] = (scrap.encoder or "json", data)
+    return out
+
+
+class _FileLog:
+    """Route papermill's logger (cell output included) to ``run.log`` for the run's duration."""
+
+    def __init__(self, path: Path):
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.logger = logging.getLogger("papermill")
+
+    def __enter__(self) -> _FileLog:
+        self.prev_level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.prev_level)
+        self.handler.close()
+
+    def write(self, line: str) -> None:
+        self.handler.stream.write(line.rstrip("\n") + "\n")
+        self.handler.flush()
+
+
+def archive_dir(pipeline_id: str, logical_date: str, run_id: str) -> Path:
+    return paths.runs_dir() / pipeline_id / logical_date / run_id
+
+
+def run_pipeline(
+    pipeline_id: str,
+    date: str,
+    *,
+    clock: Clock,
+    as_of: dt.datetime | None = None,
+    params: Mapping[str, Any] | None = None,
+    trigger: str = "manual",
+    progress: bool = False,
+    config: cfgmod.WorkbookConfig | None = None,
+    notebook_override: Path | None = None,
+) -> RunResult:
+    """Run one pipeline for one partition and archive it. Raises :class:`UsageError` on bad input
+    and :class:`runs.RunConflict` when the same pipeline and partition is already running."""
+    config = config or cfgmod.get()
+    try:
+        pipeline = config.pipelines.get(pipeline_id)
+    except cfgmod.ConfigError as e:
+        raise UsageError(str(e)) from None
+    if notebook_override is not None:
+        pipeline = pipeline.model_copy(update={"notebook": str(notebook_override)})
+    if not pipeline.notebook_path.exists():
+        raise UsageError(f"{pipeline_id}: notebook {pipeline.notebook} does not exist")
+    try:
+        logical_date = parse_logical_date(date, pipeline.partition)
+    except ValueError as e:
+        raise UsageError(f"--date: {e}") from None
+    as_of = as_utc(as_of) if as_of else default_as_of(logical_date, pipeline.partition)
+    started = clock()
+    run_id = runs.new_run_id(pipeline_id, logical_date, started)
+    parameters = _injected_parameters(pipeline, logical_date, as_of, run_id, dict(params or {}))
+    version = code_version()
+    runs.start_run(
+        pipeline_id,
+        logical_date,
+        now=started,
+        as_of=as_of,
+        parameters=parameters,
+        code_version=version,
+        trigger=trigger,
+        run_id=run_id,
+    )
+
+    final = archive_dir(pipeline_id, logical_date, run_id)
+    staging = final.parent / f".{run_id}.partial"
+    staging.mkdir(parents=True, exist_ok=False)
+    out_nb = staging / "notebook.ipynb"
+    status, error, failed_cell = "succeeded", None, None
+    try:
+        (staging / "parameters.json").write_text(json.dumps(parameters, indent=2, sort_keys=True))
+        with _FileLog(staging / "run.log") as flog:
+            flog.write(f"run {run_id}: {pipeline_id} {logical_date} as_of={as_of.isoformat()} code={version}")
+            try:
+                pm.execute_notebook(
+                    str(pipeline.notebook_path),
+                    str(out_nb),
+                    parameters=parameters,
+                    kernel_name=config.pipelines.runner.kernel_name,
+                    execution_timeout=int(pipeline.timeout_minutes * 60),
+                    log_output=True,
+                    progress_bar=progress,
+                    cwd=str(pipeline.notebook_path.parent),
+                )
+            except Exception as exc:  # the notebook failed; the run is recorded, not raised
+                status = "failed"
+                error, failed_cell = _error_summary(exc)
+                if failed_cell is None and out_nb.exists():
+                    failed_cell = _last_executed_cell(out_nb)
+                flog.write(f"FAILED: {error}")
+        if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
+            shutil.copyfile(pipeline.notebook_path, out_nb)
+        try:
+            scraps = read_scraps(out_nb)
+        except Exception as exc:
+            scraps = {}
+            if status == "succeeded":
+                status, error = "failed", f"could not read scraps: {exc}"
+        try:
+            render_html(out_nb, staging / "notebook.html", hide_code=pipeline.family == "report")
+        except Exception as exc:
+            (staging / "notebook.html").write_text(
+                f"<html><body><p>rendering failed: {exc}</p></body></html>"
+            )
+        (staging / "scraps.json").write_text(
+            json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
+        )
+        finished = clock()
+        record = {
+            "run_id": run_id,
+            "pipeline": pipeline_id,
+            "logical_date": logical_date,
+            "as_of": as_of.isoformat(),
+            "status": status,
+            "started_at": as_utc(started).isoformat(),
+            "finished_at": as_utc(finished).isoformat(),
+            "error_summary": error,
+            "failed_cell": failed_cell,
+            "code_version": version,
+            "trigger": trigger,
+        }
+        (staging / "run.json").write_text(json.dumps(record, indent=2))
+        secrets.scrub_tree(staging, secrets.secret_values())
+        staging.rename(final)
+        runs.save_scraps(run_id, scraps)
+        runs.finish_run(
+            run_id,
+            status=status,
+            now=finished,
+            error_summary=error,
+            failed_cell=failed_cell,
+            archive_path=str(final),
+        )
+    except BaseException as exc:  # interrupted or broken runner: never leave a run 'running'
+        summary = error or _error_summary(exc)[0]
+        runs.finish_run(run_id, status="failed", now=clock(), error_summary=summary)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RunResult(run_id, pipeline_id, logical_date, status, final, error, failed_cell)

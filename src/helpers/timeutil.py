@@ -1,0 +1,52 @@
+"""Time conventions: every timestamp is timezone-aware UTC; ``as_of`` is always passed in."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+UTC = dt.UTC
+
+
+def parse_as_of(text: str) -> dt.datetime:
+    """An ISO timestamp (``2026-11-02T06:00``, ``...Z``, ``...+01:00``) or date, as aware UTC.
+
+    A naive value is taken as UTC; a date alone means midnight UTC.
+    """
+    s = text.strip()
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    try:
+        value = dt.datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"expected an ISO timestamp such as 2026-11-02T06:00:00Z, got {text!r}") from None
+    return as_utc(value)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_logical_date(text: str, partition: str = "day") -> str:
+    """Validate a partition label: ``YYYY-MM-DD`` for daily pipelines, ``YYYY-MM`` for monthly ones.
+
+    A monthly pipeline also accepts a full date and keeps its month.
+    """
+    try:
+        if partition == "month":
+            if len(text) == 7:
+                dt.date.fromisoformat(text + "-01")
+                return text
+            return dt.date.fromisoformat(text).strftime("%Y-%m")
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        want = "YYYY-MM (or YYYY-MM-DD)" if partition == "month" else "YYYY-MM-DD"
+        raise ValueError(f"expected a date as {want}, got {text!r}") from None
+
+
+def default_as_of(logical_date: str, partition: str) -> dt.datetime:
+    """The natural "as of" for a partition: the moment its period ends (UTC)."""
+    if partition == "month":
+        y, m = (int(x) for x in logical_date.split("-"))
+        nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
+        return dt.datetime.combine(nxt, dt.time(), UTC)
+    return dt.datetime.combine(dt.date.fromisoformat(logical_date) + dt.timedelta(days=1), dt.time(), UTC)
