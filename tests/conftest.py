@@ -131,3 +131,28 @@ def warehouse_url(request, home, monkeypatch) -> str:
     monkeypatch.setenv("WORKBOOK_WAREHOUSE_URL", url)
     warehouse.dispose_engines()
     return url
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """One Spark session for the whole test session (a session costs ~7 s to start)."""
+    from helpers import engine, javaenv
+
+    if javaenv.find_java() is None:
+        need_service(f"Spark needs Java: {javaenv.HOW_TO_FIX}")
+    eng = engine.get_engine("spark")
+    yield eng
+    engine.stop_engines()
+
+
+@pytest.fixture(scope="session")
+def duckdb_engine():
+    from helpers import engine
+
+    return engine.get_engine("duckdb")
+
+
+@pytest.fixture(scope="session")
+def engines(duckdb_engine, spark_engine):
+    """Both engines, for tests that require identical results on each."""
+    return [duckdb_engine, spark_engine]

@@ -7,28 +7,19 @@ Exit codes (DESIGN.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an up
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import importlib
 import sys
 from collections.abc import Sequence
 
 from helpers import config as cfgmod
 from helpers import console, runner, runs
+from helpers.cli_common import as_of_arg as _as_of
+from helpers.cli_common import wall_clock
 from helpers.runner import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from helpers.timeutil import UTC, parse_as_of
 from helpers.warehouse import RUN_STATUSES
 
-
-def wall_clock() -> dt.datetime:
-    return dt.datetime.now(UTC)
-
-
-def _as_of(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_as_of(text)
-    except ValueError as e:
-        raise UsageError(f"--as-of: {e}") from None
+# Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
+VERB_MODULES: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- verbs
@@ -182,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="validate config/ and show the pipelines")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_config)
+
+    for module in VERB_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

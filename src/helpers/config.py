@@ -105,8 +105,29 @@ class RunnerConfig(_Strict):
     kernel_name: str = "python3"
 
 
+class SparkConfig(_Strict):
+    master: str = "local[*]"  # overridden by WORKBOOK_SPARK_MASTER
+    driver_memory: str = "2g"
+    executor_memory: str = "2g"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    adaptive: bool = True  # AQE, including skew-join splitting
+    arrow: bool = True
+
+
+class DuckDBConfig(_Strict):
+    memory_limit: str = "4GB"
+    threads: int = Field(default=2, ge=1)
+
+
+class EngineConfig(_Strict):
+    default: Literal["duckdb", "spark"] = "duckdb"  # overridden by WORKBOOK_ENGINE
+    spark: SparkConfig = SparkConfig()
+    duckdb: DuckDBConfig = DuckDBConfig()
+
+
 class PipelinesConfig(_Strict):
     runner: RunnerConfig = RunnerConfig()
+    engine: EngineConfig = EngineConfig()
     close: CloseConfig = CloseConfig()
     pipelines: dict[str, Pipeline]
 

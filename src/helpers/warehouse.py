@@ -99,6 +99,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 _engines: dict[str, Engine] = {}
 
+# Modules that define further tables on ``metadata``; imported before the tables are created.
+TABLE_MODULES: tuple[str, ...] = ()
+
+
+def _load_table_modules() -> None:
+    import importlib
+
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
+
 
 def get_engine(url: str | None = None) -> Engine:
     """One engine per URL per process; creates the ops tables on first use."""
@@ -113,6 +123,7 @@ def get_engine(url: str | None = None) -> Engine:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(sa_url, pool_pre_ping=True)
+        _load_table_modules()
         metadata.create_all(engine)
         _engines[url] = engine
     return engine
