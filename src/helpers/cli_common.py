@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from helpers.runner import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from helpers.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from helpers.timeutil import UTC, parse_as_of
 
 __all__ = [

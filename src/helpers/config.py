@@ -59,6 +59,8 @@ class SLA(_Strict):
     fix_business_days: int = Field(ge=1)
     oncall_mode: Literal["weekly_rotation", "business_hours"]
     month_end_heightened: bool = True
+    # Growth: "all account statuses updated by end of week" (deadline: end of the week's last business day)
+    end_of_week_updates: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> SLA:
@@ -125,10 +127,64 @@ class EngineConfig(_Strict):
     duckdb: DuckDBConfig = DuckDBConfig()
 
 
+class MonitorsConfig(_Strict):
+    """Thresholds of the automatic alerts (MAINTENANCE_PLAN.md "Monitoring Setup")."""
+
+    row_count_variance: float = Field(default=0.20, gt=0)  # |rows - baseline| / baseline above this alerts
+    baseline_weeks: int = Field(default=4, ge=1)  # daily partitions: median of this many same weekdays
+    baseline_months: int = Field(default=3, ge=1)  # monthly partitions: median of this many months
+    min_baseline_points: int = Field(default=2, ge=1)  # fewer points: no verdict
+    sla_at_risk_hours: float = Field(default=24, gt=0)  # "SLA about to be missed: 24 hours before"
+    lookback_days: int = Field(default=7, ge=1)  # run failures of partitions this recent are alerted
+    sample_rows: int = Field(default=5, ge=1)  # sample rows kept as evidence
+
+
+class GrowthConfig(_Strict):
+    """Settings of the Growth pipelines (``helpers.lifecycle``, ``helpers.entities``, ``helpers.growth``)."""
+
+    grace_period_days: int = Field(default=14, ge=0)  # dunning grace: involuntary churn counts from its end
+    late_update_days: float = Field(default=5, gt=0)  # a CRM change typed later than this after it took effect is late
+    fuzzy_name_threshold: float = Field(default=95, ge=50, le=100)  # rapidfuzz score (0-100) on normalised names
+    merges_file: str = "account_merges.yml"  # reviewed entity-resolution decisions, relative to the config folder
+    date_tolerance_days: float = Field(default=3, ge=0)  # CRM/sales vs billing dates further apart are a mismatch
+
+
+class ProfitAllocation(_Strict):
+    """How unit-level Profit spreads shared costs over accounts (``helpers.profit.unit_profit``)."""
+
+    infrastructure: Literal["seats", "accounts", "revenue"] = "seats"  # seat-seconds in use
+    support: Literal["seats", "accounts", "revenue"] = "accounts"  # one equal share per account in use
+    support_departments: tuple[str, ...] = ("Customer Success",)  # salaries that are support cost
+    support_operations: tuple[str, ...] = ("customer_support_tools",)  # ops categories that are support cost
+
+
+class ProfitConfig(_Strict):
+    """Settings of the Profit pipelines (``helpers.profit``, ``helpers.reconcile``, ``helpers.profit_checks``)."""
+
+    reconciliation_tolerance_usd_cents: int = Field(default=100, ge=0)  # unexplained difference allowed
+    reconciliation_tolerance_share: float = Field(default=0.0005, ge=0)  # ... or this share of Finance's revenue
+    ops_cutoff_business_days: int = Field(default=5, ge=1)  # a month's expenses are complete at Finance's close
+    cloud_bill_due_days: int = Field(default=7, ge=0)  # a cloud bill is late after this many days past month end
+    cloud_providers: tuple[str, ...] = ()  # expected providers (aws, azure, gcp); empty: those billed recently
+    cloud_history_months: int = Field(default=3, ge=0)  # "recently" for the expected providers
+    late_submission_days: int = Field(default=30, ge=1)  # an expense submitted later than this crosses a month
+    implausible_lag_days: int = Field(default=180, ge=1)  # incurred this long before submission: a mistyped date
+    outlier_factor: float = Field(default=20, gt=1)  # an amount this many times off its category median
+    outlier_lookback_months: int = Field(default=3, ge=0)  # months before the period in that median
+    outlier_min_rows: int = Field(default=3, ge=1)  # fewer expenses in a category: no outlier verdict
+    fx_max_gap_days: int = Field(default=4, ge=0)  # a missing daily rate takes the last one up to this old
+    billing_lookback_days: int = Field(default=62, ge=31)  # how far before the previous month billing is read
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # of the experiment arms' intervals
+    allocation: ProfitAllocation = ProfitAllocation()
+
+
 class PipelinesConfig(_Strict):
     runner: RunnerConfig = RunnerConfig()
+    monitors: MonitorsConfig = MonitorsConfig()
     engine: EngineConfig = EngineConfig()
     close: CloseConfig = CloseConfig()
+    growth: GrowthConfig = GrowthConfig()
+    profit: ProfitConfig = ProfitConfig()
     pipelines: dict[str, Pipeline]
 
     @model_validator(mode="before")
@@ -239,11 +295,56 @@ class Calendar(_Strict):
         return v
 
 
+# Failure-catalogue id (DESIGN.md) -> the ``contacts`` key whose team a cause outside ours loops in.
+DEFAULT_CROSS_TEAM: dict[str, str] = {
+    "finance_mismatch": "finance",  # Finance reconciliation
+    "missing_subscription_data": "engineering",  # billing API down / DB not syncing
+    "skipped_stage": "accounts",  # CRM data (Salesforce stages)
+    "late_account_updates": "accounts",  # CRM data (AE updates)
+    "duplicate_accounts": "accounts",  # CRM data quality
+    "churn_misclassified": "accounts",  # CRM account status vs payment state
+    "kafka_outage": "engineering",  # Kafka brokers
+    "schema_change": "frontend",  # frontend event schema
+}
+
+
 class Escalation(_Strict):
     ack_minutes: int = 30
     secondary_after_minutes: int = 120
     lead_after_minutes: int = 240
     renotify_minutes: int = 30
+    cross_team_after_minutes: int = Field(default=0, ge=0)  # 0: with the first notification
+    cross_team: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CROSS_TEAM))
+
+
+class OnCallPolicy(_Strict):
+    """Swap notice and holiday compensation (MAINTENANCE_PLAN.md "Holidays")."""
+
+    swap_notice_days: int = Field(default=7, ge=0)
+    comp_choices: tuple[str, ...] = ("comp_day", "pay_1_5x")
+
+
+class RetryPolicy(_Strict):
+    attempts: int = Field(default=4, ge=1)  # per delivery, the first try included
+    base_seconds: float = Field(default=2.0, ge=0)  # backoff: base * factor**(attempt-1), capped
+    factor: float = Field(default=2.0, ge=1)
+    max_seconds: float = Field(default=60.0, ge=0)
+    redeliver_ticks: int = Field(default=3, ge=0)  # later `workbook escalate` ticks retry a failed delivery
+
+
+class NotifyConfig(_Strict):
+    """Notification channels; Slack/SMTP/PagerDuty also need their secret in the environment."""
+
+    channels: tuple[Literal["console", "warehouse", "slack", "email", "pagerduty"], ...] = (
+        "console",
+        "warehouse",
+        "slack",
+        "email",
+        "pagerduty",
+    )
+    email_from: str = "data-workbook@example.com"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    retry: RetryPolicy = RetryPolicy()
 
 
 class TeamConfig(_Strict):
@@ -254,6 +355,8 @@ class TeamConfig(_Strict):
     rotation: Rotation
     swaps: tuple[Swap, ...] = ()
     escalation: Escalation = Escalation()
+    oncall: OnCallPolicy = OnCallPolicy()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _rotation_members(self) -> TeamConfig:
@@ -269,6 +372,16 @@ class TeamConfig(_Strict):
         for needed in ("finance", "accounts", "engineering", "frontend"):
             if needed not in self.contacts:
                 raise ValueError(f"contacts: expected a contact for {needed!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _cross_team_contacts(self) -> TeamConfig:
+        for cause, contact in self.escalation.cross_team.items():
+            if contact not in self.contacts:
+                raise ValueError(
+                    f"escalation.cross_team.{cause}: expected one of contacts ({', '.join(self.contacts)}), "
+                    f"got {contact!r}"
+                )
         return self
 
 

@@ -34,18 +34,14 @@ from papermill.exceptions import PapermillExecutionError
 
 from helpers import config as cfgmod
 from helpers import paths, runs, secrets
+from helpers.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: F401
 from helpers.timeutil import as_utc, default_as_of, parse_logical_date
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_CONFLICT = 0, 1, 2, 3, 4
 ARCHIVE_FILES = ("notebook.ipynb", "notebook.html", "parameters.json", "scraps.json", "run.log", "run.json")
 
 Clock = Callable[[], dt.datetime]
-
-
-class UsageError(ValueError):
-    """Bad input from the caller (exit 2)."""
 
 
 @dataclass(frozen=True)

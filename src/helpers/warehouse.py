@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,9 +99,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 _engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()  # run-all starts runs from a thread pool
 
 # Modules that define further tables on ``metadata``; imported before the tables are created.
-TABLE_MODULES: tuple[str, ...] = ()
+TABLE_MODULES: tuple[str, ...] = (
+    "helpers.checks.store",
+    "helpers.alerts",
+    "helpers.scheduler",
+    "helpers.oncall",
+    "helpers.notify.delivery",
+    "helpers.escalation",
+    "helpers.incidents",
+)
 
 
 def _load_table_modules() -> None:
@@ -114,7 +124,12 @@ def get_engine(url: str | None = None) -> Engine:
     """One engine per URL per process; creates the ops tables on first use."""
     url = url or warehouse_url()
     engine = _engines.get(url)
-    if engine is None:
+    if engine is not None:
+        return engine
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
         sa_url = sa.engine.make_url(url)
         if sa_url.get_backend_name() == "sqlite":
             if sa_url.database and sa_url.database != ":memory:":

@@ -1,0 +1,919 @@
+"""The plan's automatic alerts, as checks over the warehouse and the landing zone.
+
+Every monitor is a :class:`~helpers.checks.framework.Check` evaluated at an explicit ``as_of``
+against a :class:`Snapshot` (run records, mart writes, landing arrivals and active alerts, read
+once). The rules, thresholds from ``config/pipelines.yml`` (``sla`` per pipeline, ``monitors``):
+
+- ``freshness``: a pipeline's marts are as old as their latest write (``partition_writes.written_at``;
+  without writes, its latest succeeded run's ``as_of``). Older than ``freshness_warn_hours`` is a
+  warning, older than ``freshness_critical_hours`` critical (18 h / 24 h; Engagement 36 h / 48 h).
+- ``source_freshness``: the same thresholds on each source's latest landing arrival.
+- ``row_count``: a partition's rows against a trailing baseline of its own kind: for daily
+  partitions the median of the same weekday in the previous ``baseline_weeks`` weeks (a Saturday is
+  compared with Saturdays, so weekend dips are not anomalies); for monthly partitions the median of
+  the previous ``baseline_months`` months, and only once the month is complete (its last write is
+  after the month ended), so a month-to-date partition at a month start is not an anomaly. More
+  than ``row_count_variance`` (20 %) either way alerts; a drop to zero is critical.
+- ``nulls``: NULLs in a mart's ``critical_columns`` (latest partition); the evidence names each column,
+  its NULL count and sample rows.
+- ``run_status``: the latest run of each recent partition failed (critical) or was blocked (warning).
+- ``sla_at_risk``: each deadline is "at risk" (warning) from ``sla_at_risk_hours`` (24 h) before it
+  while not met, and "missed" (critical) after it. Deadlines: the freshness SLA (latest update +
+  ``freshness_critical_hours``), Growth's end of week (``end_of_week_updates``: the marts cover every
+  day before the week's last business day by the end of that day), the month-end close (investor
+  pipelines cover the whole month by the end of the ``close.report_final_business_days``-th
+  business day after month end), and each open alert's fix deadline. For the recurring deadlines
+  (freshness, end of week) a deadline is not at risk while a rescue is on its way: a run is active,
+  or the next scheduled run comes before the deadline and the latest run did not fail or block.
+  The close has no such excuse: it needs people, not the next cron tick.
+- ``upstream_at_risk``: a pipeline whose upstream is late (failing freshness, source freshness,
+  run status, SLA or its own upstream checks) gets an alert too, naming the upstream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import re
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from croniter import croniter
+from sqlalchemy.engine import Engine
+
+from helpers import alerts as alertsmod
+from helpers import businesscal, landing
+from helpers import config as cfgmod
+from helpers.checks.framework import (
+    GENERAL_RUNBOOKS,
+    Check,
+    CheckContext,
+    CheckResult,
+    Outcome,
+    Severity,
+    evaluate,
+    fail,
+    ok,
+    runbook_path,
+)
+from helpers.dag import Dag, period_days
+from helpers.timeutil import UTC, as_utc
+from helpers.warehouse import get_engine, partition_writes, pipeline_runs
+
+CURRENT = "current"  # the partition of checks about "now" rather than one partition
+LATE_KINDS = ("freshness", "source_freshness", "run_status", "sla_at_risk", "upstream_at_risk")
+
+# Which failure-catalogue entry (DESIGN.md) a monitor's failure points to, by pipeline family.
+FRESHNESS_CATALOGUE = {"profit": "stale_data", "growth": "late_account_updates", "engagement": "late_events"}
+NULLS_CATALOGUE = {"profit": "math_errors", "engagement": "upstream_missing", "investor": "upstream_missing"}
+ROW_DROP_CATALOGUE = {
+    "profit": "missing_subscription_data",
+    "growth": "late_account_updates",
+    "engagement": "kafka_outage",
+    "investor": "upstream_missing",
+}
+ROW_RISE_CATALOGUE = {
+    "profit": "math_errors",
+    "growth": "duplicate_accounts",
+    "engagement": "duplicate_events",
+}
+SOURCE_CATALOGUE = {
+    "billing": "missing_subscription_data",
+    "subscriptions": "missing_subscription_data",
+    "crm": "late_account_updates",
+    "account_db": "late_account_updates",
+    "sales": "late_account_updates",
+    "cloud_costs": "expenses_wrong_month",
+    "operations": "expenses_wrong_month",
+    "finance_ledger": "finance_mismatch",
+    "events": "kafka_outage",
+    "web_analytics": "late_events",
+    "mobile_analytics": "late_events",
+    "api_logs": "late_events",
+}
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+# Providers of fix deadlines beyond the alerts' own ("module:function", called with as_of= and
+# engine=, returning objects with alert_id, pipeline, opened_at, fix_deadline and resolved_at, such
+# as incidents). A provider's deadline for an alert replaces the alert's default one.
+FIX_DEADLINE_SOURCES: tuple[str, ...] = ("helpers.incidents:open_incidents",)
+
+
+# ---------------------------------------------------------------- the snapshot
+
+
+@dataclass(frozen=True)
+class FixDeadline:
+    """A problem that must be fixed by a deadline: an open alert, or an incident opened from one."""
+
+    alert_id: str
+    pipeline: str
+    check_id: str
+    partition: str
+    severity: Severity
+    opened_at: dt.datetime
+    fix_deadline: dt.datetime
+    resolved_at: dt.datetime | None = None
+    catalogue_id: str | None = None
+    runbook: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the monitors read, loaded once per evaluation (times aware UTC).
+
+    ``writes`` holds only writes made by ``as_of``; ``runs`` holds every run record (their
+    ``queued_at`` is wall-clock time, not in the ``as_of`` frame, so it only orders runs).
+    """
+
+    as_of: dt.datetime
+    runs: pd.DataFrame
+    writes: pd.DataFrame
+    arrivals: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    deadlines: Sequence[FixDeadline] = ()
+
+
+def partition_label(partition_key: str) -> str | None:
+    """The date (``YYYY-MM-DD``) or month (``YYYY-MM``) in a ``partition_writes`` key, if any."""
+    try:
+        values = json.loads(partition_key).values()
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    for v in values:
+        text = str(v)[:10]
+        if _DAY.match(text):
+            return text
+    for v in values:
+        if _MONTH.match(str(v)):
+            return str(v)
+    return None
+
+
+def _aware(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True)
+
+
+def load_snapshot(
+    as_of: dt.datetime,
+    *,
+    sources: Iterable[str] = (),
+    engine: Engine | None = None,
+    landing_root: Any = None,
+) -> Snapshot:
+    """Read run records, mart writes (by ``as_of``), landing arrivals and alerts."""
+    engine = engine or get_engine()
+    as_of = as_utc(as_of)
+    with engine.connect() as conn:
+        runs = pd.read_sql(
+            sa.select(
+                pipeline_runs.c.run_id,
+                pipeline_runs.c.pipeline,
+                pipeline_runs.c.logical_date,
+                pipeline_runs.c.status,
+                pipeline_runs.c.as_of,
+                pipeline_runs.c.queued_at,
+                pipeline_runs.c.started_at,
+                pipeline_runs.c.finished_at,
+                pipeline_runs.c.error_summary,
+            ),
+            conn,
+        )
+        writes = pd.read_sql(
+            sa.select(partition_writes, pipeline_runs.c.pipeline).select_from(
+                partition_writes.outerjoin(pipeline_runs, partition_writes.c.run_id == pipeline_runs.c.run_id)
+            ),
+            conn,
+        )
+    for col in ("as_of", "queued_at", "started_at", "finished_at"):
+        runs[col] = _aware(runs[col])
+    runs = runs.sort_values(["queued_at", "run_id"], na_position="first", kind="stable")
+    writes["written_at"] = _aware(writes["written_at"])
+    writes = writes[writes["written_at"] <= pd.Timestamp(as_of)].copy()
+    writes["label"] = writes["partition_key"].map(partition_label)
+    arrivals = {s: landing.arrivals(s, root=landing_root, as_of=as_of) for s in sorted(set(sources))}
+    active = alertsmod.list_alerts(open_only=True, engine=engine)
+    referenced = {
+        a.evidence.get("alert_id")
+        for a in active
+        if a.kind == "sla_at_risk" and a.evidence.get("deadline_kind") == "fix_deadline"
+    }
+    extra = [
+        alert
+        for alert_id in sorted(i for i in referenced if isinstance(i, int))
+        if (alert := alertsmod.get_alert(alert_id, engine=engine)) is not None and alert.status == "resolved"
+    ]
+    deadlines = fix_deadlines([*active, *extra], as_of=as_of, engine=engine)
+    return Snapshot(as_of, runs.reset_index(drop=True), writes.reset_index(drop=True), arrivals, deadlines)
+
+
+def fix_deadlines(
+    alerts: Sequence[alertsmod.Alert], *, as_of: dt.datetime, engine: Engine
+) -> list[FixDeadline]:
+    """The alerts' fix deadlines, overridden per alert by the ``FIX_DEADLINE_SOURCES``."""
+    by_id = {str(a.alert_id): a for a in alerts}
+    out: dict[str, FixDeadline] = {
+        str(a.alert_id): FixDeadline(
+            str(a.alert_id),
+            a.pipeline,
+            a.check_id,
+            a.partition,
+            a.severity,  # type: ignore[arg-type]
+            a.opened_at,
+            a.fix_deadline,
+            a.resolved_at,
+            a.catalogue_id,
+            a.runbook,
+        )
+        for a in alerts
+        if a.fix_deadline is not None and a.kind not in alertsmod.NO_FIX_DEADLINE_KINDS
+    }
+    for spec in FIX_DEADLINE_SOURCES:
+        module, _, name = spec.partition(":")
+        for item in getattr(importlib.import_module(module), name)(as_of=as_of, engine=engine):
+            alert = by_id.get(str(item.alert_id))
+            out[str(item.alert_id)] = FixDeadline(
+                str(item.alert_id),
+                item.pipeline,
+                getattr(item, "check_id", None) or (alert.check_id if alert else ""),
+                alert.partition if alert else CURRENT,
+                getattr(item, "severity", None) or (alert.severity if alert else "warning"),
+                as_utc(item.opened_at),
+                as_utc(item.fix_deadline),
+                as_utc(item.resolved_at) if getattr(item, "resolved_at", None) else None,
+                getattr(item, "catalogue_id", None),
+                alert.runbook if alert else None,
+            )
+    return list(out.values())
+
+
+# ---------------------------------------------------------------- pure rules
+
+
+def _hours(delta: dt.timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 2)
+
+
+def freshness_outcome(
+    last_update: dt.datetime | None,
+    as_of: dt.datetime,
+    *,
+    warn_hours: float,
+    critical_hours: float,
+    what: str,
+) -> Outcome:
+    """Older than ``warn_hours`` -> warning, older than ``critical_hours`` -> critical."""
+    if last_update is None:
+        return fail(f"{what}: no data yet", severity="critical", last_update=None)
+    age = as_utc(as_of) - as_utc(last_update)
+    evidence = dict(
+        last_update=as_utc(last_update),
+        age_hours=_hours(age),
+        warn_hours=warn_hours,
+        critical_hours=critical_hours,
+    )
+    if age > dt.timedelta(hours=critical_hours):
+        return fail(
+            f"{what} is {_hours(age):g} h old (> {critical_hours:g} h)", severity="critical", **evidence
+        )
+    if age > dt.timedelta(hours=warn_hours):
+        return fail(f"{what} is {_hours(age):g} h old (> {warn_hours:g} h)", severity="warning", **evidence)
+    return ok(f"{what} is {_hours(age):g} h old", **evidence)
+
+
+def baseline_labels(target: str, *, weeks: int, months: int) -> list[str]:
+    """The partitions a target is compared with: same weekday of previous weeks, or previous months."""
+    if _MONTH.match(target):
+        out, period = [], target
+        for _ in range(months):
+            period = businesscal.previous_month(period)
+            out.append(period)
+        return out
+    day = dt.date.fromisoformat(target)
+    return [(day - dt.timedelta(weeks=k)).isoformat() for k in range(1, weeks + 1)]
+
+
+def row_count_outcome(
+    counts: Mapping[str, int],
+    target: str,
+    *,
+    variance: float,
+    weeks: int,
+    months: int,
+    min_points: int,
+    what: str,
+) -> Outcome:
+    """Compare ``counts[target]`` with the median of its baseline partitions (see module doc)."""
+    rows = int(counts[target])
+    labels = baseline_labels(target, weeks=weeks, months=months)
+    points = {label: int(counts[label]) for label in labels if label in counts}
+    evidence: dict[str, Any] = dict(partition=target, rows=rows, baseline_partitions=points)
+    if len(points) < min_points:
+        return ok(
+            f"{what} {target}: {rows} rows; too little history for a baseline ({len(points)} points)",
+            **evidence,
+        )
+    baseline = statistics.median(points.values())
+    evidence["baseline"] = baseline
+    if baseline == 0:
+        change = 0.0 if rows == 0 else float("inf")
+    else:
+        change = (rows - baseline) / baseline
+    evidence["variance"] = round(change, 4) if change != float("inf") else None
+    evidence["direction"] = "drop" if change < 0 else "rise"
+    text = f"{what} {target}: {rows} rows vs baseline {baseline:g} ({change:+.0%})"
+    if abs(change) > variance:
+        severity: Severity = "critical" if rows == 0 else "warning"
+        return fail(f"{text}, beyond ±{variance:.0%}", severity=severity, **evidence)
+    return ok(text, **evidence)
+
+
+def deadline_outcome(
+    deadline: dt.datetime,
+    as_of: dt.datetime,
+    *,
+    met: bool,
+    lead_hours: float,
+    rescue_expected: bool,
+    what: str,
+    evidence: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Met -> pass; past the deadline -> missed (critical); within ``lead_hours`` -> at risk (warning)."""
+    left = as_utc(deadline) - as_utc(as_of)
+    details = dict(evidence or {}, deadline=as_utc(deadline), hours_left=_hours(left), met=met)
+    if met:
+        return ok(f"{what}: met (deadline {as_utc(deadline):%Y-%m-%d %H:%M}Z)", **details)
+    if left <= dt.timedelta(0):
+        return fail(
+            f"{what}: MISSED (deadline was {as_utc(deadline):%Y-%m-%d %H:%M}Z)",
+            severity="critical",
+            **details,
+        )
+    if left <= dt.timedelta(hours=lead_hours) and not rescue_expected:
+        return fail(
+            f"{what}: at risk, deadline in {_hours(left):g} h ({as_utc(deadline):%Y-%m-%d %H:%M}Z)",
+            severity="warning",
+            **details,
+        )
+    return ok(f"{what}: deadline in {_hours(left):g} h", rescue_expected=rescue_expected, **details)
+
+
+def covered_through(runs: pd.DataFrame, *, monthly: bool, as_of: dt.datetime) -> dt.date | None:
+    """The last day a pipeline's succeeded runs (made with data up to ``as_of``) cover.
+
+    A daily run covers its date. A monthly run covers its month up to the day before its own
+    ``as_of`` (a run as of 5 Nov 06:00 has data through 4 Nov; one as of 1 Dec 00:00, all November).
+    """
+    done = runs[(runs["status"] == "succeeded")]
+    best: dt.date | None = None
+    for label, run_as_of in zip(done["logical_date"], done["as_of"], strict=True):
+        first, last = period_days(label)
+        if pd.isna(run_as_of):
+            through = last
+        else:
+            run_as_of = as_utc(run_as_of.to_pydatetime())
+            if run_as_of > as_utc(as_of):
+                continue  # made later than the moment we are judging
+            through = min(last, run_as_of.date() - dt.timedelta(days=1)) if monthly else last
+        if through >= first and (best is None or through > best):
+            best = through
+    return best
+
+
+def rescue_expected(
+    pipeline: cfgmod.Pipeline, runs: pd.DataFrame, as_of: dt.datetime, deadline: dt.datetime
+) -> bool:
+    """Is a run on its way that can meet ``deadline``? (active now, or scheduled before it and the
+    latest run did not fail or block)."""
+    if runs["status"].isin(["running", "queued"]).any():
+        return True
+    effective = runs[runs["status"] != "skipped"]
+    if len(effective) and effective["status"].iloc[-1] in ("failed", "blocked"):
+        return False
+    nxt = croniter(pipeline.schedule, as_utc(as_of)).get_next(dt.datetime)
+    return as_utc(nxt) < as_utc(deadline)
+
+
+# ---------------------------------------------------------------- monitors
+
+
+@dataclass
+class _Env:
+    config: cfgmod.WorkbookConfig
+    cal: businesscal.BusinessCalendar
+    snap: Snapshot
+    engine: Engine
+    evaluated_at: dt.datetime
+
+    @property
+    def as_of(self) -> dt.datetime:
+        return self.snap.as_of
+
+    @property
+    def mon(self) -> cfgmod.MonitorsConfig:
+        return self.config.pipelines.monitors
+
+    def runs_of(self, pipeline: str) -> pd.DataFrame:
+        return self.snap.runs[self.snap.runs["pipeline"] == pipeline]
+
+    def result(
+        self,
+        pipeline: cfgmod.Pipeline,
+        check_id: str,
+        kind: str,
+        fn: Callable[[], Outcome],
+        *,
+        partition: str = CURRENT,
+        severity: Severity = "critical",
+        catalogue_id: str | None = None,
+        runbook: str | None = None,
+    ) -> CheckResult:
+        check = Check(
+            id=check_id,
+            pipeline=pipeline.id,
+            fn=lambda _ctx: fn(),
+            severity=severity,
+            catalogue_id=catalogue_id,
+            runbook=runbook,
+            kind=kind,
+        )
+        ctx = CheckContext(pipeline.id, partition, self.as_of)
+        return evaluate(check, ctx, evaluated_at=self.evaluated_at)
+
+
+def pipeline_tables(pipeline: cfgmod.Pipeline, writes: pd.DataFrame) -> list[str]:
+    """The marts a pipeline owns: its ``critical_columns`` tables and any table its runs wrote."""
+    written = writes.loc[writes["pipeline"] == pipeline.id, "table_name"]
+    return sorted(set(pipeline.critical_columns) | set(written))
+
+
+def mart_last_update(env: _Env, pipeline: cfgmod.Pipeline) -> dt.datetime | None:
+    """When a pipeline's marts were last written (by ``as_of``), else its latest success's ``as_of``."""
+    writes = env.snap.writes
+    mine = writes[writes["table_name"].isin(pipeline_tables(pipeline, writes))]
+    if len(mine):
+        return as_utc(mine["written_at"].max().to_pydatetime())
+    runs = env.runs_of(pipeline.id)
+    done = runs[(runs["status"] == "succeeded") & runs["as_of"].notna()]
+    done = done[done["as_of"] <= pd.Timestamp(env.as_of)]
+    return as_utc(done["as_of"].max().to_pydatetime()) if len(done) else None
+
+
+def freshness_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
+    """Mart freshness and the freshness of each of the pipeline's sources."""
+    out = [
+        env.result(
+            p,
+            f"{p.id}.freshness",
+            "freshness",
+            lambda: freshness_outcome(
+                mart_last_update(env, p),
+                env.as_of,
+                warn_hours=p.sla.freshness_warn_hours,
+                critical_hours=p.sla.freshness_critical_hours,
+                what=f"{p.id} marts",
+            ),
+            catalogue_id=FRESHNESS_CATALOGUE.get(p.family, "stale_data"),
+        )
+    ]
+    for source in p.sources:
+
+        def source_outcome(source: str = source) -> Outcome:
+            arrived = env.snap.arrivals.get(source)
+            last = None
+            if arrived is not None and len(arrived):
+                last = as_utc(arrived["arrived_at"].max().to_pydatetime())
+            return freshness_outcome(
+                last,
+                env.as_of,
+                warn_hours=p.sla.freshness_warn_hours,
+                critical_hours=p.sla.freshness_critical_hours,
+                what=f"source {source} (latest arrival)",
+            )
+
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.source_freshness.{source}",
+                "source_freshness",
+                source_outcome,
+                catalogue_id=SOURCE_CATALOGUE.get(source, FRESHNESS_CATALOGUE.get(p.family, "stale_data")),
+            )
+        )
+    return out
+
+
+def _counts(writes: pd.DataFrame, table: str) -> dict[str, int]:
+    mine = writes[(writes["table_name"] == table) & writes["label"].notna()]
+    return {str(k): int(v) for k, v in mine.groupby("label")["row_count"].sum().items()}
+
+
+def row_count_check(env: _Env, p: cfgmod.Pipeline, table: str, label: str) -> CheckResult:
+    """Row count of one partition against its baseline; the catalogue id follows the direction."""
+    writes = env.snap.writes
+
+    def outcome() -> Outcome:
+        counts = _counts(writes, table)
+        if _MONTH.match(label):
+            last_write = writes.loc[
+                (writes["table_name"] == table) & (writes["label"] == label), "written_at"
+            ].max()
+            month_end = dt.datetime.combine(period_days(label)[1] + dt.timedelta(days=1), dt.time(), UTC)
+            if as_utc(last_write.to_pydatetime()) < month_end:
+                return ok(
+                    f"{table} {label}: month in progress, not compared", partition=label, rows=counts[label]
+                )
+        result = row_count_outcome(
+            counts,
+            label,
+            variance=env.mon.row_count_variance,
+            weeks=env.mon.baseline_weeks,
+            months=env.mon.baseline_months,
+            min_points=env.mon.min_baseline_points,
+            what=table,
+        )
+        return result
+
+    result = env.result(
+        p, f"{p.id}.row_count.{table}", "row_count", outcome, partition=label, severity="warning"
+    )
+    direction = result.evidence.get("direction")
+    catalogue = (ROW_DROP_CATALOGUE if direction == "drop" else ROW_RISE_CATALOGUE).get(p.family)
+    if result.failed and catalogue:
+        result = replace(result, catalogue_id=catalogue, runbook=runbook_path(catalogue))
+    return result
+
+
+def null_outcome(
+    engine: Engine,
+    table: str,
+    where: Mapping[str, Any],
+    columns: Sequence[str],
+    *,
+    sample_rows: int,
+    label: str,
+) -> Outcome:
+    """Count NULLs in ``columns`` of one partition of ``table``; evidence names columns and rows."""
+    with engine.connect() as conn:
+        t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+        missing = [c for c in columns if c not in t.c]
+        present = [c for c in columns if c in t.c]
+        cond = sa.and_(sa.true(), *(t.c[k] == v for k, v in where.items()))
+        total, *non_null = conn.execute(
+            sa.select(sa.func.count(), *(sa.func.count(t.c[c]) for c in present)).where(cond)
+        ).one()
+        nulls = {c: int(total) - int(n) for c, n in zip(present, non_null, strict=True)}
+        samples = {
+            c: [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(t).where(cond & t.c[c].is_(None)).limit(sample_rows)
+                ).mappings()
+            ]
+            for c, n in nulls.items()
+            if n
+        }
+    bad = {c: n for c, n in nulls.items() if n}
+    evidence = dict(
+        table=table,
+        partition=label,
+        rows=int(total),
+        null_counts=nulls,
+        missing_columns=missing,
+        samples=samples,
+    )
+    if missing:
+        return fail(
+            f"{table} {label}: critical column(s) {', '.join(missing)} missing",
+            severity="critical",
+            **evidence,
+        )
+    if bad:
+        parts = [f"{c} ({n} of {total} rows)" for c, n in bad.items()]
+        first = next(iter(samples.values()))[0] if samples else {}
+        example = ", ".join(f"{k}={v}" for k, v in list(first.items())[:4])
+        return fail(
+            f"NULLs in {table} {label}: {'; '.join(parts)}; e.g. row {example}",
+            severity="critical",
+            **evidence,
+        )
+    return ok(f"{table} {label}: no NULLs in {', '.join(present)} ({total} rows)", **evidence)
+
+
+def null_check(env: _Env, p: cfgmod.Pipeline, table: str, label: str, partition_key: str) -> CheckResult:
+    """NULLs in the critical columns of one partition."""
+    return env.result(
+        p,
+        f"{p.id}.nulls.{table}",
+        "nulls",
+        lambda: null_outcome(
+            env.engine,
+            table,
+            json.loads(partition_key),
+            p.critical_columns.get(table, ()),
+            sample_rows=env.mon.sample_rows,
+            label=label,
+        ),
+        partition=label,
+        catalogue_id=NULLS_CATALOGUE.get(p.family),
+    )
+
+
+def _latest_key(writes: pd.DataFrame, table: str, label: str | None = None) -> tuple[str, str] | None:
+    mine = writes[(writes["table_name"] == table) & writes["label"].notna()]
+    if label is not None:
+        mine = mine[mine["label"] == label]
+    if not len(mine):
+        return None
+    row = mine.sort_values(["label", "written_at"]).iloc[-1]
+    return str(row["label"]), str(row["partition_key"])
+
+
+def partition_quality_checks(env: _Env, p: cfgmod.Pipeline, label: str | None = None) -> list[CheckResult]:
+    """Row count and NULL checks of each of the pipeline's marts (its latest partition, or ``label``)."""
+    out = []
+    for table in pipeline_tables(p, env.snap.writes):
+        found = _latest_key(env.snap.writes, table, label)
+        if found is None:
+            continue
+        part, key = found
+        out.append(row_count_check(env, p, table, part))
+        if p.critical_columns.get(table):
+            out.append(null_check(env, p, table, part, key))
+    return out
+
+
+def run_status_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
+    """The latest run of each recent partition: failed is critical, blocked a warning."""
+    runs = env.runs_of(p.id)
+    runs = runs[runs["status"] != "skipped"]
+    today = env.as_of.date()
+    horizon = today - dt.timedelta(days=env.mon.lookback_days)
+    out = []
+    for label, group in runs.groupby("logical_date", sort=True):
+        first, last = period_days(str(label))
+        if last < horizon or first > today:
+            continue
+        latest = group.iloc[-1]
+        status = latest["status"]
+        if status in ("running", "queued"):
+            continue
+        evidence = dict(run_id=latest["run_id"], status=status, error=latest["error_summary"])
+
+        def outcome(status: str = status, label: str = str(label), evidence: dict = evidence) -> Outcome:
+            if status == "failed":
+                return fail(
+                    f"{p.id} {label}: latest run failed: {evidence['error']}", severity="critical", **evidence
+                )
+            if status == "blocked":
+                return fail(f"{p.id} {label}: blocked: {evidence['error']}", severity="warning", **evidence)
+            return ok(f"{p.id} {label}: latest run {status}", **evidence)
+
+        # The judged run's id is in the evidence; a result's run_id is for checks made inside a run.
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.run_status",
+                "run_status",
+                outcome,
+                partition=str(label),
+                runbook=GENERAL_RUNBOOKS["run_status"],
+            )
+        )
+    return out
+
+
+def sla_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
+    """Every deadline of the pipeline: freshness SLA, end of week, month-end close, fix deadlines."""
+    runs = env.runs_of(p.id)
+    lead = env.mon.sla_at_risk_hours
+    monthly = p.partition == "month"
+    out = []
+    last = mart_last_update(env, p)
+    if last is not None:
+        due = last + dt.timedelta(hours=p.sla.freshness_critical_hours)
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.sla.freshness",
+                "sla_at_risk",
+                lambda: deadline_outcome(
+                    due,
+                    env.as_of,
+                    met=False,
+                    lead_hours=lead,
+                    rescue_expected=rescue_expected(p, runs, env.as_of, due),
+                    what=f"{p.id} freshness SLA ({p.sla.freshness_critical_hours:g} h)",
+                    evidence=dict(deadline_kind="freshness", last_update=last),
+                ),
+                catalogue_id=FRESHNESS_CATALOGUE.get(p.family, "stale_data"),
+            )
+        )
+    if p.sla.end_of_week_updates:
+        for deadline in (
+            env.cal.week_deadline(env.as_of - dt.timedelta(days=7)),
+            env.cal.week_deadline(env.as_of),
+        ):
+            day = env.cal.local_date(deadline - dt.timedelta(microseconds=1))
+            need = day - dt.timedelta(days=1)
+            past = deadline <= env.as_of
+
+            def outcome(deadline: dt.datetime = deadline, need: dt.date = need, past: bool = past) -> Outcome:
+                through = covered_through(runs, monthly=monthly, as_of=env.as_of)
+                return deadline_outcome(
+                    deadline,
+                    env.as_of,
+                    met=through is not None and through >= need,
+                    lead_hours=lead,
+                    rescue_expected=not past and rescue_expected(p, runs, env.as_of, deadline),
+                    what=f"{p.id} account statuses updated by end of week",
+                    evidence=dict(
+                        deadline_kind="end_of_week", required_through=need, covered_through=through
+                    ),
+                )
+
+            out.append(
+                env.result(
+                    p,
+                    f"{p.id}.sla.end_of_week",
+                    "sla_at_risk",
+                    outcome,
+                    partition=day.isoformat(),
+                    catalogue_id="late_account_updates",
+                )
+            )
+    if p.feeds in ("investors", "investor report") and p.sla.month_end_heightened:
+        close = env.config.pipelines.close
+        period, deadline, heightened = businesscal.close_window(
+            env.cal,
+            env.as_of,
+            report_final_business_days=close.report_final_business_days,
+            heightened_from_days_before_month_end=close.heightened_from_days_before_month_end,
+        )
+        closes = [(period, deadline)]
+        previous = businesscal.previous_month(period)
+        prev_deadline = env.cal.close_deadline(previous, close.report_final_business_days)
+        if prev_deadline <= env.as_of:
+            closes.insert(0, (previous, prev_deadline))
+        for label, due in closes:
+
+            def close_outcome(label: str = label, due: dt.datetime = due) -> Outcome:
+                through = covered_through(runs, monthly=monthly, as_of=env.as_of)
+                need = period_days(label)[1]
+                return deadline_outcome(
+                    due,
+                    env.as_of,
+                    met=through is not None and through >= need,
+                    lead_hours=lead,
+                    rescue_expected=False,
+                    what=f"{p.id} month-end close {label}",
+                    evidence=dict(
+                        deadline_kind="month_end_close",
+                        required_through=need,
+                        covered_through=through,
+                        heightened=heightened and label == period,
+                    ),
+                )
+
+            out.append(
+                env.result(
+                    p,
+                    f"{p.id}.sla.month_end_close",
+                    "sla_at_risk",
+                    close_outcome,
+                    partition=label,
+                    runbook=GENERAL_RUNBOOKS["month_end_close"],
+                )
+            )
+    for item in env.snap.deadlines:
+        if item.pipeline != p.id:
+            continue
+
+        def fix_outcome(item: FixDeadline = item) -> Outcome:
+            resolved = item.resolved_at is not None and item.resolved_at <= env.as_of
+            return deadline_outcome(
+                item.fix_deadline,
+                env.as_of,
+                met=resolved,
+                lead_hours=lead,
+                rescue_expected=False,
+                what=f"fix of alert {item.alert_id} ({item.check_id} {item.partition})",
+                evidence=dict(
+                    deadline_kind="fix_deadline",
+                    alert_id=int(item.alert_id) if item.alert_id.isdigit() else item.alert_id,
+                    opened_at=item.opened_at,
+                ),
+            )
+
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.sla.fix_deadline.{item.alert_id}",
+                "sla_at_risk",
+                fix_outcome,
+                partition=item.partition,
+                severity=item.severity,
+                catalogue_id=item.catalogue_id,
+                runbook=item.runbook or GENERAL_RUNBOOKS["fix_deadline"],
+            )
+        )
+    return out
+
+
+def upstream_checks(env: _Env, p: cfgmod.Pipeline, so_far: Sequence[CheckResult]) -> list[CheckResult]:
+    """One check per upstream: late if any of its lateness checks in ``so_far`` failed."""
+    out = []
+    for up in p.depends_on:
+        late = [r for r in so_far if r.pipeline == up and r.failed and r.kind in LATE_KINDS]
+
+        def outcome(up: str = up, late: list[CheckResult] = late) -> Outcome:
+            if not late:
+                return ok(f"upstream {up} is on time")
+            severity: Severity = "critical" if any(r.severity == "critical" for r in late) else "warning"
+            return fail(
+                f"upstream {up} is late, putting {p.id}'s SLAs at risk: {late[0].summary}",
+                severity=severity,
+                upstream=up,
+                upstream_checks=[
+                    {"check_id": r.check_id, "partition": r.partition, "summary": r.summary} for r in late
+                ],
+            )
+
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.upstream_at_risk.{up}",
+                "upstream_at_risk",
+                outcome,
+                catalogue_id="upstream_missing",
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _env(
+    as_of: dt.datetime,
+    config: cfgmod.WorkbookConfig,
+    engine: Engine,
+    now: dt.datetime | None,
+    pipelines: Iterable[str],
+) -> _Env:
+    sources = {s for pid in pipelines for s in config.pipelines.pipelines[pid].sources}
+    snap = load_snapshot(as_of, sources=sources, engine=engine)
+    cal = businesscal.BusinessCalendar.from_team(config.team)
+    return _Env(config, cal, snap, engine, as_utc(now) if now else as_utc(as_of))
+
+
+def evaluate_monitors(
+    as_of: dt.datetime,
+    *,
+    pipelines: Sequence[str] | None = None,
+    config: cfgmod.WorkbookConfig | None = None,
+    now: dt.datetime | None = None,
+    engine: Engine | None = None,
+) -> list[CheckResult]:
+    """Evaluate every monitor for ``pipelines`` (default all) and their upstreams; nothing stored.
+
+    Upstreams are evaluated too because "upstream at risk" needs their state.
+    """
+    config = config or cfgmod.get()
+    engine = engine or get_engine()
+    graph = Dag.from_config(config.pipelines)
+    chosen = graph.order(pipelines) if pipelines else graph.order()
+    with_ups = graph.order({a for p in chosen for a in graph.ancestors(p)} | set(chosen))
+    env = _env(as_of, config, engine, now, with_ups)
+    results: list[CheckResult] = []
+    for pid in with_ups:
+        p = config.pipelines.pipelines[pid]
+        results += freshness_checks(env, p)
+        results += partition_quality_checks(env, p)
+        results += run_status_checks(env, p)
+        results += sla_checks(env, p)
+        results += upstream_checks(env, p, results)
+    return results
+
+
+def partition_checks(
+    pipeline: str,
+    partition: str,
+    *,
+    as_of: dt.datetime,
+    config: cfgmod.WorkbookConfig | None = None,
+    now: dt.datetime | None = None,
+    engine: Engine | None = None,
+) -> list[CheckResult]:
+    """Row-count and NULL checks of one partition of a pipeline's marts (run by ``run_checks``)."""
+    config = config or cfgmod.get()
+    engine = engine or get_engine()
+    env = _env(as_of, config, engine, now, ())
+    return partition_quality_checks(env, config.pipelines.get(pipeline), partition)

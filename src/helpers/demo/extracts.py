@@ -1,0 +1,230 @@
+"""In-memory extracts of the demo sources and how they become landing deliveries.
+
+An extract is a pandas DataFrame holding one source's rows in compact internal types plus two
+delivery columns: ``_dt`` (the landing partition, an epoch day) and ``_arrival`` (when that
+delivery arrives, epoch seconds UTC). Rows with the same ``(_dt, _arrival)`` form one delivery
+(one Parquet file); a later arrival for the same partition is a re-delivery (the next
+``part-NNNNN``). Faults change rows, or move them between deliveries, by editing these columns.
+
+Internal column kinds (converted to Arrow types only when written, see :data:`KINDS`):
+``str``; ``int`` (int64; a nullable ``Int64`` column stays nullable); ``bool``; ``date`` (epoch
+day, negative = NULL) -> date32; ``ts`` (epoch seconds, negative = NULL) -> timestamp[us, UTC];
+``dec18_6`` / ``dec38_18`` (integers in millionths) -> decimal128. An ``int`` column whose
+values are text in one delivery (the ``math_errors`` fault) is written as a string column in
+that delivery only: real type drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from helpers import landing
+
+PARTITION, ARRIVAL = "_dt", "_arrival"
+SCHEDULE = (
+    "_deliveries"  # extracts[SCHEDULE]: the scheduled daily deliveries (source, _dt, _arrival) of a batch
+)
+DAY = 86_400
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+KINDS = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "ts": pa.timestamp("us", tz="UTC"),
+    "dec18_6": pa.decimal128(18, 6),
+    "dec38_18": pa.decimal128(38, 18),
+}
+
+
+@dataclass(frozen=True)
+class SourceDef:
+    """A landing source: its columns (name, kind), the key naming its rows, and a description.
+
+    ``schedule_hours``: a daily extract delivers every day of the history, also when it found no
+    rows (an empty file), this many hours after the partition day's start (26.0 = next day 02:00
+    UTC); ``None`` for sources delivered only when there is something (monthly bills, payroll).
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: str
+    doc: str
+    schedule_hours: float | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c, KINDS[k]) for c, k in self.columns])
+
+
+SOURCES: dict[str, SourceDef] = {}
+
+
+def source(
+    name: str, key: str, doc: str, columns: list[tuple[str, str]], *, schedule_hours: float | None = None
+) -> SourceDef:
+    """Declare a source (once, at import of its module)."""
+    if name in SOURCES:
+        raise ValueError(f"source {name!r} declared twice")
+    for _, kind in columns:
+        if kind not in KINDS:
+            raise ValueError(f"source {name!r}: unknown column kind {kind!r}")
+    SOURCES[name] = SourceDef(name, tuple(columns), key, doc, schedule_hours)
+    return SOURCES[name]
+
+
+def at(day: np.ndarray | int, hour: float = 0.0) -> np.ndarray:
+    """Epoch seconds of ``hour`` o'clock (UTC) on epoch ``day``."""
+    return np.asarray(day, dtype=np.int64) * DAY + int(round(hour * 3600))
+
+
+def day_of(seconds: np.ndarray) -> np.ndarray:
+    """Epoch day of epoch seconds."""
+    return np.asarray(seconds, dtype=np.int64) // DAY
+
+
+def deliver(frame: pd.DataFrame, natural_day: np.ndarray, start: int, hour_next_day: float) -> pd.DataFrame:
+    """Set the delivery columns of a daily extract: partition = the row's day (rows dated before
+    the history's ``start`` go to the initial load, partition ``start``), arriving the next day
+    at ``hour_next_day`` UTC."""
+    part = np.maximum(np.asarray(natural_day, dtype=np.int64), start)
+    frame[PARTITION] = part
+    frame[ARRIVAL] = at(part + 1, hour_next_day)
+    return frame
+
+
+def nullable_int(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
+    """An ``Int64`` array: ``values`` where ``valid``, NULL elsewhere."""
+    return pd.arrays.IntegerArray(np.where(valid, values, 0).astype(np.int64), ~np.asarray(valid, dtype=bool))
+
+
+def schedule(names: list[str], start: int, end: int) -> pd.DataFrame:
+    """The scheduled deliveries of the daily sources among ``names``: one per day of [start, end]."""
+    days = np.arange(start, end + 1)
+    parts = [
+        pd.DataFrame(
+            {"source": n, PARTITION: days, ARRIVAL: days * DAY + int(round(SOURCES[n].schedule_hours * 3600))}
+        )
+        for n in names
+        if SOURCES[n].schedule_hours is not None
+    ]
+    if not parts:
+        return pd.DataFrame(
+            {
+                "source": pd.Series(dtype=object),
+                PARTITION: pd.Series(dtype=np.int64),
+                ARRIVAL: pd.Series(dtype=np.int64),
+            }
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _micros_to_decimal(values: pd.Series, kind: str) -> pa.Array:
+    v = values.to_numpy()
+    mask = pd.isna(values).to_numpy()
+    ints = np.where(mask, 0, v).astype(np.int64)
+    neg = ints < 0
+    a = np.abs(ints)
+    text = np.char.add(
+        np.char.add(np.where(neg, "-", ""), (a // 1_000_000).astype(str)),
+        np.char.add(".", np.char.zfill((a % 1_000_000).astype(str), 6)),
+    )
+    arr = pa.array(text.astype(object), pa.string(), mask=mask)
+    return arr.cast(KINDS[kind])
+
+
+def _column(values: pd.Series, kind: str) -> pa.Array:
+    if kind == "str":
+        return pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+    if kind == "int":
+        if values.dtype == object and values.map(lambda x: isinstance(x, str)).any():
+            return pa.array(
+                values.map(lambda x: None if x is None else str(x)).to_numpy(dtype=object), pa.string()
+            )
+        return pa.array(values, pa.int64(), from_pandas=True)
+    if kind == "bool":
+        return pa.array(values, pa.bool_(), from_pandas=True)
+    if kind in ("date", "ts"):
+        if values.dtype == object or str(values.dtype) == "Int64":
+            mask = pd.isna(values).to_numpy()
+            v = np.where(mask, -1, values.to_numpy(dtype=object)).astype(np.int64)
+        else:
+            v = values.to_numpy().astype(np.int64)
+        mask = v < 0
+        if kind == "date":
+            return pa.array(v.astype(np.int32), pa.int32(), mask=mask).cast(pa.date32())
+        return pa.array(v * 1_000_000, pa.timestamp("us", tz="UTC"), mask=mask)
+    return _micros_to_decimal(values, kind)
+
+
+def to_arrow(sdef: SourceDef, frame: pd.DataFrame) -> pa.Table:
+    """The landed table of ``frame``'s rows (internal columns dropped, kinds converted)."""
+    arrays = [_column(frame[c], k) for c, k in sdef.columns]
+    fields = [pa.field(c, a.type) for (c, _), a in zip(sdef.columns, arrays, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class LandingWriter:
+    """Writes the deliveries of in-memory extracts with :func:`helpers.landing.write_delivery`.
+
+    ``durable=False``: the generator builds a folder nobody reads yet and publishes it with one
+    rename after :meth:`sync`, so per-file fsyncs (three per file) buy nothing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def deliver(
+        self, source: str, partition: str, table: pa.Table, arrived_at: dt.datetime
+    ) -> landing.Delivery:
+        return landing.write_delivery(
+            source, partition, table, arrived_at=arrived_at, root=self.root, durable=False
+        )
+
+    def write(
+        self, sdef: SourceDef, frame: pd.DataFrame, scheduled: pd.DataFrame | None = None
+    ) -> tuple[int, int]:
+        """Write every delivery of ``frame`` (sorted by partition, arrival and key), plus an empty
+        delivery for each ``scheduled`` (``_dt``, ``_arrival``) that has no rows; (rows, files)."""
+        frame = frame.sort_values([PARTITION, ARRIVAL, sdef.key], kind="stable")
+        part = frame[PARTITION].to_numpy().astype(np.int64)
+        arr = frame[ARRIVAL].to_numpy().astype(np.int64)
+        cut = np.flatnonzero((part[1:] != part[:-1]) | (arr[1:] != arr[:-1])) + 1
+        lo = np.concatenate([[0], cut]) if len(frame) else np.array([], np.int64)
+        hi = np.concatenate([cut, [len(frame)]]) if len(frame) else np.array([], np.int64)
+        groups = pd.DataFrame({"p": part[lo], "a": arr[lo], "lo": lo, "hi": hi})
+        if scheduled is not None and len(scheduled):
+            extra = (
+                scheduled[[PARTITION, ARRIVAL]]
+                .drop_duplicates()
+                .rename(columns={PARTITION: "p", ARRIVAL: "a"})
+            )
+            extra = extra.merge(groups[["p", "a"]], how="left", indicator=True)
+            extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge").assign(lo=0, hi=0)
+            groups = pd.concat([groups, extra.astype(np.int64)], ignore_index=True)
+        groups = groups.sort_values(["p", "a"], kind="stable")
+        drift = any(k == "int" and frame[c].dtype == object for c, k in sdef.columns)
+        table = None if drift else to_arrow(sdef, frame)
+        for p, a, i, j in groups.itertuples(index=False):
+            chunk = to_arrow(sdef, frame.iloc[i:j]) if drift else table.slice(i, j - i)
+            self.deliver(
+                sdef.name,
+                (EPOCH + dt.timedelta(days=int(p))).date().isoformat(),
+                chunk,
+                EPOCH + dt.timedelta(seconds=int(a)),
+            )
+        return len(frame), len(groups)
+
+    def sync(self) -> None:
+        """Make everything written durable (one sync instead of several per file)."""
+        os.sync()

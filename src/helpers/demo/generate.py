@@ -1,0 +1,325 @@
+"""Generate the demo company's landing zone: simulate, build extracts, inject faults, write.
+
+:func:`generate` is the entry point (``workbook demo-data`` calls it). For each chunk of
+accounts it simulates the business, builds the account-level extracts, injects the business
+faults and writes the deliveries; then it builds the company-level sources (FX, payroll, cloud
+bills, operations expenses, Finance's ledger) from the chunks' totals, injects and writes them;
+then the product events (``helpers.demo.events``) from the usage periods; finally
+``_faults.json`` (the ground truth) and ``_demo.json`` (the spec and what was written).
+
+Everything is built in a sibling folder and swapped in at the end, so a failed run leaves the
+previous landing zone untouched. Same spec -> byte-identical files (no wall clock, seeded
+streams, sorted rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers import paths
+from helpers.demo import business_faults, faults
+from helpers.demo import company as co
+from helpers.demo import sources_billing as billing
+from helpers.demo import sources_crm as crm
+from helpers.demo import sources_finance as fin
+from helpers.demo.extracts import PARTITION, SCHEDULE, SOURCES, LandingWriter, schedule
+from helpers.demo.faults import FaultContext, Injected
+from helpers.demo.spec import DemoSpec
+
+ACCOUNT_SOURCES = (
+    "billing_customers",
+    "subscriptions",
+    "billing_invoices",
+    "billing_payments",
+    "crm_accounts",
+    "crm_stage_history",
+    "account_db",
+    "sales_records",
+    "experiment_assignments",
+)
+COMPANY_SOURCES = ("fx_rates", "hr_payroll", "cloud_costs", "ops_expenses", "finance_ledger")
+EVENT_SOURCES = ("events", "web_analytics", "mobile_analytics", "api_logs")
+FAULTS_FILE, DEMO_FILE = "_faults.json", "_demo.json"
+MAX_ACCOUNTS = 5_000_000
+
+
+@dataclass
+class Summary:
+    """What a generation wrote: rows, files and partition range per source, and the faults."""
+
+    spec: DemoSpec
+    root: Path
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Injected] = field(default_factory=list)
+    events_generated: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "spec": spec_json(self.spec),
+            "history": {"start": self.spec.start.isoformat(), "end": self.spec.end.isoformat()},
+            "sources": self.sources,
+            "faults": [
+                {
+                    "fault": r.fault,
+                    "source": r.source,
+                    "date": r.date,
+                    "rows": len(r.rows),
+                    "description": r.description,
+                }
+                for r in self.faults
+            ],
+            "events_generated": self.events_generated,
+        }
+
+
+def spec_json(spec: DemoSpec) -> dict[str, Any]:
+    """The spec as written to ``_faults.json`` and ``_demo.json`` (faults as their ``--fault`` text)."""
+    return {
+        "accounts": spec.accounts,
+        "months": spec.months,
+        "seed": spec.seed,
+        "end": spec.end.isoformat(),
+        "events_per_user_day": spec.events_per_user_day,
+        "faults": [f.as_text() for f in spec.faults],
+    }
+
+
+class Timings(dict[str, float]):
+    """Seconds spent per stage or source (building and writing), for the benchmark."""
+
+    @contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t0
+
+
+def account_extracts(company: co.Company, timings: Timings | None = None) -> dict[str, pd.DataFrame]:
+    """The account-level extracts of one chunk, clean."""
+    t = timings if timings is not None else Timings()
+    with t.measure("subscriptions"):
+        life = billing.lifecycle(company)
+    builders: dict[str, Callable[[], pd.DataFrame]] = {
+        "billing_customers": lambda: billing.billing_customers(company),
+        "subscriptions": lambda: billing.subscriptions(company, life),
+        "billing_invoices": lambda: billing.billing_invoices(company),
+        "billing_payments": lambda: billing.billing_payments(company),
+        "crm_accounts": lambda: crm.crm_accounts(company),
+        "crm_stage_history": lambda: crm.crm_stage_history(company, life),
+        "account_db": lambda: crm.account_db(company, life),
+        "sales_records": lambda: crm.sales_records(company, life),
+        "experiment_assignments": lambda: crm.experiment_assignments(company),
+    }
+    out = {}
+    for name, build in builders.items():
+        with t.measure(name):
+            out[name] = build()
+    return out
+
+
+def company_extracts(
+    world: co.World, totals: fin.Totals, timings: Timings | None = None
+) -> dict[str, pd.DataFrame]:
+    """The company-level extracts, clean (Finance's ledger from the clean sources)."""
+    t = timings if timings is not None else Timings()
+    with t.measure("hr_payroll"):
+        payroll = fin.hr_payroll(world, totals)
+    with t.measure("cloud_costs"):
+        cloud = fin.cloud_costs(world, totals)
+    with t.measure("ops_expenses"):
+        ops = fin.ops_expenses(world, totals)
+    with t.measure("fx_rates"):
+        fx = billing.fx_rates(world)
+    with t.measure("finance_ledger"):
+        ledger = fin.finance_ledger(world, totals, payroll, cloud, ops)
+    return {
+        "fx_rates": fx,
+        "hr_payroll": payroll,
+        "cloud_costs": cloud,
+        "ops_expenses": ops,
+        "finance_ledger": ledger,
+    }
+
+
+def validate_spec(spec: DemoSpec) -> co.World:
+    """Check the spec and every fault before writing anything (ValueError names the problem)."""
+    if not 1 <= spec.accounts <= MAX_ACCOUNTS:
+        raise ValueError(f"--accounts {spec.accounts}: expected 1..{MAX_ACCOUNTS}")
+    if not 1 <= spec.months <= 120:
+        raise ValueError(f"--months {spec.months}: expected 1..120")
+    world = co.World(spec)
+    registry = faults.registry()
+    for f in spec.faults:
+        if f.id not in registry:
+            raise ValueError(f"--fault {f.as_text()}: no injector is registered for {f.id!r}")
+        if f.id in business_faults.BUSINESS_FAULT_IDS:
+            business_faults.validate(f, world)
+    return world
+
+
+def _fault_rng(spec: DemoSpec, fault_text: str, batch: int | None) -> Any:
+    return co.World(spec).rng(
+        co.S_FAULT, zlib.crc32(fault_text.encode()), 1_000_000 if batch is None else batch
+    )
+
+
+def _inject(
+    spec: DemoSpec, world: co.World, extracts: dict[str, pd.DataFrame], batch: int | None, **ctx: Any
+) -> list[Injected]:
+    out: list[Injected] = []
+    registry = faults.registry()
+    for fault in spec.faults:
+        fn = registry[fault.id]
+        if faults.is_streaming(fn):
+            continue
+        context = FaultContext(spec, world, batch, _fault_rng(spec, fault.as_text(), batch), **ctx)
+        out.extend(fn(fault, extracts, context))
+    return out
+
+
+def _account(
+    counts: dict[str, dict[str, Any]],
+    name: str,
+    frame: pd.DataFrame,
+    rows: int,
+    files: int,
+    sched: pd.DataFrame,
+) -> None:
+    c = counts.setdefault(name, {"rows": 0, "files": 0, "first_partition": None, "last_partition": None})
+    c["rows"] += rows
+    c["files"] += files
+    parts = pd.concat([frame[PARTITION], sched[PARTITION]])
+    if len(parts):
+        lo = co.to_date(int(parts.min())).isoformat()
+        hi = co.to_date(int(parts.max())).isoformat()
+        c["first_partition"] = min(filter(None, (c["first_partition"], lo)))
+        c["last_partition"] = max(filter(None, (c["last_partition"], hi)))
+
+
+def is_demo_landing(root: Path) -> bool:
+    """A landing zone this generator wrote (or an empty/missing one): safe to replace."""
+    return not root.exists() or not any(root.iterdir()) or (root / DEMO_FILE).exists()
+
+
+def generate(
+    spec: DemoSpec,
+    root: Path | None = None,
+    *,
+    events: bool = True,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    timings: Timings | None = None,
+) -> Summary:
+    """Write the demo landing zone for ``spec`` into ``root`` (default ``data/landing``).
+
+    Replaces a previous demo landing zone; refuses (ValueError) to replace a landing zone it did
+    not write unless ``force``. ``events=False`` skips the product events (faster tests of the
+    business sources). ``progress(message)`` is called at each stage; ``timings`` collects the
+    seconds spent per source (building and writing) and per stage (``simulate``, ``events``).
+    """
+    root = Path(root) if root is not None else paths.landing_dir()
+    world = validate_spec(spec)
+    if not force and not is_demo_landing(root):
+        raise ValueError(
+            f"{root}: holds a landing zone the demo generator did not write; refusing to replace it"
+        )
+    say = progress or (lambda _msg: None)
+    t = timings if timings is not None else Timings()
+    work = root.parent / f".{root.name}.building"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    summary = Summary(spec, root)
+    writer = LandingWriter(work)
+    records: list[Injected] = []
+    totals = fin.Totals(world)
+    periods: list[pd.DataFrame] = []
+    try:
+        for chunk in range(world.n_chunks):
+            with t.measure("simulate"):
+                company = co.simulate_chunk(world, chunk)
+            say(f"accounts chunk {chunk + 1}/{world.n_chunks}: {len(company.accounts):,} accounts simulated")
+            totals.add(company)
+            periods.append(co.usage_periods(company))
+            ex = account_extracts(company, t)
+            # the first chunk's files carry the daily deliveries of days without rows (empty files)
+            ex[SCHEDULE] = schedule(list(ACCOUNT_SOURCES) if chunk == 0 else [], world.start, world.end)
+            records += _inject(spec, world, ex, chunk, company=company)
+            for name in ACCOUNT_SOURCES:
+                with t.measure(name):
+                    rows, files = writer.write(
+                        SOURCES[name], ex[name], ex[SCHEDULE][ex[SCHEDULE]["source"] == name]
+                    )
+                _account(
+                    summary.sources, name, ex[name], rows, files, ex[SCHEDULE][ex[SCHEDULE]["source"] == name]
+                )
+            del company, ex
+        ex = company_extracts(world, totals, t)
+        ex[SCHEDULE] = schedule(list(COMPANY_SOURCES), world.start, world.end)
+        records += _inject(spec, world, ex, None, totals=totals)
+        for name in COMPANY_SOURCES:
+            with t.measure(name):
+                rows, files = writer.write(
+                    SOURCES[name], ex[name], ex[SCHEDULE][ex[SCHEDULE]["source"] == name]
+                )
+            _account(
+                summary.sources, name, ex[name], rows, files, ex[SCHEDULE][ex[SCHEDULE]["source"] == name]
+            )
+        say("company sources written (FX, payroll, cloud, operations, Finance's ledger)")
+        del ex
+        usage = pd.concat(periods, ignore_index=True)
+        del periods
+        if events:
+            from helpers.demo import events as events_mod
+
+            def tick(day: dt.date, counts: dict[str, int]) -> None:
+                if day.day == 1:
+                    say(f"events: {day:%Y-%m} ({sum(counts.values()):,} rows so far)")
+
+            with t.measure("events"):
+                counts, event_records = events_mod.generate_events(usage, spec, root=work, progress=tick)
+            records += event_records
+            for name in EVENT_SOURCES:
+                files = len(list((work / name).glob("dt=*/part-*.parquet"))) if (work / name).exists() else 0
+                parts = (
+                    sorted(p.name[3:] for p in (work / name).glob("dt=*")) if (work / name).exists() else []
+                )
+                summary.sources[name] = {
+                    "rows": int(counts.get(name, 0)),
+                    "files": files,
+                    "first_partition": parts[0] if parts else None,
+                    "last_partition": parts[-1] if parts else None,
+                }
+        summary.events_generated = events
+        summary.faults = faults.merge_records(records)
+        order = {f.id: i for i, f in enumerate(spec.faults)}
+        summary.faults.sort(key=lambda r: (order.get(r.fault, 99), r.source, r.description))
+        faults.write_ground_truth(work / FAULTS_FILE, spec_json(spec), summary.faults)
+        (work / DEMO_FILE).write_text(json.dumps(summary.as_json(), indent=2, sort_keys=True) + "\n")
+        writer.sync()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if root.exists():
+        shutil.rmtree(root)
+    work.rename(root)
+    return summary
+
+
+def last_complete_month(spec: DemoSpec) -> str:
+    """YYYY-MM of the last complete month of the history (the end's month for a month-end end)."""
+    world = co.World(spec)
+    return co.to_date(business_faults.last_month(world)).strftime("%Y-%m")
