@@ -143,10 +143,18 @@ class GrowthConfig(_Strict):
     """Settings of the Growth pipelines (``helpers.lifecycle``, ``helpers.entities``, ``helpers.growth``)."""
 
     grace_period_days: int = Field(default=14, ge=0)  # dunning grace: involuntary churn counts from its end
-    late_update_days: float = Field(default=5, gt=0)  # a CRM change typed later than this after it took effect is late
-    fuzzy_name_threshold: float = Field(default=95, ge=50, le=100)  # rapidfuzz score (0-100) on normalised names
-    merges_file: str = "account_merges.yml"  # reviewed entity-resolution decisions, relative to the config folder
-    date_tolerance_days: float = Field(default=3, ge=0)  # CRM/sales vs billing dates further apart are a mismatch
+    late_update_days: float = Field(
+        default=5, gt=0
+    )  # a CRM change typed later than this after it took effect is late
+    fuzzy_name_threshold: float = Field(
+        default=95, ge=50, le=100
+    )  # rapidfuzz score (0-100) on normalised names
+    merges_file: str = (
+        "account_merges.yml"  # reviewed entity-resolution decisions, relative to the config folder
+    )
+    date_tolerance_days: float = Field(
+        default=3, ge=0
+    )  # CRM/sales vs billing dates further apart are a mismatch
 
 
 class ProfitAllocation(_Strict):
@@ -162,13 +170,25 @@ class ProfitConfig(_Strict):
     """Settings of the Profit pipelines (``helpers.profit``, ``helpers.reconcile``, ``helpers.profit_checks``)."""
 
     reconciliation_tolerance_usd_cents: int = Field(default=100, ge=0)  # unexplained difference allowed
-    reconciliation_tolerance_share: float = Field(default=0.0005, ge=0)  # ... or this share of Finance's revenue
-    ops_cutoff_business_days: int = Field(default=5, ge=1)  # a month's expenses are complete at Finance's close
-    cloud_bill_due_days: int = Field(default=7, ge=0)  # a cloud bill is late after this many days past month end
-    cloud_providers: tuple[str, ...] = ()  # expected providers (aws, azure, gcp); empty: those billed recently
+    reconciliation_tolerance_share: float = Field(
+        default=0.0005, ge=0
+    )  # ... or this share of Finance's revenue
+    ops_cutoff_business_days: int = Field(
+        default=5, ge=1
+    )  # a month's expenses are complete at Finance's close
+    cloud_bill_due_days: int = Field(
+        default=7, ge=0
+    )  # a cloud bill is late after this many days past month end
+    cloud_providers: tuple[
+        str, ...
+    ] = ()  # expected providers (aws, azure, gcp); empty: those billed recently
     cloud_history_months: int = Field(default=3, ge=0)  # "recently" for the expected providers
-    late_submission_days: int = Field(default=30, ge=1)  # an expense submitted later than this crosses a month
-    implausible_lag_days: int = Field(default=180, ge=1)  # incurred this long before submission: a mistyped date
+    late_submission_days: int = Field(
+        default=30, ge=1
+    )  # an expense submitted later than this crosses a month
+    implausible_lag_days: int = Field(
+        default=180, ge=1
+    )  # incurred this long before submission: a mistyped date
     outlier_factor: float = Field(default=20, gt=1)  # an amount this many times off its category median
     outlier_lookback_months: int = Field(default=3, ge=0)  # months before the period in that median
     outlier_min_rows: int = Field(default=3, ge=1)  # fewer expenses in a category: no outlier verdict
@@ -178,8 +198,18 @@ class ProfitConfig(_Strict):
     allocation: ProfitAllocation = ProfitAllocation()
 
 
+class SourceConfig(_Strict):
+    """How often a landing source delivers, so its freshness is judged against its own cadence."""
+
+    cadence: Literal["daily", "monthly"] = "daily"
+    # monthly sources: a period's delivery is due this many days after the period ends
+    # (a cloud bill arrives days after its month; payroll on the last business day: 0)
+    due_days_after_period: float = Field(default=0, ge=0)
+
+
 class PipelinesConfig(_Strict):
     runner: RunnerConfig = RunnerConfig()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
     monitors: MonitorsConfig = MonitorsConfig()
     engine: EngineConfig = EngineConfig()
     close: CloseConfig = CloseConfig()
@@ -206,6 +236,14 @@ class PipelinesConfig(_Strict):
         order = topological_order({k: v.depends_on for k, v in self.pipelines.items()})
         if order is None:
             raise ValueError("pipelines: depends_on forms a cycle")
+        if self.sources:
+            for pid, p in self.pipelines.items():
+                unknown = [s for s in p.sources if s not in self.sources]
+                if unknown:
+                    raise ValueError(
+                        f"pipelines.{pid}.sources: {', '.join(unknown)} not declared under sources "
+                        f"({', '.join(sorted(self.sources))})"
+                    )
         return self
 
     def get(self, pipeline_id: str) -> Pipeline:

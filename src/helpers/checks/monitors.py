@@ -7,7 +7,10 @@ once). The rules, thresholds from ``config/pipelines.yml`` (``sla`` per pipeline
 - ``freshness``: a pipeline's marts are as old as their latest write (``partition_writes.written_at``;
   without writes, its latest succeeded run's ``as_of``). Older than ``freshness_warn_hours`` is a
   warning, older than ``freshness_critical_hours`` critical (18 h / 24 h; Engagement 36 h / 48 h).
-- ``source_freshness``: the same thresholds on each source's latest landing arrival.
+- ``source_freshness``: the same thresholds on each source's latest landing arrival for daily
+  sources; a monthly source (``sources.<name>.cadence: monthly`` in config) is judged on its latest
+  *due* period instead: overdue by more than the thresholds past ``due_days_after_period`` after the
+  period's end, it alerts (a cloud bill is not "stale" for the 30 days it is not expected).
 - ``row_count``: a partition's rows against a trailing baseline of its own kind: for daily
   partitions the median of the same weekday in the previous ``baseline_weeks`` weeks (a Saturday is
   compared with Saturdays, so weekend dips are not anomalies); for monthly partitions the median of
@@ -83,13 +86,16 @@ ROW_RISE_CATALOGUE = {
     "engagement": "duplicate_events",
 }
 SOURCE_CATALOGUE = {
-    "billing": "missing_subscription_data",
+    "billing_customers": "missing_subscription_data",
+    "billing_invoices": "missing_subscription_data",
+    "billing_payments": "missing_subscription_data",
     "subscriptions": "missing_subscription_data",
-    "crm": "late_account_updates",
+    "crm_accounts": "late_account_updates",
+    "crm_stage_history": "late_account_updates",
     "account_db": "late_account_updates",
-    "sales": "late_account_updates",
+    "sales_records": "late_account_updates",
     "cloud_costs": "expenses_wrong_month",
-    "operations": "expenses_wrong_month",
+    "ops_expenses": "expenses_wrong_month",
     "finance_ledger": "finance_mismatch",
     "events": "kafka_outage",
     "web_analytics": "late_events",
@@ -286,6 +292,46 @@ def freshness_outcome(
     if age > dt.timedelta(hours=warn_hours):
         return fail(f"{what} is {_hours(age):g} h old (> {warn_hours:g} h)", severity="warning", **evidence)
     return ok(f"{what} is {_hours(age):g} h old", **evidence)
+
+
+def monthly_source_outcome(
+    arrived: pd.DataFrame | None,
+    as_of: dt.datetime,
+    *,
+    due_days: float,
+    warn_hours: float,
+    critical_hours: float,
+    what: str,
+) -> Outcome:
+    """A monthly source is late when its latest due period has not arrived well past its due time."""
+    as_of = as_utc(as_of)
+    month_start = dt.date(as_of.year, as_of.month, 1)
+    # the most recent period whose due time has passed
+    period = (month_start - dt.timedelta(days=1)).replace(day=1)
+    while True:
+        last_day = (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        due = dt.datetime.combine(last_day, dt.time(), UTC) + dt.timedelta(days=due_days)
+        if due <= as_of:
+            break
+        period = (period - dt.timedelta(days=1)).replace(day=1)
+    have = set()
+    if arrived is not None and len(arrived):
+        have = {str(p)[:7] for p in arrived["partition"]}
+    label = period.strftime("%Y-%m")
+    evidence = dict(expected_period=label, due_at=due, warn_hours=warn_hours, critical_hours=critical_hours)
+    if label in have:
+        return ok(f"{what}: {label} delivered (due {due:%Y-%m-%d})", **evidence)
+    overdue = as_of - due
+    evidence["overdue_hours"] = _hours(overdue)
+    if overdue > dt.timedelta(hours=critical_hours):
+        return fail(
+            f"{what}: {label} not delivered, {_hours(overdue):g} h past due", severity="critical", **evidence
+        )
+    if overdue > dt.timedelta(hours=warn_hours):
+        return fail(
+            f"{what}: {label} not delivered, {_hours(overdue):g} h past due", severity="warning", **evidence
+        )
+    return ok(f"{what}: {label} due {due:%Y-%m-%d}, not yet overdue", **evidence)
 
 
 def baseline_labels(target: str, *, weeks: int, months: int) -> list[str]:
@@ -487,6 +533,16 @@ def freshness_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
 
         def source_outcome(source: str = source) -> Outcome:
             arrived = env.snap.arrivals.get(source)
+            cadence = env.config.pipelines.sources.get(source)
+            if cadence is not None and cadence.cadence == "monthly":
+                return monthly_source_outcome(
+                    arrived,
+                    env.as_of,
+                    due_days=cadence.due_days_after_period,
+                    warn_hours=p.sla.freshness_warn_hours,
+                    critical_hours=p.sla.freshness_critical_hours,
+                    what=f"source {source}",
+                )
             last = None
             if arrived is not None and len(arrived):
                 last = as_utc(arrived["arrived_at"].max().to_pydatetime())
