@@ -368,6 +368,7 @@ ALERT_COLUMNS = (
     "age",
     "runbook",
     "summary",
+    "diagnosis",
 )
 
 
@@ -390,8 +391,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         _pipelines_arg(args.pipeline, config)
     as_of = as_of_arg(args.as_of) or wall_clock()
     found = alertsmod.list_alerts(open_only=args.open, pipeline=args.pipeline)
+    from helpers import runbooks  # alerts arrive diagnosed: show the runbook's diagnosis and link
+
+    diag = runbooks.latest_diagnoses([a.alert_id for a in found])
     if args.json:
-        console.print_json([a.as_json(as_of) for a in found])
+        out = []
+        for a in found:
+            item = a.as_json(as_of)
+            item["diagnosis"] = diag[a.alert_id].as_json() if a.alert_id in diag else None
+            out.append(item)
+        console.print_json(out)
         return EXIT_OK
     rows = [
         {
@@ -405,6 +414,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             "age": format_age(a.age(as_of)),
             "runbook": a.runbook,
             "summary": a.summary[:90],
+            "diagnosis": (diag[a.alert_id].line if a.alert_id in diag else "")[:120],
         }
         for a in found
     ]

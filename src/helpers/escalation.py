@@ -405,6 +405,9 @@ def message_for(schedule: Schedule, alert: AlertLike, step: Step, *, event: str 
         "resolve": "Resolved: ",
     }.get(event, "")
     subject = f"{prefix}[{alert.severity}] {alert.pipeline}: {alert.summary} (alert {alert.alert_id})"
+    from helpers import runbooks  # the pre-executed diagnosis travels with every page
+
+    diagnosis = tuple(runbooks.notification_lines(alert.alert_id)) if str(alert.alert_id).isdigit() else ()
     body = "\n".join(
         line
         for line in (
@@ -413,6 +416,7 @@ def message_for(schedule: Schedule, alert: AlertLike, step: Step, *, event: str 
             + (f" (failure catalogue: {alert.catalogue_id})" if alert.catalogue_id else ""),
             f"opened: {schedule.local(alert.opened_at):%a %Y-%m-%d %H:%M %Z}",
             f"runbook: {alert.runbook}" if alert.runbook else "",
+            *diagnosis,
             f"acknowledge: workbook ack {alert.alert_id} --by YOU"
             if event in ("trigger", "renotify", "escalate")
             else "",

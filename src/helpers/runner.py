@@ -1,6 +1,10 @@
-"""Execute a pipeline notebook with papermill into a per-run archive.
+"""Execute a notebook with papermill into a per-run archive: pipelines, and any other notebook.
 
-One run = one folder ``runs/<pipeline>/<date>/<run_id>/`` holding:
+:func:`execute_notebook` is the core: it executes any notebook (a pipeline, a runbook, a report)
+into a given archive folder. :func:`run_pipeline` adds what a pipeline run needs around it
+(configuration, parameters, the run record and lock in ``pipeline_runs``).
+
+One run = one folder (for a pipeline ``runs/<pipeline>/<date>/<run_id>/``) holding:
 
 - ``notebook.ipynb``   the executed notebook (also when it failed),
 - ``notebook.html``    a self-contained rendering (no CDN fetches, images inline),
@@ -22,7 +26,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -102,18 +106,14 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
     return pm.inspect_notebook(str(notebook))
 
 
-def _injected_parameters(
-    pipeline: cfgmod.Pipeline,
-    logical_date: str,
-    as_of: dt.datetime,
-    run_id: str,
-    extra: Mapping[str, Any],
-) -> dict[str, Any]:
-    declared = declared_parameters(pipeline.notebook_path)
+def check_parameters(notebook: Path, extra: Mapping[str, Any], *, label: str | None = None) -> dict[str, Any]:
+    """The notebook's declared parameters; raises :class:`UsageError` for an undeclared name in
+    ``extra`` or a value that is a secret (secrets are never parameters)."""
+    declared = declared_parameters(notebook)
     unknown = sorted(set(extra) - set(declared))
     if unknown:
         raise UsageError(
-            f"{pipeline.notebook}: no parameter(s) {', '.join(unknown)}; it declares: {', '.join(declared) or 'none'}"
+            f"{label or notebook}: no parameter(s) {', '.join(unknown)}; it declares: {', '.join(declared) or 'none'}"
         )
     secret_vals = set(secrets.secret_values())
     for k, v in extra.items():
@@ -121,6 +121,17 @@ def _injected_parameters(
             raise UsageError(
                 f"-p {k}: secrets are never notebook parameters; set them in the environment instead"
             )
+    return declared
+
+
+def _injected_parameters(
+    pipeline: cfgmod.Pipeline,
+    logical_date: str,
+    as_of: dt.datetime,
+    run_id: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    declared = check_parameters(pipeline.notebook_path, extra, label=pipeline.notebook)
     date_key = "period" if pipeline.partition == "month" else "run_date"
     base = {date_key: logical_date, "as_of": as_of.isoformat(), "run_id": run_id}
     params = {k: v for k, v in base.items() if k in declared}
@@ -221,6 +232,116 @@ def archive_dir(pipeline_id: str, logical_date: str, run_id: str) -> Path:
     return paths.runs_dir() / pipeline_id / logical_date / run_id
 
 
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What :func:`execute_notebook` did: the outcome, the archive and the notebook's scraps."""
+
+    status: str  # succeeded | failed
+    archive: Path
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    error: str | None = None
+    failed_cell: int | None = None
+    scraps: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
+
+    @property
+    def html(self) -> Path:
+        return self.archive / "notebook.html"
+
+    def scrap(self, name: str, default: Any = None) -> Any:
+        """The JSON value of one scrap (``default`` if the notebook did not glue it)."""
+        found = self.scraps.get(name)
+        return found[1] if found is not None else default
+
+
+def execute_notebook(
+    notebook: Path,
+    archive: Path,
+    parameters: Mapping[str, Any],
+    *,
+    clock: Clock,
+    kernel_name: str = "python3",
+    timeout_s: float | None = None,
+    hide_code: bool = False,
+    progress: bool = False,
+    log_header: str | None = None,
+    record: Mapping[str, Any] | None = None,
+    started: dt.datetime | None = None,
+) -> ExecutionResult:
+    """Execute ``notebook`` with ``parameters`` into the folder ``archive`` (which must not exist).
+
+    The folder gets the files of :data:`ARCHIVE_FILES`; it is assembled under a hidden name
+    beside ``archive`` and renamed in one step, after every file was scrubbed of secrets. A
+    failing notebook is archived and reported (``status`` ``failed``), not raised; anything else
+    (an interrupt, a full disk) removes the partial folder and propagates. ``record`` adds fields
+    to ``run.json`` (run id, pipeline, ...); ``started`` defaults to ``clock()``. The caller
+    validates ``parameters`` (see :func:`check_parameters`): they are injected as given.
+    """
+    started = started or clock()
+    staging = archive.parent / f".{archive.name}.partial"
+    staging.mkdir(parents=True, exist_ok=False)
+    out_nb = staging / "notebook.ipynb"
+    status, error, failed_cell = "succeeded", None, None
+    try:
+        (staging / "parameters.json").write_text(json.dumps(dict(parameters), indent=2, sort_keys=True))
+        with _FileLog(staging / "run.log") as flog:
+            if log_header:
+                flog.write(log_header)
+            try:
+                pm.execute_notebook(
+                    str(notebook),
+                    str(out_nb),
+                    parameters=dict(parameters),
+                    kernel_name=kernel_name,
+                    execution_timeout=int(timeout_s) if timeout_s else None,
+                    log_output=True,
+                    progress_bar=progress,
+                    cwd=str(notebook.parent),
+                )
+            except Exception as exc:  # the notebook failed; the run is recorded, not raised
+                status = "failed"
+                error, failed_cell = _error_summary(exc)
+                if failed_cell is None and out_nb.exists():
+                    failed_cell = _last_executed_cell(out_nb)
+                flog.write(f"FAILED: {error}")
+        if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
+            shutil.copyfile(notebook, out_nb)
+        try:
+            scraps = read_scraps(out_nb)
+        except Exception as exc:
+            scraps = {}
+            if status == "succeeded":
+                status, error = "failed", f"could not read scraps: {exc}"
+        try:
+            render_html(out_nb, staging / "notebook.html", hide_code=hide_code)
+        except Exception as exc:
+            (staging / "notebook.html").write_text(
+                f"<html><body><p>rendering failed: {exc}</p></body></html>"
+            )
+        (staging / "scraps.json").write_text(
+            json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
+        )
+        finished = clock()
+        head = dict(record or {})
+        tail = {k: head.pop(k) for k in ("code_version", "trigger") if k in head}
+        run_record = {
+            **head,
+            "status": status,
+            "started_at": as_utc(started).isoformat(),
+            "finished_at": as_utc(finished).isoformat(),
+            "error_summary": error,
+            "failed_cell": failed_cell,
+            **tail,
+        }
+        (staging / "run.json").write_text(json.dumps(run_record, indent=2))
+        secrets.scrub_tree(staging, secrets.secret_values())
+        staging.rename(archive)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExecutionResult(status, archive, started, finished, error, failed_cell, scraps)
+
+
 def run_pipeline(
     pipeline_id: str,
     date: str,
@@ -265,77 +386,39 @@ def run_pipeline(
     )
 
     final = archive_dir(pipeline_id, logical_date, run_id)
-    staging = final.parent / f".{run_id}.partial"
-    staging.mkdir(parents=True, exist_ok=False)
-    out_nb = staging / "notebook.ipynb"
-    status, error, failed_cell = "succeeded", None, None
     try:
-        (staging / "parameters.json").write_text(json.dumps(parameters, indent=2, sort_keys=True))
-        with _FileLog(staging / "run.log") as flog:
-            flog.write(f"run {run_id}: {pipeline_id} {logical_date} as_of={as_of.isoformat()} code={version}")
-            try:
-                pm.execute_notebook(
-                    str(pipeline.notebook_path),
-                    str(out_nb),
-                    parameters=parameters,
-                    kernel_name=config.pipelines.runner.kernel_name,
-                    execution_timeout=int(pipeline.timeout_minutes * 60),
-                    log_output=True,
-                    progress_bar=progress,
-                    cwd=str(pipeline.notebook_path.parent),
-                )
-            except Exception as exc:  # the notebook failed; the run is recorded, not raised
-                status = "failed"
-                error, failed_cell = _error_summary(exc)
-                if failed_cell is None and out_nb.exists():
-                    failed_cell = _last_executed_cell(out_nb)
-                flog.write(f"FAILED: {error}")
-        if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
-            shutil.copyfile(pipeline.notebook_path, out_nb)
-        try:
-            scraps = read_scraps(out_nb)
-        except Exception as exc:
-            scraps = {}
-            if status == "succeeded":
-                status, error = "failed", f"could not read scraps: {exc}"
-        try:
-            render_html(out_nb, staging / "notebook.html", hide_code=pipeline.family == "report")
-        except Exception as exc:
-            (staging / "notebook.html").write_text(
-                f"<html><body><p>rendering failed: {exc}</p></body></html>"
-            )
-        (staging / "scraps.json").write_text(
-            json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
+        result = execute_notebook(
+            pipeline.notebook_path,
+            final,
+            parameters,
+            clock=clock,
+            kernel_name=config.pipelines.runner.kernel_name,
+            timeout_s=pipeline.timeout_minutes * 60,
+            hide_code=pipeline.family == "report",
+            progress=progress,
+            log_header=f"run {run_id}: {pipeline_id} {logical_date} as_of={as_of.isoformat()} code={version}",
+            record={
+                "run_id": run_id,
+                "pipeline": pipeline_id,
+                "logical_date": logical_date,
+                "as_of": as_of.isoformat(),
+                "code_version": version,
+                "trigger": trigger,
+            },
+            started=started,
         )
-        finished = clock()
-        record = {
-            "run_id": run_id,
-            "pipeline": pipeline_id,
-            "logical_date": logical_date,
-            "as_of": as_of.isoformat(),
-            "status": status,
-            "started_at": as_utc(started).isoformat(),
-            "finished_at": as_utc(finished).isoformat(),
-            "error_summary": error,
-            "failed_cell": failed_cell,
-            "code_version": version,
-            "trigger": trigger,
-        }
-        (staging / "run.json").write_text(json.dumps(record, indent=2))
-        secrets.scrub_tree(staging, secrets.secret_values())
-        staging.rename(final)
-        runs.save_scraps(run_id, scraps)
+        runs.save_scraps(run_id, result.scraps)
         runs.finish_run(
             run_id,
-            status=status,
-            now=finished,
-            error_summary=error,
-            failed_cell=failed_cell,
+            status=result.status,
+            now=result.finished_at,
+            error_summary=result.error,
+            failed_cell=result.failed_cell,
             archive_path=str(final),
         )
     except BaseException as exc:  # interrupted or broken runner: never leave a run 'running'
-        summary = error or _error_summary(exc)[0]
-        runs.finish_run(run_id, status="failed", now=clock(), error_summary=summary)
-        shutil.rmtree(staging, ignore_errors=True)
+        runs.finish_run(run_id, status="failed", now=clock(), error_summary=_error_summary(exc)[0])
         raise
-    return RunResult(run_id, pipeline_id, logical_date, status, final, error, failed_cell)
+    return RunResult(
+        run_id, pipeline_id, logical_date, result.status, final, result.error, result.failed_cell
+    )

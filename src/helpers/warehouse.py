@@ -110,6 +110,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "helpers.notify.delivery",
     "helpers.escalation",
     "helpers.incidents",
+    "helpers.runbooks",
 )
 
 
