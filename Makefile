@@ -33,7 +33,7 @@ demo: setup ## build the demo company, run the month-end close, print the report
 	@bash scripts/demo.sh
 
 test: setup lint ## run the whole suite: lint, notebook hygiene, unit/notebook/integration tests, nbval
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 	@$(MAKE) --no-print-directory nbval
 
 test-fast: setup ## unit tests only
