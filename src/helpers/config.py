@@ -27,6 +27,10 @@ PIPELINE_IDS = (
     "growth_daily",
     "engagement_aggregate",
     "investor_aggregate",
+    # reports (family "report"): rendered through the runner like any run (issue 8)
+    "month_end_report",
+    "finance_reconciliation_report",
+    "weekly_metrics_review",
 )
 
 
@@ -74,7 +78,8 @@ class Pipeline(_Strict):
     title: str
     notebook: str
     family: Literal["profit", "growth", "engagement", "investor", "report"]
-    feeds: Literal["investors", "experiments", "investor report"]
+    # reports name their readers: the investors' update, the Finance meeting, the team's weekly review
+    feeds: Literal["investors", "experiments", "investor report", "investor update", "finance", "team"]
     partition: Literal["day", "month"]
     owners: Owners
     depends_on: tuple[str, ...] = ()

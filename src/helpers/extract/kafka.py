@@ -1,12 +1,32 @@
-"""Frontend events from Kafka into hourly landing files, at least once.
+"""Frontend events from Kafka into the landing zone, at least once, in the generator's contract.
 
 Messages are JSON objects in the Segment spec shape (``messageId``, ``type``, ``userId``,
 ``anonymousId``, ``timestamp``, ``sentAt``, ``receivedAt``, ``context``, ``properties``, ...).
+Landed rows have exactly the columns of ``helpers.demo.events.EVENTS_SCHEMA`` (the demo
+generator lands the same shape), partitioned by **received date** by default:
+
+- a message that is a valid Segment v1 event lands in columns (``context``/``properties``/
+  ``traits`` as JSON text with sorted keys), ``schema_version`` = its declared version or ``"1"``,
+  ``_raw_json`` NULL; top-level keys outside the schema (``integrations``, ``channel`` ...) are
+  not landed;
+- any other JSON object (a newer or unknown ``schema_version``, or a v1 message that fails the
+  checks above) lands **raw**: only ``receivedAt``, ``schema_version`` (declared, else ``"1"``)
+  and ``_raw_json`` (the pseudonymised object) are set; the engagement pipeline's schema contract
+  (``helpers.event_contract``) maps it or quarantines it with a reason, and a new format becomes
+  usable by declaring a contract version, with nothing lost in between;
+- only a message that cannot be decoded at all (empty, not UTF-8, not JSON, not a JSON object)
+  is quarantined here, to ``data/quarantine/<source>/<topic>.jsonl`` with topic, partition,
+  offset and the reason; it counts as consumed, so its offset is committed.
+
+``receivedAt`` of a raw row is the message's own ``receivedAt`` when it is an ISO timestamp, else
+the broker record's timestamp, else the arrival clock. Kafka provenance (topic, partition,
+offsets) is not a landed column (the generator's schema has none): it is in the quarantine
+records and in the log line of every delivery.
 
 The delivery guarantee comes from the order of three steps, per batch:
 
-1. buffer the consumed messages, grouped by event hour (UTC ``timestamp``; ``partition_by=
-   "receivedAt"`` groups by the hour Segment received them instead);
+1. buffer the consumed messages, grouped by (date, hour) of ``receivedAt`` (``partition_by=
+   "timestamp"`` groups parsed rows by event time instead; raw rows always by ``receivedAt``);
 2. on flush (``batch_messages`` reached, ``batch_seconds`` elapsed, end of input, or a
    rebalance taking partitions away) write the batch's quarantine lines, then one landing
    delivery per (date, hour) through :func:`helpers.landing.write_delivery`, which returns only
@@ -15,19 +35,11 @@ The delivery guarantee comes from the order of three steps, per batch:
 
 A crash anywhere before step 3 leaves the offsets where they were, so the next consumer replays
 the batch: events can land twice, never zero times. Duplicates (replays, and client retries that
-reuse a ``messageId``) are removed downstream by ``messageId``; the consumer does not dedupe, and
-every landed row keeps ``_kafka_partition``/``_kafka_offset`` so a replay can be told from a
-client retry. The landing layout has one folder per date, so an hour is a file of its own (and a
-``hour`` column), not a folder.
+reuse a ``messageId``) are removed downstream by ``messageId``; the consumer does not dedupe.
 
 Personal data is pseudonymised before anything is written: a ``traits.email`` (top level or in
 ``context``) lands as ``email_sha256`` = sha256 hex of ``salt + email.strip().lower()``, with the
-secret salt from ``WORKBOOK_EVENTS_EMAIL_SALT``, and ``context.ip`` is dropped.
-
-A message that is not a usable Segment event (not JSON, no ``messageId``, unknown ``type``,
-unparseable ``timestamp`` ...) is quarantined to ``data/quarantine/<source>/<topic>.jsonl`` with
-topic, partition, offset and the reason (its raw text pseudonymised when it is a JSON object);
-it counts as consumed, so its offset is committed.
+secret salt from ``WORKBOOK_EVENTS_EMAIL_SALT``, and ``context.ip`` is dropped (in raw rows too).
 
 Batch bounds and the idle timeout use the monotonic clock (they pace the loop, they are not
 business time); the arrival time recorded with each delivery comes from the ``clock`` passed in.
@@ -57,6 +69,7 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from helpers import landing
+from helpers.demo.events import EVENTS_SCHEMA
 from helpers.extract.base import ExtractResult, Kind, quarantine_root
 from helpers.quarantine import QuarantinedRow, write_quarantine
 from helpers.timeutil import as_utc, parse_as_of
@@ -69,31 +82,9 @@ BROKEN = "a flush failed part-way: close this consumer and start a new one (the 
 PartitionBy = Literal["timestamp", "receivedAt"]
 PARTITION_BY: tuple[PartitionBy, ...] = ("timestamp", "receivedAt")
 SEGMENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
-_KNOWN = ("messageId", "type", "event", "name", "userId", "anonymousId", "timestamp", "sentAt", "receivedAt")
 _OBJECTS = ("context", "properties", "traits")
-_TS = pa.timestamp("us", tz="UTC")
-EVENT_SCHEMA = pa.schema(
-    [
-        ("messageId", pa.string()),
-        ("type", pa.string()),
-        ("event", pa.string()),
-        ("name", pa.string()),
-        ("userId", pa.string()),
-        ("anonymousId", pa.string()),
-        ("timestamp", _TS),
-        ("sentAt", _TS),
-        ("receivedAt", _TS),
-        ("context", pa.string()),  # JSON text, keys sorted
-        ("properties", pa.string()),
-        ("traits", pa.string()),
-        ("extra", pa.string()),  # any other top-level keys, as JSON text
-        ("hour", pa.int8()),  # UTC hour of the partitioning time; its date is the landing partition
-        ("_kafka_topic", pa.string()),
-        ("_kafka_partition", pa.int32()),
-        ("_kafka_offset", pa.int64()),
-        ("_kafka_timestamp", _TS),  # the broker record's timestamp, when it has one
-    ]
-)
+SCHEMA_VERSION = "1"  # what a Segment message without a ``schema_version`` is
+EVENT_SCHEMA = EVENTS_SCHEMA  # the generator's landed schema: one contract for both writers
 DEFAULT_CONFIG: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -113,11 +104,7 @@ class Message:
 
 
 class EventError(ValueError):
-    """Personal data is pseudonymised before anything is written: a ``traits.email`` (top level or in
-    ``context``) lands as ``email_sha256`` = sha256 hex of ``salt + email.strip().lower()``, with the
-    secret salt from ``WORKBOOK_EVENTS_EMAIL_SALT``, and ``context.ip`` is dropped.
-
-    A message that is not a usable Segment event; ``field`` names the culprit when there is one."""
+    """A message that is not a usable Segment event; ``field`` names the culprit when there is one."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -176,13 +163,8 @@ def decode_event(message: Message, email_salt: str) -> dict[str, Any]:
     return pseudonymised(event, email_salt)
 
 
-def event_row(
-    event: Mapping[str, Any], message: Message, *, partition_by: str = "timestamp"
-) -> dict[str, Any]:
-    """A decoded Segment event as one landing row; raises :class:`EventError` saying why it cannot be.
-
-    ``hour`` is the UTC hour of ``partition_by`` (``timestamp``, the event time, or ``receivedAt``).
-    """
+def event_row(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded Segment v1 event as one landing row; raises :class:`EventError` saying why it cannot be."""
     message_id = event.get("messageId")
     if not isinstance(message_id, str) or not message_id:
         raise EventError("messageId: missing or not a non-empty string", "messageId")
@@ -202,34 +184,87 @@ def event_row(
     times = {key: _timestamp(event, key) for key in ("timestamp", "sentAt", "receivedAt")}
     if times["timestamp"] is None:
         raise EventError("timestamp: missing; expected an ISO 8601 timestamp", "timestamp")
-    at = times[partition_by]
-    if at is None:
-        raise EventError(f"{partition_by}: missing; the landing is partitioned by it", partition_by)
-    extra = {k: v for k, v in event.items() if k not in _KNOWN and k not in _OBJECTS}
+    if times["receivedAt"] is None:
+        raise EventError("receivedAt: missing; the landing is partitioned by it", "receivedAt")
     return {
         **{key: event.get(key) for key in ("messageId", "type", "event", "name", "userId", "anonymousId")},
         **times,
         **{key: _json_text(event.get(key)) for key in _OBJECTS},
-        "extra": _json_text(extra) if extra else None,
-        "hour": at.hour,
-        "_kafka_topic": message.topic,
-        "_kafka_partition": message.partition,
-        "_kafka_offset": message.offset,
-        "_kafka_timestamp": (
-            dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC) if message.timestamp_ms else None
-        ),
+        "schema_version": SCHEMA_VERSION,
+        "_raw_json": None,
     }
 
 
-def parse_event(message: Message, *, email_salt: str, partition_by: str = "timestamp") -> dict[str, Any]:
-    """:func:`decode_event` then :func:`event_row`: a message as one landing row, or EventError."""
-    return event_row(decode_event(message, email_salt), message, partition_by=partition_by)
+def declared_version(event: Mapping[str, Any]) -> str:
+    """The message's ``schema_version`` as text (``"1"``, Segment's, when it declares none)."""
+    version = event.get("schema_version")
+    return SCHEMA_VERSION if version is None or version == "" else str(version)
+
+
+def raw_row(event: Mapping[str, Any], message: Message, *, fallback: dt.datetime) -> dict[str, Any]:
+    """A decoded message landed unparsed: ``receivedAt``, ``schema_version`` and ``_raw_json`` only.
+
+    ``receivedAt``: the message's own when it is an ISO timestamp, else the broker record's
+    timestamp, else ``fallback`` (the arrival clock).
+    """
+    try:
+        received = _timestamp(event, "receivedAt")
+    except EventError:
+        received = None
+    if received is None and message.timestamp_ms:
+        received = dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC)
+    row: dict[str, Any] = dict.fromkeys(EVENTS_SCHEMA.names)
+    row.update(
+        receivedAt=received or as_utc(fallback),
+        schema_version=declared_version(event),
+        _raw_json=json.dumps(event, sort_keys=True, ensure_ascii=False),
+    )
+    return row
+
+
+def landing_row(
+    event: Mapping[str, Any], message: Message, *, fallback: dt.datetime
+) -> tuple[dict[str, Any], EventError | None]:
+    """The row a decoded message lands as, and why it was landed raw (None when parsed).
+
+    A message declaring a version other than v1 is landed raw as it is; a v1 message that fails
+    :func:`event_row` is landed raw too (the schema contract quarantines it downstream, with the
+    reason, where it is counted against the day's deliveries).
+    """
+    if declared_version(event) != SCHEMA_VERSION:
+        return raw_row(event, message, fallback=fallback), EventError(
+            f"schema_version {declared_version(event)!r}: landed raw for the schema contract",
+            "schema_version",
+        )
+    try:
+        return event_row(event), None
+    except EventError as e:
+        return raw_row(event, message, fallback=fallback), e
+
+
+def parse_event(message: Message, *, email_salt: str, fallback: dt.datetime | None = None) -> dict[str, Any]:
+    """:func:`decode_event` then :func:`landing_row`: the landing row of a message.
+
+    Raises :class:`EventError` only when the message cannot be decoded at all.
+    """
+    row, _why = landing_row(
+        decode_event(message, email_salt),
+        message,
+        fallback=fallback or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    )
+    return row
+
+
+def partition_time(row: Mapping[str, Any], partition_by: str = "receivedAt") -> dt.datetime:
+    """The time whose (date, hour) files a row: ``partition_by`` for parsed rows, else ``receivedAt``."""
+    return row.get(partition_by) or row["receivedAt"]
 
 
 def events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Landing rows as an Arrow table with :data:`EVENT_SCHEMA`, ordered by partition and offset."""
-    ordered = sorted(rows, key=lambda r: (r["_kafka_topic"], r["_kafka_partition"], r["_kafka_offset"]))
-    return pa.Table.from_pylist(ordered, schema=EVENT_SCHEMA)
+    """Landing rows as an Arrow table with the generator's schema, ordered as the generator orders
+    its files (``receivedAt``, then ``messageId``; raw rows by their text)."""
+    ordered = sorted(rows, key=lambda r: (r["receivedAt"], r["messageId"] or "", r["_raw_json"] or ""))
+    return pa.Table.from_pylist(ordered, schema=EVENTS_SCHEMA)
 
 
 def quarantined_message(
@@ -266,13 +301,23 @@ def next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
     return out
 
 
+def _positions(messages: Sequence[Message]) -> str:
+    """Kafka provenance of a delivery for the log: offset ranges per topic/partition."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        spans.setdefault((m.topic, m.partition), []).append(m.offset)
+    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)} ({len(o)})" for (t, p), o in sorted(spans.items()))
+
+
 @dataclass
 class ConsumeCounts:
-    """What a consumer has done so far. ``received == landed + quarantined`` once flushed."""
+    """What a consumer has done so far. ``received == landed + quarantined`` once flushed;
+    ``raw`` of the landed rows were landed unparsed (for the schema contract to map or quarantine)."""
 
     received: int = 0
     landed: int = 0
     quarantined: int = 0
+    raw: int = 0
     files_written: int = 0
     commits: int = 0
     deliveries: list[landing.Delivery] = field(default_factory=list)
@@ -281,7 +326,8 @@ class ConsumeCounts:
     def summary(self) -> dict[str, Any]:
         """Counts only, JSON-ready."""
         counts = {
-            k: getattr(self, k) for k in ("received", "landed", "quarantined", "files_written", "commits")
+            k: getattr(self, k)
+            for k in ("received", "landed", "quarantined", "raw", "files_written", "commits")
         }
         return {**counts, "quarantine_files": sorted({str(p) for p in self.quarantine_files})}
 
@@ -289,13 +335,13 @@ class ConsumeCounts:
 @dataclass
 class _Batch:
     messages: list[Message] = field(default_factory=list)
-    rows: dict[tuple[dt.date, int], list[dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[tuple[dt.date, int], list[tuple[Message, dict[str, Any]]]] = field(default_factory=dict)
     quarantined: list[QuarantinedRow] = field(default_factory=list)
     started: float | None = None  # monotonic time of the first message
 
 
 class EventConsumer:
-    """A bounded or long-running consumer landing Segment events hourly, committing after the write.
+    """A bounded or long-running consumer landing events per received hour, committing after the write.
 
     ``clock`` gives the arrival time recorded for each delivery (aware UTC). ``config`` adds to or
     overrides librdkafka settings (e.g. ``session.timeout.ms``); auto-commit stays off whatever it
@@ -310,7 +356,7 @@ class EventConsumer:
         group_id: str,
         clock: Callable[[], dt.datetime],
         email_salt: str,
-        partition_by: PartitionBy = "timestamp",
+        partition_by: PartitionBy = "receivedAt",
         source: str = "events",
         root: Path | None = None,
         batch_messages: int = 10_000,
@@ -429,14 +475,20 @@ class EventConsumer:
             batch.started = now
         batch.messages.append(message)
         self.counts.received += 1
-        event = None
         try:
             event = decode_event(message, self.email_salt)
-            row = event_row(event, message, partition_by=self.partition_by)
         except EventError as e:
-            batch.quarantined.append(quarantined_message(self.source, message, e, event))
+            batch.quarantined.append(quarantined_message(self.source, message, e))
             return
-        batch.rows.setdefault((row[self.partition_by].date(), row["hour"]), []).append(row)
+        row, why = landing_row(event, message, fallback=self.clock())
+        if why is not None:
+            self.counts.raw += 1
+            log.info(
+                "kafka: %s/%d@%d landed raw (schema_version %s): %s",
+                message.topic, message.partition, message.offset, row["schema_version"], why,
+            )  # fmt: skip
+        at = partition_time(row, self.partition_by)
+        batch.rows.setdefault((at.date(), at.hour), []).append((message, row))
 
     def _batch_full(self, now: float) -> bool:
         batch = self._batch
@@ -470,10 +522,12 @@ class EventConsumer:
             path = write_quarantine(self.source, rows, name=topic, root=quarantine_root(self.root))
             self.counts.quarantine_files.append(path)
         self.counts.quarantined += len(batch.quarantined)
-        for (day, _hour), rows in sorted(batch.rows.items()):
+        for (day, _hour), pairs in sorted(batch.rows.items()):
+            rows = [row for _m, row in pairs]
             delivery = landing.write_delivery(
                 self.source, day, events_table(rows), arrived_at=as_utc(self.clock()), root=self.root
             )
+            log.info("kafka: %s <- %s", delivery.file, _positions([m for m, _r in pairs]))
             self.counts.deliveries.append(delivery)
             self.counts.files_written += 1
             self.counts.landed += len(rows)
@@ -522,7 +576,7 @@ class KafkaEvents:
     config: Mapping[str, Any] = field(default_factory=dict)
     root: Path | None = None
     batch_messages: int = 10_000
-    partition_by: PartitionBy = "timestamp"
+    partition_by: PartitionBy = "receivedAt"
     salt_env: str = SALT_ENV  # names the variable holding the email salt (a secret: never a value here)
 
     def extract(
@@ -592,8 +646,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--arrived-at", type=parse_as_of, default=None, help="fixed arrival time (replays, tests)"
     )
-    parser.add_argument("--partition-by", choices=PARTITION_BY, default="timestamp", help="hour files by")
+    parser.add_argument(
+        "--partition-by",
+        choices=PARTITION_BY,
+        default="receivedAt",
+        help="date/hour files by (default receivedAt)",
+    )
     args = parser.parse_args(argv)
+    # the log is where Kafka provenance goes (topic/partition/offsets of each delivery): stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     try:
         salt = email_salt()
     except ValueError as e:
