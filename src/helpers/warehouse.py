@@ -140,9 +140,26 @@ def get_engine(url: str | None = None) -> Engine:
         else:
             engine = sa.create_engine(sa_url, pool_pre_ping=True)
         _load_table_modules()
-        metadata.create_all(engine)
+        _create_tables(engine)
         _engines[url] = engine
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all``, tolerating another process creating the same tables at the same moment.
+
+    ``create_all`` checks then creates; two processes opening a new warehouse together (parallel
+    runs, runbooks) can both see a table missing, and the second ``CREATE`` fails with "already
+    exists" (SQLite) or a duplicate key in ``pg_type`` (PostgreSQL). The next attempt sees the table.
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.DBAPIError as exc:
+            text = str(exc.orig).lower()
+            if attempt == attempts - 1 or not ("already exists" in text or "duplicate key" in text):
+                raise
 
 
 def dispose_engines() -> None:

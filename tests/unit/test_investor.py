@@ -196,7 +196,8 @@ def test_format_value_for_people():
     assert investor.format_value(None, "count") == "n/a"
 
 
-def test_write_is_idempotent_and_reads_back_wide(home):
+def test_write_is_idempotent_and_reads_back_wide(warehouse_url):
+    """On SQLite and on PostgreSQL: the long form, exact integers and provenance survive both."""
     fig = investor.build(inputs(), run_id="investor-run")
     assert investor.write(fig) == len(fig.monthly)
     first = investor.read_monthly([P])
