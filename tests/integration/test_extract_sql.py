@@ -138,3 +138,21 @@ def test_unknown_table_error_hides_the_password(home, monkeypatch, pg_url):
 def test_incremental_needs_a_timestamp_watermark(account_db, home):
     with pytest.raises(ValueError, match="expected a timestamp column"):
         extract_sql("account_db", as_of=DAY1, table="accounts", watermark="seats", url_env=URL_ENV)
+
+
+def test_a_row_committed_after_the_extract_with_an_earlier_stamp_is_landed_once(account_db, home):
+    """updated_at is stamped at transaction start; the commit can come after the extract that ran."""
+    upsert(account_db, account(1, at(DAY1, 3)), account(2, at(DAY1, 1)))
+    extractor = SqlTable(table="accounts", watermark="updated_at", url_env=URL_ENV)
+    assert extractor.extract(DAY1).landed == 2  # watermark: DAY1 - 1 h
+
+    # committed after DAY1's extract, stamped 10 minutes before the watermark and at it exactly
+    upsert(account_db, account(3, at(DAY1, 1 + 10 / 60)), account(4, at(DAY1, 1)))
+    second = extractor.extract(DAY2)
+    assert (second.received, second.landed) == (2, 2)  # acc_002, already landed, is not re-landed
+    landed = landing.read_source("account_db")
+    assert sorted(landed["account_id"]) == ["acc_001", "acc_002", "acc_003", "acc_004"]
+
+    # outside the lookback it is a late commit the extract cannot see (documented bound)
+    upsert(account_db, account(5, at(DAY1, 2)))
+    assert extractor.extract(DAY3).landed == 0

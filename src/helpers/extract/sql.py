@@ -14,6 +14,11 @@ Two modes, both landing exactly one delivery per ``as_of`` date (partition = the
   to lose or to drift from what actually landed. The ``<= as_of`` bound makes a run for a past
   ``as_of`` take what was there then. A row whose watermark is NULL can never be picked up
   incrementally: it is quarantined (and counted) on every run until the source fixes it.
+  **Late commits.** An application stamps ``updated_at`` when its transaction starts, and the
+  row becomes visible when it commits: a row stamped just before the last landed watermark can
+  commit after the extract that set it. Each run therefore re-reads ``lookback`` (default 15
+  minutes) before the landed watermark and skips the rows already landed there (same primary key
+  and watermark value), so a commit up to ``lookback`` late is landed once, not lost.
 
 A run whose ``as_of`` date already has a delivery is a no-op, so re-running is safe. A run that
 finds nothing new still lands an empty delivery: it records that the extract ran, which is what
@@ -112,6 +117,9 @@ def _timestamp(value: Any, *, aware: bool) -> dt.datetime | None:
     return value if aware else value.replace(tzinfo=None)
 
 
+DEFAULT_LOOKBACK = dt.timedelta(minutes=15)
+
+
 def landed_watermark(source: str, column: str, *, root: Path | None = None) -> dt.datetime | None:
     """The largest ``column`` value over every row of ``source`` delivered so far (aware UTC)."""
     frames = []
@@ -126,6 +134,27 @@ def landed_watermark(source: str, column: str, *, root: Path | None = None) -> d
     return as_utc(pd.Timestamp(values.max()).to_pydatetime())
 
 
+def landed_since(
+    source: str, column: str, keys: Sequence[str], since: dt.datetime, *, root: Path | None = None
+) -> set[tuple[Any, ...]]:
+    """(primary key..., ``column``) of the landed rows whose ``column`` is at or after ``since``."""
+    seen: set[tuple[Any, ...]] = set()
+    for d in landing.deliveries(source, root=root):
+        if not d.rows:
+            continue
+        frame = pd.read_parquet(landing.source_dir(source, root) / d.file, columns=[*keys, column])
+        stamps = pd.to_datetime(frame[column], utc=True)
+        recent = frame[stamps >= pd.Timestamp(since)]
+        for row in recent.itertuples(index=False):
+            *key, stamp = row
+            seen.add((*key, _utc_key(stamp)))
+    return seen
+
+
+def _utc_key(value: Any) -> dt.datetime:
+    return as_utc(pd.Timestamp(value).to_pydatetime())
+
+
 def extract_sql(
     source: str,
     *,
@@ -136,6 +165,7 @@ def extract_sql(
     schema: str | None = None,
     url_env: str = DEFAULT_URL_ENV,
     root: Path | None = None,
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
 ) -> ExtractResult:
     """Land ``table`` (or the text ``query``) of the database at ``$url_env`` for ``as_of``'s date.
 
@@ -163,7 +193,7 @@ def extract_sql(
             quarantined: list[QuarantinedRow] = []
             if table is not None:
                 rows, quarantined, types = _read_table(
-                    conn, source, table, schema, watermark, as_of, url, root=root
+                    conn, source, table, schema, watermark, as_of, url, root=root, lookback=lookback
                 )
                 table_out = rows_table(types, rows)
             else:
@@ -202,6 +232,7 @@ def _read_table(
     url: str,
     *,
     root: Path | None,
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
 ) -> tuple[list[dict[str, Any]], list[QuarantinedRow], dict[str, pa.DataType]]:
     try:
         t = sa.Table(table, sa.MetaData(schema=schema), autoload_with=conn)
@@ -224,12 +255,18 @@ def _read_table(
     upper = _timestamp(as_of, aware=aware)
     cond = col <= upper
     last = landed_watermark(source, watermark, root=root)
+    seen: set[tuple[Any, ...]] = set()
     if last is not None:
-        cond = sa.and_(col > _timestamp(last, aware=aware), cond)
+        since = last - lookback
+        cond = sa.and_(col >= _timestamp(since, aware=aware), cond)
+        seen = landed_since(source, watermark, [k.name for k in keys], since, root=root)
     q = q.where(sa.or_(cond, col.is_(None))).order_by(col, *keys)
     rows, quarantined = [], []
     for r in conn.execute(q).mappings():
         row = dict(r)
+        if seen and row[watermark] is not None:
+            if (*(row[k.name] for k in keys), _utc_key(row[watermark])) in seen:
+                continue  # landed by an earlier run (re-read inside the lookback)
         if row[watermark] is None:
             reason = f"{watermark} is NULL: the row cannot be extracted incrementally"
             quarantined.append(QuarantinedRow(source, table, None, reason, row, watermark))
@@ -250,6 +287,7 @@ class SqlTable:
     schema: str | None = None
     url_env: str = DEFAULT_URL_ENV
     root: Path | None = None
+    lookback: dt.timedelta = DEFAULT_LOOKBACK
 
     def extract(self, as_of: dt.datetime) -> ExtractResult:
         """Land the table for ``as_of``'s date (a no-op if that date already has a delivery)."""
@@ -262,4 +300,5 @@ class SqlTable:
             schema=self.schema,
             url_env=self.url_env,
             root=self.root,
+            lookback=self.lookback,
         )
