@@ -330,6 +330,7 @@ def landing_arrivals(
     as_of: dt.datetime,
     grace_hours: float = 6.0,
     root: Path | None = None,
+    cadences: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per landing source, as of ``as_of``: the last partition and arrival, and whether it is late.
 
@@ -338,6 +339,8 @@ def landing_arrivals(
     arrival. The next delivery is expected at the next partition's date plus that lag; it is *late*
     when it has not arrived ``grace_hours`` (plus a tenth of the cadence) after that. So a monthly
     cloud bill 27 days old is on time, while a daily billing extract 2 days old is late.
+    ``cadences`` (source -> ``daily``/``monthly``, config ``sources:``) overrides the learnt cadence:
+    a monthly bill with a single delivery so far has no gap to learn from.
     """
     names = list(sources) if sources is not None else landing.sources(root)
     cols = [
@@ -364,6 +367,9 @@ def landing_arrivals(
         recent = list(zip(days, first.tolist(), strict=True))[-12:]
         gaps = [(b[0] - a[0]).days for a, b in zip(recent, recent[1:], strict=False)]
         cadence = float(pd.Series(gaps).median()) if gaps else 1.0
+        declared = (cadences or {}).get(source)
+        if declared is not None:
+            cadence = 30.0 if declared == "monthly" else 1.0
         lags = [(at - pd.Timestamp(d, tz="UTC")).total_seconds() / 3600 for d, at in recent[1:] or recent]
         lag = float(pd.Series(lags).median())
         last_day = days[-1]
@@ -403,10 +409,15 @@ def _scope_sources(
     return found, [name for name, names in mapped.items() if not names]
 
 
+def _cadences(ctx: RunbookContext) -> dict[str, str]:
+    """Each configured source's declared cadence (config ``sources:``)."""
+    return {name: spec.cadence for name, spec in ctx.config.pipelines.sources.items()}
+
+
 def late_sources(ctx: RunbookContext, *, grace_hours: float = 6.0) -> Evidence:
     """Upstream delayed: sources of the pipelines in scope whose next delivery is overdue."""
     found, unmapped = _scope_sources(ctx)
-    frame = landing_arrivals(found, as_of=ctx.as_of, grace_hours=grace_hours)
+    frame = landing_arrivals(found, as_of=ctx.as_of, grace_hours=grace_hours, cadences=_cadences(ctx))
     late = frame[frame["late"].fillna(False).astype(bool)]
     parts = [
         f"{r.source}: last partition {r.last_partition} arrived {_fmt(_ts(r.last_arrival))}, "
@@ -490,6 +501,62 @@ def mart_freshness(ctx: RunbookContext, pipelines: Sequence[str] | None = None) 
     return Evidence(
         bool(len(stale)), detail, frame, {**data, "targets": [[p, "current"] for p in data["stale"]]}
     )
+
+
+def stale_partitions(ctx: RunbookContext, *, grace_hours: float = 6.0) -> Evidence:
+    """Late data has arrived since a partition was built: the partition is stale and must be re-run.
+
+    For each pipeline in scope and each of its landing sources (as of ``ctx.as_of``): a delivery of
+    day ``d`` that was due when the latest successful run of the partition holding ``d`` was built
+    (``d`` plus the source's usual lag plus ``grace_hours`` is at or before that run's ``as_of``) but
+    first arrived after it. Such a run read the landing zone without that day: its marts are fresh
+    by age yet wrong. ``targets`` are those ``(pipeline, partition)`` pairs.
+    """
+    rows = []
+    runs = ctx.snapshot.runs
+    as_of = pd.Timestamp(as_utc(ctx.as_of))
+    grace = pd.Timedelta(hours=grace_hours)
+    for pid in ctx.scope:
+        p = ctx.pipeline_config(pid)
+        done = runs[(runs["pipeline"] == pid) & (runs["status"] == "succeeded") & runs["as_of"].notna()]
+        done = done[done["as_of"] <= as_of]
+        if p is None or not len(done):
+            continue
+        built = done.groupby("logical_date")["as_of"].max()
+        found, _ = _scope_sources(ctx, [pid])
+        for source in found:
+            arr = landing.arrivals(source, as_of=ctx.as_of)
+            if not len(arr):
+                continue
+            first = arr.groupby("partition")["arrived_at"].min()
+            days = pd.to_datetime(first.index).tz_localize("UTC")
+            lag = (first.to_numpy() - days).median() if len(first) else pd.Timedelta(0)
+            for (day, arrived), start in zip(first.items(), days, strict=True):
+                label = partition_for(p, dt.date.fromisoformat(day))
+                at = built.get(label)
+                if at is None or not (start + lag + grace <= at < arrived):
+                    continue
+                rows.append(
+                    dict(pipeline=pid, partition=label, built_as_of=at, source=source, day=day, arrived_at=arrived)
+                )  # fmt: skip
+    cols = ["pipeline", "partition", "built_as_of", "source", "day", "arrived_at"]
+    frame = pd.DataFrame(rows, columns=cols)
+    if not len(frame):
+        return Evidence(False, "no partition was built before data it was due to include arrived", frame)
+    parts = []
+    for (pid, label), g in frame.groupby(["pipeline", "partition"], sort=False):
+        late = "; ".join(
+            f"{src} {min(d['day'])}"
+            + (f"..{max(d['day'])}" if d["day"].nunique() > 1 else "")
+            + f" arrived {_fmt(_ts(d['arrived_at'].max()))}"
+            for src, d in g.groupby("source", sort=True)
+        )
+        parts.append(
+            f"{late}, after {pid} {label} was built (as of {_fmt(_ts(g['built_as_of'].iloc[0]))}): "
+            f"the late data is in now and {pid} {label} is stale, re-run it"
+        )
+    targets = [list(t) for t in dict.fromkeys(zip(frame["pipeline"], frame["partition"], strict=True))]
+    return Evidence(True, "; ".join(parts), frame, {"targets": targets})
 
 
 def _latest_runs(ctx: RunbookContext, pipeline: str) -> pd.DataFrame:
@@ -1307,6 +1374,32 @@ class Verification:
         verdict = {True: "PASSED", False: "STILL FAILING", None: "nothing to verify"}[self.passed]
         body = "" if not self.results else "\n" + self.frame().to_string()
         return f"verify: {verdict} ({self.source}{', recorded' if self.recorded else ''}){body}"
+
+
+@dataclass(frozen=True)
+class HandledVerification(Verification):
+    """A :class:`Verification` that also passes when all that still fails is ``handled``: a check
+    that keeps listing rows the pipeline already deals with (the landing zone is immutable), e.g.
+    records quarantined with their reason. The alert stays open for the source's owner."""
+
+    handled: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool | None:
+        if not self.results:
+            return None
+        return all(not r.failed or r.check_id in self.handled for r in self.results)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "passed": self.passed, "handled": list(self.handled)}
+
+    def __repr__(self) -> str:
+        text = super().__repr__().replace("STILL FAILING", "PASSED" if self.passed else "STILL FAILING")
+        return text + (
+            f"\nhandled by the pipeline (listed, not wrong): {', '.join(self.handled)}"
+            if self.handled
+            else ""
+        )
 
 
 def _pipeline_of(check_id: str, config: cfgmod.WorkbookConfig) -> str | None:

@@ -705,28 +705,7 @@ def fix(ctx: kit.RunbookContext, plan: Plan) -> kit.FixRecord | None:
 # ---------------------------------------------------------------- verifying
 
 
-@dataclass(frozen=True)
-class Verification(kit.Verification):
-    """:class:`runbook_kit.Verification` that also passes when all that still fails is ``handled``."""
-
-    handled: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool | None:
-        if not self.results:
-            return None
-        return all(not r.failed or r.check_id in self.handled for r in self.results)
-
-    def as_json(self) -> dict[str, Any]:
-        return {**super().as_json(), "passed": self.passed, "handled": list(self.handled)}
-
-    def __repr__(self) -> str:
-        text = super().__repr__().replace("STILL FAILING", "PASSED" if self.passed else "STILL FAILING")
-        return text + (
-            f"\nhandled by the pipeline (listed, not wrong): {', '.join(self.handled)}"
-            if self.handled
-            else ""
-        )
+Verification = kit.HandledVerification  # passes when all that still fails is handled
 
 
 def _only_handled(ctx: kit.RunbookContext, result: CheckResult) -> str | None:
