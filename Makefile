@@ -48,9 +48,8 @@ nbval: $(STAMP) ## execute every notebook under notebooks/ with nbval (lax) agai
 lab: setup ## start JupyterLab on 127.0.0.1 with the project's kernel
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks
 
-bench: setup ## run the benchmarks in benchmarks/ and print their figures
-	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done; \
-	 else echo "no benchmarks yet"; fi
+bench: setup ## run every benchmarks/bench_*.py (≈15 min on 2 idle cores) and print their figures; BENCH_ARGS=--full: large sizes
+	@for b in benchmarks/bench_*.py; do echo "make bench: $$b $(BENCH_ARGS)"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 constraints: ## re-resolve and pin every version into constraints.txt
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

@@ -17,11 +17,14 @@ duplicates, 30 days, ``accounts = max(1000, events / 100)``), optionally with on
                        account grain, then join; AQE on): status, the largest task's share of the
                        shuffled rows, spill, time and memory.
 
-Every measurement runs in a fresh process; peak memory is the whole process tree's RSS (the
-Spark JVM included), sampled every 50 ms with psutil. Prints a table and the ratios to
+Every measurement runs in a fresh process under a memory limit (``--mem-limit``, 8 GiB: the tree
+is killed above it and the result reads "out of memory at 8.00 GiB"; Python children also get
+``RLIMIT_AS``); peak memory is the whole process tree's RSS (the Spark JVM included), sampled every
+50 ms with psutil (``benchmarks/_common.py``). Prints a table and the ratios to
 hand-written DuckDB SQL; ``--json`` writes the raw figures.
 
-    .venv/bin/python benchmarks/bench_engagement.py                       # 1M, 10M, 50M (long)
+    .venv/bin/python benchmarks/bench_engagement.py                       # 1M events (make bench)
+    .venv/bin/python benchmarks/bench_engagement.py --full                # 1M, 10M, 50M (long)
     .venv/bin/python benchmarks/bench_engagement.py --sizes 1e6 1e7       # a quicker run
     .venv/bin/python benchmarks/bench_engagement.py --sizes 1e6 --only pipeline-duckdb duckdb-sql
 """
@@ -31,12 +34,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
 
 RUNNERS = ("pipeline-duckdb", "pipeline-spark", "duckdb-sql", "pandas")
 SKEW_RUNNERS = ("spark-naive-join", "spark-skew-safe")
@@ -57,12 +60,12 @@ START = dt.date(2026, 10, 1)
 # ---------------------------------------------------------------- data
 
 
-def generate(root: Path, n: int, hot: float, seed: int = 7) -> list[str]:
+def generate(root: Path, n: int, hot: float, seed: int = 7, accounts: int | None = None) -> list[str]:
     """``n`` landed event rows (duplicates included) in files of ``CHUNK`` rows under ``root``."""
     from helpers.demo.events import EVENTS_SCHEMA
 
     root.mkdir(parents=True, exist_ok=True)
-    accounts = max(1000, n // 100)
+    accounts = accounts or max(1000, n // 100)
     acct_ids = pa.array([f"A{i:07d}" for i in range(accounts)], pa.string())
     files = []
     rng = np.random.default_rng(seed)
@@ -343,52 +346,22 @@ def child(kind: str, files_list: str) -> None:
 # ---------------------------------------------------------------- the harness (parent process)
 
 
-def measure(kind: str, files: list[str], workdir: Path, timeout: float) -> dict[str, Any]:
-    import psutil
-
+def measure(kind: str, files: list[str], workdir: Path, timeout: float, limit: int) -> dict[str, Any]:
+    """One runner in a new process under the memory limit (the whole tree's RSS, the JVM included)."""
     listing = workdir / "files.json"
     listing.write_text(json.dumps(files))
-    proc = subprocess.Popen(
+    spark = "spark" in kind
+    r = C.run_limited(
         [sys.executable, __file__, "--_child", kind, str(listing)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        mem_limit=limit,
+        as_limit=None if spark else limit + 2 * C.GiB,  # the JVM reserves far more address space than it uses
+        timeout=timeout,
     )
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        root = psutil.Process(proc.pid)
-        while not done.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t = time.perf_counter()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += f"\ntimed out after {timeout:.0f} s"
-    wall = time.perf_counter() - t
-    done.set()
-    sampler.join()
-    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
-    result = (
-        json.loads(line[7:])
-        if line
-        else {"status": "failed", "error": err.strip().splitlines()[-1:] or ["?"]}
-    )
-    result.setdefault("status", "ok" if line else "failed")
-    return {**result, "wall_seconds": wall, "peak_rss_bytes": peak}
+    result = r.result_json()
+    if result is None:
+        result = {"status": r.status if r.status != "ok" else "failed", "error": r.error}
+    result.setdefault("status", "ok")
+    return {**result, "wall_seconds": r.wall, "peak_rss_bytes": r.peak_rss, "load": r.load_before}
 
 
 def main() -> None:
@@ -397,7 +370,18 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--sizes", nargs="+", type=float, default=[1e6, 1e7, 5e7], help="events per run (1e6 1e7 5e7)"
+        "--sizes",
+        nargs="+",
+        type=float,
+        default=None,
+        help="events per run (default 1e6; --full: 1e6 1e7 5e7)",
+    )
+    parser.add_argument("--full", action="store_true", help="1M, 10M and 50M events (long)")
+    parser.add_argument(
+        "--accounts", type=int, default=None, help="accounts (default: events / 100, at least 1,000)"
+    )
+    parser.add_argument(
+        "--mem-limit", type=float, default=8, help="GiB per measured process tree (default 8)"
     )
     parser.add_argument(
         "--hot", nargs="+", type=float, default=[0.0, 0.3], help="share of the hot account (0 0.3)"
@@ -411,6 +395,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     parser.add_argument("--json", type=Path, default=None, help="write the raw results here")
     args = parser.parse_args()
+    args.sizes = args.sizes or ([1e6, 1e7, 5e7] if args.full else [1e6])
+    limit = int(args.mem_limit * C.GiB)
+    C.header("bench_engagement", f"engagement at {', '.join(f'{s:,.0f}' for s in args.sizes)} events")
     runners = args.only or [*RUNNERS, *SKEW_RUNNERS]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-engagement-"))
     results = []
@@ -420,7 +407,7 @@ def main() -> None:
             for hot in args.hot:
                 data = workdir / f"n{n}-hot{hot}"
                 t = time.perf_counter()
-                files = generate(data, n, hot)
+                files = generate(data, n, hot, accounts=args.accounts)
                 print(
                     f"# {n:,} events, hot account {hot:.0%}: data in {time.perf_counter() - t:.1f} s",
                     flush=True,
@@ -428,7 +415,7 @@ def main() -> None:
                 for kind in runners:
                     if kind in SKEW_RUNNERS and not hot:
                         continue
-                    r = measure(kind, files, workdir, args.timeout)
+                    r = measure(kind, files, workdir, args.timeout, limit)
                     r.update(runner=kind, events=n, hot=hot)
                     results.append(r)
                     rate = n / r["seconds"] / 1e6 if r.get("seconds") else float("nan")
@@ -437,7 +424,7 @@ def main() -> None:
                         extra += f" max-task {r.get('max_task_share')} spill {r.get('spill_bytes', 0) / 2**20:.0f}MiB"
                     print(
                         f"  {kind:17s} {r['status']:6s} {r.get('seconds', float('nan')):7.2f} s  {rate:5.2f} M ev/s  "
-                        f"peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB{extra} {r.get('error', '')}",
+                        f"peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB load {r['load']}{extra} {r.get('error', '')}",
                         flush=True,
                     )
                 shutil.rmtree(data, ignore_errors=True)

