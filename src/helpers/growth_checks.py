@@ -45,6 +45,17 @@ def _window(ctx_or_period: CheckContext | str) -> tuple[pd.Timestamp, pd.Timesta
     return growth.period_bounds(period)
 
 
+def utc_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as aware UTC timestamps (a naive value is UTC, as everywhere here).
+
+    The boundary where a check takes a frame whose timestamp columns may not all be aware: a
+    date string (a sales contract start), or a column an upstream step typed naive (the lifecycle's
+    ``plan_gaps`` has a naive all-NaT ``billing_at`` when the CRM holds no plan change at all).
+    Compared with the UTC month window as they are, those raise ``TypeError``.
+    """
+    return frame.assign(**{c: pd.to_datetime(frame[c], utc=True) for c in columns})
+
+
 def _in(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
     return (series >= start) & (series < end)
 
@@ -260,7 +271,7 @@ def contract_gaps(
         )
     d = sales[["deal_id", "account_id", "contract_start", "signed_at", "contract_value", "currency"]].copy()
     d["product_account_id"] = d["account_id"].map(crm_to_product)
-    d["contract_start"] = pd.to_datetime(d["contract_start"]).dt.tz_localize("UTC")
+    d = utc_columns(d, ["contract_start"])
     ms = billing_milestones(events, customers)
     act = ms[ms["kind"] == "activated"][["account_id", "at"]].rename(
         columns={"account_id": "product_account_id", "at": "billing_start"}
@@ -279,6 +290,14 @@ def contract_gaps(
     d["gap_days"] = gap.fillna(open_gap.where(d["contract_start"] < as_of))
     scope = _in(d["contract_start"], start, end) | _in(d["billing_start"], start, end)
     return d[scope & (d["gap_days"].abs() > tolerance_days)].drop(columns="probe").reset_index(drop=True)
+
+
+def plan_change_findings(plan_gaps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """CRM plan changes dated away from billing's proration (``Lifecycle.plan_gaps`` mismatches),
+    effective or billed in the window; ``effective_at`` and ``billing_at`` as UTC."""
+    g = utc_columns(plan_gaps, ["effective_at", "billing_at"])
+    scope = _in(g["effective_at"], start, end) | _in(g["billing_at"], start, end)
+    return g[g["mismatch"] & scope].reset_index(drop=True)
 
 
 def _per_entity(per_customer: pd.Series, customer_entity: pd.Series) -> pd.Series:
@@ -344,8 +363,7 @@ def growth_revenue_mismatch(ctx: CheckContext) -> Outcome:
         as_of=pd.Timestamp(ctx.as_of),
         tolerance_days=s.date_tolerance_days,
     )
-    g = life.plan_gaps
-    plans = g[g["mismatch"] & (_in(g["effective_at"], start, end) | _in(g["billing_at"], start, end))]
+    plans = plan_change_findings(life.plan_gaps, start, end)
     recon = revenue_reconciliation(
         ctx.data["accounts"],
         ctx.data["timeline"],

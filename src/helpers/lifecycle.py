@@ -460,7 +460,12 @@ def plan_change_gaps(
     bill = milestones[milestones["kind"] == "plan_change"][["account_id", "at", "event_id"]]
     bill = bill.rename(columns={"account_id": "product_account_id", "event_id": "billing_event_id"})
     if plan.empty:
-        return plan.assign(billing_at=pd.NaT, billing_event_id=None, gap_days=np.nan, mismatch=False)
+        return plan.assign(
+            billing_at=pd.Series(pd.NaT, index=plan.index, dtype="datetime64[ns, UTC]"),
+            billing_event_id=None,
+            gap_days=np.nan,
+            mismatch=False,
+        )
     plan = plan.sort_values("effective_at", kind="stable")
     bill = bill.assign(billing_at=bill["at"]).sort_values("at", kind="stable")
     matched = pd.merge_asof(

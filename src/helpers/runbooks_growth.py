@@ -721,15 +721,7 @@ def repaired(ctx: kit.RunbookContext, state: GrowthState, cid: str) -> tuple[boo
             + (f" ({', '.join(stale['date'])})" if len(stale) else "")
         )
     if cid == "growth_revenue_mismatch":
-        start, end = state.window
-        g = state.life.plan_gaps
-        plans = g[
-            g["mismatch"]
-            & (
-                g["effective_at"].between(start, end, inclusive="left")
-                | g["billing_at"].between(start, end, inclusive="left")
-            )
-        ]
+        plans = growth_checks.plan_change_findings(state.life.plan_gaps, *state.window)
         ok = plans["billing_at"].notna().all() if len(plans) else True
         return (
             bool(ok),

@@ -2,12 +2,13 @@
 
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import growth, landing
+from helpers import growth, growth_checks, landing, lifecycle, runbooks_growth
 from helpers.lifecycle import GrowthSources
 
 pytestmark = pytest.mark.unit
@@ -331,3 +332,51 @@ def test_paying_events_without_seats_or_price_are_left_out_of_mrr_and_listed():
     )
     m = movements(events, start="2026-02-01", end="2026-03-01")
     assert m.loc["A1", "movement"] == "flat" and m.loc["A1", "ending_mrr_usd_cents"] == 2000
+
+
+def no_plan_change_gaps() -> pd.DataFrame:
+    """``plan_gaps`` of a company whose CRM has no plan change (customer -> customer), as the lifecycle
+    builds it: empty, ``effective_at`` UTC but ``billing_at`` tz-naive (the clean 40-account demo)."""
+    chain = pd.DataFrame(
+        {
+            "stage_event_id": ["s1", "s2"],
+            "account_id": ["C1", "C1"],
+            "prev_stage": [None, "trial"],
+            "to_stage": ["trial", "customer"],
+            "effective_at": [ts("2026-08-20"), ts("2026-09-03")],
+            "tier": ["starter", "starter"],
+            "seats": [2.0, 2.0],
+        }
+    )
+    milestones = pd.DataFrame(
+        {"account_id": ["A1"], "kind": ["activated"], "at": [ts("2026-09-03")], "event_id": ["e1"]}
+    )
+    return lifecycle.plan_change_gaps(
+        chain, milestones, pd.Series({"C1": "A1"}), tolerance=dt.timedelta(days=3)
+    )
+
+
+def test_plan_change_findings_compare_a_naive_billing_date_as_utc():
+    start, end = growth.period_bounds("2026-09")
+    assert growth_checks.plan_change_findings(no_plan_change_gaps(), start, end).empty
+    # a naive billing date is UTC: billed on 30 September, CRM-dated in October -> in September's findings
+    gaps = pd.DataFrame(
+        {
+            "stage_event_id": ["s3", "s4"],
+            "account_id": ["C1", "C2"],
+            "effective_at": [ts("2026-10-20"), ts("2026-10-20")],
+            "billing_at": pd.to_datetime(["2026-09-30 23:00", "2026-10-01 00:00"]),
+            "gap_days": [20.0, 19.0],
+            "mismatch": [True, True],
+        }
+    )
+    found = growth_checks.plan_change_findings(gaps, start, end)
+    assert list(found["stage_event_id"]) == ["s3"]
+    assert found["billing_at"].iloc[0] == ts("2026-09-30 23:00")
+
+
+def test_revenue_mismatch_repairs_hold_when_the_crm_has_no_plan_change():
+    life = lifecycle.Lifecycle(*[pd.DataFrame()] * 4, plan_gaps=no_plan_change_gaps(), history=pd.DataFrame())
+    state = SimpleNamespace(window=growth.period_bounds("2026-09"), life=life)
+    ok, how = runbooks_growth.repaired(None, state, "growth_revenue_mismatch")
+    assert ok and how.startswith("0 CRM plan change(s)")
