@@ -18,7 +18,7 @@ A runbook (``notebooks/runbooks/...``, outline in STYLE.md) goes through these s
 
 - :class:`RunbookContext` (:func:`load_context`) is the parameters made usable: the alert (if any),
   the pipeline(s) in scope, the partition, the check, ``as_of``, and whether fixes may run.
-- Evidence helpers (:func:`mart_freshness`, :func:`late_sources`, :func:`landing_arrivals`,
+- Evidence helpers (:func:`mart_freshness`, :func:`late_sources`, :func:`stale_partitions`, :func:`landing_arrivals`,
   :func:`row_count_anomalies`, :func:`null_columns`, :func:`failed_runs`, ...) read the warehouse and
   the landing zone *as of* ``ctx.as_of`` and return an :class:`Evidence`: does the condition hold,
   one line saying why, and a table to show.
@@ -339,8 +339,9 @@ def landing_arrivals(
     arrival. The next delivery is expected at the next partition's date plus that lag; it is *late*
     when it has not arrived ``grace_hours`` (plus a tenth of the cadence) after that. So a monthly
     cloud bill 27 days old is on time, while a daily billing extract 2 days old is late.
-    ``cadences`` (source -> ``daily``/``monthly``, config ``sources:``) overrides the learnt cadence:
-    a monthly bill with a single delivery so far has no gap to learn from.
+    ``cadences`` (source -> ``daily``/``monthly``, config ``sources:``): a source declared monthly
+    is judged monthly even when its few deliveries so far have no gap to learn from (one bill
+    delivered in parts on consecutive days is not a daily source).
     """
     names = list(sources) if sources is not None else landing.sources(root)
     cols = [
@@ -367,9 +368,8 @@ def landing_arrivals(
         recent = list(zip(days, first.tolist(), strict=True))[-12:]
         gaps = [(b[0] - a[0]).days for a, b in zip(recent, recent[1:], strict=False)]
         cadence = float(pd.Series(gaps).median()) if gaps else 1.0
-        declared = (cadences or {}).get(source)
-        if declared is not None:
-            cadence = 30.0 if declared == "monthly" else 1.0
+        if (cadences or {}).get(source) == "monthly":
+            cadence = 30.0
         lags = [(at - pd.Timestamp(d, tz="UTC")).total_seconds() / 3600 for d, at in recent[1:] or recent]
         lag = float(pd.Series(lags).median())
         last_day = days[-1]
@@ -430,6 +430,17 @@ def late_sources(ctx: RunbookContext, *, grace_hours: float = 6.0) -> Evidence:
     holds = bool(parts)
     detail = "; ".join(parts) if holds else f"all {len(frame)} source(s) on their usual rhythm"
     return Evidence(holds, detail, frame, {"late": late["source"].tolist(), "missing": unmapped})
+
+
+def chase_note(sources: Evidence) -> str:
+    """For a fix's description: the sources still late (a re-run cannot bring them), or ``""``."""
+    late = [*sources.data.get("late", []), *sources.data.get("missing", [])]
+    if not sources.holds or not late:
+        return ""
+    return (
+        f"; still late: {', '.join(late)} - a re-run cannot bring that data: re-extract it or chase "
+        "its owner (Escalate), then run this runbook again once it has arrived"
+    )
 
 
 def _tables_of(ctx: RunbookContext, pipeline: str) -> list[str]:
@@ -530,7 +541,7 @@ def stale_partitions(ctx: RunbookContext, *, grace_hours: float = 6.0) -> Eviden
                 continue
             first = arr.groupby("partition")["arrived_at"].min()
             days = pd.to_datetime(first.index).tz_localize("UTC")
-            lag = (first.to_numpy() - days).median() if len(first) else pd.Timedelta(0)
+            lag = (pd.DatetimeIndex(first.to_list()) - days).median()
             for (day, arrived), start in zip(first.items(), days, strict=True):
                 label = partition_for(p, dt.date.fromisoformat(day))
                 at = built.get(label)

@@ -190,3 +190,26 @@ def test_every_generic_runbook_the_checks_point_at_exists():
         assert runbooks.Runbook(name).exists, name
     for name in {*runbooks.GENERIC_BY_KIND.values(), *runbooks.GENERIC_BY_DEADLINE.values()}:
         assert runbooks.Runbook(name).exists, name
+
+
+def test_stale_partitions_name_a_month_built_before_its_late_data_arrived(home):
+    from helpers import runs
+
+    hour = dt.timedelta(hours=1)
+    built = dt.datetime(2026, 10, 1, 16, 45, tzinfo=UTC)
+    days = [dt.date(2026, 9, d) for d in range(1, 31)]
+    _deliver(None, "billing_invoices", days[:24])  # on time: the next day 02:00
+    run_id = runs.start_run(
+        "profit_aggregate", "2026-09", now=built, as_of=built, parameters={}, code_version=None
+    )
+    runs.finish_run(run_id, status="succeeded", now=built)
+    late = built + dt.timedelta(minutes=15)
+    for day in days[24:]:  # the re-extract lands after the month was built
+        landing.write_delivery(
+            "billing_invoices", day, pd.DataFrame({"k": [1]}), arrived_at=late, durable=False
+        )
+    before = kit.stale_partitions(kit.load_context("profit/stale_data", as_of=built.isoformat()))
+    assert not before.holds
+    after = kit.stale_partitions(kit.load_context("profit/stale_data", as_of=(late + hour).isoformat()))
+    assert after.holds and after.data["targets"] == [["profit_aggregate", "2026-09"]]
+    assert "billing_invoices 2026-09-25..2026-09-30" in after.detail
