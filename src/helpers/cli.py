@@ -19,7 +19,14 @@ from helpers.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Usag
 from helpers.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES: tuple[str, ...] = ("helpers.cli_ops", "helpers.cli_oncall", "helpers.cli_demo", "helpers.cli_runbook", "helpers.cli_close")
+VERB_MODULES: tuple[str, ...] = (
+    "helpers.cli_ops",
+    "helpers.cli_oncall",
+    "helpers.cli_demo",
+    "helpers.cli_runbook",
+    "helpers.cli_close",
+    "helpers.cli_drill",
+)
 
 
 # ---------------------------------------------------------------- verbs

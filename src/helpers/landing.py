@@ -160,7 +160,7 @@ def read_source(
     for d in deliveries(source, root=root, as_of=as_of):
         if (lo and d.partition < lo) or (hi and d.partition > hi):
             continue
-        frame = pd.read_parquet(source_dir(source, root) / d.file, columns=list(columns) if columns else None)
+        frame = _read_delivery(source_dir(source, root) / d.file, d, columns)
         if with_arrival:
             frame["_partition"] = d.partition
             frame["_arrived_at"] = pd.Timestamp(d.arrived)
@@ -168,6 +168,114 @@ def read_source(
     if not frames:
         return pd.DataFrame(columns=list(columns) if columns else None)
     return pd.concat(frames, ignore_index=True)
+
+
+def _read_delivery(path: Path, d: Delivery, columns: Iterable[str] | None) -> pd.DataFrame:
+    """One delivered file; an unreadable file or a missing column is an error naming the file (and field)."""
+    wanted = list(columns) if columns else None
+    try:
+        if wanted:
+            present = set(pq.read_schema(path).names)
+            missing = [c for c in wanted if c not in present]
+            if missing:
+                raise ValueError(
+                    f"{path}: delivery of {d.source} for {d.partition} lacks required column(s) "
+                    f"{', '.join(missing)}"
+                )
+        return pd.read_parquet(path, columns=wanted)
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(
+            f"{path}: delivery of {d.source} for {d.partition} is not readable Parquet: {e}"
+        ) from None
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(
+            f"{path}: delivery of {d.source} for {d.partition} is not readable Parquet: {type(e).__name__}: {e}"
+        ) from None
+
+
+# ---------------------------------------------------------------- screening against the contract
+
+# Event columns holding JSON text (Segment's objects): each must parse as a JSON object.
+JSON_COLUMNS = {"events": ("context", "properties", "traits")}
+
+
+def source_schema(source: str) -> pa.Schema | None:
+    """The landed contract of ``source``: the demo generator's declaration (the extracts' contract)."""
+    from helpers.demo import events, extracts, sources_billing, sources_crm, sources_finance  # noqa: F401  (declare the sources)
+
+    if source in events.SCHEMAS:
+        return events.SCHEMAS[source]
+    spec = extracts.SOURCES.get(source)
+    return spec.schema() if spec is not None else None
+
+
+def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
+    """Screen one delivered file against its source's contract: accepted rows and quarantined ones.
+
+    A file that cannot be read at all, or lacks a column of the contract, raises ``ValueError``
+    naming the file (and the columns). A value that does not convert to its column's type, or
+    an event object that is not JSON, quarantines its row (``line`` = the 1-based row of the
+    file, ``field`` = the column); received = accepted + quarantined (``quarantine.ScreenedRows``).
+    """
+    from helpers.quarantine import QuarantinedRow, ScreenedRows
+
+    schema = schema if schema is not None else source_schema(source)
+    if schema is None:
+        raise ValueError(f"{path}: no contract for source {source!r}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(
+            f"{path}: {source} delivery is not readable Parquet: {type(e).__name__}: {e}"
+        ) from None
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: {source} delivery lacks required column(s) {', '.join(missing)}")
+    bad: dict[int, tuple[str, str, object]] = {}
+    columns = {}
+    for f in schema:
+        col = table.column(f.name)
+        try:
+            columns[f.name] = col if col.type == f.type else col.cast(f.type)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values = col.to_pylist()
+        cast = []
+        for i, v in enumerate(values):
+            try:
+                cast.append(pa.array([v]).cast(f.type)[0].as_py() if v is not None else None)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                bad.setdefault(i, (f.name, f"{f.name}: {v!r} is not a valid {f.type}", v))
+                cast.append(None)
+        columns[f.name] = pa.array(cast, type=f.type)
+    for name in JSON_COLUMNS.get(source, ()):
+        for i, v in enumerate(table.column(name).to_pylist()):
+            if v is None or i in bad:
+                continue
+            try:
+                ok = isinstance(json.loads(v), dict)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                bad[i] = (name, f"{name}: not a JSON object", v)
+    frame = pa.table(columns, schema=schema).to_pandas()
+    rows = frame.to_dict("records") if bad else []
+    quarantined = tuple(
+        QuarantinedRow(
+            source,
+            str(path),
+            i + 1,
+            f"row {i + 1}: {reason}",
+            {k: str(v) for k, v in rows[i].items()} | {field: str(raw)},
+            field,
+        )
+        for i, (field, reason, raw) in sorted(bad.items())
+    )
+    accepted = frame.drop(index=sorted(bad)).reset_index(drop=True) if bad else frame
+    return ScreenedRows(accepted, quarantined, table.num_rows)
 
 
 def arrivals(source: str, *, root: Path | None = None, as_of: dt.datetime | None = None) -> pd.DataFrame:
