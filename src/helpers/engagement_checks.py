@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from helpers import checks, landing
 from helpers import config as cfgmod
+from helpers.catalogue import CATALOGUE
 from helpers.checks import CheckContext, Outcome, fail, ok
 from helpers.engagement import PIPELINE, EngagementRun
 
@@ -422,17 +423,7 @@ def schema_change(ctx: CheckContext) -> Outcome:
     return fail(summary, **evidence)
 
 
-CHECK_IDS: tuple[str, ...] = tuple(
-    f"{PIPELINE}.{name}"
-    for name in (
-        "late_events",
-        "kafka_outage",
-        "duplicate_events",
-        "data_skew_oom",
-        "upstream_missing",
-        "schema_change",
-    )
-)
+CHECK_IDS: tuple[str, ...] = tuple(f"{PIPELINE}.{name}" for name in CATALOGUE["engagement"])
 
 
 def run_domain_checks(run: EngagementRun, *, run_id: str | None = None) -> list[checks.CheckResult]:

@@ -37,17 +37,11 @@ import pyarrow.parquet as pq
 
 from helpers import engagement, event_contract, landing, runs, warehouse
 from helpers import runbook_kit as kit
+from helpers.catalogue import CATALOGUE
 from helpers.checks.framework import CheckResult
 
 PIPELINE = engagement.PIPELINE
-RUNBOOK_IDS = (
-    "late_events",
-    "kafka_outage",
-    "duplicate_events",
-    "data_skew_oom",
-    "upstream_missing",
-    "schema_change",
-)
+RUNBOOK_IDS = CATALOGUE["engagement"]
 OTHER_SOURCES = ("web_analytics", "mobile_analytics", "api_logs")  # beside the Kafka stream
 MOBILE = ("ios", "android")
 

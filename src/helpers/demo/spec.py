@@ -9,27 +9,7 @@ from typing import Any
 
 import yaml
 
-FAULT_IDS = (
-    # Profit
-    "finance_mismatch",
-    "missing_subscription_data",
-    "expenses_wrong_month",
-    "math_errors",
-    "stale_data",
-    # Growth
-    "skipped_stage",
-    "late_account_updates",
-    "duplicate_accounts",
-    "growth_revenue_mismatch",
-    "churn_misclassified",
-    # Engagement
-    "late_events",
-    "kafka_outage",
-    "duplicate_events",
-    "data_skew_oom",
-    "upstream_missing",
-    "schema_change",
-)
+from helpers.catalogue import FAULT_IDS
 
 _FAULT = re.compile(r"^(?P<id>[a-z_]+)(@(?P<date>\d{4}-\d{2}-\d{2}))?(:(?P<params>.*))?$")
 
