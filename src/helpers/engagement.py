@@ -639,18 +639,7 @@ def accounts_with_revenue(
     reasons = "; ".join(s.reason for s, _rows in states if not s.ready)
     if not ready:
         return mine.select(
-            *[
-                F.col(c).alias(c)
-                for c in (
-                    "period",
-                    "account_id",
-                    "active_users",
-                    "active_days",
-                    "events",
-                    "sessions",
-                    "api_requests",
-                )
-            ],
+            *[F.col(c).alias(c) for c in ACCOUNT_COLUMNS[: ACCOUNT_COLUMNS.index("revenue_usd_cents")]],
             F.lit(None).cast("long").alias("revenue_usd_cents"),
             F.lit(None).cast("string").alias("growth_status"),
             F.lit("pending").alias("status"),

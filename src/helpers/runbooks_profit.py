@@ -274,19 +274,25 @@ def _line_period(line_id: str) -> str:
     return str(line_id).split("|", 1)[0]
 
 
-def finance_timing(state: State) -> kit.Evidence:
-    """Timing: an amount Finance booked in the month before or after ours (``timing``/``adjacent_month``)."""
-    rows = _unexpected(state)
-    rows = rows[rows["difference_class"] == "timing"]
-    if not len(rows):
-        return kit.Evidence(False, "no amount booked by Finance in another month than ours")
-    # each timing difference has its other half on the same line of a neighbouring month
+def _ledger_lines(rows: pd.DataFrame) -> tuple[list[str], str]:
+    """The ledger lines of reconciliation differences, with the other half of each offset pair
+    (a difference booked in a neighbouring month sits on the same line there), and their detail."""
     offsets = rows["detail"].astype(str).str.extract(r"offset on (\S+)")[0].dropna().tolist()
     lines = sorted(set(rows["line_id"]) | set(offsets))
     detail = "; ".join(
         f"{r.line_id}: {r.component_usd_cents / 100:+,.2f} USD ({r.cause}; {r.detail})"
         for r in rows.itertuples()
     )
+    return lines, detail
+
+
+def finance_timing(state: State) -> kit.Evidence:
+    """Timing: an amount Finance booked in the month before or after ours (``timing``/``adjacent_month``)."""
+    rows = _unexpected(state)
+    rows = rows[rows["difference_class"] == "timing"]
+    if not len(rows):
+        return kit.Evidence(False, "no amount booked by Finance in another month than ours")
+    lines, detail = _ledger_lines(rows)
     plan = Plan([{"source": "finance_ledger", "keys": lines, "why": "Finance's corrected booking month"}],
                 _months_in_history(state, [state.period, *map(_line_period, lines)]))  # fmt: skip
     return kit.Evidence(True, f"Finance booked in another month: {detail}", _recon_view(rows),
@@ -320,13 +326,7 @@ def finance_fx(state: State) -> kit.Evidence:
     rows = rows[rows["difference_class"] == "fx"]
     if not len(rows):
         return kit.Evidence(False, "every ledger line converted at the published month-end rate")
-    # each timing difference has its other half on the same line of a neighbouring month
-    offsets = rows["detail"].astype(str).str.extract(r"offset on (\S+)")[0].dropna().tolist()
-    lines = sorted(set(rows["line_id"]) | set(offsets))
-    detail = "; ".join(
-        f"{r.line_id}: {r.component_usd_cents / 100:+,.2f} USD ({r.cause}; {r.detail})"
-        for r in rows.itertuples()
-    )
+    lines, detail = _ledger_lines(rows)
     plan = Plan([{"source": "finance_ledger", "keys": lines, "why": "Finance's line at the month-end rate"}],
                 _months_in_history(state, [state.period, *map(_line_period, lines)]))  # fmt: skip
     return kit.Evidence(
