@@ -26,6 +26,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -198,7 +199,13 @@ def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> N
         exclude_input_prompt=hide_code,
         exclude_output_prompt=hide_code,
     )
-    body, _ = exporter.from_filename(str(nb_path))
+    with warnings.catch_warnings():
+        # scrapbook's scraps are outputs of their own mimetype that HTML cannot show (by design:
+        # they are data, read back with read_scraps); nbconvert warns once per scrap otherwise
+        warnings.filterwarnings(
+            "ignore", message=r"Your element with mimetype\(s\) dict_keys\(\['application/scrapbook"
+        )
+        body, _ = exporter.from_filename(str(nb_path))
     html_path.write_text(body, encoding="utf-8")
 
 
