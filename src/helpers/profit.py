@@ -978,6 +978,19 @@ def ops_cutoff(period: str, calendar: Any, business_days: int) -> pd.Timestamp:
     return pd.Timestamp(day + dt.timedelta(days=1), tz="UTC")
 
 
+CLOUD_BILL_COLUMNS = (
+    "provider_key",
+    "provider",
+    "arrived",
+    "arrived_at",
+    "due_at",
+    "late",
+    "overdue",
+    "rows",
+    "ids",
+)
+
+
 def cloud_bills(rows: pd.DataFrame, period: str, as_of: dt.datetime, settings: Any) -> pd.DataFrame:
     """The month's bill of every expected provider: arrived? when, due when, late, overdue, its Ids.
 
@@ -1009,20 +1022,7 @@ def cloud_bills(rows: pd.DataFrame, period: str, as_of: dt.datetime, settings: A
                 ids=sorted(bill.loc[bill["_arrived_at"] > due, "Id"].astype(str)) if len(bill) else [],
             )
         )
-    return pd.DataFrame(
-        out,
-        columns=[
-            "provider_key",
-            "provider",
-            "arrived",
-            "arrived_at",
-            "due_at",
-            "late",
-            "overdue",
-            "rows",
-            "ids",
-        ],
-    )
+    return pd.DataFrame(out, columns=list(CLOUD_BILL_COLUMNS))
 
 
 def _day_ranges(days: Sequence[str]) -> str:

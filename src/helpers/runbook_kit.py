@@ -793,7 +793,8 @@ def partition_results(ctx: RunbookContext, kind: str) -> list[CheckResult]:
     return out
 
 
-def _results_frame(results: Sequence[CheckResult], extra: Sequence[str] = ()) -> pd.DataFrame:
+def results_frame(results: Sequence[CheckResult], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Check results as a table: check, partition, status, severity, ``extra`` evidence keys, summary."""
     rows = [
         dict(
             check_id=r.check_id,
@@ -811,7 +812,7 @@ def _results_frame(results: Sequence[CheckResult], extra: Sequence[str] = ()) ->
 def row_count_anomalies(ctx: RunbookContext) -> Evidence:
     """Row-count anomalies now: each mart partition in scope against its baseline (the monitor's rule)."""
     results = partition_results(ctx, "row_count")
-    frame = _results_frame(results, ("rows", "baseline", "variance", "direction"))
+    frame = results_frame(results, ("rows", "baseline", "variance", "direction"))
     bad = [r for r in results if r.failed]
     if bad:
         detail = "; ".join(r.summary for r in bad)
@@ -829,7 +830,7 @@ def row_count_anomalies(ctx: RunbookContext) -> Evidence:
 def null_columns(ctx: RunbookContext) -> Evidence:
     """NULLs (or missing columns) in critical columns now, per mart partition in scope."""
     results = partition_results(ctx, "nulls")
-    frame = _results_frame(results, ("rows", "null_counts", "missing_columns"))
+    frame = results_frame(results, ("rows", "null_counts", "missing_columns"))
     bad = [r for r in results if r.failed]
     samples = {r.check_id: r.evidence.get("samples") for r in bad}
     missing = sorted({c for r in bad for c in r.evidence.get("missing_columns") or []})
@@ -1361,7 +1362,7 @@ class Verification:
         return None if not self.results else not any(r.failed for r in self.results)
 
     def frame(self) -> pd.DataFrame:
-        return _results_frame(self.results)
+        return results_frame(self.results)
 
     def as_json(self) -> dict[str, Any]:
         return json_safe(

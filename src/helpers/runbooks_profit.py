@@ -137,17 +137,7 @@ def check_now(state: State) -> kit.Evidence:
     r = state.result
     if r is None:
         return kit.Evidence(False, state.note)
-    frame = pd.DataFrame(
-        [
-            dict(
-                check_id=r.check_id,
-                partition=r.partition,
-                status=r.status,
-                severity=r.severity,
-                summary=r.summary,
-            )
-        ]
-    )
+    frame = kit.results_frame([r])
     return kit.Evidence(r.failed, f"{r.check_id} {r.partition}: {r.status} - {r.summary}", frame,
                         {"period": state.period, "severity": r.severity})  # fmt: skip
 

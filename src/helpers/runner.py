@@ -52,6 +52,14 @@ from helpers.timeutil import as_utc, default_as_of, parse_logical_date  # noqa: 
 
 log = logging.getLogger(__name__)
 
+# scrapbook's scraps are outputs of their own mimetype that HTML cannot show (by design: they are
+# data, read back with read_scraps); nbconvert would warn once per scrap. A process-wide filter, not
+# catch_warnings around the export: runs render from several threads, and catch_warnings is not
+# thread-safe (it restores the filter list it saw, dropping another thread's).
+warnings.filterwarnings(
+    "ignore", message=r"Your element with mimetype\(s\) dict_keys\(\['application/scrapbook"
+)
+
 # Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
 KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
 
@@ -199,13 +207,7 @@ def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> N
         exclude_input_prompt=hide_code,
         exclude_output_prompt=hide_code,
     )
-    with warnings.catch_warnings():
-        # scrapbook's scraps are outputs of their own mimetype that HTML cannot show (by design:
-        # they are data, read back with read_scraps); nbconvert warns once per scrap otherwise
-        warnings.filterwarnings(
-            "ignore", message=r"Your element with mimetype\(s\) dict_keys\(\['application/scrapbook"
-        )
-        body, _ = exporter.from_filename(str(nb_path))
+    body, _ = exporter.from_filename(str(nb_path))
     html_path.write_text(body, encoding="utf-8")
 
 

@@ -387,19 +387,7 @@ def test_expense_flags_find_late_mistyped_and_outlier_expenses():
         ("e5", "travel", "2026-09-12", "2026-09-15", 38_000),
         ("e6", "travel", "2026-10-12", "2026-10-30", 45_000),  # 18 days: ordinary
     )
-    bills = pd.DataFrame(
-        columns=[
-            "provider_key",
-            "provider",
-            "arrived",
-            "arrived_at",
-            "due_at",
-            "late",
-            "overdue",
-            "rows",
-            "ids",
-        ]
-    )
+    bills = pd.DataFrame(columns=list(profit.CLOUD_BILL_COLUMNS))
     flags = profit.expense_flags(ops, bills, "2026-10", dt.datetime(2026, 11, 20, tzinfo=UTC), SETTINGS)
     assert dict(zip(flags["id"], flags["kind"], strict=True)) == {
         "e1": "late_submission",
