@@ -148,6 +148,8 @@ class ChildResult:
     @property
     def error(self) -> str:
         if self.status == "oom":
+            if self.extra.get("oom_line"):  # the child's own allocator gave up (a JVM heap, RLIMIT_AS)
+                return f"out of memory: {self.extra['oom_line'][:200]}"
             return f"out of memory at {fmt_bytes(self.limit)}"
         if self.status == "timeout":
             return "timed out"
@@ -265,17 +267,18 @@ def run_limited(
     done.set()
     sampler.join(timeout=5)
     _kill_tree(proc.pid)  # whatever the child left behind (a JVM, a kernel)
+    extra: dict[str, Any] = {}
     if oom.is_set():
         status = "oom"
     elif status == "ok" and proc.returncode != 0:
-        low = err.lower()
-        status = (
-            "oom"
-            if ("out of memory" in low or "memoryerror" in low or "cannot allocate" in low)
-            else "failed"
-        )
+        marks = ("outofmemoryerror", "out of memory", "memoryerror", "cannot allocate")
+        hit = next((ln.strip() for ln in err_lines if any(m in ln.lower() for m in marks)), None)
+        status = "oom" if hit else "failed"
+        if hit:
+            extra["oom_line"] = hit
     return ChildResult(list(cmd), proc.returncode, wall, peak, "".join(out_lines), err, load_before, load(),
-                       status, as_limit if status == "oom" and as_limit and not oom.is_set() else mem_limit)  # fmt: skip
+                       status, as_limit if status == "oom" and as_limit and not oom.is_set() else mem_limit,
+                       extra)  # fmt: skip
 
 
 def write_json(path: Path | None, payload: Any) -> None:

@@ -3,13 +3,16 @@
 One run generates events-shaped Parquet once per size (the landed schema of
 ``helpers.demo.events.EVENTS_SCHEMA``: JSON ``context``/``properties``, 5 % client-retry
 duplicates, 30 days, ``accounts = max(1000, events / 100)``), optionally with one account holding
-30 % of the events, and measures on the same files:
+30 % of the events, and measures on the same files, each runner writing the per-account daily
+table to Parquet (the same sink for all: at 1M accounts the result has tens of millions of rows,
+which ``toPandas`` would first gather in Spark's 2g driver heap; the runners' row and event
+counts must agree, or the run prints ``MISMATCH``):
 
 - ``pipeline-duckdb``  the engagement pipeline's own functions on the DuckDB engine (SQLFrame):
                        contract conform, dedup by messageId, per account and day (users, events,
-                       sessions by platform), top accounts;
+                       sessions by platform) written with ``Engine.write_parquet``, top accounts;
 - ``pipeline-spark``   the same code on Spark ``local[*]`` (session start reported apart);
-- ``duckdb-sql``       the same work as one hand-written DuckDB SQL statement;
+- ``duckdb-sql``       the same work as one hand-written DuckDB SQL statement (``COPY ... TO``);
 - ``pandas``           the same work in plain pandas (regex JSON extraction, drop_duplicates);
 - ``spark-naive-join`` / ``spark-skew-safe`` (hot runs only): Profit/Growth's per-account table
                        joined the naive way (event rows to accounts, AQE and broadcast off: the
@@ -19,7 +22,8 @@ duplicates, 30 days, ``accounts = max(1000, events / 100)``), optionally with on
 
 Every measurement runs in a fresh process under a memory limit (``--mem-limit``, 8 GiB: the tree
 is killed above it and the result reads "out of memory at 8.00 GiB"; Python children also get
-``RLIMIT_AS``); peak memory is the whole process tree's RSS (the Spark JVM included), sampled every
+``RLIMIT_AS``; a child whose own allocator gives up, a JVM heap, reads "out of memory: <its
+error>"); peak memory is the whole process tree's RSS (the Spark JVM included), sampled every
 50 ms with psutil (``benchmarks/_common.py``). Prints a table and the ratios to
 hand-written DuckDB SQL; ``--json`` writes the raw figures.
 
@@ -134,7 +138,13 @@ def generate(root: Path, n: int, hot: float, seed: int = 7, accounts: int | None
 # ---------------------------------------------------------------- the measured work (child process)
 
 
-def run_pipeline(engine_name: str, files: list[str]) -> dict[str, Any]:
+def written(out: Path) -> dict[str, Any]:
+    """Rows and events of a runner's Parquet output (read after the clock stopped)."""
+    table = pq.read_table(out, columns=["events"])
+    return {"rows_out": table.num_rows, "events": int(pc.sum(table.column("events")).as_py() or 0)}
+
+
+def run_pipeline(engine_name: str, files: list[str], out: Path) -> dict[str, Any]:
     from helpers import engagement
     from helpers.engine import get_engine
 
@@ -149,17 +159,11 @@ def run_pipeline(engine_name: str, files: list[str]) -> dict[str, Any]:
         eng, eng.read_parquet([engagement.empty_parquet("api_logs")], name="bench_api")
     )
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    daily = eng.to_pandas(engagement.daily_per_account(eng, events, api, days))
+    eng.write_parquet(engagement.daily_per_account(eng, events, api, days), out)
     top = eng.to_pandas(engagement.top_accounts(eng, events, days, n=1))
     seconds = time.perf_counter() - t
     share = float((top["events"] / top["day_events"]).max())
-    return {
-        "seconds": seconds,
-        "start_seconds": started,
-        "rows_out": len(daily),
-        "events": int(daily["events"].sum()),
-        "top_share": share,
-    }
+    return {"seconds": seconds, "start_seconds": started, **written(out), "top_share": share}
 
 
 # The fastest of the hand-written forms tried on 3M events (QUALIFY row_number 11.8 s, five arg_min
@@ -189,7 +193,7 @@ FROM d GROUP BY 1, 2
 """
 
 
-def run_sql(files: list[str]) -> dict[str, Any]:
+def run_sql(files: list[str], out: Path) -> dict[str, Any]:
     import duckdb
 
     from helpers import config
@@ -199,12 +203,14 @@ def run_sql(files: list[str]) -> dict[str, Any]:
     conn.execute(f"SET memory_limit = '{conf.memory_limit}'")
     conn.execute(f"SET threads = {int(conf.threads)}")
     conn.execute("SET TimeZone = 'UTC'")
+    out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    out = conn.execute(HAND_SQL.format(files=json.dumps(files).replace('"', "'"))).fetch_df()
-    return {"seconds": time.perf_counter() - t, "rows_out": len(out), "events": int(out["events"].sum())}
+    query = HAND_SQL.format(files=json.dumps(files).replace('"', "'"))
+    conn.execute(f"COPY ({query}) TO '{out / 'part-0.parquet'}' (FORMAT parquet)")
+    return {"seconds": time.perf_counter() - t, **written(out)}
 
 
-def run_pandas(files: list[str]) -> dict[str, Any]:
+def run_pandas(files: list[str], path: Path) -> dict[str, Any]:
     import pandas as pd
 
     t = time.perf_counter()
@@ -231,16 +237,22 @@ def run_pandas(files: list[str]) -> dict[str, Any]:
     ev = ev.sort_values("receivedAt", kind="stable").drop_duplicates("messageId")
     ev["date"] = ev["timestamp"].dt.date
     g = ev.groupby(["account_id", "date"])
-    out = {"active_users": g["user_id"].nunique(), "events": g.size(), "sessions": g["session_id"].nunique()}
+    cols_out = {
+        "active_users": g["user_id"].nunique(),
+        "events": g.size(),
+        "sessions": g["session_id"].nunique(),
+    }
     for p in ("web", "mobile"):
         gp = ev[ev["platform"] == p].groupby(["account_id", "date"])
-        out[f"{p}_users"], out[f"{p}_events"], out[f"{p}_sessions"] = (
+        cols_out[f"{p}_users"], cols_out[f"{p}_events"], cols_out[f"{p}_sessions"] = (
             gp["user_id"].nunique(),
             gp.size(),
             gp["session_id"].nunique(),
         )
-    daily = pd.DataFrame(out).fillna(0)
-    return {"seconds": time.perf_counter() - t, "rows_out": len(daily), "events": int(daily["events"].sum())}
+    daily = pd.DataFrame(cols_out).fillna(0).reset_index()
+    path.mkdir(parents=True, exist_ok=True)
+    daily.to_parquet(path / "part-0.parquet", index=False)
+    return {"seconds": time.perf_counter() - t, **written(path)}
 
 
 def spark_stage_metrics(session: Any, events: int) -> dict[str, Any]:
@@ -328,14 +340,15 @@ def run_spark_join(files: list[str], naive: bool) -> dict[str, Any]:
 
 def child(kind: str, files_list: str) -> None:
     files = json.loads(Path(files_list).read_text())
+    sink = Path(files_list).parent / f"out-{kind}"  # every runner writes its daily table here
     if kind == "pipeline-duckdb":
-        out = run_pipeline("duckdb", files)
+        out = run_pipeline("duckdb", files, sink)
     elif kind == "pipeline-spark":
-        out = run_pipeline("spark", files)
+        out = run_pipeline("spark", files, sink)
     elif kind == "duckdb-sql":
-        out = run_sql(files)
+        out = run_sql(files, sink)
     elif kind == "pandas":
-        out = run_pandas(files)
+        out = run_pandas(files, sink)
     elif kind in SKEW_RUNNERS:
         out = run_spark_join(files, naive=kind == "spark-naive-join")
     else:
@@ -361,6 +374,7 @@ def measure(kind: str, files: list[str], workdir: Path, timeout: float, limit: i
     if result is None:
         result = {"status": r.status if r.status != "ok" else "failed", "error": r.error}
     result.setdefault("status", "ok")
+    shutil.rmtree(workdir / f"out-{kind}", ignore_errors=True)
     return {**result, "wall_seconds": r.wall, "peak_rss_bytes": r.peak_rss, "load": r.load_before}
 
 
@@ -425,6 +439,16 @@ def main() -> None:
                     print(
                         f"  {kind:17s} {r['status']:6s} {r.get('seconds', float('nan')):7.2f} s  {rate:5.2f} M ev/s  "
                         f"peak {r['peak_rss_bytes'] / 2**30:5.2f} GiB load {r['load']}{extra} {r.get('error', '')}",
+                        flush=True,
+                    )
+                outputs = {
+                    (r["rows_out"], r["events"])
+                    for r in results
+                    if r["events"] == n and r["hot"] == hot and r["runner"] in RUNNERS and r["status"] == "ok"
+                }
+                if len(outputs) > 1:
+                    print(
+                        f"  MISMATCH: the runners' outputs differ (rows, events): {sorted(outputs)}",
                         flush=True,
                     )
                 shutil.rmtree(data, ignore_errors=True)

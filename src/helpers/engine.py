@@ -57,6 +57,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -178,6 +179,31 @@ class Engine:
         if sort_by:
             out = out.sort_values(sort_by, kind="mergesort").reset_index(drop=True)
         return out
+
+    def write_parquet(self, df: Any, path: Path | str) -> int:
+        """Write ``df`` as Parquet under the folder ``path`` (replaced) and return its row count.
+
+        For results too large to collect: neither engine holds the whole result in one process
+        (Spark's tasks write their partitions; ``toPandas`` would gather them in the driver's
+        heap first), and the reader takes the files with any Parquet reader.
+        """
+        import shutil
+
+        import pyarrow.dataset as ds
+
+        out = Path(path)
+        shutil.rmtree(out, ignore_errors=True)
+        if self.name == "duckdb":
+            out.mkdir(parents=True)
+            *setup, query = df.sql(dialect="duckdb", optimize=False, pretty=False, as_list=True)
+            target = str(out / "part-0.parquet").replace("'", "''")
+            with self._lock:
+                for statement in setup:
+                    self.session._conn.execute(statement)
+                self.session._conn.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)")
+        else:
+            df.write.mode("overwrite").parquet(str(out))
+        return ds.dataset(str(out), format="parquet").count_rows()
 
     def stop(self) -> None:
         if self.name == "spark":

@@ -50,6 +50,23 @@ def test_both_engines_give_identical_results(engines, events_parquet):
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, obj=name)
 
 
+def test_write_parquet_replaces_the_folder_with_the_whole_result_on_both_engines(
+    engines, events_parquet, tmp_path
+):
+    for eng in engines:
+        out = tmp_path / f"daily-{eng.name}"
+        out.mkdir()
+        (out / "stale.parquet").write_bytes(b"left by an earlier run")  # replaced, not mixed in
+        rows = eng.write_parquet(dedup_daily(eng, events_parquet), out)
+        got = pq.read_table(out).to_pandas().sort_values(["account_id", "date"]).reset_index(drop=True)
+        assert rows == len(got) == 3, eng.name
+        assert not (out / "stale.parquet").exists()
+        got["date"] = pd.to_datetime(got["date"]).dt.date
+        want = eng.to_pandas(dedup_daily(eng, events_parquet), ["account_id", "date"])
+        want["date"] = pd.to_datetime(want["date"]).dt.date
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, obj=eng.name)
+
+
 def test_unknown_engine_is_a_clear_error(monkeypatch):
     from helpers import engine
 
