@@ -41,6 +41,7 @@ test-fast: setup ## unit tests only
 
 lint: $(STAMP) ## ruff over src, tests and notebooks
 	$(VENV)/bin/ruff check src tests notebooks benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 nbval: $(STAMP) ## execute every notebook under notebooks/ with nbval (lax) against small test data
 	@bash scripts/nbval-notebooks.sh

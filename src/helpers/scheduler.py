@@ -57,7 +57,11 @@ Clock = Callable[[], dt.datetime]
 TICK = dt.timedelta(minutes=1)
 # "module:function" called after each tick's runs as fn(as_of=, now=, pipelines=, config=).
 # Routing (issue 9) adds its escalation here.
-TICK_HOOKS: tuple[str, ...] = ("helpers.checks:evaluate_monitors", "helpers.runbooks:diagnose_new_alerts", "helpers.escalation:scheduler_hook")
+TICK_HOOKS: tuple[str, ...] = (
+    "helpers.checks:evaluate_monitors",
+    "helpers.runbooks:diagnose_new_alerts",
+    "helpers.escalation:scheduler_hook",
+)
 
 scheduler_ticks = sa.Table(
     "scheduler_ticks",

@@ -90,8 +90,12 @@ def test_source_freshness_from_landing_arrivals(home, hours, status, severity):
     frame = pd.DataFrame({"account_id": [1, 2]})
     landing.write_delivery("crm_stage_history", "2026-11-07", frame, arrived_at=T - 30 * H)
     landing.write_delivery("crm_stage_history", "2026-11-08", frame, arrived_at=T)
-    landing.write_delivery("crm_stage_history", "2026-11-09", frame, arrived_at=T + 40 * H)  # not arrived yet as of then
-    got = evaluate(T + hours * H, "growth_daily")[("growth_daily.source_freshness.crm_stage_history", "current")]
+    landing.write_delivery(
+        "crm_stage_history", "2026-11-09", frame, arrived_at=T + 40 * H
+    )  # not arrived yet as of then
+    got = evaluate(T + hours * H, "growth_daily")[
+        ("growth_daily.source_freshness.crm_stage_history", "current")
+    ]
     assert got.status == status and (severity is None or got.severity == severity)
     assert got.evidence["last_update"] == T.isoformat()
     missing = evaluate(T + hours * H, "growth_daily")[

@@ -62,7 +62,9 @@ class DemoSpec:
     months: int = 25
     seed: int = 42
     end: dt.date = dt.date(2026, 10, 31)  # last day of generated business history
-    events_per_user_day: float = 0.4  # event density knob: 0.4 gives ~2.2M events for the default demo in ~20 s
+    events_per_user_day: float = (
+        0.4  # event density knob: 0.4 gives ~2.2M events for the default demo in ~20 s
+    )
     faults: tuple[FaultSpec, ...] = ()
 
     @property
