@@ -210,3 +210,53 @@ def test_secret_in_warehouse_url_never_reaches_the_archive(home, pg_url, monkeyp
         env={"WORKBOOK_WAREHOUSE_URL": pg_url},
     )
     assert refused.returncode == 2 and "never notebook parameters" in refused.stderr
+
+
+def _write_counter(monkeypatch) -> list[str]:
+    import papermill.engines
+
+    written: list[str] = []
+    real = papermill.engines.write_ipynb
+
+    def counting(nb, path):
+        written.append(path)
+        return real(nb, path)
+
+    monkeypatch.setattr(papermill.engines, "write_ipynb", counting)
+    return written
+
+
+def _cells_notebook(path: Path, sources: list[str]) -> Path:
+    cells = [nbformat.v4.new_markdown_cell("# many cells")]
+    cells += [nbformat.v4.new_code_cell(src) for src in sources]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_output_notebook_is_written_at_start_and_end_not_per_cell(tmp_path, monkeypatch):
+    import datetime as dt
+
+    written = _write_counter(monkeypatch)
+    clock = lambda: dt.datetime(2026, 11, 1, 6, tzinfo=dt.UTC)  # noqa: E731
+    book = _cells_notebook(tmp_path / "many.ipynb", [f"x{i} = {i}\nprint(x{i} * 2)" for i in range(12)])
+    result = runner.execute_notebook(book, tmp_path / "ok", {}, clock=clock, timeout_s=120)
+    assert result.status == "succeeded"
+    assert len(written) <= 3, written  # papermill's own manager writes 2 x 13 cells + 2 = 28 times
+    nb = nbformat.read(result.archive / "notebook.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.outputs[0]["text"] for c in code] == [f"{i * 2}\n" for i in range(12)]
+    assert all(c.metadata.papermill["status"] == "completed" for c in nb.cells)
+    assert nb.metadata.papermill["end_time"]
+
+    # a failure mid-way still leaves the complete notebook, the failed cell marked
+    written.clear()
+    book = _cells_notebook(tmp_path / "fails.ipynb", ["a = 1", "print('before')", "1 / 0", "print('never')"])
+    result = runner.execute_notebook(book, tmp_path / "failed", {}, clock=clock, timeout_s=120)
+    assert result.status == "failed" and "ZeroDivisionError" in (result.error or "")
+    assert 1 <= len(written) <= 4, written
+    nb = nbformat.read(result.archive / "notebook.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[1].outputs[0]["text"] == "before\n"
+    assert code[2].metadata.papermill["status"] == "failed" and not code[3].outputs

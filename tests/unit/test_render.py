@@ -1,0 +1,68 @@
+"""The run archive's HTML: one cached exporter per process renders exactly what a fresh one does."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from helpers import runner
+
+
+def _notebook(path: Path, title: str, value: int) -> Path:
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(f"# {title}"),
+            nbformat.v4.new_code_cell(
+                f"total = {value}\ntotal",
+                execution_count=1,
+                outputs=[
+                    nbformat.v4.new_output("execute_result", {"text/plain": str(value)}, execution_count=1)
+                ],
+            ),
+        ],
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+    )
+    nbformat.write(nb, path)
+    return path
+
+
+def _fresh(path: Path, hide_code: bool) -> str:
+    exporter = HTMLExporter(
+        template_name="selfcontained",
+        extra_template_basedirs=[str(Path(runner.__file__).parent / "templates")],
+        embed_images=True,
+        exclude_input=hide_code,
+        exclude_input_prompt=hide_code,
+        exclude_output_prompt=hide_code,
+    )
+    return exporter.from_filename(str(path))[0]
+
+
+def test_cached_exporter_renders_like_a_fresh_one_in_any_order_and_thread(tmp_path):
+    books = [_notebook(tmp_path / f"nb{i}.ipynb", f"Notebook {i}", 1000 + i) for i in range(4)]
+    cases = [(nb, hide) for nb in books for hide in (False, True)]
+    expected = {(nb, hide): _fresh(nb, hide) for nb, hide in cases}
+    assert len(set(expected.values())) == len(cases)  # every case renders differently
+
+    def render(case: tuple[Path, bool]) -> str:
+        nb, hide = case
+        out = tmp_path / f"{nb.stem}-{hide}.html"
+        runner.render_html(nb, out, hide_code=hide)
+        return out.read_text(encoding="utf-8")
+
+    assert [render(c) for c in cases] == [expected[c] for c in cases]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(render, cases * 2)) == [expected[c] for c in cases * 2]
+    hidden, shown = render((books[0], True)), render((books[0], False))
+    code = '<span class="n">total</span>'
+    assert "Notebook 0" in hidden and "<pre>1000</pre>" in hidden and code not in hidden
+    assert code in shown
+
+
+def test_warming_runs_once_per_process():
+    first = runner.warm_renderer()
+    first.join()
+    assert runner.warm_renderer() is first and not first.is_alive()
