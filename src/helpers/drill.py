@@ -131,22 +131,20 @@ EVENTS = DemoShape(events=True)
 # account's natural share of a clean day below the skew threshold.
 BUSY_EVENTS = DemoShape(accounts=150, events=True, events_per_user_day=1.0)
 
-_PROFIT_SEP = (
-    Figure(
-        "profit_monthly",
-        {"period": "2026-09"},
-        ("revenue_usd_cents", "total_cost_usd_cents", "profit_usd_cents"),
-        ("period",),
-    ),
-)
-_PROFIT_AUG = (
-    Figure(
-        "profit_monthly",
-        {"period": "2026-08"},
-        ("revenue_usd_cents", "total_cost_usd_cents", "profit_usd_cents"),
-        ("period",),
-    ),
-)
+
+def _profit_monthly(period: str) -> tuple[Figure, ...]:
+    return (
+        Figure(
+            "profit_monthly",
+            {"period": period},
+            ("revenue_usd_cents", "total_cost_usd_cents", "profit_usd_cents"),
+            ("period",),
+        ),
+    )
+
+
+_PROFIT_SEP = _profit_monthly("2026-09")
+_PROFIT_AUG = _profit_monthly("2026-08")
 _GROWTH_SEP = (
     Figure(
         "growth_mrr_monthly",

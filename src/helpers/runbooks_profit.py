@@ -276,17 +276,23 @@ def _ledger_lines(rows: pd.DataFrame) -> tuple[list[str], str]:
     return lines, detail
 
 
+def _ledger_class(state: State, difference_class: str, none: str, found: str, why: str) -> kit.Evidence:
+    """Evidence for one class of Finance ledger lines: the lines, and a plan to re-extract them."""
+    rows = _unexpected(state)
+    rows = rows[rows["difference_class"] == difference_class]
+    if not len(rows):
+        return kit.Evidence(False, none)
+    lines, detail = _ledger_lines(rows)
+    plan = Plan([{"source": "finance_ledger", "keys": lines, "why": why}],
+                _months_in_history(state, [state.period, *map(_line_period, lines)]))  # fmt: skip
+    return kit.Evidence(True, f"{found}: {detail}", _recon_view(rows),
+                        {"line_ids": lines, "plan": plan.as_json()})  # fmt: skip
+
+
 def finance_timing(state: State) -> kit.Evidence:
     """Timing: an amount Finance booked in the month before or after ours (``timing``/``adjacent_month``)."""
-    rows = _unexpected(state)
-    rows = rows[rows["difference_class"] == "timing"]
-    if not len(rows):
-        return kit.Evidence(False, "no amount booked by Finance in another month than ours")
-    lines, detail = _ledger_lines(rows)
-    plan = Plan([{"source": "finance_ledger", "keys": lines, "why": "Finance's corrected booking month"}],
-                _months_in_history(state, [state.period, *map(_line_period, lines)]))  # fmt: skip
-    return kit.Evidence(True, f"Finance booked in another month: {detail}", _recon_view(rows),
-                        {"line_ids": lines, "plan": plan.as_json()})  # fmt: skip
+    return _ledger_class(state, "timing", "no amount booked by Finance in another month than ours",
+                         "Finance booked in another month", "Finance's corrected booking month")  # fmt: skip
 
 
 def finance_missing_category(state: State) -> kit.Evidence:
@@ -312,19 +318,8 @@ def finance_missing_category(state: State) -> kit.Evidence:
 
 def finance_fx(state: State) -> kit.Evidence:
     """Currency conversion: Finance converted at a rate that is not the published month-end rate."""
-    rows = _unexpected(state)
-    rows = rows[rows["difference_class"] == "fx"]
-    if not len(rows):
-        return kit.Evidence(False, "every ledger line converted at the published month-end rate")
-    lines, detail = _ledger_lines(rows)
-    plan = Plan([{"source": "finance_ledger", "keys": lines, "why": "Finance's line at the month-end rate"}],
-                _months_in_history(state, [state.period, *map(_line_period, lines)]))  # fmt: skip
-    return kit.Evidence(
-        True,
-        f"Finance's rate differs: {detail}",
-        _recon_view(rows),
-        {"line_ids": lines, "plan": plan.as_json()},
-    )
+    return _ledger_class(state, "fx", "every ledger line converted at the published month-end rate",
+                         "Finance's rate differs", "Finance's line at the month-end rate")  # fmt: skip
 
 
 def finance_unexplained(state: State) -> kit.Evidence:

@@ -79,6 +79,8 @@ class _RunNotebookManager(NotebookExecutionManager):
     raising), and every ``autosave_cell_every`` seconds during a long run.
     """
 
+    _quiet = False  # inside a cell's start or end: papermill's save is skipped
+
     def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
         warm_renderer()  # the kernel is up: warm the HTML renderer while the cells run
         with self._autosave_only():
@@ -98,7 +100,7 @@ class _RunNotebookManager(NotebookExecutionManager):
         self.autosave_cell()
 
     def save(self, **kwargs: Any) -> None:
-        if not getattr(self, "_quiet", False):
+        if not self._quiet:
             super().save(**kwargs)
 
 
