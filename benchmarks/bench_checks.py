@@ -37,8 +37,9 @@ def setup_child(accounts: int, days: int) -> None:
     import pandas as pd
     import sqlalchemy as sa
 
-    from helpers import config, warehouse
-    from helpers.warehouse import partition_key, partition_writes, pipeline_runs
+    from helpers.core import config
+    from helpers.storage import warehouse
+    from helpers.storage.warehouse import partition_key, partition_writes, pipeline_runs
 
     t0 = time.perf_counter()
     cfg = config.get()
@@ -92,8 +93,9 @@ def setup_child(accounts: int, days: int) -> None:
 
 def measure_child() -> None:
     t0 = time.perf_counter()
-    from helpers import checks, config
+    from helpers import checks
     from helpers.checks import monitors
+    from helpers.core import config
 
     cfg = config.get()
     t1 = time.perf_counter()

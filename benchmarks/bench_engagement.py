@@ -145,8 +145,8 @@ def written(out: Path) -> dict[str, Any]:
 
 
 def run_pipeline(engine_name: str, files: list[str], out: Path) -> dict[str, Any]:
-    from helpers import engagement
-    from helpers.engine import get_engine
+    from helpers.engagement import pipeline as engagement
+    from helpers.storage.engine import get_engine
 
     t = time.perf_counter()
     eng = get_engine(engine_name)
@@ -196,7 +196,7 @@ FROM d GROUP BY 1, 2
 def run_sql(files: list[str], out: Path) -> dict[str, Any]:
     import duckdb
 
-    from helpers import config
+    from helpers.core import config
 
     conf = config.get().pipelines.engine.duckdb
     conn = duckdb.connect()
@@ -293,8 +293,8 @@ def spark_stage_metrics(session: Any, events: int) -> dict[str, Any]:
 
 def run_spark_join(files: list[str], naive: bool) -> dict[str, Any]:
     """Per-account revenue joined with engagement: naively at the event grain, or aggregated first."""
-    from helpers import engagement
-    from helpers.engine import get_engine
+    from helpers.engagement import pipeline as engagement
+    from helpers.storage.engine import get_engine
 
     eng = get_engine("spark")
     spark, F = eng.session, eng.F

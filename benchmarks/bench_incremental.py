@@ -33,8 +33,9 @@ def child(day: str) -> None:
     """One daily run, timed per step; prints RESULT json."""
     import pyarrow.parquet as pq
 
-    from helpers import engagement, warehouse
-    from helpers.engine import get_engine
+    from helpers.engagement import pipeline as engagement
+    from helpers.storage import warehouse
+    from helpers.storage.engine import get_engine
 
     t0 = time.perf_counter()
     eng = get_engine()

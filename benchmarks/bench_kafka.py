@@ -1,4 +1,4 @@
-"""Kafka extract throughput: Segment events/s from a topic into landing files (``helpers.extract.kafka``).
+"""Kafka extract throughput: Segment events/s from a topic into landing files (``helpers.storage.extract.kafka``).
 
     .venv/bin/python benchmarks/bench_kafka.py [--messages 100000] [--runs 3]
     .venv/bin/python benchmarks/bench_kafka.py --full            # 1,000,000 messages
@@ -96,7 +96,7 @@ def produce(address: str, n: int) -> float:
 
 
 def child(address: str, group: str) -> None:
-    from helpers.extract.kafka import KafkaEvents
+    from helpers.storage.extract.kafka import KafkaEvents
 
     t = time.perf_counter()
     result = KafkaEvents(bootstrap_servers=address, topics=(TOPIC,), group_id=group).extract(

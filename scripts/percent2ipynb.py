@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from helpers.notebooks import from_percent, write_notebook
+from helpers.runs.notebooks import from_percent, write_notebook
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from helpers import config as cfgmod
-from helpers import warehouse
+from helpers.core import config as cfgmod
+from helpers.storage import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_NOTEBOOKS = REPO / "tests" / "fixtures" / "notebooks"
@@ -98,7 +98,7 @@ def home(tmp_path, monkeypatch) -> Path:
 def workbook(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a new process (exit codes, concurrency and kills are process-level)."""
     return subprocess.run(
-        [sys.executable, "-m", "helpers.cli", *args],
+        [sys.executable, "-m", "helpers.cli.main", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -154,7 +154,7 @@ def warehouse_url(request, home, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def spark_engine():
     """One Spark session for the whole test session (a session costs ~7 s to start)."""
-    from helpers import engine, javaenv
+    from helpers.storage import engine, javaenv
 
     if javaenv.find_java() is None:
         need_service(f"Spark needs Java: {javaenv.HOW_TO_FIX}")
@@ -165,7 +165,7 @@ def spark_engine():
 
 @pytest.fixture(scope="session")
 def duckdb_engine():
-    from helpers import engine
+    from helpers.storage import engine
 
     return engine.get_engine("duckdb")
 

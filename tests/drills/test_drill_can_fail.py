@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from helpers import drill
+from helpers.demo import drill
 
 
 @pytest.mark.slow

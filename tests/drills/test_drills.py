@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import workbook
-from helpers import drill
+from helpers.demo import drill
 from helpers.demo.spec import FaultSpec
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"

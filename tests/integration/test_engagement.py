@@ -17,8 +17,11 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing
-from helpers import checks, engagement, event_contract, landing
-from helpers.engagement import UpstreamState
+from helpers import checks
+from helpers.engagement import event_contract
+from helpers.engagement import pipeline as engagement
+from helpers.engagement.pipeline import UpstreamState
+from helpers.storage import landing
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +79,7 @@ def run(eng, root: Path, day: str, as_of: str = "", contract=event_contract.CONT
 
 
 def evaluate(result: engagement.EngagementRun, name: str) -> checks.CheckResult:
-    from helpers import engagement_checks  # noqa: F401  (registers the checks)
+    from helpers.engagement import checks as engagement_checks  # noqa: F401  (registers the checks)
 
     check = next(c for c in checks.registered(engagement.PIPELINE) if c.id == f"{engagement.PIPELINE}.{name}")
     ctx = checks.CheckContext(
@@ -396,7 +399,8 @@ def test_schema_change_is_critical_until_the_version_is_declared(duckdb_engine, 
 
 
 def test_upstream_missing_marks_pending_then_joins_revenue_and_growth(home, duckdb_engine, clean):
-    from helpers import runs, warehouse
+    from helpers.runs import records as runs
+    from helpers.storage import warehouse
 
     result = run(duckdb_engine, clean, "2026-10-16", reader=engagement.upstream_state)
     outcome = evaluate(result, "upstream_missing")
@@ -432,8 +436,8 @@ def test_upstream_missing_marks_pending_then_joins_revenue_and_growth(home, duck
 
 
 def test_writing_is_atomic_per_partition_and_idempotent(home, duckdb_engine, faulty):
-    from helpers import warehouse
-    from helpers.quarantine import read_quarantine
+    from helpers.storage import warehouse
+    from helpers.storage.quarantine import read_quarantine
 
     result = run(duckdb_engine, faulty, "2026-10-26")
     first = engagement.write(result, run_id="r1")
@@ -478,7 +482,7 @@ def test_window_writes_only_delivered_days_and_touches_both_months():
 
 @pytest.mark.unit
 def test_stream_outcome_needs_a_real_drop_not_a_quiet_night():
-    from helpers.engagement_checks import stream_outcome
+    from helpers.engagement.checks import stream_outcome
 
     day = dt.date(2026, 10, 20)
     profile = [0, 0, 0, 1, 1, 2, 4, 8, 12, 15, 15, 14, 12, 10, 8, 6, 4, 3, 2, 1, 1, 0, 0, 0]
@@ -525,7 +529,8 @@ def test_contract_versions_are_data():
 
 def test_the_stream_monitor_pages_within_the_hour(home, faulty, tmp_path):
     """With the consumer landing hour by hour, the monitor sees the outage the same afternoon."""
-    from helpers import alerts, engagement_checks
+    from helpers.engagement import checks as engagement_checks
+    from helpers.oncall import alerts
 
     gt = truth(faulty, "kafka_outage")
     root = tmp_path / "landing"
@@ -557,7 +562,7 @@ def test_the_stream_monitor_pages_within_the_hour(home, faulty, tmp_path):
 
 
 def test_recorded_backfill_requests_are_merged_performed_and_marked(home, monkeypatch):
-    from helpers import orchestrate
+    from helpers.runs import orchestrate
 
     at = dt.datetime(2026, 10, 17, 4, tzinfo=dt.UTC)
     reqs = [

@@ -68,7 +68,7 @@ def test_write_parquet_replaces_the_folder_with_the_whole_result_on_both_engines
 
 
 def test_unknown_engine_is_a_clear_error(monkeypatch):
-    from helpers import engine
+    from helpers.storage import engine
 
     monkeypatch.setenv("WORKBOOK_ENGINE", "flink")
     with pytest.raises(ValueError, match="WORKBOOK_ENGINE: expected one of duckdb, spark, got 'flink'"):

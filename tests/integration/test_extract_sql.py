@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from helpers import landing
-from helpers.extract.sql import SqlTable, extract_sql
-from helpers.quarantine import read_quarantine
+from helpers.storage import landing
+from helpers.storage.extract.sql import SqlTable, extract_sql
+from helpers.storage.quarantine import read_quarantine
 
 pytestmark = pytest.mark.integration
 URL_ENV = "WORKBOOK_TEST_ACCOUNT_DB_URL"

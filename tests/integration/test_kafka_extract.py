@@ -19,9 +19,9 @@ import uuid
 import pandas as pd
 import pytest
 
-from helpers import landing
 from helpers.demo.events import EVENTS_SCHEMA
-from helpers.extract.kafka import (
+from helpers.storage import landing
+from helpers.storage.extract.kafka import (
     EventError,
     Message,
     email_sha256,
@@ -31,7 +31,7 @@ from helpers.extract.kafka import (
     parse_event,
     partition_time,
 )
-from helpers.quarantine import read_quarantine
+from helpers.storage.quarantine import read_quarantine
 
 N_EVENTS = 2000
 HOURS = 6
@@ -150,7 +150,7 @@ def run_consumer(bootstrap: str, topic: str, group: str, crash_after: int | None
     args = [
         sys.executable,
         "-m",
-        "helpers.extract.kafka",
+        "helpers.storage.extract.kafka",
         "--bootstrap-servers",
         bootstrap,
         "--topic",
@@ -233,7 +233,7 @@ def test_crash_between_write_and_commit_replays_and_loses_nothing(kafka_broker, 
     assert q["reason"].startswith("not valid JSON") and q["topic"] == topic and q["offset"] is not None
 
     # downstream, the schema contract accepts v1 and v2 and quarantines the broken v1 messages
-    from helpers import engagement
+    from helpers.engagement import pipeline as engagement
 
     frame = engagement.conformed(
         duckdb_engine,

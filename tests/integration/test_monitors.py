@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 
 from conftest import workbook
-from helpers import alerts, runs, scheduler, warehouse
 from helpers.checks.framework import CheckResult
-from helpers.dag import RunItem
+from helpers.oncall import alerts
+from helpers.runs import records as runs
+from helpers.runs import scheduler
+from helpers.runs.dag import RunItem
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.integration
 H = dt.timedelta(hours=1)

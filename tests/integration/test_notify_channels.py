@@ -19,10 +19,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from helpers import config as cfgmod
-from helpers import escalation
-from helpers.config import RetryPolicy
-from helpers.notify import (
+from helpers.core import config as cfgmod
+from helpers.core.config import RetryPolicy
+from helpers.oncall import escalation
+from helpers.oncall.notify import (
     EmailChannel,
     Message,
     Notifier,
@@ -32,7 +32,7 @@ from helpers.notify import (
     channels_from_env,
     list_notifications,
 )
-from helpers.warehouse import get_engine
+from helpers.storage.warehouse import get_engine
 
 pytestmark = pytest.mark.integration
 NY = ZoneInfo("America/New_York")

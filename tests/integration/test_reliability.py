@@ -32,8 +32,8 @@ import sqlalchemy as sa
 import yaml
 
 from conftest import REPO, demo_landing, home_with_demo, workbook
-from helpers import landing, quarantine, warehouse
-from helpers.extract import focus
+from helpers.storage import landing, quarantine, warehouse
+from helpers.storage.extract import focus
 
 SEED = 20261126
 TRIALS = 10
@@ -42,7 +42,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 def _spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "helpers.cli", *args],
+        [sys.executable, "-m", "helpers.cli.main", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -130,7 +130,7 @@ def test_sigkill_at_random_points_never_exposes_a_partial_partition_and_the_next
 WRITER = """
 import datetime as dt, sys
 import pandas as pd
-from helpers import landing
+from helpers.storage import landing
 root, n = sys.argv[1], int(sys.argv[2])
 frame = pd.DataFrame({"k": range(n), "v": [f"row-{i}" * 8 for i in range(n)]})
 print("ready", flush=True)

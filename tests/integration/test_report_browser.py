@@ -25,8 +25,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, need_service
-from helpers import close, investor, report, runner
-from helpers.investor import Inputs, Source, SourceRun
+from helpers.investor import aggregate as investor
+from helpers.investor import close, report
+from helpers.investor.aggregate import Inputs, Source, SourceRun
+from helpers.runs import runner
 
 pytestmark = pytest.mark.integration
 UTC = dt.UTC

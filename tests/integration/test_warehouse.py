@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from helpers import runs, warehouse
+from helpers.runs import records as runs
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.integration
 AS_OF = dt.datetime(2026, 11, 2, 6, tzinfo=dt.UTC)

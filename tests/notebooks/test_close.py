@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import investor, runs
-from helpers.notebooks import from_percent, write_notebook
+from helpers.investor import aggregate as investor
+from helpers.runs import records as runs
+from helpers.runs.notebooks import from_percent, write_notebook
 
 pytestmark = pytest.mark.notebooks
 P = "2026-09"

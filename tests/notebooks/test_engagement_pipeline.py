@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import alerts, engagement, engine, warehouse
+from helpers.engagement import pipeline as engagement
+from helpers.oncall import alerts
+from helpers.storage import engine, warehouse
 
 pytestmark = pytest.mark.notebooks
 DEMO = {"accounts": 60, "months": 3, "seed": 7, "end": "2026-10-31", "events": True}

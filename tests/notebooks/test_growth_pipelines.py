@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import alerts, entities, growth, lifecycle, warehouse
+from helpers.growth import entities, lifecycle
+from helpers.growth import metrics as growth
+from helpers.oncall import alerts
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 DEMO = {"accounts": 120, "months": 3, "seed": 7, "end": "2026-10-31"}

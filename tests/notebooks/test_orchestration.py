@@ -21,8 +21,10 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import workbook
-from helpers import runs, scheduler, warehouse
 from helpers.checks import store
+from helpers.runs import records as runs
+from helpers.runs import scheduler
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 DAY = "2026-11-02"
@@ -108,7 +110,7 @@ def test_backfill_killed_midway_resumes_and_matches_an_uninterrupted_backfill(ho
     assert code == 0 and [o["status"] for o in out["outcomes"]] == ["succeeded"] * 2
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers.cli", "backfill", "smoke", *span, "-q"],
+        [sys.executable, "-m", "helpers.cli.main", "backfill", "smoke", *span, "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the kill takes the kernel with it, like a crash
@@ -213,7 +215,7 @@ def test_scheduler_once_is_idempotent_and_catches_up_after_an_outage(home):
 
 def test_long_running_scheduler_ticks_and_stops_cleanly_on_sigterm(home):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers.cli", "scheduler", "--pipelines", "smoke"],
+        [sys.executable, "-m", "helpers.cli.main", "scheduler", "--pipelines", "smoke"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

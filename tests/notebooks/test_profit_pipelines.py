@@ -18,8 +18,11 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import profit, runner, runs, warehouse
 from helpers.checks import store
+from helpers.profit import pipeline as profit
+from helpers.runs import records as runs
+from helpers.runs import runner
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 
@@ -95,8 +98,8 @@ def independent(root: Path, period: str, as_of: dt.datetime) -> dict[str, Decima
 @pytest.mark.parametrize("period", ["2026-07", "2026-08", "2026-09", "2026-10"])
 def test_every_month_matches_the_independent_recomputation(tmp_path_factory, period):
     """The pipeline's functions (as the notebook calls them) on each month of the clean company."""
-    from helpers import businesscal
-    from helpers import config as cfgmod
+    from helpers.core import businesscal
+    from helpers.core import config as cfgmod
 
     root = demo_landing(tmp_path_factory, **DEMO)
     as_of = pd.Timestamp(f"{period}-01", tz="UTC") + pd.offsets.MonthBegin(1) + pd.Timedelta(days=19)

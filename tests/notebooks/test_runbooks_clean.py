@@ -13,9 +13,9 @@ import json
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import runbook_kit as kit
-from helpers import runbooks
-from helpers.catalogue import CATALOGUE
+from helpers.core.catalogue import CATALOGUE
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
 
 pytestmark = pytest.mark.notebooks
 AS_OF = dt.datetime(2026, 10, 16, 12, tzinfo=dt.UTC)  # September closes FINAL at this as_of

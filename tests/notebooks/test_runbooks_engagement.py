@@ -3,7 +3,7 @@
 One demo company (60 accounts) carries the five event faults on separate days; a clean one with
 the same seed is the reference. Each test leaves behind what the pipeline's run of the day leaves
 (marts, check results, the alert), then runs the alert's runbook through
-:func:`helpers.runbooks.run_runbook` with ``apply_fix=True`` (one papermill execution: diagnose,
+:func:`helpers.runbooks.registry.run_runbook` with ``apply_fix=True`` (one papermill execution: diagnose,
 fix, verify) and compares the repaired ``engagement_daily`` rows of the faulty day with the clean
 company's, computed at the same ``as_of``. Tolerance: none (integer counts, exact).
 """
@@ -19,9 +19,15 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo
-from helpers import alerts, engagement, engagement_checks, event_contract, runbooks, runs, warehouse
-from helpers import engine as engines
-from helpers import runbook_kit as kit
+from helpers.engagement import checks as engagement_checks
+from helpers.engagement import event_contract
+from helpers.engagement import pipeline as engagement
+from helpers.oncall import alerts
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
+from helpers.runs import records as runs
+from helpers.storage import engine as engines
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 PIPELINE = engagement.PIPELINE
@@ -239,7 +245,7 @@ def _state(**result) -> kit.Evidence:
 
 @pytest.mark.unit
 def test_outage_findings_tell_network_broker_and_producer_apart():
-    from helpers import runbooks_engagement as rbe
+    from helpers.engagement import runbook as rbe
 
     window = {"window_start": "2026-10-20T09:00:00+00:00", "window_end": "2026-10-20T15:00:00+00:00"}
     flowing = pd.DataFrame(
@@ -260,7 +266,7 @@ def test_outage_findings_tell_network_broker_and_producer_apart():
 
 @pytest.mark.unit
 def test_schema_findings_separate_new_versions_from_incomplete_records():
-    from helpers import runbooks_engagement as rbe
+    from helpers.engagement import runbook as rbe
 
     state = _state(
         by_reason={"unknown schema_version '2'": 46, "unknown schema_version '9'": 3, "missing timestamp": 2},
@@ -281,7 +287,7 @@ def test_schema_findings_separate_new_versions_from_incomplete_records():
 
 @pytest.mark.unit
 def test_duplicate_findings_tell_retries_from_redeliveries():
-    from helpers import runbooks_engagement as rbe
+    from helpers.engagement import runbook as rbe
 
     copies = pd.DataFrame(
         {

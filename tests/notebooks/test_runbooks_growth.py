@@ -20,8 +20,12 @@ import pytest
 import yaml
 
 from conftest import _reset_caches, demo_landing, home_with_demo, workbook, write_test_config
-from helpers import alerts, entities, growth, landing, lifecycle, runbooks, warehouse
-from helpers import runbook_kit as kit
+from helpers.growth import entities, lifecycle
+from helpers.growth import metrics as growth
+from helpers.oncall import alerts
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
+from helpers.storage import landing, warehouse
 
 pytestmark = pytest.mark.notebooks
 UTC = dt.UTC

@@ -17,10 +17,15 @@ import pytest
 import yaml
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers import alerts, cli, landing, runbooks, runner, runs, scheduler, warehouse
-from helpers import config as cfgmod
-from helpers import runbook_kit as kit
 from helpers.checks import monitors
+from helpers.cli import main as cli
+from helpers.core import config as cfgmod
+from helpers.oncall import alerts
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
+from helpers.runs import records as runs
+from helpers.runs import runner, scheduler
+from helpers.storage import landing, warehouse
 
 pytestmark = pytest.mark.notebooks
 UTC = dt.UTC
@@ -97,9 +102,9 @@ def test_new_alerts_arrive_diagnosed_with_evidence_and_a_link(home):
     _chain(last, 30, AS_OF - H)
     _succeeded("smoke", "2026-11-17", as_of=AS_OF - H)  # the upstream is fresh, but never ran for the 15th
 
-    hooks = ("helpers.checks:evaluate_monitors", "helpers.runbooks:diagnose_new_alerts")
+    hooks = ("helpers.checks:evaluate_monitors", "helpers.runbooks.registry:diagnose_new_alerts")
     assert scheduler.TICK_HOOKS.index(hooks[1]) < scheduler.TICK_HOOKS.index(
-        "helpers.escalation:scheduler_hook"
+        "helpers.oncall.escalation:scheduler_hook"
     )
     scheduler.tick(AS_OF, clock=lambda: AS_OF, pipelines=["profit_aggregate", "t_down"], hooks=hooks)
 

@@ -25,10 +25,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, demo_landing, home_with_demo
-from helpers import alerts, businesscal, profit, runbooks, runner, warehouse
-from helpers import config as cfgmod
-from helpers import runbook_kit as kit
-from helpers import runbooks_profit as rp
+from helpers.core import businesscal
+from helpers.core import config as cfgmod
+from helpers.oncall import alerts
+from helpers.profit import pipeline as profit
+from helpers.profit import runbook as rp
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
+from helpers.runs import runner
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 

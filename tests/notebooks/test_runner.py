@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 from conftest import workbook
-from helpers import runner, secrets
+from helpers.core import secrets
+from helpers.runs import runner
 
 pytestmark = pytest.mark.notebooks
 AS_OF = "2026-11-01T06:00:00Z"
@@ -119,7 +120,7 @@ def test_second_concurrent_run_is_refused_with_exit_4(home, tmp_path):
         [
             sys.executable,
             "-m",
-            "helpers.cli",
+            "helpers.cli.main",
             "run",
             "smoke_sleep",
             "--date",
@@ -156,7 +157,7 @@ def test_killed_kernel_is_a_failed_run_not_a_hang(home, tmp_path):
         [
             sys.executable,
             "-m",
-            "helpers.cli",
+            "helpers.cli.main",
             "run",
             "smoke_sleep",
             "--date",

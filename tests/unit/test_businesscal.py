@@ -7,8 +7,8 @@ import datetime as dt
 import holidays
 import pytest
 
-from helpers import businesscal
-from helpers.businesscal import BusinessCalendar
+from helpers.core import businesscal
+from helpers.core.businesscal import BusinessCalendar
 
 pytestmark = pytest.mark.unit
 D = dt.date
@@ -107,7 +107,7 @@ def test_business_hours_in_the_team_time_zone(cal):
 
 
 def test_from_team_config_uses_the_configured_calendar():
-    from helpers import config
+    from helpers.core import config
 
     team = config.load().team
     cal = BusinessCalendar.from_team(team)

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from helpers import charts
+from helpers.investor import charts
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import alerts, checks, warehouse
+from helpers import checks
 from helpers.checks import store
 from helpers.checks.framework import CheckResult, json_safe
+from helpers.oncall import alerts
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,12 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from helpers import alerts, checks, landing, runs, warehouse
+from helpers import checks
 from helpers.checks import monitors
 from helpers.checks.framework import CheckResult
+from helpers.oncall import alerts
+from helpers.runs import records as runs
+from helpers.storage import landing, warehouse
 
 pytestmark = pytest.mark.unit
 H = dt.timedelta(hours=1)

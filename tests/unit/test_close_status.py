@@ -12,10 +12,14 @@ import pandas as pd
 import pytest
 import test_investor as rows  # the same hand-made rows as the investor tests (tests/unit is on sys.path)
 
-from helpers import checks, close, investor, report, runs, warehouse
+from helpers import checks
 from helpers.checks.framework import CheckResult
 from helpers.checks.store import record_results
-from helpers.dag import RunItem
+from helpers.investor import aggregate as investor
+from helpers.investor import close, report
+from helpers.runs import records as runs
+from helpers.runs.dag import RunItem
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.unit
 UTC = dt.UTC
@@ -152,7 +156,7 @@ def test_a_run_is_skipped_only_when_it_succeeded_at_the_same_as_of_and_is_not_st
 
 
 def test_publish_refuses_a_draft_and_copies_a_final_report(home, tmp_path):
-    from helpers.orchestrate import Outcome
+    from helpers.runs.orchestrate import Outcome
 
     seed_month(failing_check=True)
     archive = tmp_path / "archive"
@@ -227,7 +231,7 @@ def test_weekly_review_flags_what_moved_more_than_the_monitor_variance():
 
 
 def test_cli_rejects_a_bad_month_and_a_month_that_has_not_started(home, capsys):
-    from helpers import cli
+    from helpers.cli import main as cli
 
     assert cli.main(["close", "--month", "2026-13"]) == 2
     assert "--month: expected a month as YYYY-MM" in capsys.readouterr().err

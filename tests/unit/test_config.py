@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import config as cfgmod
+from helpers.core import config as cfgmod
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from helpers import config as cfgmod
-from helpers import dag, orchestrate, scheduler
-from helpers.businesscal import BusinessCalendar
-from helpers.dag import Dag, RunItem, UpstreamState
-from helpers.runner import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK
+from helpers.core import config as cfgmod
+from helpers.core.businesscal import BusinessCalendar
+from helpers.runs import dag, orchestrate, scheduler
+from helpers.runs.dag import Dag, RunItem, UpstreamState
+from helpers.runs.runner import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK
 
 pytestmark = pytest.mark.unit
 D = dt.date

@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import landing
 from helpers.demo import company as co
 from helpers.demo import sources_finance as fin
 from helpers.demo.extracts import SOURCES
 from helpers.demo.generate import ACCOUNT_SOURCES, COMPANY_SOURCES, company_extracts, generate
 from helpers.demo.sources_finance import CLOUD_LAG_DAYS, FOCUS_COLUMNS, PROVIDERS
 from helpers.demo.spec import DemoSpec
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 

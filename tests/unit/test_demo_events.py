@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import landing
 from helpers.demo import event_faults
 from helpers.demo import events as ev
 from helpers.demo.faults import registry
 from helpers.demo.spec import DemoSpec, FaultSpec
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 

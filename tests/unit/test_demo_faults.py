@@ -15,12 +15,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import landing
 from helpers.demo import company as co
 from helpers.demo.business_faults import BUSINESS_FAULT_IDS
 from helpers.demo.extracts import SOURCES
 from helpers.demo.generate import ACCOUNT_SOURCES, COMPANY_SOURCES, FAULTS_FILE, generate
 from helpers.demo.spec import DemoSpec, FaultSpec
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 

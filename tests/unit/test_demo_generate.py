@@ -10,10 +10,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import cli, cli_demo, landing
+from helpers.cli import demo as cli_demo
+from helpers.cli import main as cli
 from helpers.demo import company as co
 from helpers.demo import generate as gen
 from helpers.demo.spec import DemoSpec, FaultSpec
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import entities
-from helpers.lifecycle import GrowthSources
+from helpers.growth import entities
+from helpers.growth.lifecycle import GrowthSources
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import config as cfgmod
-from helpers import escalation, incidents
-from helpers.notify import BaseChannel, DeliveryError, Message, Notifier, Recipient, list_notifications
-from helpers.warehouse import get_engine
+from helpers.core import config as cfgmod
+from helpers.oncall import escalation, incidents
+from helpers.oncall.notify import BaseChannel, DeliveryError, Message, Notifier, Recipient, list_notifications
+from helpers.storage.warehouse import get_engine
 
 pytestmark = pytest.mark.unit
 NY = ZoneInfo("America/New_York")
@@ -243,9 +243,9 @@ def test_unknown_alert_is_a_lookup_error(env):
 
 def test_wired_to_the_alerts_table(home, capsys, monkeypatch):
     """A failing check opens an alert (issue 4); the CLI escalates, acks and resolves it."""
-    from helpers import alerts
     from helpers.checks.framework import CheckResult
-    from helpers.cli import main
+    from helpers.cli.main import main
+    from helpers.oncall import alerts
 
     for name in ("WORKBOOK_SLACK_WEBHOOK_URL", "WORKBOOK_SMTP_URL", "WORKBOOK_PAGERDUTY_ROUTING_KEY"):
         monkeypatch.delenv(name, raising=False)  # console and warehouse only: never page anyone real
@@ -308,8 +308,8 @@ def test_handoff_brief_lists_whats_open_at_risk_and_changed(env):
 
 
 def test_scheduler_hook_escalates_the_alerts_table(home, monkeypatch):
-    from helpers import alerts
     from helpers.checks.framework import CheckResult
+    from helpers.oncall import alerts
 
     for name in ("WORKBOOK_SLACK_WEBHOOK_URL", "WORKBOOK_SMTP_URL", "WORKBOOK_PAGERDUTY_ROUTING_KEY"):
         monkeypatch.delenv(name, raising=False)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import landing
-from helpers.extract.focus import FocusFormatError, cost_totals, land_focus, parse_decimal, read_focus
-from helpers.quarantine import read_quarantine
+from helpers.storage import landing
+from helpers.storage.extract.focus import FocusFormatError, cost_totals, land_focus, parse_decimal, read_focus
+from helpers.storage.quarantine import read_quarantine
 
 pytestmark = pytest.mark.unit
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "focus_1_0_sample.csv"

@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import growth, growth_checks, landing, lifecycle, runbooks_growth
-from helpers.lifecycle import GrowthSources
+from helpers.growth import checks as growth_checks
+from helpers.growth import lifecycle
+from helpers.growth import metrics as growth
+from helpers.growth import runbook as runbooks_growth
+from helpers.growth.lifecycle import GrowthSources
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 

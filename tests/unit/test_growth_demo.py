@@ -1,6 +1,6 @@
 """Acceptance on the demo company: figures vs an independent replay, and each Growth fault end to end.
 
-The pipeline's figures (``helpers.growth`` as the notebooks call it) are compared with a
+The pipeline's figures (``helpers.growth.metrics`` as the notebooks call it) are compared with a
 recomputation written differently: subscription events replayed day by day in plain Python with
 ``Decimal`` FX, and CRM stage rows counted directly. Then each Growth fault is injected in turn:
 the matching check must fire with evidence naming exactly the injected accounts and rows
@@ -21,7 +21,15 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing
-from helpers import checks, config, entities, growth, growth_checks, landing, lifecycle  # noqa: F401
+from helpers import checks  # noqa: F401
+from helpers.core import config  # noqa: F401
+from helpers.growth import checks as growth_checks  # noqa: F401
+from helpers.growth import (
+    entities,  # noqa: F401
+    lifecycle,  # noqa: F401
+)
+from helpers.growth import metrics as growth  # noqa: F401
+from helpers.storage import landing  # noqa: F401
 
 pytestmark = pytest.mark.unit
 

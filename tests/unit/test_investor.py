@@ -7,8 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from helpers import checks, investor, warehouse
-from helpers.investor import Inputs, Source, SourceRun
+from helpers import checks
+from helpers.investor import aggregate as investor
+from helpers.investor.aggregate import Inputs, Source, SourceRun
+from helpers.storage import warehouse
 
 pytestmark = pytest.mark.unit
 UTC = dt.UTC

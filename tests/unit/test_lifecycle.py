@@ -5,8 +5,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from helpers import lifecycle
-from helpers.lifecycle import GrowthSources
+from helpers.growth import lifecycle
+from helpers.growth.lifecycle import GrowthSources
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.notebooks import from_percent, hygiene_problems, parameter_cell_problems, write_notebook
+from helpers.runs.notebooks import from_percent, hygiene_problems, parameter_cell_problems, write_notebook
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

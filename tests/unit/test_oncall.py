@@ -10,11 +10,11 @@ import icalendar
 import pytest
 import yaml
 
-from helpers import config as cfgmod
-from helpers import oncall
 from helpers.checks.framework import CATALOGUE
-from helpers.cli import main
-from helpers.config import Swap
+from helpers.cli.main import main
+from helpers.core import config as cfgmod
+from helpers.core.config import Swap
+from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import config as cfgmod
-from helpers import incidents, oncall
+from helpers.core import config as cfgmod
+from helpers.oncall import incidents
+from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

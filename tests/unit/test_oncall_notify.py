@@ -5,8 +5,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from helpers.config import NotifyConfig, RetryPolicy
-from helpers.notify import (
+from helpers.core.config import NotifyConfig, RetryPolicy
+from helpers.oncall.notify import (
     BaseChannel,
     DeliveryError,
     EmailChannel,
@@ -19,7 +19,7 @@ from helpers.notify import (
     deliver,
     list_notifications,
 )
-from helpers.warehouse import get_engine
+from helpers.storage.warehouse import get_engine
 
 pytestmark = pytest.mark.unit
 T0 = dt.datetime(2026, 11, 10, 8, 0, tzinfo=dt.UTC)

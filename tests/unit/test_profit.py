@@ -1,4 +1,4 @@
-"""Pure functions of helpers.profit on small hand-made frames: money arithmetic, revenue
+"""Pure functions of helpers.profit.pipeline on small hand-made frames: money arithmetic, revenue
 recognition, screening, joins, FX, completeness, expense anomalies, staleness and allocation."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import profit
-from helpers.config import ProfitAllocation, ProfitConfig
+from helpers.core.config import ProfitAllocation, ProfitConfig
+from helpers.profit import pipeline as profit
 
 pytestmark = pytest.mark.unit
 UTC = dt.UTC

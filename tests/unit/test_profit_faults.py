@@ -18,9 +18,13 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, demo_landing
-from helpers import businesscal, checks, landing, profit, profit_checks  # noqa: F401  (registers the checks)
-from helpers import config as cfgmod
-from helpers.extract import focus
+from helpers import checks  # noqa: F401  (registers the checks)
+from helpers.core import businesscal  # noqa: F401  (registers the checks)
+from helpers.core import config as cfgmod
+from helpers.profit import checks as profit_checks  # noqa: F401  (registers the checks)
+from helpers.profit import pipeline as profit  # noqa: F401  (registers the checks)
+from helpers.storage import landing  # noqa: F401  (registers the checks)
+from helpers.storage.extract import focus
 
 pytestmark = pytest.mark.unit
 

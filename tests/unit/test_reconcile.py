@@ -1,4 +1,4 @@
-"""helpers.reconcile on a hand-made month: every class of difference, exactly once, adding up."""
+"""helpers.profit.reconcile on a hand-made month: every class of difference, exactly once, adding up."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from helpers import profit, reconcile
-from helpers.config import ProfitConfig
+from helpers.core.config import ProfitConfig
+from helpers.profit import pipeline as profit
+from helpers.profit import reconcile
 
 pytestmark = pytest.mark.unit
 SETTINGS = ProfitConfig()

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from helpers import runner
+from helpers.runs import runner
 
 
 def _notebook(path: Path, title: str, value: int) -> Path:

@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import config as cfgmod
-from helpers import oncall, routing
+from helpers.core import config as cfgmod
+from helpers.oncall import routing
+from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

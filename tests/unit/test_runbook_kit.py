@@ -9,9 +9,10 @@ import time
 import pandas as pd
 import pytest
 
-from helpers import landing, runbooks
-from helpers import runbook_kit as kit
-from helpers.errors import UsageError
+from helpers.core.errors import UsageError
+from helpers.runbooks import kit
+from helpers.runbooks import registry as runbooks
+from helpers.storage import landing
 
 pytestmark = pytest.mark.unit
 UTC = dt.UTC
@@ -193,7 +194,7 @@ def test_every_generic_runbook_the_checks_point_at_exists():
 
 
 def test_stale_partitions_name_a_month_built_before_its_late_data_arrived(home):
-    from helpers import runs
+    from helpers.runs import records as runs
 
     hour = dt.timedelta(hours=1)
     built = dt.datetime(2026, 10, 1, 16, 45, tzinfo=UTC)

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers import secrets
+from helpers.core import secrets
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from helpers import warehouse
+from helpers.storage import warehouse
 
 
 def _raiser(message: str, fail_times: int, real):

@@ -25,8 +25,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from helpers import alerts as alertsmod
-from helpers import config as cfgmod
 from helpers.checks import monitors, store
 from helpers.checks.framework import (
     CATALOGUE,
@@ -44,7 +42,9 @@ from helpers.checks.framework import (
     runbook_path,
     unregister,
 )
-from helpers.timeutil import as_utc
+from helpers.core import config as cfgmod
+from helpers.core.timeutil import as_utc
+from helpers.oncall import alerts as alertsmod
 
 __all__ = [
     "CATALOGUE",

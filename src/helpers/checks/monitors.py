@@ -49,9 +49,6 @@ import sqlalchemy as sa
 from croniter import croniter
 from sqlalchemy.engine import Engine
 
-from helpers import alerts as alertsmod
-from helpers import businesscal, landing
-from helpers import config as cfgmod
 from helpers.checks.framework import (
     GENERAL_RUNBOOKS,
     Check,
@@ -64,9 +61,13 @@ from helpers.checks.framework import (
     ok,
     runbook_path,
 )
-from helpers.dag import Dag, period_days
-from helpers.timeutil import UTC, as_utc
-from helpers.warehouse import get_engine, partition_writes, pipeline_runs
+from helpers.core import businesscal
+from helpers.core import config as cfgmod
+from helpers.core.timeutil import UTC, as_utc
+from helpers.oncall import alerts as alertsmod
+from helpers.runs.dag import Dag, period_days
+from helpers.storage import landing
+from helpers.storage.warehouse import get_engine, partition_writes, pipeline_runs
 
 CURRENT = "current"  # the partition of checks about "now" rather than one partition
 LATE_KINDS = ("freshness", "source_freshness", "run_status", "sla_at_risk", "upstream_at_risk")
@@ -110,7 +111,7 @@ _MONTH = re.compile(r"^\d{4}-\d{2}$")
 # Providers of fix deadlines beyond the alerts' own ("module:function", called with as_of= and
 # engine=, returning objects with alert_id, pipeline, opened_at, fix_deadline and resolved_at, such
 # as incidents). A provider's deadline for an alert replaces the alert's default one.
-FIX_DEADLINE_SOURCES: tuple[str, ...] = ("helpers.incidents:open_incidents",)
+FIX_DEADLINE_SOURCES: tuple[str, ...] = ("helpers.oncall.incidents:open_incidents",)
 
 
 # ---------------------------------------------------------------- the snapshot

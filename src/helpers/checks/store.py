@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from helpers.checks.framework import CheckResult
-from helpers.timeutil import as_utc
-from helpers.warehouse import get_engine, metadata
+from helpers.core.timeutil import as_utc
+from helpers.storage.warehouse import get_engine, metadata
 
 check_results = sa.Table(
     "check_results",

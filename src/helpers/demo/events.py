@@ -87,7 +87,7 @@ import pyarrow.compute as pc
 
 from helpers.demo.faults import Injected
 from helpers.demo.spec import DemoSpec
-from helpers.landing import write_delivery
+from helpers.storage.landing import write_delivery
 
 SOURCES = ("events", "web_analytics", "mobile_analytics", "api_logs")
 SCHEMA_VERSION = "1"

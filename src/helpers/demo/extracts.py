@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from helpers import landing
+from helpers.storage import landing
 
 PARTITION, ARRIVAL = "_dt", "_arrival"
 SCHEDULE = (
@@ -175,7 +175,7 @@ def to_arrow(sdef: SourceDef, frame: pd.DataFrame) -> pa.Table:
 
 
 class LandingWriter:
-    """Writes the deliveries of in-memory extracts with :func:`helpers.landing.write_delivery`.
+    """Writes the deliveries of in-memory extracts with :func:`helpers.storage.landing.write_delivery`.
 
     ``durable=False``: the generator builds a folder nobody reads yet and publishes it with one
     rename after :meth:`sync`, so per-file fsyncs (three per file) buy nothing.

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers import paths
+from helpers.core import paths
 from helpers.demo import business_faults, faults
 from helpers.demo import company as co
 from helpers.demo import sources_billing as billing

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from helpers.catalogue import FAULT_IDS
+from helpers.core.catalogue import FAULT_IDS
 
 _FAULT = re.compile(r"^(?P<id>[a-z_]+)(@(?P<date>\d{4}-\d{2}-\d{2}))?(:(?P<params>.*))?$")
 

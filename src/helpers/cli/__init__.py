@@ -1,0 +1,1 @@
+"""The ``workbook`` command: ``main`` dispatches to one module per verb group."""

@@ -1,0 +1,99 @@
+"""``workbook close``: the month-end close from the command line (see ``helpers.investor.close``).
+
+Prints the close checklist (each pipeline, each check, its owner) and the report's path. Exit codes:
+0 ok (a DRAFT without ``--final`` is not a failure), 1 a run failed or ``--final`` was refused (the
+blocker is named), 2 usage, 3 something was blocked by an upstream, 4 the same work is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from helpers.cli import console
+from helpers.cli.common import UsageError, as_of_arg, wall_clock
+from helpers.core import config as cfgmod
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+CHECKLIST_COLUMNS = ("section", "pipeline", "item", "status", "owner", "detail")
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    """Run the close of ``--month`` at ``--as-of`` (default: now) and print the checklist."""
+    from helpers.cli.ops import ProgressBoard, graceful_stop
+    from helpers.investor import close
+
+    if not _MONTH.match(args.month or ""):
+        raise UsageError(f"--month: expected a month as YYYY-MM, got {args.month!r}")
+    config = cfgmod.get()
+    as_of = as_of_arg(args.as_of) or wall_clock()
+    try:
+        close.close_partitions(args.month, as_of)
+    except ValueError as e:
+        raise UsageError(f"--month/--as-of: {e}") from None
+    title = f"close {args.month} as of {as_of:%Y-%m-%d %H:%M}Z"
+    quiet = args.quiet or args.json
+    with graceful_stop("close") as stop, ProgressBoard(title, enabled=not quiet) as board:
+        result = close.run_close(
+            args.month,
+            as_of=as_of,
+            clock=wall_clock,
+            final=args.final,
+            compare=args.compare,
+            config=config,
+            workers=args.workers,
+            on_update=board.update,
+            stop=stop,
+        )
+    if args.json:
+        console.print_json(result.as_json())
+        return result.exit_code
+    rows = [{**r, "detail": str(r["detail"])[:140]} for r in result.status.checklist().to_dict("records")]
+    if args.brief:
+        rows = [r for r in rows if r["status"] != "ok" or r["section"] != "checks"]
+    console.print_table(
+        rows, CHECKLIST_COLUMNS, title=f"Close checklist {args.month} ({result.status.label})"
+    )
+    passed = sum(i.ok for i in result.status.items if i.section == "checks")
+    total = sum(i.section == "checks" for i in result.status.items)
+    print(f"{passed} of {total} checks pass" + (" (passing ones not listed: --brief)" if args.brief else ""))
+    for o in result.outcomes:
+        if o.status in ("failed", "blocked", "conflict"):
+            print(f"  {o.pipeline} {o.partition}: {o.status}: {o.reason}", file=sys.stderr)
+    status = result.status
+    print(f"status: {status.label}" + ("" if status.final else f" ({len(status.blockers)} blocker(s))"))
+    if not status.final:
+        print(f"first blocker: {status.blocker_lines(1)[0]}")
+    if result.finance_pack_html:
+        print(f"finance pack: {result.finance_pack_html}")
+    if result.refused:
+        console.error(result.refused)
+    if result.published:
+        print(f"published: {result.published}")
+    print(
+        f"report: {result.report_html}" if result.report_html else "report: not rendered (see the runs above)"
+    )
+    return result.exit_code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``close`` to the ``workbook`` parser."""
+    p = sub.add_parser(
+        "close", help="month-end close: run the month's DAG, checks and report; print the checklist"
+    )
+    p.add_argument("--month", required=True, help="the month to close, YYYY-MM")
+    p.add_argument("--as-of", help="the 'now' of the runs and checks (ISO, UTC); default: now")
+    p.add_argument(
+        "--final", action="store_true", help="publish the report; refused (exit 1) unless nothing blocks it"
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="first build the figures of the month before and a year before when missing (MoM, YoY)",
+    )
+    p.add_argument("--workers", type=int, help="parallel runs (default: runner.workers in config)")
+    p.add_argument("--brief", action="store_true", help="list only the checks that do not pass")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print the result (runs, checklist, paths) as JSON")
+    p.set_defaults(func=cmd_close)

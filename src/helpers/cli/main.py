@@ -1,0 +1,209 @@
+"""The ``workbook`` command. The only layer that reads the wall clock.
+
+Exit codes (DESIGN.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an upstream,
+4 refused because the same work is already running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from helpers.cli import console
+from helpers.cli.common import as_of_arg as _as_of
+from helpers.cli.common import wall_clock
+from helpers.core import config as cfgmod
+from helpers.core.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from helpers.runs import records as runs
+from helpers.storage.warehouse import RUN_STATUSES
+
+# Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
+VERB_MODULES: tuple[str, ...] = (
+    "helpers.cli.ops",
+    "helpers.cli.oncall",
+    "helpers.cli.demo",
+    "helpers.cli.runbook",
+    "helpers.cli.close",
+    "helpers.cli.drill",
+)
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from helpers.runs import runner  # papermill and nbconvert are slow to import: only when running
+
+    result = runner.run_pipeline(
+        args.pipeline,
+        args.date,
+        clock=wall_clock,
+        as_of=_as_of(args.as_of),
+        params=runner.parse_cli_params(args.param),
+        progress=not args.quiet,
+    )
+    if args.json:
+        console.print_json(
+            {
+                "run_id": result.run_id,
+                "pipeline": result.pipeline,
+                "logical_date": result.logical_date,
+                "status": result.status,
+                "archive": str(result.archive) if result.archive else None,
+                "error": result.error,
+                "failed_cell": result.failed_cell,
+            }
+        )
+    elif result.status == "succeeded":
+        print(f"{result.pipeline} {result.logical_date}: succeeded  run {result.run_id}")
+        print(f"archive: {result.archive}")
+    else:
+        print(
+            f"{result.pipeline} {result.logical_date}: {result.status}  run {result.run_id}", file=sys.stderr
+        )
+        print(f"  error: {result.error}", file=sys.stderr)
+        print(f"  archive: {result.archive}  (open {result.archive}/notebook.html)", file=sys.stderr)
+    return result.exit_code
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "pipeline",
+    "logical_date",
+    "status",
+    "started_at",
+    "duration_s",
+    "validation",
+    "error",
+)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        cfgmod.get().pipelines.get(args.pipeline)
+    records = runs.list_runs(
+        pipeline=args.pipeline, status=args.status, logical_date=args.date, limit=args.limit
+    )
+    if args.json:
+        console.print_json([r.as_json() for r in records])
+        return EXIT_OK
+    rows = [
+        {
+            "run_id": r.run_id,
+            "pipeline": r.pipeline,
+            "logical_date": r.logical_date,
+            "status": r.status,
+            "started_at": r.started_at,
+            "duration_s": r.duration_s,
+            "validation": r.validation_status,
+            "error": (r.error_summary or "")[:90],
+        }
+        for r in records
+    ]
+    console.print_table(rows, RUN_COLUMNS, title="Recent runs", empty="no runs recorded yet")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from helpers.runs import validate
+
+    try:
+        result = validate.validate_run(args.run_id, now=wall_clock())
+    except LookupError as e:
+        raise UsageError(str(e)) from None
+    if args.json:
+        console.print_json({"run_id": result.run_id, "passed": result.passed, "summary": result.summary})
+    else:
+        print(f"{result.run_id}: validation {'passed' if result.passed else 'FAILED'} ({result.summary})")
+        if not result.passed and args.verbose:
+            print(result.output)
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = cfgmod.load()
+    rows = [
+        {
+            "pipeline": p.id,
+            "primary": "team" if p.owners.team else p.owners.primary,
+            "secondary": p.owners.secondary or "",
+            "depends_on": ", ".join(p.depends_on),
+            "schedule": p.schedule,
+            "freshness_h": f"{p.sla.freshness_warn_hours:g}/{p.sla.freshness_critical_hours:g}",
+            "fix_days": p.sla.fix_business_days,
+            "oncall": p.sla.oncall_mode,
+        }
+        for p in (cfg.pipelines.pipelines[k] for k in cfg.pipelines.order())
+    ]
+    if args.json:
+        console.print_json(rows)
+    else:
+        console.print_table(
+            rows, list(rows[0]) if rows else [], title=f"Configuration ({cfg.directory}): valid"
+        )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbook", description="Run, watch and repair the data team's pipelines (see README.md)."
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("run", help="run one pipeline notebook for one date/period and archive it")
+    p.add_argument("pipeline", help="pipeline id, e.g. profit_aggregate")
+    p.add_argument("--date", required=True, help="logical date YYYY-MM-DD (monthly pipelines: YYYY-MM)")
+    p.add_argument(
+        "--as-of", help="the 'now' the run computes against (ISO, UTC); default: end of the period"
+    )
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="extra notebook parameter")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list recent runs")
+    p.add_argument("--pipeline")
+    p.add_argument("--status", choices=RUN_STATUSES)
+    p.add_argument("--date", help="only this logical date/period")
+    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("validate", help="re-execute an archived run with nbval against its own outputs")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print nbval's output on failure")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("config", help="validate config/ and show the pipelines")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config)
+
+    for module in VERB_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, cfgmod.ConfigError, ValueError) as e:
+        console.error(str(e))
+        return EXIT_USAGE
+    except runs.RunConflict as e:
+        console.error(f"refused: {e}")
+        return EXIT_CONFLICT
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The team's business-day calendar: weekends and public holidays from the ``holidays`` package.
+
+Country, subdivision and time zone come from ``config/team.yml`` (``calendar``). Observed
+holidays count (Independence Day 2026 falls on a Saturday and is observed on Friday 3 July), so
+the calendar matches what the ``holidays`` package says for the configured country.
+
+Deadlines are instants in UTC computed from local dates: "end of day D" means local midnight at
+the end of D in the team's time zone (``end_of_day``), so "by end of Friday" and "by the end of
+the 3rd business day" mean the same thing in New York whatever the UTC offset that week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_lib
+
+from helpers.core.timeutil import UTC, as_utc
+
+if TYPE_CHECKING:
+    from helpers.core.config import TeamConfig
+
+FRIDAY = 4
+
+
+@lru_cache(maxsize=32)
+def _holidays(country: str, subdivision: str | None, year: int) -> dict[dt.date, str]:
+    # One year at a time: the package computes lazily per year, and caching keeps look-ups cheap.
+    return dict(holidays_lib.country_holidays(country, subdiv=subdivision, years=year, observed=True))
+
+
+class BusinessCalendar:
+    """Business days (Mon–Fri that are not public holidays) and deadlines in one time zone."""
+
+    def __init__(
+        self,
+        country: str = "US",
+        *,
+        subdivision: str | None = None,
+        timezone: str = "America/New_York",
+        business_start: dt.time = dt.time(9, 0),
+        business_end: dt.time = dt.time(17, 0),
+    ) -> None:
+        self.country = country
+        self.subdivision = subdivision
+        self.tz = ZoneInfo(timezone)
+        self.business_start = business_start
+        self.business_end = business_end
+
+    @classmethod
+    def from_team(cls, team: TeamConfig) -> BusinessCalendar:
+        """Build from the ``calendar`` section of ``config/team.yml``."""
+        cal = team.calendar
+        return cls(
+            cal.country,
+            subdivision=cal.subdivision,
+            timezone=cal.timezone,
+            business_start=cal.business_hours.start,
+            business_end=cal.business_hours.end,
+        )
+
+    # ------------------------------------------------------------ days
+
+    def holiday_name(self, day: dt.date) -> str | None:
+        """The public holiday on ``day`` (observed days included), or ``None``."""
+        return _holidays(self.country, self.subdivision, day.year).get(day)
+
+    def is_business_day(self, day: dt.date) -> bool:
+        """A weekday that is not a public holiday (observed days included)."""
+        return day.weekday() < 5 and self.holiday_name(day) is None
+
+    def add_business_days(self, day: dt.date, n: int) -> dt.date:
+        """The ``n``-th business day after ``day`` (``day`` itself is not counted; ``n`` >= 0).
+
+        ``n == 0`` returns ``day`` if it is a business day, else the next business day.
+        """
+        if n < 0:
+            raise ValueError(f"add_business_days: n must be >= 0, got {n}")
+        current = day
+        if n == 0:
+            while not self.is_business_day(current):
+                current += dt.timedelta(days=1)
+            return current
+        while n:
+            current += dt.timedelta(days=1)
+            if self.is_business_day(current):
+                n -= 1
+        return current
+
+    def business_days_between(self, start: dt.date, end: dt.date) -> int:
+        """Business days in ``(start, end]`` (negative when ``end`` is before ``start``)."""
+        if end < start:
+            return -self.business_days_between(end, start)
+        return sum(
+            self.is_business_day(start + dt.timedelta(days=i)) for i in range(1, (end - start).days + 1)
+        )
+
+    def last_business_day_of_week(self, day: dt.date) -> dt.date:
+        """The last business day of ``day``'s Monday–Sunday week (Friday unless it is a holiday).
+
+        A week without any business day (not seen in practice) falls back to its Friday.
+        """
+        monday = day - dt.timedelta(days=day.weekday())
+        for offset in range(FRIDAY, -1, -1):
+            candidate = monday + dt.timedelta(days=offset)
+            if self.is_business_day(candidate):
+                return candidate
+        return monday + dt.timedelta(days=FRIDAY)
+
+    def nth_business_day_after_month_end(self, year: int, month: int, n: int) -> dt.date:
+        """The ``n``-th business day of the month after ``year-month`` (``n`` >= 1)."""
+        if n < 1:
+            raise ValueError(f"nth_business_day_after_month_end: n must be >= 1, got {n}")
+        return self.add_business_days(last_day_of_month(year, month), n)
+
+    # ------------------------------------------------------------ instants
+
+    def local_date(self, ts: dt.datetime) -> dt.date:
+        """The calendar date of ``ts`` in the team's time zone."""
+        return as_utc(ts).astimezone(self.tz).date()
+
+    def end_of_day(self, day: dt.date) -> dt.datetime:
+        """Local midnight at the end of ``day``, as aware UTC."""
+        nxt = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.tz)
+        return nxt.astimezone(UTC)
+
+    def start_of_day(self, day: dt.date) -> dt.datetime:
+        """Local midnight at the start of ``day``, as aware UTC."""
+        return dt.datetime.combine(day, dt.time(), self.tz).astimezone(UTC)
+
+    def is_business_hours(self, ts: dt.datetime) -> bool:
+        """Within ``business_hours`` of a business day, in the team's time zone."""
+        local = as_utc(ts).astimezone(self.tz)
+        return self.is_business_day(local.date()) and self.business_start <= local.time() < self.business_end
+
+    def fix_deadline(self, opened_at: dt.datetime, business_days: int) -> dt.datetime:
+        """End of the ``business_days``-th business day after the (local) day ``opened_at`` falls on.
+
+        An alert opened on Wednesday 25 Nov 2026 with 3 business days is due at the end of Tuesday
+        1 Dec (Thanksgiving on the 26th and the weekend do not count).
+        """
+        return self.end_of_day(self.add_business_days(self.local_date(opened_at), business_days))
+
+    def week_deadline(self, as_of: dt.datetime) -> dt.datetime:
+        """End of the last business day of the week ``as_of`` falls in ("by end of week")."""
+        return self.end_of_day(self.last_business_day_of_week(self.local_date(as_of)))
+
+    def close_deadline(self, period: str, report_final_business_days: int) -> dt.datetime:
+        """End of the N-th business day after the end of month ``period`` (``YYYY-MM``)."""
+        y, m = (int(x) for x in period.split("-"))
+        return self.end_of_day(self.nth_business_day_after_month_end(y, m, report_final_business_days))
+
+
+def last_day_of_month(year: int, month: int) -> dt.date:
+    """The last calendar day of ``year-month``."""
+    nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
+    return nxt - dt.timedelta(days=1)
+
+
+def previous_month(period: str) -> str:
+    """``YYYY-MM`` of the month before ``period``."""
+    y, m = (int(x) for x in period.split("-"))
+    return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
+
+
+def close_window(
+    cal: BusinessCalendar,
+    as_of: dt.datetime,
+    *,
+    report_final_business_days: int,
+    heightened_from_days_before_month_end: int,
+) -> tuple[str, dt.datetime, bool]:
+    """The month whose close matters at ``as_of``: ``(period, deadline, heightened)``.
+
+    Until the previous month's close deadline has passed, that month is the one being closed;
+    after it, the current month. ``heightened`` is true from ``heightened_from_days_before_month_end``
+    days before the month's last day (the plan's "last week of the month") until its close deadline.
+    """
+    local = cal.local_date(as_of)
+    current = f"{local:%Y-%m}"
+    prev = previous_month(current)
+    prev_deadline = cal.close_deadline(prev, report_final_business_days)
+    if as_utc(as_of) < prev_deadline:
+        return prev, prev_deadline, True
+    deadline = cal.close_deadline(current, report_final_business_days)
+    last = last_day_of_month(local.year, local.month)
+    heightened_from = cal.start_of_day(last - dt.timedelta(days=heightened_from_days_before_month_end - 1))
+    return current, deadline, as_utc(as_of) >= heightened_from

@@ -1,0 +1,51 @@
+"""Where things are: the one module that knows the repository's and the workbook's paths.
+
+No side effects at import; every function reads the environment when called, so tests can
+point ``WORKBOOK_HOME`` at a sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def repo_root() -> Path:
+    """The repository checkout holding ``notebooks/`` and ``config/``."""
+    return REPO_ROOT
+
+
+def workbook_home() -> Path:
+    """Root of ``data/`` and ``runs/``: ``WORKBOOK_HOME`` or the repository root."""
+    home = os.environ.get("WORKBOOK_HOME")
+    return Path(home).resolve() if home else REPO_ROOT
+
+
+def config_dir() -> Path:
+    """``WORKBOOK_CONFIG_DIR`` or ``<repo>/config``."""
+    cfg = os.environ.get("WORKBOOK_CONFIG_DIR")
+    return Path(cfg).resolve() if cfg else REPO_ROOT / "config"
+
+
+def data_dir() -> Path:
+    return workbook_home() / "data"
+
+
+def landing_dir() -> Path:
+    return data_dir() / "landing"
+
+
+def runs_dir() -> Path:
+    return workbook_home() / "runs"
+
+
+def default_warehouse_path() -> Path:
+    return runs_dir() / "warehouse.sqlite"
+
+
+def notebook_path(relative: str | os.PathLike[str]) -> Path:
+    """A notebook path from config, resolved against the repository (absolute paths pass through)."""
+    p = Path(relative)
+    return p if p.is_absolute() else REPO_ROOT / p

@@ -1,0 +1,800 @@
+"""Fault drills: inject one failure-catalogue fault into a sandboxed demo company and grade the response.
+
+``run_drill(id, workdir=...)`` builds a sandbox (its own ``WORKBOOK_HOME``, landing zone and SQLite
+warehouse), generates a tiny demo company with the fault (:data:`SPECS`), runs the affected
+pipelines through the orchestrator at the spec's ``as_of``, then one scheduler tick with the
+production hooks (monitors, "alerts arrive diagnosed", escalation), and grades:
+
+- **detected**: the checks that failed, and whether an alert with ``catalogue_id == id`` opened;
+- **routed**: the notifications the escalation hook sent for that alert (recipient, channel, at)
+  against ``routing.route`` (who the on-call schedule says, and when);
+- **diagnosed**: the cause and diagnosis the hook's runbook recorded (must name the fault's id);
+- **repaired**: after the outside world recovers where the fault is a delivery that never came
+  (``heal``: the missing deliveries arrive, as after a re-extract) and the runbook ran with
+  ``apply_fix=True``, the spec's figures against a clean run of the same company (no fault) at the
+  same ``as_of``, within the spec's tolerance;
+- **rows lost**: keys of the compared marts present in the clean run and absent after the fix,
+  plus, where the pipeline keeps intake accounting (Engagement), received − accepted − quarantined.
+
+The clean baseline is built once per family (and demo shape) per process and reused. Nothing
+reads the wall clock: every time is the spec's, advanced by elapsed time (``as_of_clock``).
+Notification channels that reach people (Slack, email, PagerDuty) are switched off in a drill, and
+the sandbox has its own copy of the configuration (a fix may write reviewed account merges).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from helpers.core import config as cfgmod
+from helpers.core.timeutil import as_utc
+from helpers.storage import warehouse
+
+UTC = dt.UTC
+FAMILIES = ("profit", "growth", "engagement")
+# Channels that would reach real people: a drill never pages anyone.
+_QUIET_ENV = (
+    "WORKBOOK_SLACK_WEBHOOK_URL",
+    "WORKBOOK_SMTP_URL",
+    "WORKBOOK_PAGERDUTY_ROUTING_KEY",
+    "WORKBOOK_PAGERDUTY_URL",
+)
+_SANDBOX_ENV = ("WORKBOOK_HOME", "WORKBOOK_WAREHOUSE_URL", "WORKBOOK_CONFIG_DIR", *_QUIET_ENV)
+
+
+# ---------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A mart slice compared with the clean run: ``columns`` summed, ``key`` rows counted as kept."""
+
+    table: str
+    where: Mapping[str, Any]
+    columns: tuple[str, ...]
+    key: tuple[str, ...] = ()
+    members: str | None = None  # a ``;``-joined column of keys merged into a row: those are kept, not lost
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """The outside world recovers: the clean company's deliveries of ``source`` for ``days`` arrive."""
+
+    source: str
+    days: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DemoShape:
+    accounts: int = 40
+    months: int = 3
+    seed: int = 7
+    end: str = "2026-10-01"
+    events: bool = False
+    events_per_user_day: float = 0.4
+
+
+@dataclass(frozen=True)
+class DrillSpec:
+    """One drill: the fault, the company, what runs when, and what "repaired" means."""
+
+    id: str
+    family: str
+    fault: str  # ``--fault`` text: ID[@DATE][:key=value,...]
+    runs: tuple[tuple[str, str], ...]  # (pipeline, day in the partition) run before the tick
+    as_of: dt.datetime  # the runs' as_of
+    tick_at: dt.datetime  # the scheduler tick's as_of (monitors, diagnosis, escalation)
+    fix_at: dt.datetime  # the runbook's as_of with apply_fix=True (and the clean run's)
+    figures: tuple[Figure, ...]
+    tolerance: float = 0.0  # relative difference allowed per summed column
+    heal: tuple[Redelivery, ...] = ()
+    shape: DemoShape = field(default_factory=DemoShape)
+    runbook: str | None = None  # None: the alert's own (``runbooks.resolve_alert``)
+    baseline_runs: tuple[tuple[str, str], ...] = ()  # clean runs beyond ``runs`` (e.g. a backfilled day)
+    # Upstream runs on the clean company whose warehouse the sandbox starts from (built once and
+    # copied): Engagement's per-account join reads Profit's and Growth's marts of the month.
+    seed_runs: tuple[tuple[str, str], ...] = ()
+    # Parameters of the fix run; ``{clean_landing}`` is the clean company's landing zone (a source
+    # system the runbook may re-read, e.g. the topic's retained copy for a Kafka replay).
+    fix_params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def all_baseline_runs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(dict.fromkeys((*self.runs, *self.baseline_runs)))
+
+
+def _t(text: str) -> dt.datetime:
+    return as_utc(dt.datetime.fromisoformat(text))
+
+
+# The demo's history ends on Thursday 1 October 2026; the tick is that day at 13:00 New York: a
+# business hour outside the month-end week, with every daily delivery of 30 September and the FX
+# rates of the 1st landed, so the freshness monitors are quiet on the clean company and Growth is
+# routed at once. The runs come 15 minutes before the tick (no reminder is due yet).
+RUN_AT = _t("2026-10-01T16:45:00+00:00")
+TICK_AT = _t("2026-10-01T17:00:00+00:00")
+FIX_AT = _t("2026-10-01T17:30:00+00:00")
+EVENTS = DemoShape(events=True)
+# The stream checks need volume: an outage is judged on hours expected to carry enough events, and
+# one account's share only on days with SKEW_MIN_EVENTS events; more accounts keep the largest
+# account's natural share of a clean day below the skew threshold.
+BUSY_EVENTS = DemoShape(accounts=150, events=True, events_per_user_day=1.0)
+
+
+def _profit_monthly(period: str) -> tuple[Figure, ...]:
+    return (
+        Figure(
+            "profit_monthly",
+            {"period": period},
+            ("revenue_usd_cents", "total_cost_usd_cents", "profit_usd_cents"),
+            ("period",),
+        ),
+    )
+
+
+_PROFIT_SEP = _profit_monthly("2026-09")
+_PROFIT_AUG = _profit_monthly("2026-08")
+_GROWTH_SEP = (
+    Figure(
+        "growth_mrr_monthly",
+        {"period": "2026-09"},
+        (
+            "starting_mrr_usd_cents",
+            "ending_mrr_usd_cents",
+            "customers_end",
+            "new_customers",
+            "churned_customers",
+        ),
+        ("period",),
+    ),
+    Figure(
+        "growth_accounts_monthly",
+        {"period": "2026-09"},
+        ("ending_mrr_usd_cents", "mrr_change_usd_cents"),
+        ("account_id",),
+        "member_accounts",
+    ),
+)
+# Duplicate accounts: the fault's acquisition is one company fewer once merged (the clean company
+# never made it), so the customer counts differ by design; the money and every account must not.
+_GROWTH_SEP_MONEY = (
+    Figure(
+        "growth_mrr_monthly",
+        {"period": "2026-09"},
+        ("starting_mrr_usd_cents", "ending_mrr_usd_cents"),
+        ("period",),
+    ),
+    _GROWTH_SEP[1],
+)
+
+
+def _engagement(*days: str) -> tuple[Figure, ...]:
+    return tuple(
+        Figure(
+            "engagement_metrics_daily",
+            {"date": dt.date.fromisoformat(d)},
+            ("dau", "daily_active_accounts", "events"),
+            ("date",),
+        )
+        for d in days
+    )
+
+
+def _days(first: str, last: str) -> tuple[str, ...]:
+    a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return tuple((a + dt.timedelta(days=k)).isoformat() for k in range((b - a).days + 1))
+
+
+def _spec(id: str, family: str, fault: str, runs, figures, **kw: Any) -> DrillSpec:  # noqa: A002
+    if family == "engagement" and id != "upstream_missing":
+        kw.setdefault("seed_runs", UPSTREAMS)
+    return DrillSpec(
+        id=id,
+        family=family,
+        fault=fault,
+        runs=tuple(runs),
+        as_of=kw.pop("as_of", RUN_AT),
+        tick_at=kw.pop("tick_at", TICK_AT),
+        fix_at=kw.pop("fix_at", FIX_AT),
+        figures=tuple(figures),
+        **kw,
+    )
+
+
+PROFIT = (("profit_aggregate", "2026-09-30"),)
+GROWTH = (("growth_aggregate", "2026-09-30"),)
+ENGAGEMENT = (("engagement_aggregate", "2026-09-30"),)
+# The stream checks (outage, duplicates, skew) judge the run's own received day: run the fault's day.
+ENGAGEMENT_29 = (("engagement_aggregate", "2026-09-29"),)
+UPSTREAMS = (
+    ("profit_aggregate", "2026-09-30"),
+    ("profit_unit", "2026-09-30"),
+    ("growth_aggregate", "2026-09-30"),
+)
+
+SPECS: dict[str, DrillSpec] = {
+    s.id: s
+    for s in (
+        # ---- Profit (September 2026; August for Finance, whose ledger of September is not due yet)
+        _spec(
+            "finance_mismatch", "profit", "finance_mismatch@2026-09-01",
+            (("profit_aggregate", "2026-08-31"),), _PROFIT_AUG, tolerance=0.005,
+        ),
+        _spec("missing_subscription_data", "profit", "missing_subscription_data@2026-09-12", PROFIT, _PROFIT_SEP),
+        # a fat-fingered amount is an outlier against its category's median: that needs a few
+        # expenses of the category per month, more than the 40-account company has
+        _spec(
+            "expenses_wrong_month", "profit", "expenses_wrong_month@2026-09-10", PROFIT, _PROFIT_SEP,
+            tolerance=0.005, shape=DemoShape(accounts=200, months=4),
+        ),
+        _spec("math_errors", "profit", "math_errors@2026-09-15", PROFIT, _PROFIT_SEP, tolerance=0.005),
+        _spec(
+            "stale_data", "profit", "stale_data@2026-09-24", PROFIT, _PROFIT_SEP,
+            heal=(Redelivery("billing_invoices", _days("2026-09-25", "2026-09-30")),),
+        ),
+        # ---- Growth (September 2026)
+        _spec("skipped_stage", "growth", "skipped_stage@2026-09-01", GROWTH, _GROWTH_SEP),
+        _spec("late_account_updates", "growth", "late_account_updates@2026-09-15", GROWTH, _GROWTH_SEP),
+        _spec("duplicate_accounts", "growth", "duplicate_accounts@2026-09-08", GROWTH, _GROWTH_SEP_MONEY),
+        _spec("growth_revenue_mismatch", "growth", "growth_revenue_mismatch@2026-09-01", GROWTH, _GROWTH_SEP),
+        # dunning episodes to misclassify: a 40-account company has too few failed renewals
+        _spec(
+            "churn_misclassified", "growth", "churn_misclassified@2026-08-18", GROWTH, _GROWTH_SEP,
+            shape=DemoShape(accounts=200, months=4),
+        ),
+        # ---- Engagement (the run of the 30th: its window is 28-30 September)
+        _spec(
+            "late_events", "engagement", "late_events@2026-09-27:share=1.0,min_days=3,max_days=3",
+            ENGAGEMENT, _engagement("2026-09-27", "2026-09-30"), shape=EVENTS,
+            baseline_runs=(("engagement_aggregate", "2026-09-27"),),
+        ),
+        _spec(
+            "kafka_outage", "engagement", "kafka_outage@2026-09-29", ENGAGEMENT_29,
+            _engagement("2026-09-29"), shape=BUSY_EVENTS,
+            fix_params=(("replay_from", "{clean_landing}"),),
+        ),
+        _spec("duplicate_events", "engagement", "duplicate_events@2026-09-29", ENGAGEMENT_29, _engagement("2026-09-29"), shape=EVENTS),
+        # the automation's events are real activity (the day's figures include them once the run
+        # completes; Verify checks the day against a fresh computation): the other days must not move
+        _spec("data_skew_oom", "engagement", "data_skew_oom@2026-09-29", ENGAGEMENT_29, _engagement("2026-09-28"), shape=BUSY_EVENTS),
+        _spec(
+            "upstream_missing", "engagement", "upstream_missing@2026-09-21:days=3,delay_days=5", ENGAGEMENT,
+            _engagement("2026-09-30"), shape=EVENTS,
+        ),
+        # 2 % of the v2 messages lack a required field (the fault's default): they can never be parsed,
+        # so they stay quarantined and counted (not lost), and the day's figures may differ by them
+        _spec(
+            "schema_change", "engagement", "schema_change@2026-09-29:days=2", ENGAGEMENT,
+            _engagement("2026-09-29"), shape=EVENTS, tolerance=0.03,
+        ),
+    )
+}  # fmt: skip
+
+
+def spec_for(drill_id: str) -> DrillSpec:
+    try:
+        return SPECS[drill_id]
+    except KeyError:
+        raise KeyError(f"no drill {drill_id!r}; expected one of: {', '.join(SPECS)}") from None
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Detected:
+    checks: list[str]  # ids of the checks that failed or errored
+    alert_id: int | None  # the alert of the injected fault (catalogue_id == id)
+    check_id: str | None
+    ok: bool
+
+    def line(self) -> str:
+        return self.check_id or ("none" if not self.checks else "not " + self.checks[0])
+
+
+@dataclass
+class Routed:
+    notifications: list[dict[str, Any]]  # recipient, channel, at
+    expected: list[str]  # who the schedule says, at expected_at
+    expected_at: str | None
+    reason: str
+    ok: bool
+
+    def line(self) -> str:
+        who = sorted({n["recipient"] for n in self.notifications})
+        at = min((n["at"] for n in self.notifications), default=None)
+        return f"{','.join(who) or 'nobody'} @ {at[11:16] if at else '-'}"
+
+
+@dataclass
+class Diagnosed:
+    runbook: str | None
+    cause: str | None
+    diagnosis: str | None
+    requested: str | None  # the alert's own runbook when it did not exist yet (the generic one ran)
+    ok: bool
+
+
+@dataclass
+class Repaired:
+    runbook_status: str | None
+    verification: Any
+    diffs: list[dict[str, Any]]  # table, column, clean, repaired, relative
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class DrillResult:
+    id: str
+    family: str
+    fault: str
+    detected: Detected
+    routed: Routed
+    diagnosed: Diagnosed
+    repaired: Repaired
+    rows_lost: int
+    seconds: float
+    sandbox: str | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.error is None
+            and self.detected.ok
+            and self.routed.ok
+            and self.diagnosed.ok
+            and self.repaired.ok
+            and self.rows_lost == 0
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["passed"] = self.passed
+        return out
+
+    def row(self) -> dict[str, Any]:
+        """The table row of ``workbook drill``."""
+        return {
+            "id": self.id,
+            "detected": self.detected.line(),
+            "routed": self.routed.line(),
+            "diagnosed": self.diagnosed.cause or "-",
+            "repaired": "yes" if self.repaired.ok else "no",
+            "rows_lost": self.rows_lost,
+            "result": "PASS" if self.passed else "FAIL",
+            "seconds": round(self.seconds, 1),
+        }
+
+
+# ---------------------------------------------------------------- grading (pure)
+
+
+def compare_figures(
+    clean: Mapping[str, pd.DataFrame],
+    repaired: Mapping[str, pd.DataFrame],
+    figures: Sequence[Figure],
+    tolerance: float,
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """Per figure column: the clean and repaired sums and their relative difference; rows lost; ok.
+
+    A figure with no clean rows is a broken baseline, never a pass.
+    """
+    diffs: list[dict[str, Any]] = []
+    lost, ok = 0, True
+    for f in figures:
+        name = _figure_name(f)
+        c, r = clean.get(name, pd.DataFrame()), repaired.get(name, pd.DataFrame())
+        if c.empty:
+            diffs.append({"figure": name, "column": None, "clean": None, "repaired": None, "relative": None})
+            ok = False
+            continue
+        for col in f.columns:
+            cv = _total(c, col)
+            rv = _total(r, col) if col in r.columns else None
+            rel = None if rv is None else (0.0 if cv == rv else abs(rv - cv) / max(abs(cv), 1))
+            good = rel is not None and rel <= tolerance
+            ok &= good
+            diffs.append(
+                {"figure": name, "column": col, "clean": cv, "repaired": rv, "relative": rel, "ok": good}
+            )
+        if f.key:
+            keys_c = set(map(tuple, c[list(f.key)].astype(str).to_numpy()))
+            keys_r = set(map(tuple, r[list(f.key)].astype(str).to_numpy())) if not r.empty else set()
+            if f.members and not r.empty and f.members in r.columns:
+                keys_r |= {(m,) for v in r[f.members].dropna() for m in str(v).split(";") if m}
+            lost += len(keys_c - keys_r)
+    return diffs, lost, ok
+
+
+def _total(frame: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(frame[column], errors="coerce").fillna(0).sum())
+
+
+def _figure_name(f: Figure) -> str:
+    return f.table + "[" + ",".join(f"{k}={v}" for k, v in sorted(f.where.items())) + "]"
+
+
+def grade_routing(
+    notifications: Sequence[Mapping[str, Any]], expected: Sequence[str], expected_at: dt.datetime | None
+) -> bool:
+    """Every scheduled responder got the alert's first notification, at the time the schedule says."""
+    if expected_at is None or not expected:
+        return False
+    first = [n for n in notifications if n.get("status") == "sent"]
+    got = {n["recipient"] for n in first}
+    times = [as_utc(dt.datetime.fromisoformat(n["at"])) for n in first]
+    return set(expected) <= got and bool(times) and min(times) >= expected_at - dt.timedelta(minutes=1)
+
+
+# ---------------------------------------------------------------- the sandbox
+
+
+@contextlib.contextmanager
+def sandbox(home: Path) -> Iterator[Path]:
+    """Point the process (and the kernels it starts) at ``home`` with its own SQLite warehouse."""
+    from helpers.core import paths
+
+    saved = {k: os.environ.get(k) for k in _SANDBOX_ENV}
+    (home / "runs").mkdir(parents=True, exist_ok=True)
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    # A copy of the configuration: a fix may write a reviewed mapping (account merges) into it,
+    # and that must stay in the sandbox, never reach the repository's config/.
+    config = home / "config"
+    if not config.exists():
+        shutil.copytree(paths.config_dir(), config)
+    os.environ["WORKBOOK_CONFIG_DIR"] = str(config)
+    for k in _QUIET_ENV:
+        os.environ.pop(k, None)
+    os.environ["WORKBOOK_HOME"] = str(home)
+    os.environ["WORKBOOK_WAREHOUSE_URL"] = f"sqlite:///{home / 'runs' / 'warehouse.sqlite'}"
+    _reset()
+    try:
+        yield home
+    finally:
+        _reset()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _reset()
+
+
+def _reset() -> None:
+    warehouse.dispose_engines()
+    cfgmod._cached.cache_clear()
+
+
+def _generate(shape: DemoShape, fault: str | None, landing: Path) -> None:
+    from helpers.demo.generate import generate
+    from helpers.demo.spec import DemoSpec, FaultSpec
+
+    spec = DemoSpec(
+        accounts=shape.accounts,
+        months=shape.months,
+        seed=shape.seed,
+        end=dt.date.fromisoformat(shape.end),
+        events_per_user_day=shape.events_per_user_day,
+        faults=(FaultSpec.parse(fault),) if fault else (),
+    )
+    generate(spec, landing, events=shape.events, force=True)
+
+
+def _run(items: Sequence[tuple[str, str]], as_of: dt.datetime) -> list[Any]:
+    from helpers.runbooks.kit import as_of_clock
+    from helpers.runs import dag, orchestrate
+
+    config = cfgmod.get()
+    outcomes = []
+    for pipeline, day in items:  # one at a time: the order of the spec, each gated as in production
+        item = dag.run_item(config.pipelines.get(pipeline), dt.date.fromisoformat(day))
+        outcomes += orchestrate.run_items(
+            [item], clock=as_of_clock(as_of), as_of=as_of, config=config, trigger="drill"
+        )
+    return outcomes
+
+
+def _read_figures(figures: Sequence[Figure]) -> dict[str, pd.DataFrame]:
+    out = {}
+    engine = warehouse.get_engine()
+    for f in figures:
+        if not sa.inspect(engine).has_table(f.table):
+            out[_figure_name(f)] = pd.DataFrame()
+            continue
+        out[_figure_name(f)] = warehouse.read_table(f.table, where=dict(f.where))
+    return out
+
+
+def _ok(outcomes: Sequence[Any], what: str) -> None:
+    failed = [o for o in outcomes if o.status != "succeeded"]
+    if failed:
+        o = failed[0]
+        raise RuntimeError(f"{what} run failed: {o.pipeline} {o.partition}: {o.status}: {o.reason}")
+
+
+# Tables a seeded warehouse is emptied of: the sandbox starts with runs and marts, no incidents.
+_SEED_CLEARED = ("alerts", "check_results", "notifications", "alert_timeline", "runbook_runs", "incidents")
+
+
+class Baselines:
+    """Clean companies and their figures, built once per (demo shape, runs, as_of) and reused."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._landing: dict[DemoShape, Path] = {}
+        self._figures: dict[tuple, dict[str, pd.DataFrame]] = {}
+        self._seeds: dict[tuple, Path] = {}
+
+    def seed(self, spec: DrillSpec) -> Path | None:
+        """A SQLite warehouse holding the clean company's ``seed_runs`` (built once), or None."""
+        if not spec.seed_runs:
+            return None
+        key = (spec.shape, spec.seed_runs, spec.as_of)
+        if key not in self._seeds:
+            home = self.workdir / f"seed-{spec.family}-{len(self._seeds)}"
+            if home.exists():
+                shutil.rmtree(home)
+            with sandbox(home):
+                (home / "data" / "landing").symlink_to(self.landing(spec.shape), target_is_directory=True)
+                _ok(_run(spec.seed_runs, spec.as_of), "seed")
+                engine = warehouse.get_engine()
+                with engine.begin() as conn:
+                    present = set(sa.inspect(conn).get_table_names())
+                    for table in _SEED_CLEARED:
+                        if table in present:
+                            conn.execute(sa.text(f'DELETE FROM "{table}"'))
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._seeds[key] = home / "runs" / "warehouse.sqlite"
+        return self._seeds[key]
+
+    def landing(self, shape: DemoShape) -> Path:
+        if shape not in self._landing:
+            root = (
+                self.workdir
+                / f"clean-{'events' if shape.events else 'business'}-{shape.accounts}"
+                / "landing"
+            )
+            if root.exists():
+                shutil.rmtree(root)
+            _generate(shape, None, root)
+            self._landing[shape] = root
+        return self._landing[shape]
+
+    def figures(self, spec: DrillSpec) -> dict[str, pd.DataFrame]:
+        runs = spec.all_baseline_runs
+        key = (spec.shape, runs, spec.fix_at)
+        if key not in self._figures:
+            landing = self.landing(spec.shape)
+            home = self.workdir / f"baseline-{spec.family}-{len(self._figures)}"
+            if home.exists():
+                shutil.rmtree(home)
+            seed = self.seed(spec)
+            with sandbox(home):
+                (home / "data" / "landing").symlink_to(landing, target_is_directory=True)
+                if seed is not None:
+                    shutil.copy(seed, home / "runs" / "warehouse.sqlite")
+                _ok(_run(runs, spec.fix_at), "clean baseline")
+                self._figures[key] = _read_figures(
+                    [f for s in SPECS.values() if s.family == spec.family for f in s.figures]
+                    + list(spec.figures)
+                )
+        return self._figures[key]
+
+
+# ---------------------------------------------------------------- one drill
+
+
+def _heal(spec: DrillSpec, clean_landing: Path, at: dt.datetime) -> int:
+    """The missing deliveries arrive (a re-extract after the source recovered); returns rows landed."""
+    from helpers.storage import landing
+
+    rows = 0
+    for r in spec.heal:
+        for day in r.days:
+            frames = [
+                pd.read_parquet(clean_landing / r.source / d.file)
+                for d in landing.deliveries(r.source, root=clean_landing)
+                if d.partition == day
+            ]
+            if frames:
+                frame = pd.concat(frames, ignore_index=True)
+                landing.write_delivery(r.source, day, frame, arrived_at=at)
+                rows += len(frame)
+    return rows
+
+
+def _detected(spec: DrillSpec) -> Detected:
+    from helpers.oncall import alerts
+
+    with warehouse.get_engine().connect() as conn:
+        failing = sorted(
+            set(
+                conn.execute(
+                    sa.text("SELECT check_id FROM check_results WHERE status IN ('fail', 'error')")
+                ).scalars()
+            )
+        )
+    target = [a for a in alerts.list_alerts() if a.catalogue_id == spec.id]
+    target.sort(key=lambda a: (a.severity != "critical", a.alert_id))
+    alert = target[0] if target else None
+    return Detected(
+        failing, alert.alert_id if alert else None, alert.check_id if alert else None, alert is not None
+    )
+
+
+def _routed(spec: DrillSpec, alert_id: int | None) -> Routed:
+    from helpers.oncall import alerts, routing
+    from helpers.oncall import schedule as oncall
+
+    if alert_id is None:
+        return Routed([], [], None, "no alert of the injected fault", False)
+    alert = alerts.get_alert(alert_id)
+    config = cfgmod.get()
+    schedule = oncall.schedule_for(config)
+    route = routing.route(schedule, alert.pipeline, alert.opened_at)
+    expected = [r.key for r in route.recipients]
+    with warehouse.get_engine().connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT recipient, channel, at, status, step FROM notifications "
+                "WHERE alert_id = :a AND step = (SELECT step FROM notifications WHERE alert_id = :a "
+                "ORDER BY notification_id LIMIT 1) ORDER BY notification_id"
+            ),
+            {"a": str(alert_id)},
+        ).mappings()
+        sent = []
+        for r in rows:
+            for who in str(r["recipient"]).split(","):
+                sent.append(
+                    {
+                        "recipient": who.strip(),
+                        "channel": r["channel"],
+                        "at": as_utc(dt.datetime.fromisoformat(str(r["at"]))).isoformat(),
+                        "status": r["status"],
+                        "step": r["step"],
+                    }
+                )
+    ok = grade_routing(sent, expected, route.notify_at)
+    return Routed(sent, expected, route.notify_at.isoformat(), route.reason, ok)
+
+
+def _diagnosed(spec: DrillSpec, alert_id: int | None) -> Diagnosed:
+    from helpers.runbooks import registry as runbooks
+
+    if alert_id is None:
+        return Diagnosed(None, None, "no alert to diagnose", None, False)
+    run = runbooks.latest_diagnoses([alert_id]).get(alert_id)
+    if run is None:
+        return Diagnosed(None, None, "the tick's hook recorded no diagnosis", None, False)
+    ok = run.status == "succeeded" and run.cause == spec.id
+    return Diagnosed(run.runbook, run.cause, run.diagnosis, run.requested, ok)
+
+
+def _intake_lost(spec: DrillSpec) -> int:
+    """Engagement's intake accounting: rows received that were neither accepted nor quarantined."""
+    from helpers.engagement import pipeline as engagement
+
+    if spec.family != "engagement" or not sa.inspect(warehouse.get_engine()).has_table(
+        engagement.INTAKE_TABLE
+    ):
+        return 0
+    intake = warehouse.read_table(engagement.INTAKE_TABLE)
+    if intake.empty:
+        return 0
+    gap = intake["received"].astype(int) - intake["accepted"].astype(int) - intake["quarantined"].astype(int)
+    return int(gap.clip(lower=0).sum())
+
+
+def run_drill(
+    drill_id: str,
+    *,
+    workdir: Path,
+    baselines: Baselines | None = None,
+    spec: DrillSpec | None = None,
+    keep: bool = False,
+) -> DrillResult:
+    """Run one drill in a fresh sandbox under ``workdir`` (see the module docstring)."""
+    from helpers.oncall import alerts
+    from helpers.runbooks import registry as runbooks
+    from helpers.runbooks.kit import as_of_clock
+    from helpers.runs import scheduler
+
+    spec = spec or spec_for(drill_id)
+    baselines = baselines or Baselines(workdir)
+    started = time.monotonic()
+    home = workdir / f"drill-{spec.id}"
+    if home.exists():
+        shutil.rmtree(home)
+    detected = Detected([], None, None, False)
+    routed = Routed([], [], None, "not reached", False)
+    diagnosed = Diagnosed(None, None, None, None, False)
+    repaired = Repaired(None, None, [], False)
+    lost, error = 0, None
+    try:
+        clean = baselines.figures(spec)
+        seed = baselines.seed(spec)
+        with sandbox(home):
+            _generate(spec.shape, spec.fault, home / "data" / "landing")
+            if seed is not None:
+                shutil.copy(seed, home / "runs" / "warehouse.sqlite")
+            _run(spec.runs, spec.as_of)
+            scheduler.tick(spec.tick_at, clock=as_of_clock(spec.tick_at), pipelines=[p for p, _ in spec.runs])
+            detected = _detected(spec)
+            routed = _routed(spec, detected.alert_id)
+            diagnosed = _diagnosed(spec, detected.alert_id)
+            if detected.alert_id is not None:
+                _heal(spec, baselines.landing(spec.shape), spec.fix_at - dt.timedelta(minutes=30))
+                book = spec.runbook or runbooks.resolve_alert(alerts.get_alert(detected.alert_id)).runbook
+                fix = runbooks.run_runbook(
+                    book,
+                    clock=as_of_clock(spec.fix_at),
+                    as_of=spec.fix_at,
+                    alert_id=detected.alert_id,
+                    apply_fix=True,
+                    trigger="drill",
+                    params={
+                        k: v.format(clean_landing=baselines.landing(spec.shape)) for k, v in spec.fix_params
+                    },
+                )
+                diffs, lost, same = compare_figures(
+                    clean, _read_figures(spec.figures), spec.figures, spec.tolerance
+                )
+                verified = isinstance(fix.verification, Mapping) and bool(fix.verification.get("passed"))
+                repaired = Repaired(
+                    fix.status,
+                    fix.verification,
+                    diffs,
+                    fix.status == "succeeded" and verified and same,
+                    fix.error,
+                )
+            lost += _intake_lost(spec)
+    except Exception as e:  # a drill that cannot run is a failed drill, with the reason
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        if not keep and home.exists():
+            shutil.rmtree(home, ignore_errors=True)
+    return DrillResult(
+        spec.id,
+        spec.family,
+        spec.fault,
+        detected,
+        routed,
+        diagnosed,
+        repaired,
+        lost,
+        time.monotonic() - started,
+        str(home) if keep else None,
+        error,
+    )
+
+
+def run_drills(
+    ids: Sequence[str],
+    *,
+    workdir: Path,
+    keep: bool = False,
+    progress: Callable[[DrillResult], None] | None = None,
+) -> list[DrillResult]:
+    """Run ``ids`` in order, sharing the clean baselines; ``progress`` after each."""
+    baselines = Baselines(workdir)
+    out = []
+    for drill_id in ids:
+        result = run_drill(drill_id, workdir=workdir, baselines=baselines, keep=keep)
+        out.append(result)
+        if progress is not None:
+            progress(result)
+    return out

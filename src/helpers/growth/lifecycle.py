@@ -1,0 +1,689 @@
+"""Account lifecycle: one history per company from the CRM, checked and repaired against billing.
+
+The Growth sources (README "The demo company") are loaded here once per run
+(:func:`load_sources`, the latest version of every row that had *arrived* by ``as_of``) and the
+lifecycle is built from them:
+
+- the CRM's stage history (``crm_stage_history``) is the system of record for stages: lead,
+  trial, customer (on a tier and a number of seats), churned, lost;
+- billing (``subscriptions``) adds the dunning episodes the CRM does not track (``past_due``
+  and the recovery from it), and is the evidence used to repair the CRM;
+- ``crm_accounts`` maps CRM accounts to product accounts (the key of billing, the account
+  database and the experiments); ``sales_records`` annotate sales-led conversions.
+
+The states and the transitions allowed between them are declared once, in :data:`TRANSITIONS`.
+A CRM transition that is not allowed (``lead -> customer``: the trial is missing) is a *skipped
+stage*; where billing shows the missing middle state (the trialing subscription, the first
+paid activation) the row is inferred with billing's date and marked ``inferred=True``.
+CRM plan changes dated away from billing's proration are re-dated the same way (the
+``growth_revenue_mismatch`` repair). Nothing here edits a source: repairs are extra or
+re-dated rows in the derived history, each saying where it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from helpers.core.timeutil import as_utc
+from helpers.storage import landing
+
+# ---------------------------------------------------------------- states and transitions
+
+STATES: tuple[str, ...] = ("lead", "trial", "customer", "past_due", "churned", "lost")
+CRM_STAGES: tuple[str, ...] = ("lead", "trial", "customer", "churned", "lost")  # what AEs record
+TIER_RANK: dict[str, int] = {"starter": 0, "growth": 1, "enterprise": 2}
+
+# Every allowed transition and the kind of movement it is. ``None`` is "no history yet".
+TRANSITIONS: dict[tuple[str | None, str], str] = {
+    (None, "lead"): "lead_created",
+    ("lead", "trial"): "trial_started",
+    ("lead", "lost"): "lead_lost",
+    ("trial", "customer"): "converted",
+    ("trial", "lost"): "trial_lost",
+    ("customer", "customer"): "plan_change",  # refined to upgrade / downgrade by tier and seats
+    ("customer", "past_due"): "payment_failed",  # billing only: the CRM does not track dunning
+    ("past_due", "customer"): "recovered",
+    ("past_due", "churned"): "churned",
+    ("customer", "churned"): "churned",
+    ("churned", "customer"): "reactivated",
+}
+# The kinds growth_daily counts, by its column names.
+COUNTED_KINDS: dict[str, str] = {
+    "trial_started": "trials_started",
+    "converted": "new_accounts",
+    "trial_lost": "trials_lost",
+    "upgrade": "upgrades",
+    "downgrade": "downgrades",
+    "churned": "churned",
+    "reactivated": "reactivations",
+}
+# When two accounts of one company disagree, the company is in the highest-ranked state.
+_ENTITY_RANK: dict[str, int] = {"lost": 0, "churned": 1, "lead": 2, "trial": 3, "past_due": 4, "customer": 5}
+
+
+def allowed(from_state: str | None, to_state: str) -> bool:
+    """True if ``from_state -> to_state`` is a declared transition."""
+    return (from_state, to_state) in TRANSITIONS
+
+
+def missing_between(from_state: str | None, to_state: str) -> str | None:
+    """The one CRM stage B with ``from -> B -> to`` allowed (the stage a skip jumped over), else None."""
+    found = [b for b in CRM_STAGES if allowed(from_state, b) and allowed(b, to_state)]
+    return found[0] if len(found) == 1 else None
+
+
+# ---------------------------------------------------------------- sources
+
+
+def latest_version(frame: pd.DataFrame, key: str | list[str]) -> pd.DataFrame:
+    """The latest delivered version of each ``key``: a changed row is a new row in a later delivery.
+
+    Order: arrival time, then the landing partition, then the row's position (later wins).
+    """
+    if frame.empty:
+        return frame.copy()
+    order = [c for c in ("_arrived_at", "_partition") if c in frame.columns]
+    out = frame.reset_index(drop=True)
+    out = out.assign(_row=np.arange(len(out))).sort_values([*order, "_row"], kind="stable")
+    keys = [key] if isinstance(key, str) else list(key)
+    return out.drop_duplicates(keys, keep="last").drop(columns="_row").sort_index().reset_index(drop=True)
+
+
+def read_landed(
+    source: str,
+    *,
+    as_of: dt.datetime,
+    root: Path | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """``landing.read_source(..., with_arrival=True)``, reading the files on a few threads.
+
+    Same rows in the same order, with ``_partition`` and ``_arrived_at``. The Growth pipelines
+    read every daily partition of the history on each run (thousands of small files at the
+    default size), where one file at a time costs seconds per source; Parquet reads release the GIL.
+    """
+    lo, hi = (str(start) if start else None), (str(end) if end else None)
+    found = [
+        d
+        for d in landing.deliveries(source, root=root, as_of=as_of)
+        if not ((lo and d.partition < lo) or (hi and d.partition > hi))
+    ]
+    if not found:
+        return pd.DataFrame(columns=[*(columns or []), "_partition", "_arrived_at"])
+    base = landing.source_dir(source, root)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        tables = list(pool.map(lambda d: pq.read_table(base / d.file, columns=columns), found))
+    try:
+        frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # type drift between deliveries (a column delivered as text once): let pandas hold both
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    sizes = [t.num_rows for t in tables]
+    frame["_partition"] = np.repeat([d.partition for d in found], sizes)
+    arrived = pd.to_datetime(np.repeat([d.arrived_at for d in found], sizes), utc=True)
+    frame["_arrived_at"] = arrived.astype("datetime64[us, UTC]")
+    return frame
+
+
+@dataclass(frozen=True)
+class GrowthSources:
+    """Everything the Growth pipelines read, as it had arrived by ``as_of`` (latest versions)."""
+
+    as_of: pd.Timestamp
+    crm_accounts: pd.DataFrame  # every version (account_id, updated_at)
+    crm_stages: pd.DataFrame  # one row per stage_event_id
+    account_db: pd.DataFrame  # every version (account_id, updated_at)
+    sales: pd.DataFrame  # one row per deal_id
+    customers: pd.DataFrame  # one row per customer_id
+    subscriptions: pd.DataFrame  # one row per event_id
+    invoices: pd.DataFrame  # one row per invoice_line_id (its latest status)
+    payments: pd.DataFrame  # one row per payment_id
+    fx: pd.DataFrame  # one row per (date, currency)
+    assignments: pd.DataFrame  # one row per (account_id, experiment)
+    usage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["account_id", "day"]))
+
+    def rows(self) -> dict[str, int]:
+        """Row counts per source, for the notebook's Load section."""
+        return {
+            name: len(getattr(self, name))
+            for name in (
+                "crm_accounts",
+                "crm_stages",
+                "account_db",
+                "sales",
+                "customers",
+                "subscriptions",
+                "invoices",
+                "payments",
+                "fx",
+                "assignments",
+                "usage",
+            )
+        }
+
+
+_GROUP_ID = re.compile(r'"groupId":\s*"([^"]+)"')
+
+
+def product_usage(
+    *, as_of: dt.datetime, start: dt.date, end: dt.date, root: Path | None = None
+) -> pd.DataFrame:
+    """Distinct (product ``account_id``, UTC ``day``) with product usage in [start, end].
+
+    From the ``events`` stream (``context.groupId``) and ``api_logs`` (``account_id``), bucketed by
+    the event's own timestamp. Empty when neither source has landed (the usage evidence of
+    ``churn_misclassified`` is then billing-only). The events are partitioned by receive date, so
+    a few days after ``end`` are read too (offline devices sync late).
+    """
+    parts = []
+    if "events" in landing.sources(root):
+        ev = read_landed(
+            "events",
+            as_of=as_of,
+            start=start,
+            end=end + dt.timedelta(days=3),
+            columns=["context", "timestamp"],
+            root=root,
+        )
+        if len(ev):
+            acct = ev["context"].astype("string").str.extract(_GROUP_ID, expand=False)
+            parts.append(pd.DataFrame({"account_id": acct, "ts": pd.to_datetime(ev["timestamp"], utc=True)}))
+    if "api_logs" in landing.sources(root):
+        api = read_landed(
+            "api_logs", as_of=as_of, start=start, end=end, columns=["account_id", "timestamp"], root=root
+        )
+        if len(api):
+            parts.append(
+                pd.DataFrame(
+                    {"account_id": api["account_id"], "ts": pd.to_datetime(api["timestamp"], utc=True)}
+                )
+            )
+    if not parts:
+        return pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
+    use = pd.concat(parts, ignore_index=True).dropna()
+    use["day"] = use["ts"].dt.date
+    use = use[(use["day"] >= start) & (use["day"] <= end)]
+    return (
+        use[["account_id", "day"]].drop_duplicates().sort_values(["account_id", "day"]).reset_index(drop=True)
+    )
+
+
+def load_sources(
+    as_of: dt.datetime,
+    *,
+    root: Path | None = None,
+    usage_window: tuple[dt.date, dt.date] | None = None,
+) -> GrowthSources:
+    """Read the Growth sources as they had arrived by ``as_of``; each deduplicated to its latest version.
+
+    ``usage_window`` (first, last day) also reads product usage for that window (see
+    :func:`product_usage`); without it ``usage`` is empty.
+    """
+
+    def read(source: str) -> pd.DataFrame:
+        frame = read_landed(source, as_of=as_of, root=root)
+        # one time unit everywhere: merge_asof refuses to compare microseconds with nanoseconds
+        stamps = frame.select_dtypes(include=["datetimetz"]).columns
+        return frame.astype({c: "datetime64[ns, UTC]" for c in stamps})
+
+    subs = latest_version(read("subscriptions"), "event_id")
+    usage = (
+        product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root)
+        if usage_window
+        else pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
+    )
+    return GrowthSources(
+        as_of=pd.Timestamp(as_utc(as_of)),
+        crm_accounts=latest_version(read("crm_accounts"), ["account_id", "updated_at"]),
+        crm_stages=latest_version(read("crm_stage_history"), "stage_event_id"),
+        account_db=latest_version(read("account_db"), ["account_id", "updated_at"]),
+        sales=latest_version(read("sales_records"), "deal_id"),
+        customers=latest_version(read("billing_customers"), "customer_id"),
+        subscriptions=subs,
+        invoices=latest_version(read("billing_invoices"), "invoice_line_id"),
+        payments=latest_version(read("billing_payments"), "payment_id"),
+        fx=latest_version(read("fx_rates"), ["date", "currency"]),
+        assignments=latest_version(read("experiment_assignments"), ["account_id", "experiment"]),
+        usage=usage,
+    )
+
+
+def crm_product_map(crm_accounts: pd.DataFrame) -> pd.Series:
+    """CRM ``account_id`` -> product ``account_id`` (from each CRM account's latest version)."""
+    if crm_accounts.empty:
+        return pd.Series(dtype=object)
+    last = crm_accounts.sort_values(["account_id", "updated_at"], kind="stable").drop_duplicates(
+        "account_id", keep="last"
+    )
+    return last.set_index("account_id")["product_account_id"]
+
+
+def crm_of_product(crm_accounts: pd.DataFrame) -> pd.Series:
+    """Product ``account_id`` -> CRM ``account_id`` (the inverse of :func:`crm_product_map`)."""
+    m = crm_product_map(crm_accounts).dropna()
+    return pd.Series(m.index, index=m.to_numpy()).groupby(level=0).first()
+
+
+# ---------------------------------------------------------------- the CRM chain and its skips
+
+
+def crm_chain(stages: pd.DataFrame) -> pd.DataFrame:
+    """CRM stage rows in effective order per account, with the state each row actually left.
+
+    ``prev_stage`` is the previous row's ``to_stage`` (``None`` for the first): a row whose
+    ``from_stage`` disagrees with it, or whose ``prev_stage -> to_stage`` is not allowed, is a
+    skip however the AE filled in ``from_stage``.
+    """
+    cols = ["stage_event_id", "account_id", "from_stage", "to_stage", "tier", "seats", "effective_at"]
+    cols += ["entered_at", "entered_by"]
+    if stages.empty:
+        return pd.DataFrame(columns=[*cols, "prev_stage", "prev_effective_at", "allowed"])
+    g = stages[cols].sort_values(
+        ["account_id", "effective_at", "entered_at", "stage_event_id"], kind="stable"
+    )
+    g = g.reset_index(drop=True)
+    by = g.groupby("account_id", sort=False)
+    g["prev_stage"] = by["to_stage"].shift().astype(object)
+    g["prev_effective_at"] = by["effective_at"].shift()
+    g["prev_stage"] = g["prev_stage"].where(g["prev_stage"].notna(), None)
+    pairs = list(zip(g["prev_stage"], g["to_stage"], strict=True))
+    g["allowed"] = [p in TRANSITIONS for p in pairs]
+    return g
+
+
+def skipped_stages(chain: pd.DataFrame) -> pd.DataFrame:
+    """CRM rows whose transition is not allowed, with the stage they jumped over (where unique)."""
+    bad = chain[~chain["allowed"]].copy()
+    bad["missing_stage"] = [
+        missing_between(a, c) for a, c in zip(bad["prev_stage"], bad["to_stage"], strict=True)
+    ]
+    bad["reason"] = [
+        f"{a or '(none)'} -> {c} skips {m}" if m else f"{a or '(none)'} -> {c} is not an allowed transition"
+        for a, c, m in zip(bad["prev_stage"], bad["to_stage"], bad["missing_stage"], strict=True)
+    ]
+    return bad.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- billing milestones
+
+
+def subscription_states(subscriptions: pd.DataFrame) -> pd.DataFrame:
+    """Subscription events in order per subscription, with the previous event's status, tier and seats."""
+    if subscriptions.empty:
+        return subscriptions.assign(prev_status=None, prev_tier=None, prev_quantity=np.nan)
+    when = "at" if "at" in subscriptions.columns else "event_at"  # effective time once churn is classified
+    s = subscriptions.sort_values(["subscription_id", when, "event_id"], kind="stable").reset_index(drop=True)
+    by = s.groupby("subscription_id", sort=False)
+    s["prev_status"] = by["status"].shift()
+    s["prev_tier"] = by["item_tier"].shift()
+    s["prev_quantity"] = by["item_quantity"].shift()
+    return s
+
+
+def billing_milestones(subscriptions: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """What billing says happened to each product account, as lifecycle rows.
+
+    ``to_stage``: ``trial`` (a trialing subscription created), ``customer`` (a subscription's
+    first paid activation: conversion or reactivation; and ``recovered`` after dunning),
+    ``past_due``, ``churned`` (cancelled with a reason), ``lost`` (a trial cancelled without
+    one), and ``customer`` plan changes (``kind`` ``plan_change``: tier or seats changed while
+    active). Columns: product ``account_id``, ``to_stage``, ``kind``, ``at``, ``tier``, ``seats``,
+    ``event_id``, ``subscription_id``.
+    """
+    out_cols = ["account_id", "to_stage", "kind", "at", "tier", "seats", "event_id", "subscription_id"]
+    if subscriptions.empty:
+        return pd.DataFrame(columns=out_cols)
+    s = subscription_states(subscriptions)
+    paying = s["status"].isin(["active", "past_due"])
+    was_paying = s["prev_status"].isin(["active", "past_due"])
+    kind = pd.Series(None, index=s.index, dtype=object)
+    kind[(s["status"] == "trialing") & s["prev_status"].isna()] = "trial_started"
+    kind[(s["status"] == "active") & ~was_paying] = "activated"
+    kind[(s["status"] == "past_due") & (s["prev_status"] == "active")] = "payment_failed"
+    kind[(s["status"] == "active") & (s["prev_status"] == "past_due")] = "recovered"
+    changed = (s["item_tier"] != s["prev_tier"]) | (s["item_quantity"] != s["prev_quantity"])
+    kind[paying & was_paying & changed & (s["status"] == "active")] = "plan_change"
+    cancelled = s["status"] == "canceled"
+    kind[cancelled & s["cancellation_details_reason"].notna()] = "churned"
+    kind[cancelled & s["cancellation_details_reason"].isna()] = "trial_lost"
+    stage = kind.map(
+        {
+            "trial_started": "trial",
+            "activated": "customer",
+            "payment_failed": "past_due",
+            "recovered": "customer",
+            "plan_change": "customer",
+            "churned": "churned",
+            "trial_lost": "lost",
+        }
+    )
+    acct = customers.set_index("customer_id")["account_id"] if len(customers) else pd.Series(dtype=object)
+    out = pd.DataFrame(
+        {
+            "account_id": s["customer_id"].map(acct),
+            "to_stage": stage,
+            "kind": kind,
+            "at": s["at"] if "at" in s.columns else s["event_at"],
+            "tier": s["item_tier"],
+            "seats": s["item_quantity"].astype("float"),
+            "event_id": s["event_id"],
+            "subscription_id": s["subscription_id"],
+        }
+    )
+    return (
+        out[out["kind"].notna()]
+        .sort_values(["account_id", "at", "event_id"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+# ---------------------------------------------------------------- repairs
+
+
+def repair_skipped(
+    skipped: pd.DataFrame, milestones: pd.DataFrame, crm_to_product: pd.Series, *, slack: dt.timedelta
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Infer the missing middle stage of each skip from billing: ``(inferred rows, unrepaired skips)``.
+
+    The middle stage must have happened between the skip's two CRM rows (``slack`` either side,
+    for CRM/billing clock differences); the billing milestone closest to the skip's row wins.
+    Inferred rows carry billing's time, tier and seats, ``inferred=True`` and the billing event
+    they came from, and an id ``inferred:<skip row id>``.
+    """
+    inferred_cols = [
+        "stage_event_id",
+        "account_id",
+        "from_stage",
+        "to_stage",
+        "tier",
+        "seats",
+        "effective_at",
+        "inferred_from",
+    ]
+    if skipped.empty:
+        return pd.DataFrame(columns=inferred_cols), skipped.copy()
+    sk = skipped[skipped["missing_stage"].notna()].copy()
+    sk["product_account_id"] = sk["account_id"].map(crm_to_product)
+    m = milestones.rename(columns={"account_id": "product_account_id", "to_stage": "missing_stage"})
+    cand = sk.merge(m[m["kind"] != "plan_change"], on=["product_account_id", "missing_stage"], how="inner")
+    lo = cand["prev_effective_at"].fillna(pd.Timestamp("1970-01-01", tz="UTC")) - slack
+    cand = cand[(cand["at"] >= lo) & (cand["at"] <= cand["effective_at"] + slack)]
+    cand = cand.assign(gap=(cand["effective_at"] - cand["at"]).abs())
+    best = cand.sort_values(["stage_event_id", "gap", "event_id"], kind="stable").drop_duplicates(
+        "stage_event_id"
+    )
+    inferred = pd.DataFrame(
+        {
+            "stage_event_id": "inferred:" + best["stage_event_id"],
+            "account_id": best["account_id"],
+            "from_stage": best["prev_stage"],
+            "to_stage": best["missing_stage"],
+            "tier": best["tier_y"].where(best["missing_stage"] == "customer", None),
+            "seats": best["seats_y"].where(best["missing_stage"] == "customer", np.nan),
+            "effective_at": best["at"],
+            "inferred_from": "subscriptions:" + best["event_id"],
+        }
+    ).reset_index(drop=True)
+    unrepaired = skipped[~skipped["stage_event_id"].isin(best["stage_event_id"])].reset_index(drop=True)
+    return inferred, unrepaired
+
+
+def plan_change_gaps(
+    chain: pd.DataFrame,
+    milestones: pd.DataFrame,
+    crm_to_product: pd.Series,
+    *,
+    tolerance: dt.timedelta,
+    window: dt.timedelta = dt.timedelta(days=35),
+) -> pd.DataFrame:
+    """CRM plan changes (customer -> customer) against billing's plan change nearest in time.
+
+    Each CRM plan change gets ``billing_at`` (billing's nearest plan change of the same product
+    account within ``window``, NaT if none) and ``gap_days`` (CRM minus billing); ``mismatch``
+    is a gap beyond ``tolerance``: the CRM dates the expansion away from when billing prorated it.
+    """
+    cols = ["stage_event_id", "account_id", "product_account_id", "effective_at", "tier", "seats"]
+    plan = chain[(chain["prev_stage"] == "customer") & (chain["to_stage"] == "customer")].copy()
+    plan["product_account_id"] = plan["account_id"].map(crm_to_product)
+    plan = plan[cols].dropna(subset=["product_account_id"])
+    bill = milestones[milestones["kind"] == "plan_change"][["account_id", "at", "event_id"]]
+    bill = bill.rename(columns={"account_id": "product_account_id", "event_id": "billing_event_id"})
+    if plan.empty:
+        return plan.assign(
+            billing_at=pd.Series(pd.NaT, index=plan.index, dtype="datetime64[ns, UTC]"),
+            billing_event_id=None,
+            gap_days=np.nan,
+            mismatch=False,
+        )
+    plan = plan.sort_values("effective_at", kind="stable")
+    bill = bill.assign(billing_at=bill["at"]).sort_values("at", kind="stable")
+    matched = pd.merge_asof(
+        plan,
+        bill[["product_account_id", "at", "billing_at", "billing_event_id"]],
+        left_on="effective_at",
+        right_on="at",
+        by="product_account_id",
+        direction="nearest",
+        tolerance=pd.Timedelta(window),
+    ).drop(columns="at")
+    matched["gap_days"] = (matched["effective_at"] - matched["billing_at"]).dt.total_seconds() / 86_400
+    matched["mismatch"] = matched["gap_days"].abs() > tolerance.total_seconds() / 86_400
+    return matched.sort_values(["account_id", "effective_at"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the history
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """The lifecycle of every account and how it was repaired (see the module doc)."""
+
+    chain: pd.DataFrame  # the CRM as recorded, with prev_stage / allowed
+    skipped: pd.DataFrame  # CRM rows that skip a stage
+    inferred: pd.DataFrame  # rows inferred from billing for the skips
+    unrepaired: pd.DataFrame  # skips billing could not explain
+    plan_gaps: pd.DataFrame  # CRM plan changes vs billing's (mismatch = re-dated in history)
+    history: pd.DataFrame  # the repaired history: one row per transition, in order per account
+
+
+def build(
+    src: GrowthSources,
+    *,
+    events: pd.DataFrame | None = None,
+    tolerance: dt.timedelta = dt.timedelta(days=3),
+    repair: bool = True,
+) -> Lifecycle:
+    """The repaired lifecycle history of every account (``repair=False``: the CRM as recorded).
+
+    ``history`` columns: ``account_id`` (CRM), ``product_account_id``, ``stage_event_id``,
+    ``from_stage`` (the state before, recomputed in order), ``to_stage``, ``kind`` (from
+    :data:`TRANSITIONS`, plan changes split into ``upgrade``/``downgrade``; ``skip`` for an
+    unrepaired skip), ``tier``, ``seats``, ``effective_at``, ``entered_at``, ``source``
+    (``crm``/``subscriptions``), ``inferred``, ``inferred_from``, ``crm_effective_at`` (the
+    CRM's own date when re-dated), and ``deal_id``/``contract_start`` for sales-led conversions.
+
+    ``events``: the subscription events to read billing from, normally
+    :func:`helpers.growth.metrics.effective_events` (churn as classified); default ``src.subscriptions``.
+    """
+    to_product = crm_product_map(src.crm_accounts)
+    chain = crm_chain(src.crm_stages)
+    skipped = skipped_stages(chain)
+    milestones = billing_milestones(src.subscriptions if events is None else events, src.customers)
+    inferred, unrepaired = repair_skipped(skipped, milestones, to_product, slack=dt.timedelta(days=1))
+    gaps = plan_change_gaps(chain, milestones, to_product, tolerance=tolerance)
+    crm = chain.drop(columns=["prev_stage", "prev_effective_at", "allowed"]).assign(
+        source="crm", inferred=False, inferred_from=None
+    )
+    crm["crm_effective_at"] = crm["effective_at"].where(pd.Series(False, index=crm.index))
+    redate = gaps[gaps["mismatch"] & gaps["billing_at"].notna()].set_index("stage_event_id")
+    hit = crm["stage_event_id"].isin(redate.index) if repair else pd.Series(False, index=crm.index)
+    if hit.any():
+        ids = crm.loc[hit, "stage_event_id"]
+        crm.loc[hit, "crm_effective_at"] = crm.loc[hit, "effective_at"]
+        crm.loc[hit, "effective_at"] = ids.map(redate["billing_at"])
+        crm.loc[hit, "inferred"] = True
+        crm.loc[hit, "inferred_from"] = "subscriptions:" + ids.map(redate["billing_event_id"]).astype(str)
+    extra = inferred.assign(source="subscriptions", inferred=True, entered_at=pd.NaT, entered_by=None)
+    extra = extra if repair else extra.iloc[0:0]
+    dunning = milestones[milestones["kind"].isin(["payment_failed", "recovered"])]
+    product_to_crm = crm_of_product(src.crm_accounts)
+    dunning = pd.DataFrame(
+        {
+            "stage_event_id": "billing:" + dunning["event_id"],
+            "account_id": dunning["account_id"].map(product_to_crm),
+            "to_stage": dunning["to_stage"],
+            "tier": None,
+            "seats": np.nan,
+            "effective_at": dunning["at"],
+            "entered_at": pd.NaT,
+            "entered_by": None,
+            "source": "subscriptions",
+            "inferred": False,
+            "inferred_from": None,
+        }
+    ).dropna(subset=["account_id"])
+    # all-empty columns (no tier on a dunning row) must not decide the combined dtypes
+    frames = [f.dropna(axis=1, how="all") for f in (crm, extra, dunning) if len(f)]
+    hist = pd.concat(frames, ignore_index=True).reindex(columns=crm.columns) if frames else crm
+    hist["crm_effective_at"] = pd.to_datetime(hist["crm_effective_at"], utc=True)
+    hist = hist.drop(columns=["from_stage"], errors="ignore")
+    hist["product_account_id"] = hist["account_id"].map(to_product)
+    hist = _classify(hist)
+    hist = _annotate_deals(hist, src.sales)
+    return Lifecycle(chain, skipped, inferred, unrepaired, gaps, hist)
+
+
+def _classify(hist: pd.DataFrame) -> pd.DataFrame:
+    """Order each account's rows, recompute ``from_stage`` and name each transition's ``kind``."""
+    h = hist.sort_values(["account_id", "effective_at", "stage_event_id"], kind="stable").reset_index(
+        drop=True
+    )
+    by = h.groupby("account_id", sort=False)
+    h["from_stage"] = by["to_stage"].shift().astype(object)
+    h["from_stage"] = h["from_stage"].where(h["from_stage"].notna(), None)
+    kind = pd.Series(
+        [TRANSITIONS.get((a, b), "skip") for a, b in zip(h["from_stage"], h["to_stage"], strict=True)],
+        index=h.index,
+        dtype=object,
+    )
+    # the plan before a plan change: the last customer row's tier and seats
+    is_plan_row = h["to_stage"] == "customer"
+    rank = h["tier"].map(TIER_RANK).where(is_plan_row)
+    seats = pd.to_numeric(h["seats"], errors="coerce").where(is_plan_row)
+    acct = h["account_id"]
+    prev_rank = rank.groupby(acct).ffill().groupby(acct).shift()
+    prev_seats = seats.groupby(acct).ffill().groupby(acct).shift()
+    plan = kind == "plan_change"
+    up = plan & ((rank > prev_rank) | ((rank == prev_rank) & (seats > prev_seats)))
+    down = plan & ((rank < prev_rank) | ((rank == prev_rank) & (seats < prev_seats)))
+    kind[up] = "upgrade"
+    kind[down] = "downgrade"
+    h["kind"] = kind
+    h["seq"] = h.groupby("account_id").cumcount()
+    cols = [
+        "account_id",
+        "product_account_id",
+        "seq",
+        "stage_event_id",
+        "from_stage",
+        "to_stage",
+        "kind",
+        "tier",
+        "seats",
+        "effective_at",
+        "entered_at",
+        "source",
+        "inferred",
+        "inferred_from",
+        "crm_effective_at",
+    ]
+    return h[cols]
+
+
+def _annotate_deals(hist: pd.DataFrame, sales: pd.DataFrame) -> pd.DataFrame:
+    """Sales-led conversions get their closed-won deal (``deal_id``, ``contract_start``)."""
+    out = hist.assign(deal_id=None, contract_start=None)
+    if sales.empty:
+        return out
+    deals = sales.sort_values(["account_id", "signed_at"], kind="stable").drop_duplicates(
+        "account_id", keep="first"
+    )
+    deals = deals.set_index("account_id")
+    conv = out["kind"] == "converted"
+    out.loc[conv, "deal_id"] = out.loc[conv, "account_id"].map(deals["deal_id"])
+    out.loc[conv, "contract_start"] = out.loc[conv, "account_id"].map(deals["contract_start"])
+    return out
+
+
+def account_history(history: pd.DataFrame, account: str) -> pd.DataFrame:
+    """One account's history (CRM or product account id), for drill-down and runbooks."""
+    mask = (history["account_id"] == account) | (history["product_account_id"] == account)
+    return history[mask].sort_values("seq").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- companies (entities)
+
+
+def entity_history(history: pd.DataFrame, entity_of: pd.Series) -> pd.DataFrame:
+    """The history per company: each account's rows under its entity, keeping only real changes.
+
+    ``entity_of`` maps product account -> entity id (:func:`helpers.growth.entities.resolve`). A company
+    with one account keeps its history as is. For a company with several accounts (a duplicate,
+    an acquisition) the company's state is the highest-ranked state of its accounts (customer >
+    past_due > trial > lead > churned > lost); a row counts only if it changes that state, or is
+    a plan change of an account that was already a customer. So a duplicate account's own
+    lead -> trial -> customer while the company is a customer is not a new customer.
+    """
+    h = history.assign(
+        entity_id=history["product_account_id"].map(entity_of).fillna(history["product_account_id"])
+    )
+    members = h.groupby("entity_id")["account_id"].nunique()
+    multi = members[members > 1].index
+    single = h[~h["entity_id"].isin(multi)].assign(
+        entity_from=lambda f: f["from_stage"], entity_to=lambda f: f["to_stage"]
+    )
+    if not len(multi):
+        return single.reset_index(drop=True)
+    m = h[h["entity_id"].isin(multi)].sort_values(
+        ["entity_id", "effective_at", "stage_event_id"], kind="stable"
+    )
+    m = m.reset_index(drop=True)
+    ranks = m.pivot_table(index=m.index, columns="account_id", values="to_stage", aggfunc="first").reindex(
+        m.index
+    )
+    ranks = ranks.apply(lambda col: col.map(_ENTITY_RANK)).groupby(m["entity_id"]).ffill()
+    best = ranks.max(axis=1)
+    names = {v: k for k, v in _ENTITY_RANK.items()}
+    m["entity_to"] = best.map(names)
+    m["entity_from"] = m.groupby("entity_id")["entity_to"].shift().astype(object)
+    m["entity_from"] = m["entity_from"].where(m["entity_from"].notna(), None)
+    changes = m["entity_to"] != m["entity_from"]
+    plan = m["kind"].isin(["upgrade", "downgrade", "plan_change"]) & (m["entity_to"] == "customer")
+    kept = m[changes | plan].copy()
+    kept["kind"] = [
+        k if k in ("upgrade", "downgrade", "plan_change") else TRANSITIONS.get((a, b), "skip")
+        for k, a, b in zip(kept["kind"], kept["entity_from"], kept["entity_to"], strict=True)
+    ]
+    out = pd.concat([single, kept], ignore_index=True)
+    return out.sort_values(["entity_id", "effective_at", "stage_event_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def transition_counts(entity_hist: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Per entity, the counted transitions effective in [start, end) (columns of :data:`COUNTED_KINDS`)."""
+    w = entity_hist[(entity_hist["effective_at"] >= start) & (entity_hist["effective_at"] < end)]
+    w = w[w["kind"].isin(list(COUNTED_KINDS))]
+    counts = pd.crosstab(w["entity_id"], w["kind"].map(COUNTED_KINDS))
+    return counts.reindex(columns=list(COUNTED_KINDS.values()), fill_value=0)

@@ -1,0 +1,1 @@
+"""The investor figures: the aggregate, the month-end close, the reports and their charts."""

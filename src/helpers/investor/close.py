@@ -1,0 +1,546 @@
+"""The month-end close: run the month's DAG, evaluate its checks, render the report, decide DRAFT/final.
+
+"Month-end close is sacred" (MAINTENANCE_PLAN.md). ``workbook close --month M`` runs
+:func:`run_close`:
+
+1. *Comparison months* (``compare=True``): the month before and the same month a year earlier get
+   their investor figures first (Profit, Growth, Engagement of their last day, the investor
+   aggregate) when they have none yet, so the report can show month-over-month and
+   year-over-year changes.
+2. *Wave A*: ``profit_aggregate``, ``growth_aggregate`` and ``profit_unit`` for M (``profit_unit``
+   because Engagement's per-account join reads ``profit_unit_monthly`` and ``growth_accounts_monthly``
+   without declaring them in ``depends_on``; its ``upstream_missing`` check fails without them).
+3. *Wave B*: ``engagement_aggregate`` for the month's reference day (its last day, or the day before
+   ``as_of`` mid-month), then ``investor_aggregate`` for M, gated on its upstreams like ``run-all``.
+4. The monitors of those pipelines at ``as_of`` (``checks.evaluate_monitors``), so run failures and
+   the close SLA are alerts.
+5. The reports, through the runner (archived, validated like any run): ``month_end_report`` for M
+   and ``finance_reconciliation_report`` (the Finance meeting's pack for M, partition: the
+   ``as_of`` day). They render in every state: a DRAFT that names its blockers is the point when
+   something upstream failed. The pack failing fails the close (exit 1) but does not block the
+   investor report, whose own rendering is a checklist item.
+6. The checklist (:func:`close_status`) and, with ``final=True``, publication (a copy of the final
+   report under ``runs/published/``) or a refusal naming the blockers.
+
+**Idempotent and resumable.** A run is skipped when its partition's latest run succeeded at the
+same ``as_of`` and (for a dependant) started after its upstreams' latest successes finished; so a
+second close at the same ``as_of`` only re-evaluates and re-renders, and a close after a failure
+re-runs what failed and what depends on it. The report is re-rendered every time (it is cheap and
+reflects the checks as they are now).
+
+**DRAFT or final.** The report is final only when every close check passes and every source for
+the month is final (:class:`CloseStatus`): each pipeline's latest run for its partition succeeded,
+every check recorded with those runs passes (domain checks, row counts, NULLs, the investor
+aggregate's cross-pipeline validations), the monitors about the month (run status, the close SLA)
+pass, the investor aggregate ran after its upstreams' latest successes, and Profit, Growth and
+Engagement are ``final`` for the month. Anything else is a blocker, listed with its owner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from helpers.core import businesscal, paths
+from helpers.core import config as cfgmod
+from helpers.core.timeutil import as_utc
+from helpers.investor import aggregate as investor
+from helpers.runs import records as runs
+from helpers.runs.dag import RunItem, period_days
+from helpers.storage import warehouse
+
+REPORT = "month_end_report"
+FINANCE_PACK = "finance_reconciliation_report"
+WAVE_A = ("profit_aggregate", "growth_aggregate", "profit_unit")
+WAVE_B = ("engagement_aggregate", "investor_aggregate")
+COMPARISON = ("profit_aggregate", "growth_aggregate", "engagement_aggregate", "investor_aggregate")
+# Upstreams that gate a re-run ("stale" when one of them succeeded after the dependant started):
+# the declared ones, plus Engagement's reads of profit_unit and growth_aggregate marts.
+READS: dict[str, tuple[str, ...]] = {
+    "profit_unit": ("profit_aggregate",),
+    "engagement_aggregate": ("profit_unit", "growth_aggregate"),
+    "investor_aggregate": investor.UPSTREAMS,
+}
+MONITOR_KINDS = ("run_status", "sla_at_risk")  # monitors about the month (not about "now")
+
+Clock = Callable[[], dt.datetime]
+
+
+# ---------------------------------------------------------------- the checklist
+
+
+@dataclass(frozen=True)
+class CloseItem:
+    """One line of the close checklist: what, of which pipeline, done or not, and who owns it."""
+
+    section: str  # runs | checks | monitors | sources | report
+    pipeline: str
+    item: str
+    ok: bool
+    detail: str
+    owner: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CloseStatus:
+    """Where the close of ``period`` stands at ``as_of``: the checklist and the DRAFT/final decision."""
+
+    period: str
+    as_of: dt.datetime
+    reference_day: dt.date
+    deadline: dt.datetime
+    items: tuple[CloseItem, ...]
+    sources: Mapping[str, str] = field(default_factory=dict)  # pipeline -> final | provisional | missing
+
+    @property
+    def blockers(self) -> list[CloseItem]:
+        """Every item not done: any one keeps the report a DRAFT."""
+        return [i for i in self.items if not i.ok]
+
+    @property
+    def final(self) -> bool:
+        return bool(self.items) and not self.blockers
+
+    @property
+    def label(self) -> str:
+        return "FINAL" if self.final else "DRAFT"
+
+    def blocker_lines(self, limit: int | None = None) -> list[str]:
+        """``pipeline: item: detail (owner)`` per blocker."""
+        lines = [f"{b.pipeline}: {b.item}: {b.detail} (owner {b.owner})" for b in self.blockers]
+        return lines[:limit] if limit else lines
+
+    def checklist(self) -> pd.DataFrame:
+        """The checklist as a table (``status`` ok / BLOCKER)."""
+        return pd.DataFrame(
+            [
+                {
+                    "section": i.section,
+                    "pipeline": i.pipeline,
+                    "item": i.item,
+                    "status": "ok" if i.ok else "BLOCKER",
+                    "owner": i.owner,
+                    "detail": i.detail,
+                }
+                for i in self.items
+            ],
+            columns=["section", "pipeline", "item", "status", "owner", "detail"],
+        )
+
+    def with_items(self, extra: Sequence[CloseItem]) -> CloseStatus:
+        return CloseStatus(self.period, self.as_of, self.reference_day, self.deadline,
+                           (*self.items, *extra), dict(self.sources))  # fmt: skip
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "as_of": self.as_of.isoformat(),
+            "reference_day": self.reference_day.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "status": self.label,
+            "final": self.final,
+            "sources": dict(self.sources),
+            "blockers": [b.as_json() for b in self.blockers],
+            "items": [i.as_json() for i in self.items],
+        }
+
+
+def owner_label(pipeline: str, config: cfgmod.WorkbookConfig, on_call: str | None) -> str:
+    """``DE1/DE2`` (primary/secondary), or ``team (on call: DE3)`` for a team-owned pipeline."""
+    p = config.pipelines.pipelines.get(pipeline)
+    if p is None:
+        return "?"
+    if p.owners.team:
+        return f"team (on call: {on_call})" if on_call else "team"
+    return f"{p.owners.primary}/{p.owners.secondary}"
+
+
+def on_call_engineer(
+    config: cfgmod.WorkbookConfig, as_of: dt.datetime, engine: sa.Engine | None = None
+) -> str | None:
+    """Who holds the pager at ``as_of`` (stored swaps included); None if the schedule cannot say."""
+    from helpers.oncall import schedule as oncall
+
+    try:
+        return oncall.schedule_for(config, engine=engine).on_call_at(as_of).engineer
+    except (cfgmod.ConfigError, ValueError, KeyError):
+        return None
+
+
+def close_partitions(period: str, as_of: dt.datetime) -> dict[str, str]:
+    """The partition of each pipeline the close of ``period`` runs (Engagement: the reference day)."""
+    day = investor.reference_day(period, as_of).isoformat()
+    return {p: (day if p == "engagement_aggregate" else period) for p in (*WAVE_A, *WAVE_B)}
+
+
+def _check_rows(run_ids: Sequence[str], engine: sa.Engine) -> pd.DataFrame:
+    """Check results recorded with these runs, the latest per (run, check)."""
+    from helpers.checks.store import check_results as cr
+
+    if not run_ids:
+        return pd.DataFrame(
+            columns=["result_id", "run_id", "check_id", "pipeline", "status", "severity", "summary"]
+        )
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.select(cr.c.result_id, cr.c.run_id, cr.c.check_id, cr.c.pipeline, cr.c.status, cr.c.severity,
+                      cr.c.summary).where(cr.c.run_id.in_(list(run_ids))),
+            conn,
+        )  # fmt: skip
+    frame = frame.sort_values("result_id").drop_duplicates(["run_id", "check_id"], keep="last")
+    return frame.sort_values(["pipeline", "check_id"]).reset_index(drop=True)
+
+
+def _monitor_rows(pipelines: Sequence[str], partitions: Sequence[str], as_of: dt.datetime,
+                  engine: sa.Engine) -> pd.DataFrame:  # fmt: skip
+    """The latest stored monitor results (no run id) about these partitions, evaluated by ``as_of``."""
+    from helpers.checks.store import check_results as cr
+
+    with engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.select(cr.c.result_id, cr.c.check_id, cr.c.pipeline, cr.c.partition, cr.c.kind, cr.c.status,
+                      cr.c.severity, cr.c.summary).where(
+                cr.c.run_id.is_(None)
+                & cr.c.pipeline.in_(list(pipelines))
+                & cr.c.partition.in_(list(partitions))
+                & cr.c.kind.in_(MONITOR_KINDS)
+                & (cr.c.as_of <= as_utc(as_of).replace(tzinfo=None))
+            ),
+            conn,
+        )  # fmt: skip
+    frame = frame[(frame["kind"] != "sla_at_risk") | frame["check_id"].str.endswith(".sla.month_end_close")]
+    frame = frame.sort_values("result_id").drop_duplicates(["check_id", "partition"], keep="last")
+    return frame.sort_values(["pipeline", "check_id"]).reset_index(drop=True)
+
+
+def stale_reason(pipeline: str, partition: str, parts: Mapping[str, str], *,
+                 engine: sa.Engine | None = None) -> str | None:  # fmt: skip
+    """Why ``pipeline``'s latest success is older than what it reads (None: up to date)."""
+    mine = runs.list_runs(
+        pipeline=pipeline, logical_date=partition, status="succeeded", limit=1, engine=engine
+    )
+    if not mine or mine[0].started_at is None:
+        return None
+    later = []
+    for up in READS.get(pipeline, ()):
+        found = runs.list_runs(
+            pipeline=up, logical_date=parts[up], status="succeeded", limit=1, engine=engine
+        )
+        if found and found[0].finished_at is not None and found[0].finished_at > mine[0].started_at:
+            later.append(f"{up} {parts[up]} (run {found[0].run_id})")
+    return f"upstream(s) re-ran after it: {', '.join(later)}" if later else None
+
+
+def close_status(
+    period: str,
+    as_of: dt.datetime,
+    *,
+    config: cfgmod.WorkbookConfig | None = None,
+    engine: sa.Engine | None = None,
+) -> CloseStatus:
+    """The close checklist of ``period`` at ``as_of`` from the run records and stored check results.
+
+    Pure reading: the report notebook calls it to decide DRAFT/final, the CLI to print the checklist.
+    """
+    config = config or cfgmod.get()
+    engine = engine or warehouse.get_engine()
+    as_of = as_utc(as_of)
+    parts = close_partitions(period, as_of)
+    cal = businesscal.BusinessCalendar.from_team(config.team)
+    deadline = cal.close_deadline(period, config.pipelines.close.report_final_business_days)
+    who = on_call_engineer(config, as_of, engine)
+    items: list[CloseItem] = []
+
+    def add(section: str, pipeline: str, item: str, ok: bool, detail: str) -> None:
+        items.append(CloseItem(section, pipeline, item, bool(ok), detail, owner_label(pipeline, config, who)))
+
+    latest: dict[str, investor.SourceRun] = {}
+    for pid, part in parts.items():
+        run = investor.latest_run(pid, part, engine=engine)
+        latest[pid] = run
+        add("runs", pid, f"latest run of {part} succeeded", run.succeeded, run.describe())
+    stale = stale_reason("investor_aggregate", period, parts, engine=engine)
+    if latest["investor_aggregate"].succeeded:
+        add("runs", "investor_aggregate", "ran after its upstreams' latest successes", stale is None,
+            stale or "yes")  # fmt: skip
+    ok_runs = [r.run_id for r in latest.values() if r.succeeded and r.run_id]
+    for row in _check_rows(ok_runs, engine).itertuples():
+        add(
+            "checks",
+            row.pipeline,
+            row.check_id,
+            row.status == "pass",
+            f"{row.status} ({row.severity}): {row.summary}",
+        )
+    monitors = _monitor_rows(list(parts), sorted(set(parts.values())), as_of, engine)
+    for row in monitors.itertuples():
+        add("monitors", row.pipeline, f"{row.check_id} {row.partition}", row.status == "pass",
+            f"{row.status} ({row.severity}): {row.summary}")  # fmt: skip
+    inputs = investor.load_inputs(period, as_of, engine=engine)
+    sources: dict[str, str] = {}
+    for pid in investor.UPSTREAMS:
+        src = {s.pipeline: s for s in inputs.sources()}.get(pid)
+        sources[pid] = src.status if src else "missing"
+        if src is None:
+            add(
+                "sources",
+                pid,
+                f"figures for {period} are final",
+                False,
+                f"missing: {inputs.missing.get(pid, '')}",
+            )
+        else:
+            why = "; ".join(src.reasons) or "every source delivered"
+            add("sources", pid, f"figures for {period} are final", src.final, f"{src.status}: {why}")
+    return CloseStatus(period, as_of, inputs.reference_day, deadline, tuple(items), sources)
+
+
+# ---------------------------------------------------------------- running the close
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    """What :func:`run_close` did: every run's outcome, the checklist, the report and publication."""
+
+    period: str
+    as_of: dt.datetime
+    outcomes: tuple[Any, ...]  # orchestrate.Outcome, in the order they finished their wave
+    status: CloseStatus
+    report: Any | None  # orchestrate.Outcome of the month-end report
+    report_html: Path | None
+    finance_pack_html: Path | None
+    published: Path | None
+    refused: str | None
+    exit_code: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "as_of": self.as_of.isoformat(),
+            "status": self.status.label,
+            "final": self.status.final,
+            "report": str(self.report_html) if self.report_html else None,
+            "finance_pack": str(self.finance_pack_html) if self.finance_pack_html else None,
+            "published": str(self.published) if self.published else None,
+            "refused": self.refused,
+            "exit_code": self.exit_code,
+            "runs": [o.as_json() for o in self.outcomes],
+            "checklist": self.status.as_json(),
+        }
+
+
+def _needs_run(item: RunItem, as_of: dt.datetime, parts: Mapping[str, str], *, history: bool,
+               engine: sa.Engine) -> str | None:  # fmt: skip
+    """Why ``item`` must run (None: its latest run is good enough, so the close skips it)."""
+    run = investor.latest_run(item.pipeline, item.partition, engine=engine)
+    if not run.succeeded:
+        return "no succeeded run" if run.status is None else f"latest run {run.status}"
+    if history:
+        return None
+    if run.as_of is None or as_utc(run.as_of) != as_utc(as_of):
+        return f"latest success was as of {run.as_of.isoformat() if run.as_of else '?'}"
+    return stale_reason(item.pipeline, item.partition, parts, engine=engine)
+
+
+def _skip_outcome(item: RunItem, reason: str) -> Any:
+    """The outcome reported for a run the close did not need (its latest success's id)."""
+    from helpers.runs.orchestrate import Outcome
+
+    found = runs.list_runs(pipeline=item.pipeline, logical_date=item.partition, status="succeeded", limit=1)
+    return Outcome(item.pipeline, item.partition, "skipped", found[0].run_id if found else None, reason)
+
+
+def _run_wave(
+    items: Sequence[RunItem],
+    *,
+    as_of: dt.datetime,
+    parts: Mapping[str, str],
+    history: bool,
+    clock: Clock,
+    config: cfgmod.WorkbookConfig,
+    workers: int | None,
+    on_update: Callable[[Any], None],
+    stop: threading.Event | None,
+) -> list[Any]:
+    """Run the items that need it (:func:`_needs_run`) through ``orchestrate.run_items``; skip the rest."""
+    from helpers.runs import orchestrate
+
+    engine = warehouse.get_engine()
+    todo, done = [], []
+    for it in items:
+        why = _needs_run(it, as_of, parts, history=history, engine=engine)
+        if why is None:
+            outcome = _skip_outcome(it, "up to date")
+            on_update(outcome)
+            done.append(outcome)
+        else:
+            todo.append(it)
+    if todo:
+        done += orchestrate.run_items(todo, clock=clock, as_of=as_of, config=config, workers=workers,
+                                      trigger="close", on_update=on_update, stop=stop)  # fmt: skip
+    return done
+
+
+def comparison_periods(period: str) -> list[str]:
+    """The months the report compares with: a year earlier and the month before (oldest first)."""
+    return [investor.shift_period(period, -12), investor.shift_period(period, -1)]
+
+
+def _render(pipeline: str, date: str, params: Mapping[str, Any], *, as_of: dt.datetime, clock: Clock,
+            config: cfgmod.WorkbookConfig) -> Any:  # fmt: skip
+    """Render one report through the runner; failures become outcomes, never exceptions."""
+    from helpers.runs import runner
+    from helpers.runs.orchestrate import Outcome
+
+    try:
+        result = runner.run_pipeline(pipeline, date, clock=clock, as_of=as_of, params=dict(params),
+                                     trigger="close", config=config)  # fmt: skip
+    except runs.RunConflict as e:
+        return Outcome(pipeline, date, "conflict", e.existing.get("run_id"), str(e))
+    except Exception as e:  # UsageError (missing notebook) and the like: recorded by the runner or here
+        return Outcome(pipeline, date, "failed", None, f"{type(e).__name__}: {e}")
+    return Outcome(pipeline, result.logical_date, result.status, result.run_id, result.error,
+                   str(result.archive) if result.archive else None)  # fmt: skip
+
+
+def published_dir(period: str) -> Path:
+    """Where a final report of ``period`` is published: ``runs/published/month_end_report/<period>/``."""
+    return paths.runs_dir() / "published" / REPORT / period
+
+
+def publish(status: CloseStatus, report: Any, *, now: dt.datetime) -> Path:
+    """Copy the final report's HTML to :func:`published_dir` with a ``publication.json`` beside it.
+
+    Raises ``ValueError`` naming the first blocker when the close is not final.
+    """
+    if not status.final:
+        raise ValueError(f"refused to publish {status.period}: " + "; ".join(status.blocker_lines(3)))
+    if report is None or report.status != "succeeded" or not report.archive:
+        raise ValueError(f"refused to publish {status.period}: the report did not render")
+    target = published_dir(status.period)
+    target.mkdir(parents=True, exist_ok=True)
+    html = target / f"investor_report_{status.period}.html"
+    tmp = html.with_suffix(".html.partial")
+    shutil.copyfile(Path(report.archive) / "notebook.html", tmp)
+    tmp.replace(html)
+    (target / "publication.json").write_text(
+        json.dumps(
+            {
+                "period": status.period,
+                "as_of": status.as_of.isoformat(),
+                "report_run_id": report.run_id,
+                "published_at": as_utc(now).isoformat(),
+                "sources": dict(status.sources),
+            },
+            indent=2,
+        )
+    )
+    return html
+
+
+def _ignore(_outcome: Any) -> None:
+    """The default progress callback: nothing."""
+    return None
+
+
+def run_close(
+    period: str,
+    *,
+    as_of: dt.datetime,
+    clock: Clock,
+    final: bool = False,
+    compare: bool = False,
+    config: cfgmod.WorkbookConfig | None = None,
+    workers: int | None = None,
+    on_update: Callable[[Any], None] = _ignore,
+    stop: threading.Event | None = None,
+) -> CloseResult:
+    """Close ``period`` at ``as_of`` (see the module doc); never raises for a failed run."""
+    from helpers import checks
+    from helpers.runs.orchestrate import exit_code
+
+    config = config or cfgmod.get()
+    as_of = as_utc(as_of)
+    parts = close_partitions(period, as_of)  # raises ValueError for a month that has not started
+    warehouse.get_engine()
+    pipes = config.pipelines.pipelines
+    wave = dict(as_of=as_of, clock=clock, config=config, workers=workers, on_update=on_update, stop=stop)
+    outcomes: list[Any] = []
+    if compare:
+        items = []
+        for cmp in comparison_periods(period):
+            last = period_days(cmp)[1]
+            cparts = {p: (last.isoformat() if p == "engagement_aggregate" else cmp) for p in COMPARISON}
+            items += [RunItem(p, cparts[p], last) for p in COMPARISON]
+        outcomes += _run_wave(items, parts=parts, history=True, **wave)  # type: ignore[arg-type]
+    day = investor.reference_day(period, as_of)
+    for names in (WAVE_A, WAVE_B):
+        items = [RunItem(p, parts[p], day) for p in names if p in pipes]
+        outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]
+    checks.evaluate_monitors(as_of, pipelines=[p for p in parts if p in pipes], now=clock(), config=config)
+    renders = [
+        (REPORT, period, {"final": final}),
+        (FINANCE_PACK, as_of.date().isoformat(), {"period": period}),
+    ]
+    renders = [r for r in renders if r[0] in pipes and not (stop is not None and stop.is_set())]
+    for name, date, _params in renders:
+        on_update(_pending(name, date))
+    with ThreadPoolExecutor(max_workers=workers or config.pipelines.runner.workers) as pool:
+        futures = [
+            pool.submit(_render, n, d, p, as_of=as_of, clock=clock, config=config) for n, d, p in renders
+        ]
+        rendered = [f.result() for f in futures]
+    for o in rendered:
+        on_update(o)
+    outcomes += rendered
+    report = next((o for o in rendered if o.pipeline == REPORT), None)
+    pack = next((o for o in rendered if o.pipeline == FINANCE_PACK), None)
+    status = close_status(period, as_of, config=config)
+    who = on_call_engineer(config, as_of)
+    status = status.with_items([_report_item(o, config, who) for o in rendered if o.pipeline == REPORT])
+    published, refused = None, None
+    code = exit_code(outcomes)
+    if final:
+        try:
+            published = publish(status, report, now=clock())
+        except ValueError as e:
+            refused = str(e)
+            code = 1
+    return CloseResult(period, as_of, tuple(outcomes), status, report, _html(report), _html(pack), published,
+                       refused, code)  # fmt: skip
+
+
+def _pending(pipeline: str, partition: str) -> Any:
+    """A ``pending`` outcome, for the progress display."""
+    from helpers.runs.orchestrate import PENDING, Outcome
+
+    return Outcome(pipeline, partition, PENDING)
+
+
+def _html(outcome: Any) -> Path | None:
+    """The rendered HTML of a report run, if it was archived."""
+    if outcome is None or not outcome.archive:
+        return None
+    html = Path(outcome.archive) / "notebook.html"
+    return html if html.exists() else None
+
+
+def _report_item(outcome: Any, config: cfgmod.WorkbookConfig, who: str | None) -> CloseItem:
+    """The checklist item "the investor report rendered"."""
+    ok = outcome.status == "succeeded"
+    detail = f"run {outcome.run_id}" if ok else f"{outcome.status}: {outcome.reason}"
+    return CloseItem("report", outcome.pipeline, f"rendered ({outcome.partition})", ok, detail,
+                     owner_label(outcome.pipeline, config, who))  # fmt: skip

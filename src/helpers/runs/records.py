@@ -1,0 +1,313 @@
+"""Run records in ``pipeline_runs`` and ``run_scraps``.
+
+The lock against two runs of the same pipeline and partition is a partial unique index on
+``(pipeline, logical_date)`` for active rows, so it holds across processes and machines that
+share the warehouse. A run whose process died without recording its end (a SIGKILLed runner)
+is detected by host and pid and marked failed before a new run takes its place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from helpers.core.timeutil import as_utc
+from helpers.storage.warehouse import ACTIVE_STATUSES, get_engine, pipeline_runs, run_scraps
+
+
+class RunConflict(RuntimeError):
+    """The same pipeline and partition is already running."""
+
+    def __init__(self, existing: Mapping[str, Any]):
+        self.existing = dict(existing)
+        started = existing.get("started_at") or existing.get("queued_at")
+        super().__init__(
+            f"{existing['pipeline']} {existing['logical_date']} is already {existing['status']} as run "
+            f"{existing['run_id']} (pid {existing.get('pid')} on {existing.get('host')}, since {started})"
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    pipeline: str
+    logical_date: str
+    status: str
+    as_of: dt.datetime | None
+    parameters: dict[str, Any]
+    trigger: str
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error_summary: str | None
+    failed_cell: int | None
+    archive_path: str | None
+    code_version: str | None
+    validation_status: str | None
+    validation_summary: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        def ts(v: Any) -> dt.datetime | None:
+            return as_utc(v) if v is not None else None
+
+        return cls(
+            run_id=row["run_id"],
+            pipeline=row["pipeline"],
+            logical_date=row["logical_date"],
+            status=row["status"],
+            as_of=ts(row["as_of"]),
+            parameters=json.loads(row["parameters"] or "{}"),
+            trigger=row["trigger"],
+            started_at=ts(row["started_at"]),
+            finished_at=ts(row["finished_at"]),
+            error_summary=row["error_summary"],
+            failed_cell=row["failed_cell"],
+            archive_path=row["archive_path"],
+            code_version=row["code_version"],
+            validation_status=row["validation_status"],
+            validation_summary=row["validation_summary"],
+        )
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
+        out["duration_s"] = self.duration_s
+        return out
+
+
+def new_run_id(pipeline: str, logical_date: str, now: dt.datetime) -> str:
+    """``<pipeline>-<date>-<UTC start>-<random>``: sortable, unique, readable."""
+    return f"{pipeline}-{logical_date}-{as_utc(now):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _naive_utc(v: dt.datetime | None) -> dt.datetime | None:
+    # SQLite drops offsets; store UTC consistently on every backend.
+    return as_utc(v).replace(tzinfo=None) if v is not None else None
+
+
+def _process_alive(host: str | None, pid: int | None) -> bool:
+    if host != socket.gethostname() or pid is None:
+        return True  # another machine's run: trust its record
+    if pid == os.getpid():
+        return True
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def active_run(pipeline: str, logical_date: str, *, engine: Engine | None = None) -> dict[str, Any] | None:
+    engine = engine or get_engine()
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                sa.select(pipeline_runs).where(
+                    (pipeline_runs.c.pipeline == pipeline)
+                    & (pipeline_runs.c.logical_date == logical_date)
+                    & pipeline_runs.c.status.in_(ACTIVE_STATUSES)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def start_run(
+    pipeline: str,
+    logical_date: str,
+    *,
+    now: dt.datetime,
+    as_of: dt.datetime | None,
+    parameters: Mapping[str, Any],
+    code_version: str | None,
+    trigger: str = "manual",
+    run_id: str | None = None,
+    engine: Engine | None = None,
+) -> str:
+    """Record a new ``running`` run, or raise :class:`RunConflict` if one is active."""
+    engine = engine or get_engine()
+    run_id = run_id or new_run_id(pipeline, logical_date, now)
+    values = dict(
+        run_id=run_id,
+        pipeline=pipeline,
+        logical_date=logical_date,
+        as_of=_naive_utc(as_of),
+        parameters=json.dumps(dict(parameters), sort_keys=True, default=str),
+        status="running",
+        trigger=trigger,
+        queued_at=_naive_utc(now),
+        started_at=_naive_utc(now),
+        code_version=code_version,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+    for _attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                conn.execute(pipeline_runs.insert().values(**values))
+            return run_id
+        except IntegrityError:
+            existing = active_run(pipeline, logical_date, engine=engine)
+            if existing is None:
+                continue  # it finished between our insert and our look: try again
+            if _process_alive(existing["host"], existing["pid"]):
+                raise RunConflict(existing) from None
+            finish_run(
+                existing["run_id"],
+                status="failed",
+                now=now,
+                error_summary=f"runner process {existing['pid']} on {existing['host']} died without recording an end",
+                engine=engine,
+            )
+    existing = active_run(pipeline, logical_date, engine=engine)
+    raise RunConflict(
+        existing or {"pipeline": pipeline, "logical_date": logical_date, "status": "?", "run_id": "?"}
+    )
+
+
+def finish_run(
+    run_id: str,
+    *,
+    status: str,
+    now: dt.datetime,
+    error_summary: str | None = None,
+    failed_cell: int | None = None,
+    archive_path: str | None = None,
+    engine: Engine | None = None,
+) -> None:
+    engine = engine or get_engine()
+    values: dict[str, Any] = dict(status=status, finished_at=_naive_utc(now), error_summary=error_summary)
+    if failed_cell is not None:
+        values["failed_cell"] = failed_cell
+    if archive_path is not None:
+        values["archive_path"] = archive_path
+    with engine.begin() as conn:
+        conn.execute(pipeline_runs.update().where(pipeline_runs.c.run_id == run_id).values(**values))
+
+
+def record_outcome(
+    pipeline: str,
+    logical_date: str,
+    *,
+    status: str,
+    now: dt.datetime,
+    reason: str,
+    as_of: dt.datetime | None = None,
+    trigger: str = "manual",
+    engine: Engine | None = None,
+) -> str:
+    """Record a run that did not execute (``blocked`` or ``skipped``) with its reason."""
+    engine = engine or get_engine()
+    run_id = new_run_id(pipeline, logical_date, now)
+    with engine.begin() as conn:
+        conn.execute(
+            pipeline_runs.insert().values(
+                run_id=run_id,
+                pipeline=pipeline,
+                logical_date=logical_date,
+                as_of=_naive_utc(as_of),
+                parameters="{}",
+                status=status,
+                trigger=trigger,
+                queued_at=_naive_utc(now),
+                finished_at=_naive_utc(now),
+                error_summary=reason,
+                host=socket.gethostname(),
+            )
+        )
+    return run_id
+
+
+def save_scraps(run_id: str, scraps: Mapping[str, tuple[str, Any]], *, engine: Engine | None = None) -> None:
+    """Store ``name -> (encoder, JSON-able value)`` for a run, replacing what was there."""
+    engine = engine or get_engine()
+    with engine.begin() as conn:
+        conn.execute(run_scraps.delete().where(run_scraps.c.run_id == run_id))
+        if scraps:
+            conn.execute(
+                run_scraps.insert(),
+                [
+                    dict(
+                        run_id=run_id,
+                        name=name,
+                        encoder=enc,
+                        value_json=json.dumps(val, sort_keys=True, default=str),
+                    )
+                    for name, (enc, val) in scraps.items()
+                ],
+            )
+
+
+def get_scraps(run_id: str, *, engine: Engine | None = None) -> dict[str, Any]:
+    engine = engine or get_engine()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(run_scraps).where(run_scraps.c.run_id == run_id)).mappings().all()
+    return {r["name"]: json.loads(r["value_json"]) for r in rows}
+
+
+def get_run(run_id: str, *, engine: Engine | None = None) -> RunRecord | None:
+    engine = engine or get_engine()
+    with engine.connect() as conn:
+        row = (
+            conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.run_id == run_id)).mappings().first()
+        )
+    return RunRecord.from_row(row) if row else None
+
+
+def list_runs(
+    *,
+    pipeline: str | None = None,
+    status: str | None = None,
+    logical_date: str | None = None,
+    limit: int = 50,
+    engine: Engine | None = None,
+) -> list[RunRecord]:
+    """Most recent first."""
+    engine = engine or get_engine()
+    q = sa.select(pipeline_runs)
+    if pipeline:
+        q = q.where(pipeline_runs.c.pipeline == pipeline)
+    if status:
+        q = q.where(pipeline_runs.c.status == status)
+    if logical_date:
+        q = q.where(pipeline_runs.c.logical_date == logical_date)
+    q = q.order_by(pipeline_runs.c.queued_at.desc(), pipeline_runs.c.run_id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [RunRecord.from_row(r) for r in conn.execute(q).mappings().all()]
+
+
+def latest_run(pipeline: str, logical_date: str, *, engine: Engine | None = None) -> RunRecord | None:
+    runs = list_runs(pipeline=pipeline, logical_date=logical_date, limit=1, engine=engine)
+    return runs[0] if runs else None
+
+
+def set_validation(
+    run_id: str, *, status: str, summary: str, now: dt.datetime, engine: Engine | None = None
+) -> None:
+    engine = engine or get_engine()
+    with engine.begin() as conn:
+        conn.execute(
+            pipeline_runs.update()
+            .where(pipeline_runs.c.run_id == run_id)
+            .values(validation_status=status, validation_summary=summary, validated_at=_naive_utc(now))
+        )

@@ -1,0 +1,579 @@
+"""Execute a notebook with papermill into a per-run archive: pipelines, and any other notebook.
+
+:func:`execute_notebook` is the core: it executes any notebook (a pipeline, a runbook, a report)
+into a given archive folder. :func:`run_pipeline` adds what a pipeline run needs around it
+(configuration, parameters, the run record and lock in ``pipeline_runs``).
+
+One run = one folder (for a pipeline ``runs/<pipeline>/<date>/<run_id>/``) holding:
+
+- ``notebook.ipynb``   the executed notebook (also when it failed),
+- ``notebook.html``    a self-contained rendering (no CDN fetches, images inline),
+- ``parameters.json``  the parameters papermill injected (never secrets),
+- ``scraps.json``      the scraps the notebook glued, read back with scrapbook,
+- ``run.log``          papermill's log with the cells' output,
+- ``run.json``         the run's record (status, times, error, code version).
+
+The folder is assembled under a hidden temporary name beside its final place and renamed in
+one step, so it appears complete or not at all. Secrets are scrubbed from every file before
+the rename.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# jsonschema (imported through papermill -> nbformat, and scrapbook in every kernel) imports the
+# optional ``rfc3987_syntax`` to check the "iri" string format, which builds a Lark grammar at import:
+# 40 % of a pipeline kernel's import time (2-3.5 s per kernel on 2 busy cores). Nothing here checks
+# that format (nbformat validates without format checkers), so it is kept out: here for the runner's
+# process, and in every kernel through KERNEL_EXEC_LINES (benchmarks/bench_close.py measures it).
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+import nbformat  # noqa: E402
+import papermill as pm  # noqa: E402
+import yaml  # noqa: E402
+from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: E402
+from papermill.exceptions import PapermillExecutionError  # noqa: E402
+
+from helpers.core import config as cfgmod  # noqa: E402
+from helpers.core import paths  # noqa: E402
+from helpers.runs import records as runs  # noqa: E402
+from helpers.core import secrets  # noqa: E402
+from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: E402, F401
+from helpers.core.timeutil import as_utc, default_as_of, parse_logical_date  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# scrapbook's scraps are outputs of their own mimetype that HTML cannot show (by design: they are
+# data, read back with read_scraps); nbconvert would warn once per scrap. A process-wide filter, not
+# catch_warnings around the export: runs render from several threads, and catch_warnings is not
+# thread-safe (it restores the filter list it saw, dropping another thread's).
+warnings.filterwarnings(
+    "ignore", message=r"Your element with mimetype\(s\) dict_keys\(\['application/scrapbook"
+)
+
+# Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
+KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
+
+
+class _RunNotebookManager(NotebookExecutionManager):
+    """papermill's manager without its two saves per cell.
+
+    papermill rewrites the whole output notebook when each cell (markdown included) starts and
+    ends: 40-60 serialisations of a 50-100 KB notebook per pipeline run, 5 ms each on an idle
+    core. The output of a run goes to a staging folder that is deleted if the runner itself dies,
+    so nobody reads those copies; the notebook is still written when the run starts, when it
+    ends (also on a failure, a timeout or a dead kernel: papermill saves in ``finally`` and before
+    raising), and every ``autosave_cell_every`` seconds during a long run.
+    """
+
+    _quiet = False  # inside a cell's start or end: papermill's save is skipped
+
+    def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        warm_renderer()  # the kernel is up: warm the HTML renderer while the cells run
+        with self._autosave_only():
+            super().cell_start(cell, cell_index, **kwargs)
+
+    def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        with self._autosave_only():
+            super().cell_complete(cell, cell_index, **kwargs)
+
+    @contextmanager
+    def _autosave_only(self) -> Iterator[None]:
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+        self.autosave_cell()
+
+    def save(self, **kwargs: Any) -> None:
+        if not self._quiet:
+            super().save(**kwargs)
+
+
+class _RunEngine(NBClientEngine):
+    """papermill's nbclient engine with :class:`_RunNotebookManager` (``engine_name="workbook"``)."""
+
+    @classmethod
+    def execute_notebook(
+        cls,
+        nb: Any,
+        kernel_name: str,
+        output_path: str | None = None,
+        progress_bar: bool = True,
+        log_output: bool = False,
+        autosave_cell_every: int = 30,
+        **kwargs: Any,
+    ) -> Any:
+        nb_man = _RunNotebookManager(
+            nb,
+            output_path=output_path,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            autosave_cell_every=autosave_cell_every,
+        )
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
+
+
+papermill_engines.register("workbook", _RunEngine)
+
+
+ARCHIVE_FILES = ("notebook.ipynb", "notebook.html", "parameters.json", "scraps.json", "run.log", "run.json")
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    pipeline: str
+    logical_date: str
+    status: str
+    archive: Path | None
+    error: str | None = None
+    failed_cell: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"succeeded": EXIT_OK, "blocked": EXIT_BLOCKED, "skipped": EXIT_OK}.get(
+            self.status, EXIT_FAILED
+        )
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git describe`` of the repository (``-dirty`` when it has uncommitted changes)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.repo_root()), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from helpers import __version__
+
+    return f"v{__version__}"
+
+
+def parse_cli_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` strings to typed values (YAML scalars: ``3`` int, ``true`` bool, else str)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {pair!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) or value is None:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The parameters the notebook's ``parameters`` cell declares (papermill's own reading)."""
+    return pm.inspect_notebook(str(notebook))
+
+
+def check_parameters(notebook: Path, extra: Mapping[str, Any], *, label: str | None = None) -> dict[str, Any]:
+    """The notebook's declared parameters; raises :class:`UsageError` for an undeclared name in
+    ``extra`` or a value that is a secret (secrets are never parameters)."""
+    declared = declared_parameters(notebook)
+    unknown = sorted(set(extra) - set(declared))
+    if unknown:
+        raise UsageError(
+            f"{label or notebook}: no parameter(s) {', '.join(unknown)}; it declares: {', '.join(declared) or 'none'}"
+        )
+    secret_vals = set(secrets.secret_values())
+    for k, v in extra.items():
+        if str(v) in secret_vals:
+            raise UsageError(
+                f"-p {k}: secrets are never notebook parameters; set them in the environment instead"
+            )
+    return declared
+
+
+def _injected_parameters(
+    pipeline: cfgmod.Pipeline,
+    logical_date: str,
+    as_of: dt.datetime,
+    run_id: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    declared = check_parameters(pipeline.notebook_path, extra, label=pipeline.notebook)
+    date_key = "period" if pipeline.partition == "month" else "run_date"
+    base = {date_key: logical_date, "as_of": as_of.isoformat(), "run_id": run_id}
+    params = {k: v for k, v in base.items() if k in declared}
+    if date_key not in declared:
+        raise UsageError(f"{pipeline.notebook}: its parameters cell must declare {date_key!r}")
+    params.update(extra)
+    return params
+
+
+def _error_summary(exc: BaseException) -> tuple[str, int | None]:
+    if isinstance(exc, PapermillExecutionError):
+        evalue = (exc.evalue or "").strip().splitlines()
+        first = evalue[0] if evalue else ""
+        return (
+            f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {first}",
+            exc.cell_index,
+        )
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    if name == "DeadKernelError":
+        return f"the kernel died during execution ({text[0] if text else 'no detail'})", None
+    if name == "CellTimeoutError":
+        return f"a cell exceeded the execution timeout ({text[0] if text else ''})", None
+    return f"{name}: {text[0] if text else ''}", None
+
+
+def _last_executed_cell(nb_path: Path) -> int | None:
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception:
+        return None
+    last = None
+    for i, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if meta.get("status") in ("running", "failed") or (
+            meta.get("start_time") and not meta.get("end_time")
+        ):
+            return i
+        if meta.get("end_time"):
+            last = i
+    return last
+
+
+@lru_cache(maxsize=2)
+def _html_exporter(hide_code: bool) -> Any:
+    """One exporter per process and flavour: nbconvert compiles the template's ten Jinja files
+    per exporter (0.17 s), and its first use imports nbconvert, mistune, pygments and bs4
+    (0.5-0.8 s). Used under :data:`_RENDER_LOCK` (an exporter keeps per-render state)."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(
+        template_name="selfcontained",
+        extra_template_basedirs=[str(Path(__file__).parents[1] / "templates")],
+        embed_images=True,
+        exclude_input=hide_code,
+        exclude_input_prompt=hide_code,
+        exclude_output_prompt=hide_code,
+    )
+
+
+_RENDER_LOCK = threading.Lock()
+_WARM_LOCK = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def _warm_renderer() -> None:
+    try:  # Linux: this thread only, so that it takes the CPU the kernels leave idle
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+    except (AttributeError, OSError):
+        pass
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# warm"),
+            nbformat.v4.new_code_cell(
+                "1",
+                execution_count=1,
+                outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)],
+            ),
+        ],
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+    )
+    try:
+        for hide_code in (False, True):
+            with _RENDER_LOCK:
+                _html_exporter(hide_code).from_notebook_node(nb)
+    except Exception as exc:  # the real render reports its own failure
+        log.debug("warming the HTML renderer failed: %s", exc)
+
+
+def warm_renderer() -> threading.Thread:
+    """Import nbconvert and compile the template in a background thread, once per process.
+
+    A run starts it when its first cell starts (the kernel is up), so the first rendering of a
+    process does not pay ≈ 1 s on the run's critical path: the thread runs at a low priority
+    while the kernel computes and this process waits. :func:`render_html` waits for it.
+    Returns the thread."""
+    global _warm_thread
+    with _WARM_LOCK:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_warm_renderer, name="warm-html-renderer", daemon=True)
+            _warm_thread.start()
+        return _warm_thread
+
+
+def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> None:
+    """Render to a self-contained HTML file (our template: nothing fetched from a CDN)."""
+    warm_renderer().join()
+    with _RENDER_LOCK:
+        body, _ = _html_exporter(hide_code).from_filename(str(nb_path))
+    html_path.write_text(body, encoding="utf-8")
+
+
+def read_scraps(nb_path: Path) -> dict[str, tuple[str, Any]]:
+    """``name -> (encoder, JSON-able value)`` of the scraps glued in an executed notebook."""
+    import scrapbook as sb
+
+    out: dict[str, tuple[str, Any]] = {}
+    for name, scrap in sb.read_notebook(str(nb_path)).scraps.items():
+        data = scrap.data
+        if scrap.encoder == "pandas" or hasattr(data, "to_json"):
+            data = json.loads(data.to_json(orient="split", date_format="iso"))
+        out[name] = (scrap.encoder or "json", data)
+    return out
+
+
+class _FileLog:
+    """Route papermill's logger (cell output included) to ``run.log`` for the run's duration."""
+
+    def __init__(self, path: Path):
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.logger = logging.getLogger("papermill")
+
+    def __enter__(self) -> _FileLog:
+        self.prev_level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.prev_level)
+        self.handler.close()
+
+    def write(self, line: str) -> None:
+        self.handler.stream.write(line.rstrip("\n") + "\n")
+        self.handler.flush()
+
+
+def archive_dir(pipeline_id: str, logical_date: str, run_id: str) -> Path:
+    return paths.runs_dir() / pipeline_id / logical_date / run_id
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What :func:`execute_notebook` did: the outcome, the archive and the notebook's scraps."""
+
+    status: str  # succeeded | failed
+    archive: Path
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    error: str | None = None
+    failed_cell: int | None = None
+    scraps: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
+
+    @property
+    def html(self) -> Path:
+        return self.archive / "notebook.html"
+
+    def scrap(self, name: str, default: Any = None) -> Any:
+        """The JSON value of one scrap (``default`` if the notebook did not glue it)."""
+        found = self.scraps.get(name)
+        return found[1] if found is not None else default
+
+
+def execute_notebook(
+    notebook: Path,
+    archive: Path,
+    parameters: Mapping[str, Any],
+    *,
+    clock: Clock,
+    kernel_name: str = "python3",
+    timeout_s: float | None = None,
+    hide_code: bool = False,
+    progress: bool = False,
+    log_header: str | None = None,
+    record: Mapping[str, Any] | None = None,
+    started: dt.datetime | None = None,
+) -> ExecutionResult:
+    """Execute ``notebook`` with ``parameters`` into the folder ``archive`` (which must not exist).
+
+    The folder gets the files of :data:`ARCHIVE_FILES`; it is assembled under a hidden name
+    beside ``archive`` and renamed in one step, after every file was scrubbed of secrets. A
+    failing notebook is archived and reported (``status`` ``failed``), not raised; anything else
+    (an interrupt, a full disk) removes the partial folder and propagates. ``record`` adds fields
+    to ``run.json`` (run id, pipeline, ...); ``started`` defaults to ``clock()``. The caller
+    validates ``parameters`` (see :func:`check_parameters`): they are injected as given.
+    """
+    started = started or clock()
+    staging = archive.parent / f".{archive.name}.partial"
+    staging.mkdir(parents=True, exist_ok=False)
+    out_nb = staging / "notebook.ipynb"
+    status, error, failed_cell = "succeeded", None, None
+    try:
+        (staging / "parameters.json").write_text(json.dumps(dict(parameters), indent=2, sort_keys=True))
+        with _FileLog(staging / "run.log") as flog:
+            if log_header:
+                flog.write(log_header)
+            try:
+                pm.execute_notebook(
+                    str(notebook),
+                    str(out_nb),
+                    parameters=dict(parameters),
+                    kernel_name=kernel_name,
+                    execution_timeout=int(timeout_s) if timeout_s else None,
+                    log_output=True,
+                    progress_bar=progress,
+                    cwd=str(notebook.parent),
+                    extra_arguments=[f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES],
+                    # The outputs are in once the last cell finished; a graceful shutdown then waits
+                    # for the kernel's interpreter teardown (DuckDB, matplotlib, threads): 2-4.6 s
+                    # per notebook measured on 2 busy cores. The kernel is a one-run process: killed.
+                    shutdown_kernel="immediate",
+                    engine_name="workbook",
+                )
+            except Exception as exc:  # the notebook failed; the run is recorded, not raised
+                status = "failed"
+                error, failed_cell = _error_summary(exc)
+                if failed_cell is None and out_nb.exists():
+                    failed_cell = _last_executed_cell(out_nb)
+                flog.write(f"FAILED: {error}")
+        if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
+            shutil.copyfile(notebook, out_nb)
+        try:
+            scraps = read_scraps(out_nb)
+        except Exception as exc:
+            scraps = {}
+            if status == "succeeded":
+                status, error = "failed", f"could not read scraps: {exc}"
+        try:
+            render_html(out_nb, staging / "notebook.html", hide_code=hide_code)
+        except Exception as exc:
+            (staging / "notebook.html").write_text(
+                f"<html><body><p>rendering failed: {exc}</p></body></html>"
+            )
+        (staging / "scraps.json").write_text(
+            json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
+        )
+        finished = clock()
+        head = dict(record or {})
+        tail = {k: head.pop(k) for k in ("code_version", "trigger") if k in head}
+        run_record = {
+            **head,
+            "status": status,
+            "started_at": as_utc(started).isoformat(),
+            "finished_at": as_utc(finished).isoformat(),
+            "error_summary": error,
+            "failed_cell": failed_cell,
+            **tail,
+        }
+        (staging / "run.json").write_text(json.dumps(run_record, indent=2))
+        secrets.scrub_tree(staging, secrets.secret_values())
+        staging.rename(archive)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExecutionResult(status, archive, started, finished, error, failed_cell, scraps)
+
+
+def run_pipeline(
+    pipeline_id: str,
+    date: str,
+    *,
+    clock: Clock,
+    as_of: dt.datetime | None = None,
+    params: Mapping[str, Any] | None = None,
+    trigger: str = "manual",
+    progress: bool = False,
+    config: cfgmod.WorkbookConfig | None = None,
+    notebook_override: Path | None = None,
+) -> RunResult:
+    """Run one pipeline for one partition and archive it. Raises :class:`UsageError` on bad input
+    and :class:`runs.RunConflict` when the same pipeline and partition is already running."""
+    config = config or cfgmod.get()
+    try:
+        pipeline = config.pipelines.get(pipeline_id)
+    except cfgmod.ConfigError as e:
+        raise UsageError(str(e)) from None
+    if notebook_override is not None:
+        pipeline = pipeline.model_copy(update={"notebook": str(notebook_override)})
+    if not pipeline.notebook_path.exists():
+        raise UsageError(f"{pipeline_id}: notebook {pipeline.notebook} does not exist")
+    try:
+        logical_date = parse_logical_date(date, pipeline.partition)
+    except ValueError as e:
+        raise UsageError(f"--date: {e}") from None
+    as_of = as_utc(as_of) if as_of else default_as_of(logical_date, pipeline.partition)
+    started = clock()
+    run_id = runs.new_run_id(pipeline_id, logical_date, started)
+    parameters = _injected_parameters(pipeline, logical_date, as_of, run_id, dict(params or {}))
+    version = code_version()
+    runs.start_run(
+        pipeline_id,
+        logical_date,
+        now=started,
+        as_of=as_of,
+        parameters=parameters,
+        code_version=version,
+        trigger=trigger,
+        run_id=run_id,
+    )
+
+    final = archive_dir(pipeline_id, logical_date, run_id)
+    try:
+        result = execute_notebook(
+            pipeline.notebook_path,
+            final,
+            parameters,
+            clock=clock,
+            kernel_name=config.pipelines.runner.kernel_name,
+            timeout_s=pipeline.timeout_minutes * 60,
+            hide_code=pipeline.family == "report",
+            progress=progress,
+            log_header=f"run {run_id}: {pipeline_id} {logical_date} as_of={as_of.isoformat()} code={version}",
+            record={
+                "run_id": run_id,
+                "pipeline": pipeline_id,
+                "logical_date": logical_date,
+                "as_of": as_of.isoformat(),
+                "code_version": version,
+                "trigger": trigger,
+            },
+            started=started,
+        )
+        runs.save_scraps(run_id, result.scraps)
+        runs.finish_run(
+            run_id,
+            status=result.status,
+            now=result.finished_at,
+            error_summary=result.error,
+            failed_cell=result.failed_cell,
+            archive_path=str(final),
+        )
+    except BaseException as exc:  # interrupted or broken runner: never leave a run 'running'
+        runs.finish_run(run_id, status="failed", now=clock(), error_summary=_error_summary(exc)[0])
+        raise
+    return RunResult(
+        run_id, pipeline_id, logical_date, result.status, final, result.error, result.failed_cell
+    )

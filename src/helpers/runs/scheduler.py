@@ -1,0 +1,470 @@
+"""The built-in scheduler: runs each pipeline on its cron schedule (UTC), one tick a minute.
+
+A tick at ``as_of`` finds every *slot* ``(pipeline, scheduled_for)`` whose cron fired in
+``(window_start, as_of]`` and runs the ones not already claimed, through ``orchestrate.run_items``
+(dependency order, parallel, upstream gating). ``window_start`` is the ``as_of`` of the last
+*completed* tick, bounded by ``runner.catch_up_days``: so the first tick after an outage catches up
+the missed slots, oldest reference day first. With no tick recorded at all the window is the last
+minute: a brand-new scheduler does not replay history (use ``backfill`` for that).
+
+Idempotence: a slot is claimed by inserting it into ``scheduled_slots``, whose primary key is
+``(pipeline, scheduled_for)``; a second tick (another process, or the same ``as_of`` twice) cannot
+claim it again. A slot whose claiming process died before its run finished is taken over; slots
+claimed but never started because the scheduler was asked to stop are released for the next tick.
+Every tick is recorded in ``scheduler_ticks``.
+
+Logical dates: a daily pipeline fired at T runs the day before T (UTC): yesterday's data. A monthly
+pipeline runs the month of that day (month-to-date), except during the first
+``close.report_final_business_days`` business days of a month, when it runs the *previous* month, so
+late data lands in the figures being closed (on the 1st both rules give the previous month).
+
+After the runs, each tick calls the ``TICK_HOOKS`` (by default: evaluate the monitors and sync the
+alerts); a failing hook is recorded on the tick, never fatal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import shlex
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import psutil
+import sqlalchemy as sa
+from croniter import croniter
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from helpers.core import businesscal
+from helpers.core import paths
+from helpers.core import config as cfgmod
+from helpers.runs import dag as dagmod
+from helpers.runs.dag import Dag, RunItem
+from helpers.core.timeutil import as_utc
+from helpers.storage.warehouse import get_engine, metadata
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+TICK = dt.timedelta(minutes=1)
+# "module:function" called after each tick's runs as fn(as_of=, now=, pipelines=, config=).
+# Routing (issue 9) adds its escalation here.
+TICK_HOOKS: tuple[str, ...] = (
+    "helpers.checks:evaluate_monitors",
+    "helpers.runbooks.registry:diagnose_new_alerts",
+    "helpers.oncall.escalation:scheduler_hook",
+)
+
+scheduler_ticks = sa.Table(
+    "scheduler_ticks",
+    metadata,
+    sa.Column("tick_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", sa.DateTime(), nullable=False),
+    sa.Column("window_start", sa.DateTime(), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # once | loop
+    sa.Column("status", sa.String(16), nullable=False),  # running | completed | interrupted
+    sa.Column("started_at", sa.DateTime(), nullable=False),  # wall clock
+    sa.Column("finished_at", sa.DateTime(), nullable=True),
+    sa.Column("slots_due", sa.Integer, nullable=False, default=0),
+    sa.Column("runs_started", sa.Integer, nullable=False, default=0),
+    sa.Column("summary", sa.Text, nullable=False, default="{}"),  # JSON: outcomes, hook errors
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Index("ix_scheduler_ticks_as_of", "as_of"),
+)
+
+scheduled_slots = sa.Table(
+    "scheduled_slots",
+    metadata,
+    sa.Column("pipeline", sa.String(64), primary_key=True),
+    sa.Column("scheduled_for", sa.DateTime(), primary_key=True),
+    sa.Column("logical_date", sa.String(10), nullable=False),
+    sa.Column("tick_id", sa.Integer, nullable=True),
+    sa.Column("claimed_at", sa.DateTime(), nullable=False),  # wall clock
+    sa.Column("status", sa.String(16), nullable=False),  # claimed, then the run's final state
+    sa.Column("run_id", sa.String(80), nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+)
+
+
+def _naive(v: dt.datetime) -> dt.datetime:
+    return as_utc(v).replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------- pure: what is due
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One firing of one pipeline's schedule and the run it stands for."""
+
+    pipeline: str
+    scheduled_for: dt.datetime
+    item: RunItem
+
+
+def fire_times(schedule: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Every time the cron ``schedule`` (UTC) fires in ``(start, end]``."""
+    it = croniter(schedule, as_utc(start))
+    out: list[dt.datetime] = []
+    while True:
+        nxt = as_utc(it.get_next(dt.datetime))
+        if nxt > as_utc(end):
+            return out
+        out.append(nxt)
+
+
+def scheduled_item(
+    pipeline: cfgmod.Pipeline,
+    fired_at: dt.datetime,
+    *,
+    cal: businesscal.BusinessCalendar,
+    report_final_business_days: int,
+) -> RunItem:
+    """The run a firing stands for (see the module doc for the rule)."""
+    fire_day = as_utc(fired_at).date()
+    yesterday = fire_day - dt.timedelta(days=1)
+    if pipeline.partition == "day":
+        return dagmod.run_item(pipeline, yesterday)
+    prev_month = businesscal.previous_month(f"{fire_day:%Y-%m}")
+    y, m = (int(x) for x in prev_month.split("-"))
+    if fire_day <= cal.nth_business_day_after_month_end(y, m, report_final_business_days):
+        return dagmod.full_period_item(pipeline, prev_month)
+    return dagmod.run_item(pipeline, yesterday)
+
+
+def due_slots(
+    pipelines: Mapping[str, cfgmod.Pipeline],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    cal: businesscal.BusinessCalendar,
+    report_final_business_days: int,
+) -> list[Slot]:
+    """Every slot of ``pipelines`` fired in ``(start, end]``, by time then pipeline."""
+    slots = [
+        Slot(
+            p.id,
+            fired,
+            scheduled_item(p, fired, cal=cal, report_final_business_days=report_final_business_days),
+        )
+        for p in pipelines.values()
+        for fired in fire_times(p.schedule, start, end)
+    ]
+    return sorted(slots, key=lambda s: (s.scheduled_for, s.pipeline))
+
+
+def window_start(last_tick: dt.datetime | None, as_of: dt.datetime, *, catch_up_days: int) -> dt.datetime:
+    """Where a tick's window opens: the last completed tick, at most ``catch_up_days`` back."""
+    as_of = as_utc(as_of)
+    if last_tick is None:
+        return as_of - TICK
+    return max(as_utc(last_tick), as_of - dt.timedelta(days=catch_up_days))
+
+
+# ---------------------------------------------------------------- the tick
+
+
+@dataclass
+class TickResult:
+    """What one tick did."""
+
+    tick_id: int
+    as_of: dt.datetime
+    window_start: dt.datetime
+    status: str
+    slots: list[Slot] = field(default_factory=list)
+    outcomes: list[Any] = field(default_factory=list)  # orchestrate.Outcome, in run order
+    hook_errors: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tick_id": self.tick_id,
+            "as_of": self.as_of.isoformat(),
+            "window_start": self.window_start.isoformat(),
+            "status": self.status,
+            "slots": [
+                {
+                    "pipeline": s.pipeline,
+                    "scheduled_for": s.scheduled_for.isoformat(),
+                    "partition": s.item.partition,
+                }
+                for s in self.slots
+            ],
+            "runs": [o.as_json() for o in self.outcomes],
+            "hook_errors": self.hook_errors,
+        }
+
+
+def last_completed_tick(*, engine: Engine | None = None) -> dt.datetime | None:
+    """The ``as_of`` of the latest completed tick (interrupted ticks do not count)."""
+    with (engine or get_engine()).connect() as conn:
+        value = conn.execute(
+            sa.select(sa.func.max(scheduler_ticks.c.as_of)).where(scheduler_ticks.c.status == "completed")
+        ).scalar()
+    return as_utc(value) if value is not None else None
+
+
+def list_ticks(*, limit: int = 50, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Recorded ticks, newest first."""
+    q = sa.select(scheduler_ticks).order_by(scheduler_ticks.c.tick_id.desc()).limit(limit)
+    with (engine or get_engine()).connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def list_slots(*, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Claimed slots, by fire time."""
+    q = sa.select(scheduled_slots).order_by(scheduled_slots.c.scheduled_for, scheduled_slots.c.pipeline)
+    with (engine or get_engine()).connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def _alive(host: str | None, pid: int | None) -> bool:
+    # Another machine's claim is trusted; on this one a vanished pid means the claimer died.
+    if host != socket.gethostname() or pid is None:
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
+    """Claim a slot for this process; False if it is (or was) someone else's."""
+    values = dict(
+        pipeline=slot.pipeline,
+        scheduled_for=_naive(slot.scheduled_for),
+        logical_date=slot.item.partition,
+        tick_id=tick_id,
+        claimed_at=_naive(now),
+        status="claimed",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(scheduled_slots.insert().values(**values))
+        return True
+    except IntegrityError:
+        pass
+    key = (scheduled_slots.c.pipeline == slot.pipeline) & (
+        scheduled_slots.c.scheduled_for == _naive(slot.scheduled_for)
+    )
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(scheduled_slots).where(key)).mappings().first()
+        if row is None or row["status"] != "claimed" or _alive(row["host"], row["pid"]):
+            return False
+        # The claimer died mid-run: take the slot over (guarded, so two takers cannot both win).
+        taken = conn.execute(
+            scheduled_slots.update()
+            .where(key & (scheduled_slots.c.pid == row["pid"]) & (scheduled_slots.c.status == "claimed"))
+            .values(**values)
+        )
+        return taken.rowcount == 1
+
+
+def _settle(slots: Sequence[Slot], outcomes: Mapping[tuple[str, str], Any], engine: Engine) -> None:
+    with engine.begin() as conn:
+        for slot in slots:
+            key = (scheduled_slots.c.pipeline == slot.pipeline) & (
+                scheduled_slots.c.scheduled_for == _naive(slot.scheduled_for)
+            )
+            outcome = outcomes.get((slot.item.pipeline, slot.item.partition))
+            if outcome is None or outcome.status == "cancelled":
+                conn.execute(scheduled_slots.delete().where(key))  # released for the next tick
+            else:
+                conn.execute(
+                    scheduled_slots.update().where(key).values(status=outcome.status, run_id=outcome.run_id)
+                )
+
+
+def tick(
+    as_of: dt.datetime,
+    *,
+    clock: Clock,
+    config: cfgmod.WorkbookConfig | None = None,
+    pipelines: Sequence[str] | None = None,
+    mode: str = "once",
+    stop: threading.Event | None = None,
+    on_update: Callable[[Any], None] | None = None,
+    hooks: Sequence[str] | None = None,
+    engine: Engine | None = None,
+) -> TickResult:
+    """One scheduler tick at ``as_of``: claim and run the due slots, call the hooks, record it."""
+    from helpers.runs import orchestrate  # the runner (papermill) is only needed when a tick runs
+
+    config = config or cfgmod.get()
+    engine = engine or get_engine()
+    as_of = as_utc(as_of)
+    graph = Dag.from_config(config.pipelines)
+    chosen = graph.order(pipelines) if pipelines else graph.order()
+    start = window_start(
+        last_completed_tick(engine=engine), as_of, catch_up_days=config.pipelines.runner.catch_up_days
+    )
+    with engine.begin() as conn:
+        tick_id = conn.execute(
+            scheduler_ticks.insert().values(
+                as_of=_naive(as_of),
+                window_start=_naive(start),
+                mode=mode,
+                status="running",
+                started_at=_naive(clock()),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+        ).inserted_primary_key[0]
+    result = TickResult(int(tick_id), as_of, start, "running")
+    cal = businesscal.BusinessCalendar.from_team(config.team)
+    due = due_slots(
+        {p: config.pipelines.pipelines[p] for p in chosen},
+        start,
+        as_of,
+        cal=cal,
+        report_final_business_days=config.pipelines.close.report_final_business_days,
+    )
+    try:
+        result.slots = [s for s in due if _claim(s, result.tick_id, clock(), engine)]
+        by_day = sorted(result.slots, key=lambda s: (s.item.reference_day, s.scheduled_for))
+        for _day, group in groupby(by_day, key=lambda s: s.item.reference_day):
+            group_slots = list(group)
+            if stop is not None and stop.is_set():
+                _settle(group_slots, {}, engine)
+                continue
+            outcomes = orchestrate.run_items(
+                [s.item for s in group_slots],
+                clock=clock,
+                as_of=as_of,
+                config=config,
+                trigger="scheduler",
+                on_update=on_update or (lambda _o: None),
+                stop=stop,
+            )
+            result.outcomes += outcomes
+            _settle(group_slots, {(o.pipeline, o.partition): o for o in outcomes}, engine)
+        for hook in TICK_HOOKS if hooks is None else hooks:
+            try:
+                _call_hook(hook, as_of=as_of, now=clock(), pipelines=chosen, config=config)
+            except Exception as e:  # a broken monitor must not stop the schedule
+                log.exception("tick hook %s failed", hook)
+                result.hook_errors[hook] = f"{type(e).__name__}: {e}"
+        result.status = "interrupted" if stop is not None and stop.is_set() else "completed"
+    except BaseException:
+        result.status = "interrupted"
+        raise
+    finally:
+        summary = {
+            "runs": {o.pipeline + " " + o.partition: o.status for o in result.outcomes},
+            "hook_errors": result.hook_errors,
+        }
+        with engine.begin() as conn:
+            conn.execute(
+                scheduler_ticks.update()
+                .where(scheduler_ticks.c.tick_id == result.tick_id)
+                .values(
+                    status=result.status,
+                    finished_at=_naive(clock()),
+                    slots_due=len(due),
+                    runs_started=sum(
+                        o.status not in ("cancelled", "blocked", "conflict") for o in result.outcomes
+                    ),
+                    summary=json.dumps(summary, sort_keys=True),
+                )
+            )
+    return result
+
+
+def _call_hook(spec: str, **kwargs: Any) -> None:
+    module, _, name = spec.partition(":")
+    getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def serve(
+    *,
+    clock: Clock,
+    stop: threading.Event,
+    config: cfgmod.WorkbookConfig | None = None,
+    pipelines: Sequence[str] | None = None,
+    on_tick: Callable[[TickResult], None] | None = None,
+    on_update: Callable[[Any], None] | None = None,
+) -> int:
+    """Tick at once (catching up), then at every minute boundary until ``stop`` is set.
+
+    Returns the number of ticks. ``stop`` set during a tick lets running notebooks finish and
+    starts nothing new (the tick is recorded ``interrupted`` and its unstarted slots released).
+    """
+    ticks = 0
+    while not stop.is_set():
+        result = tick(
+            clock(),
+            clock=clock,
+            config=config,
+            pipelines=pipelines,
+            mode="loop",
+            stop=stop,
+            on_update=on_update,
+        )
+        ticks += 1
+        if on_tick is not None:
+            on_tick(result)
+        now = clock()
+        stop.wait(TICK.total_seconds() - (now.timestamp() % TICK.total_seconds()))
+    return ticks
+
+
+# ---------------------------------------------------------------- crontab
+
+
+def crontab_lines(
+    config: cfgmod.WorkbookConfig,
+    *,
+    repo: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Crontab lines equivalent to the scheduler (see README "Orchestration and monitoring").
+
+    One line per pipeline on its own schedule, running ``run-all`` for just that pipeline (so it is
+    gated on its upstreams) for yesterday's date, plus the monitors every 15 minutes. The one-line
+    alternative, ``scheduler --once`` every minute, is printed commented out: it adds catch-up, the
+    close-window rule for monthly pipelines and the tick hooks.
+    """
+    repo = repo or paths.repo_root()
+    env = os.environ if env is None else env
+    cd = f"cd {shlex.quote(str(repo))} &&"
+    wb = ".venv/bin/workbook"
+    log_file = "runs/cron.log"
+    lines = [
+        "# Pipeline Maintenance Workbook: generated by `workbook scheduler --crontab`.",
+        "# Schedules are UTC: CRON_TZ needs cronie (most distributions); elsewhere run cron in UTC.",
+        "# WORKBOOK_WAREHOUSE_URL (a secret) must come from the environment, not from this file.",
+        "CRON_TZ=UTC",
+        "SHELL=/bin/bash",
+    ]
+    for var in ("WORKBOOK_HOME", "WORKBOOK_CONFIG_DIR"):
+        if env.get(var):
+            lines.append(f"{var}={env[var]}")
+    lines += [
+        "",
+        "# Everything the built-in scheduler does (catch-up, close-window rule, monitors), one line:",
+        f"# * * * * * {cd} {wb} scheduler --once >> runs/scheduler.log 2>&1",
+        "",
+        "# Or one line per pipeline (yesterday's data; monthly pipelines run its month-to-date):",
+    ]
+    graph = Dag.from_config(config.pipelines)
+    for pid in graph.order():
+        p = config.pipelines.pipelines[pid]
+        lines.append(
+            f"{p.schedule} {cd} {wb} run-all --pipelines {pid} --date "
+            f'"$(date -u -d yesterday +\\%F)" -q >> {log_file} 2>&1'
+        )
+    lines.append(f"*/15 * * * * {cd} {wb} checks -q >> {log_file} 2>&1")
+    return lines

@@ -1,0 +1,688 @@
+"""Frontend events from Kafka into the landing zone, at least once, in the generator's contract.
+
+Messages are JSON objects in the Segment spec shape (``messageId``, ``type``, ``userId``,
+``anonymousId``, ``timestamp``, ``sentAt``, ``receivedAt``, ``context``, ``properties``, ...).
+Landed rows have exactly the columns of ``helpers.demo.events.EVENTS_SCHEMA`` (the demo
+generator lands the same shape), partitioned by **received date** by default:
+
+- a message that is a valid Segment v1 event lands in columns (``context``/``properties``/
+  ``traits`` as JSON text with sorted keys), ``schema_version`` = its declared version or ``"1"``,
+  ``_raw_json`` NULL; top-level keys outside the schema (``integrations``, ``channel`` ...) are
+  not landed;
+- any other JSON object (a newer or unknown ``schema_version``, or a v1 message that fails the
+  checks above) lands **raw**: only ``receivedAt``, ``schema_version`` (declared, else ``"1"``)
+  and ``_raw_json`` (the pseudonymised object) are set; the engagement pipeline's schema contract
+  (``helpers.engagement.event_contract``) maps it or quarantines it with a reason, and a new format becomes
+  usable by declaring a contract version, with nothing lost in between;
+- only a message that cannot be decoded at all (empty, not UTF-8, not JSON, not a JSON object)
+  is quarantined here, to ``data/quarantine/<source>/<topic>.jsonl`` with topic, partition,
+  offset and the reason; it counts as consumed, so its offset is committed.
+
+``receivedAt`` of a raw row is the message's own ``receivedAt`` when it is an ISO timestamp, else
+the broker record's timestamp, else the arrival clock. Kafka provenance (topic, partition,
+offsets) is not a landed column (the generator's schema has none): it is in the quarantine
+records and in the log line of every delivery.
+
+The delivery guarantee comes from the order of three steps, per batch:
+
+1. buffer the consumed messages, grouped by (date, hour) of ``receivedAt`` (``partition_by=
+   "timestamp"`` groups parsed rows by event time instead; raw rows always by ``receivedAt``);
+2. on flush (``batch_messages`` reached, ``batch_seconds`` elapsed, end of input, or a
+   rebalance taking partitions away) write the batch's quarantine lines, then one landing
+   delivery per (date, hour) through :func:`helpers.storage.landing.write_delivery`, which returns only
+   once the file is fsynced and renamed into place and its manifest line is fsynced;
+3. only then commit the batch's offsets, synchronously (``enable.auto.commit=false``).
+
+A crash anywhere before step 3 leaves the offsets where they were, so the next consumer replays
+the batch: events can land twice, never zero times. Duplicates (replays, and client retries that
+reuse a ``messageId``) are removed downstream by ``messageId``; the consumer does not dedupe.
+
+Personal data is pseudonymised before anything is written: a ``traits.email`` (top level or in
+``context``) lands as ``email_sha256`` = sha256 hex of ``salt + email.strip().lower()``, with the
+secret salt from ``WORKBOOK_EVENTS_EMAIL_SALT``, and ``context.ip`` is dropped (in raw rows too).
+
+Batch bounds and the idle timeout use the monotonic clock (they pace the loop, they are not
+business time); the arrival time recorded with each delivery comes from the ``clock`` passed in.
+``python -m helpers.storage.extract.kafka --help`` runs the consumer from the command line; the
+environment variable ``WORKBOOK_KAFKA_CRASH_AFTER_WRITE=n`` makes that process SIGKILL itself
+right after its n-th durable write and before the commit: a fault-injection seam for tests and
+drills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from helpers.core.timeutil import as_utc, parse_as_of
+from helpers.demo.events import EVENTS_SCHEMA
+from helpers.storage import landing
+from helpers.storage.extract.base import ExtractResult, Kind, quarantine_root
+from helpers.storage.quarantine import QuarantinedRow, write_quarantine
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "WORKBOOK_KAFKA_CRASH_AFTER_WRITE"
+SALT_ENV = "WORKBOOK_EVENTS_EMAIL_SALT"  # the secret salt of email pseudonyms
+BROKEN = "a flush failed part-way: close this consumer and start a new one (the batch will be replayed)"
+PartitionBy = Literal["timestamp", "receivedAt"]
+PARTITION_BY: tuple[PartitionBy, ...] = ("timestamp", "receivedAt")
+SEGMENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
+_OBJECTS = ("context", "properties", "traits")
+SCHEMA_VERSION = "1"  # what a Segment message without a ``schema_version`` is
+EVENT_SCHEMA = EVENTS_SCHEMA  # the generator's landed schema: one contract for both writers
+DEFAULT_CONFIG: Mapping[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One consumed record, independent of the client library (so parsing is pure and testable)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+class EventError(ValueError):
+    """A message that is not a usable Segment event; ``field`` names the culprit when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _timestamp(event: Mapping[str, Any], key: str) -> dt.datetime | None:
+    """``event[key]`` as aware UTC (no offset means UTC), None when absent; EventError if malformed."""
+    value = event.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{key}: expected an ISO 8601 string, got {type(value).__name__}", key)
+    try:
+        return as_utc(dt.datetime.fromisoformat(value))
+    except ValueError:
+        raise EventError(f"{key}: {value!r} is not an ISO 8601 timestamp", key) from None
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def email_sha256(email: Any, salt: str) -> str:
+    """The pseudonym landed instead of an email: sha256 hex of ``salt + email.strip().lower()``."""
+    return hashlib.sha256((salt + str(email).strip().lower()).encode("utf-8")).hexdigest()
+
+
+def pseudonymised(event: dict[str, Any], salt: str) -> dict[str, Any]:
+    """``event`` with each traits ``email`` replaced by ``email_sha256`` and ``context.ip`` dropped."""
+    out = dict(event)
+    context = out.get("context")
+    if isinstance(context, dict):
+        context = out["context"] = {k: v for k, v in context.items() if k != "ip"}
+    for holder, key in ((out, "traits"), (context, "traits")):
+        traits = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(traits, dict) and "email" in traits:
+            traits = {k: v for k, v in traits.items() if k != "email"}
+            traits["email_sha256"] = email_sha256(holder[key]["email"], salt)
+            holder[key] = traits
+    return out
+
+
+def decode_event(message: Message, email_salt: str) -> dict[str, Any]:
+    """The message as a pseudonymised JSON object; raises :class:`EventError` if it is not one."""
+    if message.value is None:
+        raise EventError("empty message (no value)")
+    try:
+        event = json.loads(message.value)
+    except UnicodeDecodeError:
+        raise EventError("value is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise EventError(f"not valid JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(event, dict):
+        raise EventError(f"expected a JSON object, got {type(event).__name__}")
+    return pseudonymised(event, email_salt)
+
+
+def event_row(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded Segment v1 event as one landing row; raises :class:`EventError` saying why it cannot be."""
+    message_id = event.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        raise EventError("messageId: missing or not a non-empty string", "messageId")
+    kind = event.get("type")
+    if kind not in SEGMENT_TYPES:
+        raise EventError(f"type: {kind!r} is not one of {', '.join(SEGMENT_TYPES)}", "type")
+    for key in ("userId", "anonymousId", "event", "name"):
+        if event.get(key) is not None and not isinstance(event[key], str):
+            raise EventError(f"{key}: expected a string, got {type(event[key]).__name__}", key)
+    if not (event.get("userId") or event.get("anonymousId")):
+        raise EventError("userId/anonymousId: an event needs at least one of them", "userId")
+    if kind == "track" and not event.get("event"):
+        raise EventError("event: a track event needs an event name", "event")
+    for key in _OBJECTS:
+        if event.get(key) is not None and not isinstance(event[key], dict):
+            raise EventError(f"{key}: expected a JSON object, got {type(event[key]).__name__}", key)
+    times = {key: _timestamp(event, key) for key in ("timestamp", "sentAt", "receivedAt")}
+    if times["timestamp"] is None:
+        raise EventError("timestamp: missing; expected an ISO 8601 timestamp", "timestamp")
+    if times["receivedAt"] is None:
+        raise EventError("receivedAt: missing; the landing is partitioned by it", "receivedAt")
+    return {
+        **{key: event.get(key) for key in ("messageId", "type", "event", "name", "userId", "anonymousId")},
+        **times,
+        **{key: _json_text(event.get(key)) for key in _OBJECTS},
+        "schema_version": SCHEMA_VERSION,
+        "_raw_json": None,
+    }
+
+
+def declared_version(event: Mapping[str, Any]) -> str:
+    """The message's ``schema_version`` as text (``"1"``, Segment's, when it declares none)."""
+    version = event.get("schema_version")
+    return SCHEMA_VERSION if version is None or version == "" else str(version)
+
+
+def raw_row(event: Mapping[str, Any], message: Message, *, fallback: dt.datetime) -> dict[str, Any]:
+    """A decoded message landed unparsed: ``receivedAt``, ``schema_version`` and ``_raw_json`` only.
+
+    ``receivedAt``: the message's own when it is an ISO timestamp, else the broker record's
+    timestamp, else ``fallback`` (the arrival clock).
+    """
+    try:
+        received = _timestamp(event, "receivedAt")
+    except EventError:
+        received = None
+    if received is None and message.timestamp_ms:
+        received = dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC)
+    row: dict[str, Any] = dict.fromkeys(EVENTS_SCHEMA.names)
+    row.update(
+        receivedAt=received or as_utc(fallback),
+        schema_version=declared_version(event),
+        _raw_json=json.dumps(event, sort_keys=True, ensure_ascii=False),
+    )
+    return row
+
+
+def landing_row(
+    event: Mapping[str, Any], message: Message, *, fallback: dt.datetime
+) -> tuple[dict[str, Any], EventError | None]:
+    """The row a decoded message lands as, and why it was landed raw (None when parsed).
+
+    A message declaring a version other than v1 is landed raw as it is; a v1 message that fails
+    :func:`event_row` is landed raw too (the schema contract quarantines it downstream, with the
+    reason, where it is counted against the day's deliveries).
+    """
+    if declared_version(event) != SCHEMA_VERSION:
+        return raw_row(event, message, fallback=fallback), EventError(
+            f"schema_version {declared_version(event)!r}: landed raw for the schema contract",
+            "schema_version",
+        )
+    try:
+        return event_row(event), None
+    except EventError as e:
+        return raw_row(event, message, fallback=fallback), e
+
+
+def parse_event(message: Message, *, email_salt: str, fallback: dt.datetime | None = None) -> dict[str, Any]:
+    """:func:`decode_event` then :func:`landing_row`: the landing row of a message.
+
+    Raises :class:`EventError` only when the message cannot be decoded at all.
+    """
+    row, _why = landing_row(
+        decode_event(message, email_salt),
+        message,
+        fallback=fallback or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    )
+    return row
+
+
+def partition_time(row: Mapping[str, Any], partition_by: str = "receivedAt") -> dt.datetime:
+    """The time whose (date, hour) files a row: ``partition_by`` for parsed rows, else ``receivedAt``."""
+    return row.get(partition_by) or row["receivedAt"]
+
+
+def events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Landing rows as an Arrow table with the generator's schema, ordered as the generator orders
+    its files (``receivedAt``, then ``messageId``; raw rows by their text)."""
+    ordered = sorted(rows, key=lambda r: (r["receivedAt"], r["messageId"] or "", r["_raw_json"] or ""))
+    return pa.Table.from_pylist(ordered, schema=EVENTS_SCHEMA)
+
+
+def quarantined_message(
+    source: str, message: Message, error: EventError, event: Mapping[str, Any] | None = None
+) -> QuarantinedRow:
+    """The quarantine record of an unusable message: topic, partition, offset, reason, raw text.
+
+    ``raw`` is the decoded, pseudonymised ``event`` when there is one (emails never reach the
+    quarantine), else the message text as received.
+    """
+    if event is not None:
+        raw = json.dumps(event, sort_keys=True, ensure_ascii=False)
+    else:
+        raw = "" if message.value is None else message.value.decode("utf-8", "backslashreplace")
+    return QuarantinedRow(
+        source,
+        f"{message.topic}/{message.partition}",
+        None,
+        str(error),
+        raw,
+        error.field,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+
+
+def next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
+    """The offsets to commit after ``messages``: one past the highest consumed, per partition."""
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        out[key] = max(out.get(key, 0), m.offset + 1)
+    return out
+
+
+def _positions(messages: Sequence[Message]) -> str:
+    """Kafka provenance of a delivery for the log: offset ranges per topic/partition."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        spans.setdefault((m.topic, m.partition), []).append(m.offset)
+    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)} ({len(o)})" for (t, p), o in sorted(spans.items()))
+
+
+@dataclass
+class ConsumeCounts:
+    """What a consumer has done so far. ``received == landed + quarantined`` once flushed;
+    ``raw`` of the landed rows were landed unparsed (for the schema contract to map or quarantine)."""
+
+    received: int = 0
+    landed: int = 0
+    quarantined: int = 0
+    raw: int = 0
+    files_written: int = 0
+    commits: int = 0
+    deliveries: list[landing.Delivery] = field(default_factory=list)
+    quarantine_files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts only, JSON-ready."""
+        counts = {
+            k: getattr(self, k)
+            for k in ("received", "landed", "quarantined", "raw", "files_written", "commits")
+        }
+        return {**counts, "quarantine_files": sorted({str(p) for p in self.quarantine_files})}
+
+
+@dataclass
+class _Batch:
+    messages: list[Message] = field(default_factory=list)
+    rows: dict[tuple[dt.date, int], list[tuple[Message, dict[str, Any]]]] = field(default_factory=dict)
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    started: float | None = None  # monotonic time of the first message
+
+
+class EventConsumer:
+    """A bounded or long-running consumer landing events per received hour, committing after the write.
+
+    ``clock`` gives the arrival time recorded for each delivery (aware UTC). ``config`` adds to or
+    overrides librdkafka settings (e.g. ``session.timeout.ms``); auto-commit stays off whatever it
+    says. ``on_progress`` is called with the counts after every flush.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topics: Sequence[str],
+        group_id: str,
+        clock: Callable[[], dt.datetime],
+        email_salt: str,
+        partition_by: PartitionBy = "receivedAt",
+        source: str = "events",
+        root: Path | None = None,
+        batch_messages: int = 10_000,
+        batch_seconds: float = 60.0,
+        config: Mapping[str, Any] | None = None,
+        on_progress: Callable[[ConsumeCounts], None] | None = None,
+        crash_after_writes: int | None = None,
+    ) -> None:
+        if batch_messages < 1 or batch_seconds <= 0:
+            raise ValueError("batch_messages must be >= 1 and batch_seconds > 0")
+        if partition_by not in PARTITION_BY:
+            raise ValueError(f"partition_by must be one of {PARTITION_BY}, got {partition_by!r}")
+        if not email_salt:
+            raise ValueError("email_salt must be a non-empty secret (emails are landed as salted hashes)")
+        self.source = source
+        self.email_salt = email_salt
+        self.partition_by = partition_by
+        self.topics = list(topics)
+        self.root = root
+        self.clock = clock
+        self.batch_messages = batch_messages
+        self.batch_seconds = batch_seconds
+        self.on_progress = on_progress
+        self.crash_after_writes = crash_after_writes
+        self.counts = ConsumeCounts()
+        self._batch = _Batch()
+        settings = {**DEFAULT_CONFIG, **dict(config or {})}
+        settings.update({"bootstrap.servers": bootstrap_servers, "group.id": group_id})
+        settings["enable.auto.commit"] = False  # the whole guarantee rests on this
+        self._consumer = Consumer(settings)
+        self._subscribed = False
+        self._assigned_at: float | None = None  # monotonic time of the latest assignment
+        self._broken = False  # set when a flush failed part-way
+
+    # -- the loop ---------------------------------------------------------------------------
+    def consume(
+        self,
+        max_messages: int | None = None,
+        idle_timeout_s: float = 10.0,
+        *,
+        assignment_timeout_s: float = 60.0,
+    ) -> ConsumeCounts:
+        """Consume until ``max_messages`` were received or none arrived for ``idle_timeout_s``.
+
+        Idle time counts from the group assignment, which can take a session timeout when a
+        previous member died without leaving; without any assignment within
+        ``assignment_timeout_s`` the call returns with what it has (nothing).
+
+        Flushes (write, then commit) whenever a batch bound is reached and once more at the end,
+        so on return everything received is landed or quarantined and committed.
+        """
+        if self._broken:
+            raise RuntimeError(BROKEN)
+        if not self._subscribed:
+            self._consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            self._subscribed = True
+        received = 0
+        started = last_message = time.monotonic()
+        while max_messages is None or received < max_messages:
+            # Never fetch past the batch bound: a batch is exactly ``batch_messages`` when full.
+            want = min(500, self.batch_messages - len(self._batch.messages))
+            if max_messages is not None:
+                want = min(want, max_messages - received)
+            records = self._consumer.consume(num_messages=want, timeout=0.5)
+            now = time.monotonic()
+            for record in records:
+                error = record.error()
+                if error is not None:
+                    self._handle_error(error)
+                    continue
+                self._add(
+                    Message(
+                        record.topic(),
+                        record.partition(),
+                        record.offset(),
+                        record.value(),
+                        record.timestamp()[1] if record.timestamp()[0] else None,
+                    ),
+                    now,
+                )
+                received += 1
+                last_message = now
+            if self._batch_full(now):
+                self.flush()
+            if self._assigned_at is None:
+                if now - started >= assignment_timeout_s:
+                    log.warning("kafka: no partitions assigned within %.0f s", assignment_timeout_s)
+                    break
+            elif now - max(last_message, self._assigned_at) >= idle_timeout_s:
+                break
+        self.flush()
+        return self.counts
+
+    def close(self) -> None:
+        """Flush what is buffered, then leave the group."""
+        self.flush()
+        self._consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:  # never commit after a failure: drop the batch, it will be replayed
+            self._batch = _Batch()
+            self._broken = True
+            self._consumer.close()
+
+    # -- batching ---------------------------------------------------------------------------
+    def _add(self, message: Message, now: float) -> None:
+        batch = self._batch
+        if batch.started is None:
+            batch.started = now
+        batch.messages.append(message)
+        self.counts.received += 1
+        try:
+            event = decode_event(message, self.email_salt)
+        except EventError as e:
+            batch.quarantined.append(quarantined_message(self.source, message, e))
+            return
+        row, why = landing_row(event, message, fallback=self.clock())
+        if why is not None:
+            self.counts.raw += 1
+            log.info(
+                "kafka: %s/%d@%d landed raw (schema_version %s): %s",
+                message.topic, message.partition, message.offset, row["schema_version"], why,
+            )  # fmt: skip
+        at = partition_time(row, self.partition_by)
+        batch.rows.setdefault((at.date(), at.hour), []).append((message, row))
+
+    def _batch_full(self, now: float) -> bool:
+        batch = self._batch
+        return bool(batch.messages) and (
+            len(batch.messages) >= self.batch_messages
+            or (batch.started is not None and now - batch.started >= self.batch_seconds)
+        )
+
+    def flush(self, *, commit: bool = True) -> None:
+        """Write the buffered batch durably, then (unless ``commit=False``) commit its offsets."""
+        if self._broken:
+            raise RuntimeError(BROKEN)
+        batch, self._batch = self._batch, _Batch()
+        if not batch.messages:
+            return
+        try:
+            self._write(batch)
+        except BaseException:
+            # A later commit would skip this batch's offsets: this consumer must not commit again.
+            self._broken = True
+            raise
+        if commit:
+            self._commit(batch.messages)
+        if self.on_progress is not None:
+            self.on_progress(self.counts)
+
+    def _write(self, batch: _Batch) -> None:
+        """Quarantine lines first, then one durable delivery per (date, hour); no commit here."""
+        for topic in sorted({q.topic for q in batch.quarantined if q.topic}):
+            rows = [q for q in batch.quarantined if q.topic == topic]
+            path = write_quarantine(self.source, rows, name=topic, root=quarantine_root(self.root))
+            self.counts.quarantine_files.append(path)
+        self.counts.quarantined += len(batch.quarantined)
+        for (day, _hour), pairs in sorted(batch.rows.items()):
+            rows = [row for _m, row in pairs]
+            delivery = landing.write_delivery(
+                self.source, day, events_table(rows), arrived_at=as_utc(self.clock()), root=self.root
+            )
+            log.info("kafka: %s <- %s", delivery.file, _positions([m for m, _r in pairs]))
+            self.counts.deliveries.append(delivery)
+            self.counts.files_written += 1
+            self.counts.landed += len(rows)
+            if self.crash_after_writes is not None and self.counts.files_written >= self.crash_after_writes:
+                os.kill(os.getpid(), signal.SIGKILL)  # fault injection: durable write, no commit
+
+    def _commit(self, messages: Iterable[Message]) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets(messages).items())]
+        for tp in self._consumer.commit(offsets=offsets, asynchronous=False) or []:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        self.counts.commits += 1
+
+    # -- callbacks ----------------------------------------------------------------------------
+    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._assigned_at = time.monotonic()
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        # Partitions are about to move to another member: land and commit what we hold first.
+        if not self._broken:
+            self.flush()
+
+    def _on_lost(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        # The partitions are already someone else's: a commit would fail. Land the batch anyway;
+        # the new owner replays it, and the duplicates are removed downstream.
+        if not self._broken:
+            self.flush(commit=False)
+
+    def _handle_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("kafka: %s", error)
+
+
+@dataclass(frozen=True)
+class KafkaEvents:
+    """The ``kafka`` adapter: a bounded consumer run whose deliveries arrive ``as_of``."""
+
+    kind: ClassVar[Kind] = "kafka"
+    bootstrap_servers: str
+    topics: tuple[str, ...]
+    group_id: str
+    source: str = "events"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    root: Path | None = None
+    batch_messages: int = 10_000
+    partition_by: PartitionBy = "receivedAt"
+    salt_env: str = SALT_ENV  # names the variable holding the email salt (a secret: never a value here)
+
+    def extract(
+        self, as_of: dt.datetime, *, max_messages: int | None = None, idle_timeout_s: float = 10.0
+    ) -> ExtractResult:
+        """Consume until idle (or ``max_messages``), landing and committing as :class:`EventConsumer` does."""
+        consumer = EventConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            topics=self.topics,
+            group_id=self.group_id,
+            clock=lambda: as_of,
+            email_salt=email_salt(self.salt_env),
+            partition_by=self.partition_by,
+            source=self.source,
+            root=self.root,
+            batch_messages=self.batch_messages,
+            config=self.config,
+        )
+        with consumer:
+            counts = consumer.consume(max_messages=max_messages, idle_timeout_s=idle_timeout_s)
+        files = sorted(set(counts.quarantine_files))
+        return ExtractResult(
+            self.source,
+            received=counts.received,
+            landed=counts.landed,
+            quarantined=counts.quarantined,
+            deliveries=tuple(counts.deliveries),
+            quarantine_file=files[0] if len(files) == 1 else None,
+        )
+
+
+def email_salt(salt_env: str = SALT_ENV) -> str:
+    """The email pseudonym salt from the environment variable ``salt_env``; ValueError if unset."""
+    salt = os.environ.get(salt_env, "")
+    if not salt:
+        raise ValueError(
+            f"environment variable {salt_env} is not set; expected the secret salt for email pseudonyms"
+        )
+    return salt
+
+
+def _config_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: consume, print the counts as JSON. The wall clock is read here, and only here."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.storage.extract.kafka", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--bootstrap-servers", required=True, help="host:port[,host:port...]")
+    parser.add_argument("--topic", action="append", required=True, help="topic to consume (repeatable)")
+    parser.add_argument(
+        "--group-id", required=True, help="consumer group; its committed offsets are the progress"
+    )
+    parser.add_argument("--source", default="events", help="landing source name (default: events)")
+    parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many idle seconds")
+    parser.add_argument("--batch-messages", type=int, default=10_000, help="flush after this many messages")
+    parser.add_argument("--batch-seconds", type=float, default=60.0, help="flush after this many seconds")
+    parser.add_argument(
+        "--config", type=_config_pair, action="append", default=[], help="librdkafka key=value"
+    )
+    parser.add_argument(
+        "--arrived-at", type=parse_as_of, default=None, help="fixed arrival time (replays, tests)"
+    )
+    parser.add_argument(
+        "--partition-by",
+        choices=PARTITION_BY,
+        default="receivedAt",
+        help="date/hour files by (default receivedAt)",
+    )
+    args = parser.parse_args(argv)
+    # the log is where Kafka provenance goes (topic/partition/offsets of each delivery): stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    try:
+        salt = email_salt()
+    except ValueError as e:
+        parser.error(str(e))
+    crash = os.environ.get(CRASH_ENV)
+    fixed = args.arrived_at
+
+    def clock() -> dt.datetime:
+        return fixed or dt.datetime.now(dt.UTC)
+
+    consumer = EventConsumer(
+        bootstrap_servers=args.bootstrap_servers,
+        topics=args.topic,
+        group_id=args.group_id,
+        clock=clock,
+        email_salt=salt,
+        partition_by=args.partition_by,
+        source=args.source,
+        batch_messages=args.batch_messages,
+        batch_seconds=args.batch_seconds,
+        config=dict(args.config),
+        crash_after_writes=int(crash) if crash else None,
+    )
+    with consumer:
+        counts = consumer.consume(max_messages=args.max_messages, idle_timeout_s=args.idle_timeout)
+    print(json.dumps(counts.summary(), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The landing zone: immutable, dated deliveries of raw source extracts with their arrival times.
+
+Layout, per source::
+
+    data/landing/<source>/dt=YYYY-MM-DD/part-00000.parquet   first delivery for that date
+    data/landing/<source>/dt=YYYY-MM-DD/part-00001.parquet   a later (re-)delivery: a new file, never an edit
+    data/landing/<source>/_manifest.jsonl                    one line per delivered file, append-only
+
+A manifest line records the partition, file, row count, sha256 and ``arrived_at`` (UTC). Freshness
+and lateness are measured from ``arrived_at``; readers ask for what had arrived *as of* a moment,
+so a run for a past ``as_of`` sees exactly what a run at that moment would have seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from helpers.core import paths
+from helpers.core.timeutil import as_utc
+
+MANIFEST = "_manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source: str
+    partition: str  # YYYY-MM-DD
+    file: str  # relative to the source folder
+    rows: int
+    sha256: str
+    arrived_at: str  # ISO UTC
+
+    @property
+    def arrived(self) -> dt.datetime:
+        return as_utc(dt.datetime.fromisoformat(self.arrived_at))
+
+
+def source_dir(source: str, root: Path | None = None) -> Path:
+    return (root or paths.landing_dir()) / source
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_delivery(
+    source: str,
+    partition: dt.date | str,
+    data: pd.DataFrame | pa.Table,
+    *,
+    arrived_at: dt.datetime,
+    root: Path | None = None,
+    durable: bool = True,
+) -> Delivery:
+    """Write one delivery of ``source`` for ``partition`` as a new Parquet file and record it.
+
+    ``durable=False`` skips the fsyncs (≈10 ms a file): only for bulk writers that can simply be
+    re-run after a crash, such as the demo generator; extractors keep the default.
+
+    The file is written under a temporary name, fsynced and renamed, then its manifest line is
+    appended: a crash leaves either no trace or a complete file (a file without its manifest
+    line is ignored by readers, and the next delivery takes the next number).
+    """
+    part = partition if isinstance(partition, str) else partition.isoformat()
+    dt.date.fromisoformat(part)  # validates
+    folder = source_dir(source, root) / f"dt={part}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    tmp = folder / f".incoming-{os.getpid()}-{id(table)}.parquet.tmp"
+    # Microsecond timestamps: SQLFrame/DuckDB can't read Parquet's TIMESTAMPTZ_NS, and no source is finer.
+    pq.write_table(table, tmp, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True)
+    if durable:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    # Claim the next free number with link(), which never overwrites: two writers on the same
+    # partition (two consumers of one group) get distinct files instead of clobbering each other.
+    seq = len(list(folder.glob("part-*.parquet")))
+    while True:
+        rel = f"dt={part}/part-{seq:05d}.parquet"
+        target = source_dir(source, root) / rel
+        try:
+            os.link(tmp, target)
+            break
+        except FileExistsError:
+            seq += 1
+    os.unlink(tmp)
+    if durable:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new name survives a power cut, not only a killed process
+        finally:
+            os.close(dir_fd)
+    delivery = Delivery(source, part, rel, table.num_rows, _sha256(target), as_utc(arrived_at).isoformat())
+    manifest = source_dir(source, root) / MANIFEST
+    with open(manifest, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(asdict(delivery), sort_keys=True) + "\n")
+        fh.flush()
+        if durable:
+            os.fsync(fh.fileno())
+    return delivery
+
+
+def deliveries(source: str, *, root: Path | None = None, as_of: dt.datetime | None = None) -> list[Delivery]:
+    """Every recorded delivery of ``source`` (arrived by ``as_of`` if given), in manifest order."""
+    manifest = source_dir(source, root) / MANIFEST
+    if not manifest.exists():
+        return []
+    out = []
+    with open(manifest, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                d = Delivery(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as e:
+                raise ValueError(f"{manifest}: line {n}: not a manifest record ({e})") from None
+            if as_of is None or d.arrived <= as_utc(as_of):
+                out.append(d)
+    return out
+
+
+def sources(root: Path | None = None) -> list[str]:
+    base = root or paths.landing_dir()
+    return sorted(p.name for p in base.iterdir() if (p / MANIFEST).exists()) if base.exists() else []
+
+
+def read_source(
+    source: str,
+    *,
+    as_of: dt.datetime | None = None,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    columns: Iterable[str] | None = None,
+    root: Path | None = None,
+    with_arrival: bool = False,
+) -> pd.DataFrame:
+    """All rows of ``source`` delivered by ``as_of`` for partitions in ``[start, end]``.
+
+    With ``with_arrival`` the frame gains ``_partition`` and ``_arrived_at`` columns. Readers that
+    need the latest delivery of a re-delivered partition (rather than all of them) dedupe on the
+    source's own keys: re-deliveries are data, not corrections applied behind their back.
+    """
+    lo = str(start) if start is not None else None
+    hi = str(end) if end is not None else None
+    frames = []
+    for d in deliveries(source, root=root, as_of=as_of):
+        if (lo and d.partition < lo) or (hi and d.partition > hi):
+            continue
+        frame = _read_delivery(source_dir(source, root) / d.file, d, columns)
+        if with_arrival:
+            frame["_partition"] = d.partition
+            frame["_arrived_at"] = pd.Timestamp(d.arrived)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(columns) if columns else None)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_delivery(path: Path, d: Delivery, columns: Iterable[str] | None) -> pd.DataFrame:
+    """One delivered file; an unreadable file or a missing column is an error naming the file (and field)."""
+    wanted = list(columns) if columns else None
+    try:
+        if wanted:
+            present = set(pq.read_schema(path).names)
+            missing = [c for c in wanted if c not in present]
+            if missing:
+                raise ValueError(
+                    f"{path}: delivery of {d.source} for {d.partition} lacks required column(s) "
+                    f"{', '.join(missing)}"
+                )
+        return pd.read_parquet(path, columns=wanted)
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(
+            f"{path}: delivery of {d.source} for {d.partition} is not readable Parquet: {e}"
+        ) from None
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(
+            f"{path}: delivery of {d.source} for {d.partition} is not readable Parquet: {type(e).__name__}: {e}"
+        ) from None
+
+
+# ---------------------------------------------------------------- screening against the contract
+
+# Event columns holding JSON text (Segment's objects): each must parse as a JSON object.
+JSON_COLUMNS = {"events": ("context", "properties", "traits")}
+
+
+def source_schema(source: str) -> pa.Schema | None:
+    """The landed contract of ``source``: the demo generator's declaration (the extracts' contract)."""
+    from helpers.demo import events, extracts, sources_billing, sources_crm, sources_finance  # noqa: F401  (declare the sources)
+
+    if source in events.SCHEMAS:
+        return events.SCHEMAS[source]
+    spec = extracts.SOURCES.get(source)
+    return spec.schema() if spec is not None else None
+
+
+def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
+    """Screen one delivered file against its source's contract: accepted rows and quarantined ones.
+
+    A file that cannot be read at all, or lacks a column of the contract, raises ``ValueError``
+    naming the file (and the columns). A value that does not convert to its column's type, or
+    an event object that is not JSON, quarantines its row (``line`` = the 1-based row of the
+    file, ``field`` = the column); received = accepted + quarantined (``quarantine.ScreenedRows``).
+    """
+    from helpers.storage.quarantine import QuarantinedRow, ScreenedRows
+
+    schema = schema if schema is not None else source_schema(source)
+    if schema is None:
+        raise ValueError(f"{path}: no contract for source {source!r}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise ValueError(
+            f"{path}: {source} delivery is not readable Parquet: {type(e).__name__}: {e}"
+        ) from None
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: {source} delivery lacks required column(s) {', '.join(missing)}")
+    bad: dict[int, tuple[str, str, object]] = {}
+    columns = {}
+    for f in schema:
+        col = table.column(f.name)
+        try:
+            columns[f.name] = col if col.type == f.type else col.cast(f.type)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values = col.to_pylist()
+        cast = []
+        for i, v in enumerate(values):
+            try:
+                cast.append(pa.array([v]).cast(f.type)[0].as_py() if v is not None else None)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                bad.setdefault(i, (f.name, f"{f.name}: {v!r} is not a valid {f.type}", v))
+                cast.append(None)
+        columns[f.name] = pa.array(cast, type=f.type)
+    for name in JSON_COLUMNS.get(source, ()):
+        for i, v in enumerate(table.column(name).to_pylist()):
+            if v is None or i in bad:
+                continue
+            try:
+                ok = isinstance(json.loads(v), dict)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                bad[i] = (name, f"{name}: not a JSON object", v)
+    frame = pa.table(columns, schema=schema).to_pandas()
+    rows = frame.to_dict("records") if bad else []
+    quarantined = tuple(
+        QuarantinedRow(
+            source,
+            str(path),
+            i + 1,
+            f"row {i + 1}: {reason}",
+            {k: str(v) for k, v in rows[i].items()} | {field: str(raw)},
+            field,
+        )
+        for i, (field, reason, raw) in sorted(bad.items())
+    )
+    accepted = frame.drop(index=sorted(bad)).reset_index(drop=True) if bad else frame
+    return ScreenedRows(accepted, quarantined, table.num_rows)
+
+
+def arrivals(source: str, *, root: Path | None = None, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    """The manifest as a frame: partition, file, rows, arrived_at (for freshness and lateness)."""
+    rows = [asdict(d) for d in deliveries(source, root=root, as_of=as_of)]
+    frame = pd.DataFrame(rows, columns=["source", "partition", "file", "rows", "sha256", "arrived_at"])
+    frame["arrived_at"] = pd.to_datetime(frame["arrived_at"], utc=True)
+    return frame
