@@ -21,6 +21,8 @@ from helpers.core import config as cfgmod
 from helpers.storage import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
+# A genuine FOCUS 1.0 cloud billing export (FinOps Foundation, CC BY 4.0: see its README).
+FOCUS_SAMPLE = REPO / "tests" / "fixtures" / "focus" / "focus_1_0_sample.csv"
 FIXTURE_NOTEBOOKS = REPO / "tests" / "fixtures" / "notebooks"
 
 # Test pipelines added beside the real ones (all notebook paths listed once, here).

@@ -10,24 +10,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import workbook
+from helpers.core import catalogue
 from helpers.demo import drill
 from helpers.demo.spec import FaultSpec
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-
 
 def catalogue_ids() -> list[str]:
-    """The failure catalogue of DESIGN.md, read from the table (first column of its rows)."""
-    text = (SHARED / "DESIGN.md").read_text()
-    section = text.split("## The failure catalogue", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| ([a-z_]+) \| (?:Profit|Growth|Engagement) \|", section, flags=re.M)
+    """The failure catalogue's ids, from the product's own catalogue module."""
+    return [e.id for e in catalogue.ENTRIES]
 
 
 # ---------------------------------------------------------------- specs (fast)
@@ -37,11 +32,10 @@ def catalogue_ids() -> list[str]:
 def test_one_spec_per_catalogue_id_with_a_parseable_fault_of_that_id():
     ids = catalogue_ids()
     assert len(ids) == 16 and set(drill.SPECS) == set(ids)
-    text = (SHARED / "DESIGN.md").read_text()
     for spec in drill.SPECS.values():
         fault = FaultSpec.parse(spec.fault)
         assert fault.id == spec.id and fault.date is not None, spec.id  # never "the last month" of today
-        family = re.search(rf"^\| {spec.id} \| (\w+) \|", text, flags=re.M).group(1).lower()
+        family = catalogue.entry(spec.id).family
         assert spec.family == family, spec.id
         assert spec.runs and all(p.startswith(family) for p, _ in spec.runs), spec.id
         assert spec.as_of < spec.tick_at < spec.fix_at and spec.as_of.tzinfo is not None, spec.id

@@ -31,13 +31,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from conftest import REPO, demo_landing, home_with_demo, workbook
+from conftest import FOCUS_SAMPLE, REPO, demo_landing, home_with_demo, workbook
 from helpers.storage import landing, quarantine, warehouse
 from helpers.storage.extract import focus
 
 SEED = 20261126
 TRIALS = 10
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def _spawn(*args: str) -> subprocess.Popen:
@@ -308,7 +307,7 @@ def test_malformed_files_of_every_source_are_named_and_bad_rows_counted(source, 
 
 @pytest.mark.unit
 def test_a_truncated_focus_csv_names_the_file_and_line_and_counts_the_cut_row(tmp_path):
-    sample = SHARED / "data" / "focus_1_0_sample.csv"
+    sample = FOCUS_SAMPLE
     text = sample.read_text(encoding="utf-8-sig")
     lines = text.splitlines(keepends=True)
     cut = tmp_path / "focus_truncated.csv"

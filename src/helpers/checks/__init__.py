@@ -27,7 +27,6 @@ from sqlalchemy.engine import Engine
 
 from helpers.checks import monitors, store
 from helpers.checks.framework import (
-    CATALOGUE,
     Check,
     CheckContext,
     CheckResult,
@@ -39,15 +38,14 @@ from helpers.checks.framework import (
     ok,
     register,
     registered,
-    runbook_path,
     unregister,
 )
 from helpers.core import config as cfgmod
+from helpers.core.catalogue import runbook_path
 from helpers.core.timeutil import as_utc
 from helpers.oncall import alerts as alertsmod
 
 __all__ = [
-    "CATALOGUE",
     "BlockingCheckFailed",
     "Check",
     "CheckContext",

@@ -2,7 +2,7 @@
 
 A :class:`Check` guards one pipeline. It has an id (unique across the workbook: alerts are
 deduplicated by check id and partition), a severity, the failure-catalogue id it detects where it
-has one (DESIGN.md), the runbook it points to, and whether it is *blocking* (a failure stops the
+has one (``helpers.core.catalogue``), the runbook it points to, and whether it is *blocking* (a failure stops the
 pipeline's run). Its function takes a :class:`CheckContext` and returns an :class:`Outcome`;
 :func:`evaluate` turns that into a :class:`CheckResult`, and a check that raises becomes an
 ``error`` result instead of crashing the caller.
@@ -21,50 +21,11 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from helpers.core.catalogue import FAMILY, runbook_path
+
 Severity = Literal["warning", "critical"]
 Status = Literal["pass", "fail", "error"]
 SEVERITIES: tuple[str, ...] = ("warning", "critical")
-
-# The failure catalogue of DESIGN.md: id -> the pipeline family whose runbook folder holds it.
-CATALOGUE: dict[str, str] = {
-    "finance_mismatch": "profit",
-    "missing_subscription_data": "profit",
-    "expenses_wrong_month": "profit",
-    "math_errors": "profit",
-    "stale_data": "profit",
-    "skipped_stage": "growth",
-    "late_account_updates": "growth",
-    "duplicate_accounts": "growth",
-    "growth_revenue_mismatch": "growth",
-    "churn_misclassified": "growth",
-    "late_events": "engagement",
-    "kafka_outage": "engagement",
-    "duplicate_events": "engagement",
-    "data_skew_oom": "engagement",
-    "upstream_missing": "engagement",
-    "schema_change": "engagement",
-}
-
-RUNBOOKS_DIR = "notebooks/runbooks"
-# Runbooks for conditions outside the catalogue (the plan's close/backfill procedures).
-GENERAL_RUNBOOKS: dict[str, str] = {
-    "run_status": f"{RUNBOOKS_DIR}/backfill.ipynb",
-    "nulls": f"{RUNBOOKS_DIR}/null_critical_columns.ipynb",
-    "row_count": f"{RUNBOOKS_DIR}/row_count_anomaly.ipynb",
-    "month_end_close": f"{RUNBOOKS_DIR}/month_end_close.ipynb",
-    "fix_deadline": f"{RUNBOOKS_DIR}/incident_fix.ipynb",
-}
-
-
-def runbook_path(catalogue_id: str | None, *, fallback: str | None = None) -> str | None:
-    """``notebooks/runbooks/<family>/<id>.ipynb`` for a catalogue id, else the general runbook."""
-    if catalogue_id is not None:
-        if catalogue_id not in CATALOGUE:
-            raise ValueError(
-                f"unknown failure-catalogue id {catalogue_id!r}; expected one of {', '.join(CATALOGUE)}"
-            )
-        return f"{RUNBOOKS_DIR}/{CATALOGUE[catalogue_id]}/{catalogue_id}.ipynb"
-    return GENERAL_RUNBOOKS.get(fallback or "") if fallback else None
 
 
 @dataclass(frozen=True)
@@ -121,7 +82,7 @@ class Check:
             raise ValueError(f"check {self.id}: severity must be warning or critical, got {self.severity!r}")
         if self.runbook is None:
             object.__setattr__(self, "runbook", runbook_path(self.catalogue_id, fallback=self.kind))
-        elif self.catalogue_id is not None and self.catalogue_id not in CATALOGUE:
+        elif self.catalogue_id is not None and self.catalogue_id not in FAMILY:
             runbook_path(self.catalogue_id)  # raises with the list of ids
 
 

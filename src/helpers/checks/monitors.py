@@ -50,7 +50,6 @@ from croniter import croniter
 from sqlalchemy.engine import Engine
 
 from helpers.checks.framework import (
-    GENERAL_RUNBOOKS,
     Check,
     CheckContext,
     CheckResult,
@@ -59,50 +58,19 @@ from helpers.checks.framework import (
     evaluate,
     fail,
     ok,
-    runbook_path,
 )
-from helpers.core import businesscal
+from helpers.core import businesscal, catalogue
 from helpers.core import config as cfgmod
+from helpers.core.catalogue import GENERAL_RUNBOOKS, runbook_path
+from helpers.core.periods import period_days, previous_month
 from helpers.core.timeutil import UTC, as_utc
 from helpers.oncall import alerts as alertsmod
-from helpers.runs.dag import Dag, period_days
+from helpers.runs.dag import Dag
 from helpers.storage import landing
 from helpers.storage.warehouse import get_engine, partition_writes, pipeline_runs
 
 CURRENT = "current"  # the partition of checks about "now" rather than one partition
 LATE_KINDS = ("freshness", "source_freshness", "run_status", "sla_at_risk", "upstream_at_risk")
-
-# Which failure-catalogue entry (DESIGN.md) a monitor's failure points to, by pipeline family.
-FRESHNESS_CATALOGUE = {"profit": "stale_data", "growth": "late_account_updates", "engagement": "late_events"}
-NULLS_CATALOGUE = {"profit": "math_errors", "engagement": "upstream_missing", "investor": "upstream_missing"}
-ROW_DROP_CATALOGUE = {
-    "profit": "missing_subscription_data",
-    "growth": "late_account_updates",
-    "engagement": "kafka_outage",
-    "investor": "upstream_missing",
-}
-ROW_RISE_CATALOGUE = {
-    "profit": "math_errors",
-    "growth": "duplicate_accounts",
-    "engagement": "duplicate_events",
-}
-SOURCE_CATALOGUE = {
-    "billing_customers": "missing_subscription_data",
-    "billing_invoices": "missing_subscription_data",
-    "billing_payments": "missing_subscription_data",
-    "subscriptions": "missing_subscription_data",
-    "crm_accounts": "late_account_updates",
-    "crm_stage_history": "late_account_updates",
-    "account_db": "late_account_updates",
-    "sales_records": "late_account_updates",
-    "cloud_costs": "expenses_wrong_month",
-    "ops_expenses": "expenses_wrong_month",
-    "finance_ledger": "finance_mismatch",
-    "events": "kafka_outage",
-    "web_analytics": "late_events",
-    "mobile_analytics": "late_events",
-    "api_logs": "late_events",
-}
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
@@ -340,7 +308,7 @@ def baseline_labels(target: str, *, weeks: int, months: int) -> list[str]:
     if _MONTH.match(target):
         out, period = [], target
         for _ in range(months):
-            period = businesscal.previous_month(period)
+            period = previous_month(period)
             out.append(period)
         return out
     day = dt.date.fromisoformat(target)
@@ -527,7 +495,7 @@ def freshness_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
                 critical_hours=p.sla.freshness_critical_hours,
                 what=f"{p.id} marts",
             ),
-            catalogue_id=FRESHNESS_CATALOGUE.get(p.family, "stale_data"),
+            catalogue_id=catalogue.FRESHNESS.get(p.family, "stale_data"),
         )
     ]
     for source in p.sources:
@@ -561,7 +529,7 @@ def freshness_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
                 f"{p.id}.source_freshness.{source}",
                 "source_freshness",
                 source_outcome,
-                catalogue_id=SOURCE_CATALOGUE.get(source, FRESHNESS_CATALOGUE.get(p.family, "stale_data")),
+                catalogue_id=catalogue.SOURCE.get(source, catalogue.FRESHNESS.get(p.family, "stale_data")),
             )
         )
     return out
@@ -602,9 +570,9 @@ def row_count_check(env: _Env, p: cfgmod.Pipeline, table: str, label: str) -> Ch
         p, f"{p.id}.row_count.{table}", "row_count", outcome, partition=label, severity="warning"
     )
     direction = result.evidence.get("direction")
-    catalogue = (ROW_DROP_CATALOGUE if direction == "drop" else ROW_RISE_CATALOGUE).get(p.family)
-    if result.failed and catalogue:
-        result = replace(result, catalogue_id=catalogue, runbook=runbook_path(catalogue))
+    cause = (catalogue.ROW_DROP if direction == "drop" else catalogue.ROW_RISE).get(p.family)
+    if result.failed and cause:
+        result = replace(result, catalogue_id=cause, runbook=runbook_path(cause))
     return result
 
 
@@ -679,7 +647,7 @@ def null_check(env: _Env, p: cfgmod.Pipeline, table: str, label: str, partition_
             label=label,
         ),
         partition=label,
-        catalogue_id=NULLS_CATALOGUE.get(p.family),
+        catalogue_id=catalogue.NULLS.get(p.family),
     )
 
 
@@ -770,7 +738,7 @@ def sla_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
                     what=f"{p.id} freshness SLA ({p.sla.freshness_critical_hours:g} h)",
                     evidence=dict(deadline_kind="freshness", last_update=last),
                 ),
-                catalogue_id=FRESHNESS_CATALOGUE.get(p.family, "stale_data"),
+                catalogue_id=catalogue.FRESHNESS.get(p.family, "stale_data"),
             )
         )
     if p.sla.end_of_week_updates:
@@ -815,7 +783,7 @@ def sla_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
             heightened_from_days_before_month_end=close.heightened_from_days_before_month_end,
         )
         closes = [(period, deadline)]
-        previous = businesscal.previous_month(period)
+        previous = previous_month(period)
         prev_deadline = env.cal.close_deadline(previous, close.report_final_business_days)
         if prev_deadline <= env.as_of:
             closes.insert(0, (previous, prev_deadline))

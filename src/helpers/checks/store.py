@@ -8,7 +8,6 @@ stored as naive UTC, like every ops table.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from helpers.checks.framework import CheckResult
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import get_engine, metadata
 
 check_results = sa.Table(
@@ -42,11 +41,6 @@ check_results = sa.Table(
     sa.Index("ix_check_results_pipeline", "pipeline"),
     sa.Index("ix_check_results_run", "run_id"),
 )
-
-
-def naive_utc(value: dt.datetime) -> dt.datetime:
-    """Aware or naive UTC -> naive UTC for storage (SQLite drops offsets)."""
-    return as_utc(value).replace(tzinfo=None)
 
 
 def record_results(results: Iterable[CheckResult], *, engine: Engine | None = None) -> int:

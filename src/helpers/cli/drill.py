@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "drill", help="fault drill: inject a catalogue fault in a sandbox and grade the response"
     )
-    p.add_argument("id", nargs="?", help="a failure-catalogue id (DESIGN.md)")
+    p.add_argument("id", nargs="?", help="a failure-catalogue id (docs/architecture.md)")
     p.add_argument("--all", action="store_true", help="run all 16 drills and print the table")
     p.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     p.add_argument("--keep", action="store_true", help="keep the sandbox (its WORKBOOK_HOME) for inspection")

@@ -1,6 +1,6 @@
 """The ``workbook`` command. The only layer that reads the wall clock.
 
-Exit codes (DESIGN.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an upstream,
+Exit codes (docs/architecture.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an upstream,
 4 refused because the same work is already running.
 """
 

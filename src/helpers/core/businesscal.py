@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
+from helpers.core.periods import last_day_of_month, previous_month
 from helpers.core.timeutil import UTC, as_utc
 
 if TYPE_CHECKING:
@@ -152,18 +153,6 @@ class BusinessCalendar:
         """End of the N-th business day after the end of month ``period`` (``YYYY-MM``)."""
         y, m = (int(x) for x in period.split("-"))
         return self.end_of_day(self.nth_business_day_after_month_end(y, m, report_final_business_days))
-
-
-def last_day_of_month(year: int, month: int) -> dt.date:
-    """The last calendar day of ``year-month``."""
-    nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
-    return nxt - dt.timedelta(days=1)
-
-
-def previous_month(period: str) -> str:
-    """``YYYY-MM`` of the month before ``period``."""
-    y, m = (int(x) for x in period.split("-"))
-    return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
 
 
 def close_window(

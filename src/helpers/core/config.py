@@ -18,7 +18,7 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from helpers.core import paths
+from helpers.core import catalogue, paths
 
 PIPELINE_IDS = (
     "profit_aggregate",
@@ -133,7 +133,7 @@ class EngineConfig(_Strict):
 
 
 class MonitorsConfig(_Strict):
-    """Thresholds of the automatic alerts (MAINTENANCE_PLAN.md "Monitoring Setup")."""
+    """Thresholds of the automatic alerts (the plan's "Monitoring Setup", docs/plan.md)."""
 
     row_count_variance: float = Field(default=0.20, gt=0)  # |rows - baseline| / baseline above this alerts
     baseline_weeks: int = Field(default=4, ge=1)  # daily partitions: median of this many same weekdays
@@ -338,30 +338,17 @@ class Calendar(_Strict):
         return v
 
 
-# Failure-catalogue id (DESIGN.md) -> the ``contacts`` key whose team a cause outside ours loops in.
-DEFAULT_CROSS_TEAM: dict[str, str] = {
-    "finance_mismatch": "finance",  # Finance reconciliation
-    "missing_subscription_data": "engineering",  # billing API down / DB not syncing
-    "skipped_stage": "accounts",  # CRM data (Salesforce stages)
-    "late_account_updates": "accounts",  # CRM data (AE updates)
-    "duplicate_accounts": "accounts",  # CRM data quality
-    "churn_misclassified": "accounts",  # CRM account status vs payment state
-    "kafka_outage": "engineering",  # Kafka brokers
-    "schema_change": "frontend",  # frontend event schema
-}
-
-
 class Escalation(_Strict):
     ack_minutes: int = 30
     secondary_after_minutes: int = 120
     lead_after_minutes: int = 240
     renotify_minutes: int = 30
     cross_team_after_minutes: int = Field(default=0, ge=0)  # 0: with the first notification
-    cross_team: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CROSS_TEAM))
+    cross_team: dict[str, str] = Field(default_factory=lambda: dict(catalogue.CROSS_TEAM))  # id -> contacts key
 
 
 class OnCallPolicy(_Strict):
-    """Swap notice and holiday compensation (MAINTENANCE_PLAN.md "Holidays")."""
+    """Swap notice and holiday compensation (the plan's "Holidays", docs/plan.md)."""
 
     swap_notice_days: int = Field(default=7, ge=0)
     comp_choices: tuple[str, ...] = ("comp_day", "pay_1_5x")

@@ -1,4 +1,4 @@
-"""Exit codes (DESIGN.md) and the usage error, in a module light enough for every CLI call to import."""
+"""Exit codes (docs/architecture.md) and the usage error, in a module light enough for every CLI call to import."""
 
 from __future__ import annotations
 

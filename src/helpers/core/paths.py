@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+TEMPLATES_DIR = (
+    Path(__file__).resolve().parents[1] / "templates"
+)  # nbconvert templates shipped with the package
 
 
 def repo_root() -> Path:

@@ -50,3 +50,11 @@ def default_as_of(logical_date: str, partition: str) -> dt.datetime:
         nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
         return dt.datetime.combine(nxt, dt.time(), UTC)
     return dt.datetime.combine(dt.date.fromisoformat(logical_date) + dt.timedelta(days=1), dt.time(), UTC)
+
+
+def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Aware (or naive UTC) -> naive UTC for a database column; ``None`` stays ``None``.
+
+    SQLite drops offsets, so every backend stores UTC without one.
+    """
+    return as_utc(value).replace(tzinfo=None) if value is not None else None

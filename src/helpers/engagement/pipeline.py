@@ -60,7 +60,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from helpers.core.timeutil import as_utc, parse_as_of
+from helpers.core.timeutil import as_utc, naive_utc, parse_as_of
 from helpers.engagement import event_contract
 from helpers.engagement.event_contract import CONTRACT, EventContract, IntakeCounts
 from helpers.runs import records as runs
@@ -256,7 +256,7 @@ def load(engine: Engine, window: RunWindow, *, root: Path | None = None) -> Inpu
     arrivals = pd.DataFrame(
         {
             "partition": [dt.date.fromisoformat(d.partition) for d in read],
-            "arrived_at": [_naive(d.arrived) for d in read],
+            "arrived_at": [naive_utc(d.arrived) for d in read],
         },
         columns=["partition", "arrived_at"],
     )
@@ -1197,10 +1197,6 @@ backfill_requests_table = sa.Table(
 )
 
 
-def _naive(ts: dt.datetime) -> dt.datetime:
-    return as_utc(ts).replace(tzinfo=None)
-
-
 def write(
     run: EngagementRun, *, run_id: str | None = None, engine: sa.Engine | None = None
 ) -> dict[str, int]:
@@ -1218,7 +1214,7 @@ def write(
             table,
             frame,
             partition,
-            written_at=_naive(at),
+            written_at=naive_utc(at),
             run_id=run_id,
             engine=engine,
             dtype=MART_TYPES[table],
@@ -1286,7 +1282,7 @@ def record_backfill_requests(
                     events=int(r["events"]),
                     reason=r["reason"],
                     command=r["command"],
-                    requested_at=_naive(requested_at),
+                    requested_at=naive_utc(requested_at),
                     requested_by=run_id,
                     status="requested",
                 )
@@ -1334,7 +1330,7 @@ def perform_backfill_requests(
             .where(t.c.request_id.in_(list(pending["request_id"])))
             .values(
                 status="done" if ok else "failed",
-                done_at=_naive(clock()),
+                done_at=naive_utc(clock()),
                 outcome=json.dumps([o.as_json() for o in outcomes], sort_keys=True, default=str),
             )
         )

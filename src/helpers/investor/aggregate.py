@@ -6,7 +6,7 @@ metric with its value, unit, status (``final``/``provisional`` and why) and prov
 pipeline, table and the run id that wrote the source partition), so every number in the investor
 report can be traced to the run that produced it.
 
-**Which upstream run counts.** Gating is on run status (DESIGN.md): for each upstream the latest
+**Which upstream run counts.** Gating is on run status (docs/architecture.md): for each upstream the latest
 run (``skipped`` records aside) of its partition for the month must have succeeded. Profit and
 Growth are monthly (partition ``YYYY-MM``); Engagement is daily, and "succeeded for the month"
 means its run for the month's *reference day*: the month's last day, or the day before ``as_of``
@@ -53,9 +53,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from helpers import checks
+from helpers.core.periods import period_days
 from helpers.core.timeutil import as_utc
 from helpers.runs import records as runs
-from helpers.runs.dag import period_days
 from helpers.storage import warehouse
 
 PIPELINE = "investor_aggregate"

@@ -1,6 +1,6 @@
 """The month-end close: run the month's DAG, evaluate its checks, render the report, decide DRAFT/final.
 
-"Month-end close is sacred" (MAINTENANCE_PLAN.md). ``workbook close --month M`` runs
+"Month-end close is sacred" (the plan, docs/plan.md). ``workbook close --month M`` runs
 :func:`run_close`:
 
 1. *Comparison months* (``compare=True``): the month before and the same month a year earlier get
@@ -53,10 +53,11 @@ import sqlalchemy as sa
 
 from helpers.core import businesscal, paths
 from helpers.core import config as cfgmod
+from helpers.core.periods import period_days
 from helpers.core.timeutil import as_utc
 from helpers.investor import aggregate as investor
 from helpers.runs import records as runs
-from helpers.runs.dag import RunItem, period_days
+from helpers.runs.dag import RunItem
 from helpers.storage import warehouse
 
 REPORT = "month_end_report"

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from helpers.checks.framework import CheckResult
 from helpers.core import businesscal
 from helpers.core import config as cfgmod
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import get_engine, metadata
 
 ACTIVE = ("open", "acknowledged")
@@ -144,10 +144,6 @@ class AlertChange:
     severity: str
 
 
-def _naive(v: dt.datetime | None) -> dt.datetime | None:
-    return as_utc(v).replace(tzinfo=None) if v is not None else None
-
-
 def _active(conn: Connection, check_id: str, partition: str) -> Mapping[str, Any] | None:
     return (
         conn.execute(
@@ -190,7 +186,7 @@ def _routing_fields(
         owner=owners[0],
         owners=json.dumps(owners),
         heightened=bool(in_close and pipeline.sla.month_end_heightened),
-        fix_deadline=_naive(fix_deadline),
+        fix_deadline=naive_utc(fix_deadline),
     )
 
 
@@ -237,7 +233,7 @@ def _apply(
             .where(alerts.c.alert_id == existing["alert_id"])
             .values(
                 status="resolved",
-                resolved_at=_naive(as_of),
+                resolved_at=naive_utc(as_of),
                 resolution=f"check passed: {result.summary}",
             )
         )
@@ -251,7 +247,7 @@ def _apply(
             alerts.update()
             .where(alerts.c.alert_id == existing["alert_id"])
             .values(
-                last_seen_at=_naive(max(as_of, as_utc(existing["last_seen_at"]))),
+                last_seen_at=naive_utc(max(as_of, as_utc(existing["last_seen_at"]))),
                 count=existing["count"] + 1,
                 severity=severity,
                 summary=summary,
@@ -269,8 +265,8 @@ def _apply(
         catalogue_id=result.catalogue_id,
         runbook=result.runbook,
         status="open",
-        opened_at=_naive(as_of),
-        last_seen_at=_naive(as_of),
+        opened_at=naive_utc(as_of),
+        last_seen_at=naive_utc(as_of),
         count=1,
         summary=summary,
         evidence=evidence,
@@ -315,7 +311,7 @@ def resolve_absent(
                 .where(alerts.c.alert_id == row["alert_id"])
                 .values(
                     status="resolved",
-                    resolved_at=_naive(as_of),
+                    resolved_at=naive_utc(as_of),
                     resolution="check no longer monitored (configuration changed)",
                 )
             )
@@ -359,7 +355,7 @@ def acknowledge(alert_id: int, *, by: str, at: dt.datetime, engine: Engine | Non
         conn.execute(
             alerts.update()
             .where((alerts.c.alert_id == alert_id) & (alerts.c.status == "open"))
-            .values(status="acknowledged", acknowledged_at=_naive(at), acknowledged_by=by)
+            .values(status="acknowledged", acknowledged_at=naive_utc(at), acknowledged_by=by)
         )
 
 
@@ -369,5 +365,5 @@ def resolve(alert_id: int, *, at: dt.datetime, note: str, engine: Engine | None 
         conn.execute(
             alerts.update()
             .where((alerts.c.alert_id == alert_id) & alerts.c.status.in_(ACTIVE))
-            .values(status="resolved", resolved_at=_naive(at), resolution=note)
+            .values(status="resolved", resolved_at=naive_utc(at), resolution=note)
         )

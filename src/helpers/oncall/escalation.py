@@ -1,6 +1,6 @@
 """The escalation ladder of each alert, acknowledgement and resolution, and the alert timeline.
 
-MAINTENANCE_PLAN.md "When Things Go Wrong", per alert, on the pipeline's watched time
+The plan's "When Things Go Wrong" (docs/plan.md), per alert, on the pipeline's watched time
 (``routing.WatchClock``: real time for the weekly rotation, business time plus month-end days for
 Growth):
 
@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from helpers.core.config import WorkbookConfig
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall import incidents as incmod
 from helpers.oncall import routing
 from helpers.oncall.notify import Message, Notifier, Recipient
@@ -338,10 +338,6 @@ class TimelineEntry:
         return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in self.__dict__.items()}
 
 
-def _naive(ts: dt.datetime | None) -> dt.datetime | None:
-    return as_utc(ts).replace(tzinfo=None) if ts is not None else None
-
-
 def timeline(alert_id: str, *, engine: Engine | None = None) -> list[TimelineEntry]:
     """The alert's timeline in order."""
     q = (
@@ -375,13 +371,13 @@ def _claim(entries: Sequence[TimelineEntry], engine: Engine) -> bool:
                 [
                     dict(
                         alert_id=e.alert_id,
-                        at=_naive(e.at),
+                        at=naive_utc(e.at),
                         step=e.step,
                         who=e.who,
                         channel=e.channel,
                         detail=e.detail,
                         step_key=e.step_key,
-                        due_at=_naive(e.due_at),
+                        due_at=naive_utc(e.due_at),
                     )
                     for e in entries
                 ],
@@ -801,7 +797,7 @@ def handoff_brief(
     since = as_of - dt.timedelta(days=lookback_days)
     q = (
         sa.select(alert_timeline)
-        .where(alert_timeline.c.at > _naive(since), alert_timeline.c.at <= _naive(as_of))
+        .where(alert_timeline.c.at > naive_utc(since), alert_timeline.c.at <= naive_utc(as_of))
         .order_by(alert_timeline.c.at, alert_timeline.c.entry_id)
     )
     with engine.connect() as conn:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall.routing import WatchClock
 from helpers.oncall.schedule import Schedule
 from helpers.storage.warehouse import get_engine, metadata
@@ -114,10 +114,6 @@ def needs_incident(kind: str | None, severity: str, *, acknowledged: bool) -> bo
     return acknowledged or severity == "critical"
 
 
-def _naive(ts: dt.datetime | None) -> dt.datetime | None:
-    return as_utc(ts).replace(tzinfo=None) if ts is not None else None
-
-
 def get_incident(alert_id: str, *, engine: Engine | None = None) -> Incident | None:
     with (engine or get_engine()).connect() as conn:
         row = (
@@ -152,8 +148,8 @@ def open_incident(
         severity=severity,
         summary=summary,
         reason=reason,
-        opened_at=_naive(opened_at),
-        fix_deadline=_naive(fix_deadline(schedule, pipeline, opened_at)),
+        opened_at=naive_utc(opened_at),
+        fix_deadline=naive_utc(fix_deadline(schedule, pipeline, opened_at)),
         status="open",
     )
     try:
@@ -175,7 +171,7 @@ def resolve_incident(
         conn.execute(
             incidents.update()
             .where((incidents.c.alert_id == str(alert_id)) & (incidents.c.status == "open"))
-            .values(status="resolved", resolved_at=_naive(at), resolution=note)
+            .values(status="resolved", resolved_at=naive_utc(at), resolution=note)
         )
     return get_incident(alert_id, engine=engine)
 

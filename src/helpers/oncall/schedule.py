@@ -1,6 +1,6 @@
 """The on-call schedule: weekly rotation, swaps, holiday weeks, month-end, load and the comp ledger.
 
-MAINTENANCE_PLAN.md "On-Call Schedule", with the data from ``config/team.yml``:
+The plan's "On-Call Schedule" (docs/plan.md), with the data from ``config/team.yml``:
 
 - **Rotation.** Weeks start at ``rotation.start`` (a Monday 09:00 in the team's time zone) and
   repeat every 7 days at the same *local* wall time, so the handoff stays at 09:00 New York time
@@ -40,9 +40,10 @@ import icalendar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from helpers.core.businesscal import BusinessCalendar, last_day_of_month
+from helpers.core.businesscal import BusinessCalendar
 from helpers.core.config import ConfigError, PipelinesConfig, Swap, TeamConfig, WorkbookConfig
-from helpers.core.timeutil import UTC, as_utc
+from helpers.core.periods import last_day_of_month
+from helpers.core.timeutil import UTC, as_utc, naive_utc
 from helpers.storage.warehouse import get_engine, metadata
 
 WEEK = dt.timedelta(days=7)
@@ -615,10 +616,6 @@ oncall_comp_choices = sa.Table(
 )
 
 
-def _naive(ts: dt.datetime) -> dt.datetime:
-    return as_utc(ts).replace(tzinfo=None)
-
-
 def stored_swaps(*, engine: Engine | None = None) -> list[Swap]:
     """The swaps ``workbook oncall swap`` recorded, by request time."""
     with (engine or get_engine()).connect() as conn:
@@ -673,7 +670,7 @@ def record_swap(
     with engine.begin() as conn:
         conn.execute(
             oncall_swaps.insert().values(
-                week_of=week_of.isoformat(), a=a, b=b, requested_at=_naive(requested_at)
+                week_of=week_of.isoformat(), a=a, b=b, requested_at=naive_utc(requested_at)
             )
         )
     return swap
@@ -725,7 +722,7 @@ def record_comp_choice(
         )
         conn.execute(
             oncall_comp_choices.insert().values(
-                engineer=engineer, holiday_date=day.isoformat(), choice=choice, chosen_at=_naive(chosen_at)
+                engineer=engineer, holiday_date=day.isoformat(), choice=choice, chosen_at=naive_utc(chosen_at)
             )
         )
     return CompEntry(entry.engineer, entry.holiday, entry.date, entry.week_of, choice, as_utc(chosen_at))

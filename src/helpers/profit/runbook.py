@@ -646,8 +646,8 @@ def rerun_months(ctx: kit.RunbookContext, months: Sequence[str]) -> list[dict[st
     """``backfill --force`` of ``profit_aggregate`` for ``months``, then of each dependant partition
     of those months that had been built (it was built from the bad figures), in DAG order, on one
     clock (so every re-run starts after what it reads)."""
+    from helpers.core.periods import period_days
     from helpers.runs import orchestrate
-    from helpers.runs.dag import period_days
 
     clock = kit.as_of_clock(ctx.as_of)
     graph = Dag.from_config(ctx.config.pipelines)

@@ -23,7 +23,7 @@ A runbook (``notebooks/runbooks/...``, outline in STYLE.md) goes through these s
   the landing zone *as of* ``ctx.as_of`` and return an :class:`Evidence`: does the condition hold,
   one line saying why, and a table to show.
 - :class:`Diagnosis` collects the symptom and the candidate causes and concludes with one line and a
-  ``cause``: a failure-catalogue id (DESIGN.md), a generic condition id (:data:`GENERIC_CAUSES`) or
+  ``cause``: a failure-catalogue id (docs/architecture.md), a generic condition id (:data:`GENERIC_CAUSES`) or
   ``no_problem_found``. :meth:`Diagnosis.glue` records ``diagnosis``, ``cause``, ``evidence``,
   ``findings``, ``fixes`` and ``verification`` scraps, which :mod:`helpers.runbooks.registry` reads back.
 - :func:`guarded_fix` acts only when ``apply_fix`` is true and records what it did (or would do).
@@ -51,10 +51,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from helpers.checks.framework import CheckResult, json_safe
+from helpers.core import catalogue
 from helpers.core import config as cfgmod
+from helpers.core.periods import period_days
 from helpers.core.timeutil import as_utc, parse_as_of
 from helpers.oncall import alerts as alertsmod
-from helpers.runs.dag import Dag, partition_for, period_days
+from helpers.runs.dag import Dag, partition_for
 from helpers.storage import landing
 from helpers.storage.warehouse import get_engine
 
@@ -1004,35 +1006,32 @@ def duplicate_rows(ctx: RunbookContext) -> Evidence:
 
 def freshness_cause(ctx: RunbookContext, pipeline: str | None = None) -> str:
     """What the freshness monitor calls lateness of this pipeline's family (stale_data for Profit)."""
-    from helpers.checks import monitors
 
     p = ctx.pipeline_config(pipeline or (ctx.scope[0] if ctx.scope else None))
     family = p.family if p else (ctx.family or "profit")
-    return monitors.FRESHNESS_CATALOGUE.get(family, "stale_data")
+    return catalogue.FRESHNESS.get(family, "stale_data")
 
 
 def family_cause(ctx: RunbookContext, table: Mapping[str, str], default: str) -> str:
-    """``table[family]`` of the pipeline in scope (e.g. ``monitors.ROW_DROP_CATALOGUE``), else ``default``."""
+    """``table[family]`` of the pipeline in scope (e.g. ``catalogue.ROW_DROP``), else ``default``."""
     p = ctx.pipeline_config(ctx.scope[0] if len(ctx.scope) == 1 else None)
     return table.get(p.family, default) if p else default
 
 
 def row_count_cause(ctx: RunbookContext, anomaly: Evidence) -> str:
     """What the row-count monitor calls an anomaly in this family: a drop or a rise
-    (``monitors.ROW_DROP_CATALOGUE`` / ``ROW_RISE_CATALOGUE``), else ``row_count_anomaly``."""
-    from helpers.checks import monitors
+    (``catalogue.ROW_DROP`` / ``catalogue.ROW_RISE``), else ``row_count_anomaly``."""
 
     rise = anomaly.data.get("direction") == "rise"
-    table = monitors.ROW_RISE_CATALOGUE if rise else monitors.ROW_DROP_CATALOGUE
+    table = catalogue.ROW_RISE if rise else catalogue.ROW_DROP
     return family_cause(ctx, table, "row_count_anomaly")
 
 
 def null_cause(ctx: RunbookContext) -> str:
     """What the NULL monitor calls NULLs in this family (``math_errors`` for Profit), else
     ``null_critical_columns``."""
-    from helpers.checks import monitors
 
-    return family_cause(ctx, monitors.NULLS_CATALOGUE, "null_critical_columns")
+    return family_cause(ctx, catalogue.NULLS, "null_critical_columns")
 
 
 def schema_cause(ctx: RunbookContext) -> str:
@@ -1554,9 +1553,8 @@ def escalate_to(
     as_of = as_utc(as_of)
     schedule = oncall.schedule_for(config)
     team, esc = config.team, config.team.escalation
-    from helpers.checks.framework import CATALOGUE
 
-    if catalogue_id not in CATALOGUE:
+    if catalogue_id not in catalogue.FAMILY:
         catalogue_id = alert.catalogue_id if alert else None
     opened = as_utc(opened_at) if opened_at else alert.opened_at if alert else as_of
     steps: list[dict[str, Any]] = []

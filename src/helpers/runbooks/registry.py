@@ -41,11 +41,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from helpers.checks.framework import CATALOGUE, GENERAL_RUNBOOKS, RUNBOOKS_DIR
 from helpers.core import config as cfgmod
 from helpers.core import paths
+from helpers.core.catalogue import FAMILY, GENERAL_RUNBOOKS, RUNBOOKS_DIR, runbook_path
 from helpers.core.errors import UsageError
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall import alerts as alertsmod
 from helpers.storage.warehouse import get_engine, metadata
 
@@ -130,10 +130,6 @@ def _engine(engine: Engine | None = None) -> Engine:
     return engine
 
 
-def _naive(ts: dt.datetime | None) -> dt.datetime | None:
-    return as_utc(ts).replace(tzinfo=None) if ts is not None else None
-
-
 # ---------------------------------------------------------------- finding a runbook
 
 
@@ -194,8 +190,8 @@ def resolve(
     generic runbook of the check's kind, with a note naming the missing one.
     """
     wanted = runbook
-    if wanted is None and catalogue_id in CATALOGUE:
-        wanted = f"{RUNBOOKS_DIR}/{CATALOGUE[catalogue_id]}/{catalogue_id}.ipynb"
+    if wanted is None and catalogue_id in FAMILY:
+        wanted = runbook_path(catalogue_id)
     if wanted:
         own = Runbook.from_path(wanted)
         if own.exists:
@@ -220,8 +216,8 @@ def find(name: str) -> Runbook:
     """A runbook named by a person: ``row_count_anomaly``, ``profit/stale_data``, a catalogue id
     (``stale_data``), or a path (``notebooks/runbooks/backfill.ipynb``). Raises :class:`UsageError`."""
     text = name.strip()
-    if text in CATALOGUE:
-        candidate = Runbook(f"{CATALOGUE[text]}/{text}")
+    if text in FAMILY:
+        candidate = Runbook(f"{FAMILY[text]}/{text}")
     elif text.endswith(".ipynb") or "/" in text and text.startswith(("notebooks", "/")):
         candidate = Runbook.from_path(text)
     else:
@@ -248,7 +244,7 @@ def referenced() -> list[dict[str, Any]]:
             "for": f"catalogue id {cid} ({family})",
             "exists": paths.notebook_path(path).is_file(),
         }
-        for cid, family in CATALOGUE.items()
+        for cid, family in FAMILY.items()
         for path in (f"{RUNBOOKS_DIR}/{family}/{cid}.ipynb",)
     ]
     for kind, path in GENERAL_RUNBOOKS.items():
@@ -398,8 +394,8 @@ def run_runbook(
         trigger=trigger,
         status="running",
         evidence="{}",
-        as_of=_naive(as_of),
-        started_at=_naive(started),
+        as_of=naive_utc(as_of),
+        started_at=naive_utc(started),
         host=socket.gethostname(),
         pid=os.getpid(),
     )
@@ -433,7 +429,7 @@ def run_runbook(
             conn.execute(
                 runbook_runs.update()
                 .where(runbook_runs.c.run_id == run_id)
-                .values(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_naive(clock()))
+                .values(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=naive_utc(clock()))
             )
         raise
     evidence = result.scrap("evidence", {}) or {}
@@ -471,7 +467,7 @@ def run_runbook(
                 evidence=json.dumps(run.evidence, default=str, sort_keys=True),
                 archive=str(run.archive),
                 html=str(run.html),
-                finished_at=_naive(run.finished_at),
+                finished_at=naive_utc(run.finished_at),
                 error=run.error,
             )
         )
@@ -502,8 +498,8 @@ def diagnose_alert(
         )  # fmt: skip
         values = dict(
             run_id=run.run_id, alert_id=alert.alert_id, runbook="none", requested=res.requested, mode="diagnose",
-            trigger=trigger, status="skipped", diagnosis=res.note, evidence="{}", as_of=_naive(as_of),
-            started_at=_naive(now), finished_at=_naive(now), host=socket.gethostname(), pid=os.getpid(),
+            trigger=trigger, status="skipped", diagnosis=res.note, evidence="{}", as_of=naive_utc(as_of),
+            started_at=naive_utc(now), finished_at=naive_utc(now), host=socket.gethostname(), pid=os.getpid(),
         )  # fmt: skip
         with engine.begin() as conn:
             if claim_id is not None:
@@ -545,7 +541,7 @@ def _claim(alert_id: int, as_of: dt.datetime, now: dt.datetime, engine: Engine) 
     """
     values = dict(
         run_id=f"claim-{alert_id}-{uuid.uuid4().hex[:8]}", alert_id=alert_id, runbook="?", mode="diagnose",
-        trigger="hook", status="running", evidence="{}", as_of=_naive(as_of), started_at=_naive(now),
+        trigger="hook", status="running", evidence="{}", as_of=naive_utc(as_of), started_at=naive_utc(now),
         host=socket.gethostname(), pid=os.getpid(),
     )  # fmt: skip
     for _attempt in range(2):
@@ -640,7 +636,7 @@ def diagnose_new_alerts(
                 conn.execute(
                     runbook_runs.update()
                     .where(runbook_runs.c.entry_id == claim)
-                    .values(status="failed", finished_at=_naive(clock()))
+                    .values(status="failed", finished_at=naive_utc(clock()))
                 )
             return None
 

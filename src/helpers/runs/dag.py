@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from helpers.core.periods import period_days
 from helpers.core.config import Pipeline, PipelinesConfig, topological_order
 
 OK_STATUS = "succeeded"
@@ -105,16 +106,6 @@ def partition_for(pipeline: Pipeline, day: dt.date) -> str:
     return f"{day:%Y-%m}" if pipeline.partition == "month" else day.isoformat()
 
 
-def period_days(label: str) -> tuple[dt.date, dt.date]:
-    """First and last day of a partition label (a day, or a month)."""
-    if len(label) == 7:
-        first = dt.date.fromisoformat(label + "-01")
-        nxt = dt.date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-        return first, nxt - dt.timedelta(days=1)
-    day = dt.date.fromisoformat(label)
-    return day, day
-
-
 def run_item(pipeline: Pipeline, day: dt.date) -> RunItem:
     """The run of ``pipeline`` for the partition holding ``day``, with ``day`` as reference day."""
     return RunItem(pipeline.id, partition_for(pipeline, day), day)
@@ -142,7 +133,7 @@ def periods_between(pipeline: Pipeline, start: dt.date, end: dt.date) -> list[st
 def blocked_reason(upstreams: Sequence[UpstreamState]) -> str | None:
     """Why a run may not start (the first upstream that has not succeeded), or ``None``.
 
-    The rule (DESIGN.md): downstream work is gated on the run status of its upstreams for that
+    The rule (docs/architecture.md): downstream work is gated on the run status of its upstreams for that
     period, not on whether rows happen to exist. The upstream's latest run must have succeeded.
     """
     for up in upstreams:

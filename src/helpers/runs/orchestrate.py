@@ -1,6 +1,6 @@
 """Run many pipelines in dependency order: ``run-all`` for a date, ``backfill`` over a range.
 
-Gating (DESIGN.md): a pipeline runs only if each upstream's latest run for the matching
+Gating (docs/architecture.md): a pipeline runs only if each upstream's latest run for the matching
 partition succeeded; otherwise it is recorded ``blocked`` with the reason (``runs.record_outcome``)
 and not run, and its own dependants are then blocked in turn. ``skipped`` records are ignored
 when looking for an upstream's latest run: they mean "nothing was done", not "it is broken".
@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from helpers.core.periods import period_days
 from helpers.core import config as cfgmod
 from helpers.runs import dag as dagmod
 from helpers.runs import runner
@@ -321,7 +322,7 @@ def backfill(
             for label in dagmod.periods_between(pipes[d], start, end)
         ]
         rank = {p: i for i, p in enumerate(graph.order())}
-        below.sort(key=lambda it: (dagmod.period_days(it.partition)[1], rank[it.pipeline]))
+        below.sort(key=lambda it: (period_days(it.partition)[1], rank[it.pipeline]))
         for it in below:
             on_update(Outcome(it.pipeline, it.partition, PENDING))
         for it in below:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import ACTIVE_STATUSES, get_engine, pipeline_runs, run_scraps
 
 
@@ -98,11 +98,6 @@ def new_run_id(pipeline: str, logical_date: str, now: dt.datetime) -> str:
     return f"{pipeline}-{logical_date}-{as_utc(now):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _naive_utc(v: dt.datetime | None) -> dt.datetime | None:
-    # SQLite drops offsets; store UTC consistently on every backend.
-    return as_utc(v).replace(tzinfo=None) if v is not None else None
-
-
 def _process_alive(host: str | None, pid: int | None) -> bool:
     if host != socket.gethostname() or pid is None:
         return True  # another machine's run: trust its record
@@ -151,12 +146,12 @@ def start_run(
         run_id=run_id,
         pipeline=pipeline,
         logical_date=logical_date,
-        as_of=_naive_utc(as_of),
+        as_of=naive_utc(as_of),
         parameters=json.dumps(dict(parameters), sort_keys=True, default=str),
         status="running",
         trigger=trigger,
-        queued_at=_naive_utc(now),
-        started_at=_naive_utc(now),
+        queued_at=naive_utc(now),
+        started_at=naive_utc(now),
         code_version=code_version,
         host=socket.gethostname(),
         pid=os.getpid(),
@@ -196,7 +191,7 @@ def finish_run(
     engine: Engine | None = None,
 ) -> None:
     engine = engine or get_engine()
-    values: dict[str, Any] = dict(status=status, finished_at=_naive_utc(now), error_summary=error_summary)
+    values: dict[str, Any] = dict(status=status, finished_at=naive_utc(now), error_summary=error_summary)
     if failed_cell is not None:
         values["failed_cell"] = failed_cell
     if archive_path is not None:
@@ -225,12 +220,12 @@ def record_outcome(
                 run_id=run_id,
                 pipeline=pipeline,
                 logical_date=logical_date,
-                as_of=_naive_utc(as_of),
+                as_of=naive_utc(as_of),
                 parameters="{}",
                 status=status,
                 trigger=trigger,
-                queued_at=_naive_utc(now),
-                finished_at=_naive_utc(now),
+                queued_at=naive_utc(now),
+                finished_at=naive_utc(now),
                 error_summary=reason,
                 host=socket.gethostname(),
             )
@@ -309,5 +304,5 @@ def set_validation(
         conn.execute(
             pipeline_runs.update()
             .where(pipeline_runs.c.run_id == run_id)
-            .values(validation_status=status, validation_summary=summary, validated_at=_naive_utc(now))
+            .values(validation_status=status, validation_summary=summary, validated_at=naive_utc(now))
         )

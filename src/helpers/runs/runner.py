@@ -280,7 +280,7 @@ def _html_exporter(hide_code: bool) -> Any:
 
     return HTMLExporter(
         template_name="selfcontained",
-        extra_template_basedirs=[str(Path(__file__).parents[1] / "templates")],
+        extra_template_basedirs=[str(paths.TEMPLATES_DIR)],
         embed_images=True,
         exclude_input=hide_code,
         exclude_input_prompt=hide_code,

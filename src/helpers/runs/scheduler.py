@@ -44,12 +44,13 @@ from croniter import croniter
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from helpers.core.periods import previous_month
 from helpers.core import businesscal
 from helpers.core import paths
 from helpers.core import config as cfgmod
 from helpers.runs import dag as dagmod
 from helpers.runs.dag import Dag, RunItem
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import get_engine, metadata
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,6 @@ scheduled_slots = sa.Table(
 )
 
 
-def _naive(v: dt.datetime) -> dt.datetime:
-    return as_utc(v).replace(tzinfo=None)
-
-
 # ---------------------------------------------------------------- pure: what is due
 
 
@@ -136,7 +133,7 @@ def scheduled_item(
     yesterday = fire_day - dt.timedelta(days=1)
     if pipeline.partition == "day":
         return dagmod.run_item(pipeline, yesterday)
-    prev_month = businesscal.previous_month(f"{fire_day:%Y-%m}")
+    prev_month = previous_month(f"{fire_day:%Y-%m}")
     y, m = (int(x) for x in prev_month.split("-"))
     if fire_day <= cal.nth_business_day_after_month_end(y, m, report_final_business_days):
         return dagmod.full_period_item(pipeline, prev_month)
@@ -243,10 +240,10 @@ def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
     """Claim a slot for this process; False if it is (or was) someone else's."""
     values = dict(
         pipeline=slot.pipeline,
-        scheduled_for=_naive(slot.scheduled_for),
+        scheduled_for=naive_utc(slot.scheduled_for),
         logical_date=slot.item.partition,
         tick_id=tick_id,
-        claimed_at=_naive(now),
+        claimed_at=naive_utc(now),
         status="claimed",
         host=socket.gethostname(),
         pid=os.getpid(),
@@ -258,7 +255,7 @@ def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
     except IntegrityError:
         pass
     key = (scheduled_slots.c.pipeline == slot.pipeline) & (
-        scheduled_slots.c.scheduled_for == _naive(slot.scheduled_for)
+        scheduled_slots.c.scheduled_for == naive_utc(slot.scheduled_for)
     )
     with engine.begin() as conn:
         row = conn.execute(sa.select(scheduled_slots).where(key)).mappings().first()
@@ -277,7 +274,7 @@ def _settle(slots: Sequence[Slot], outcomes: Mapping[tuple[str, str], Any], engi
     with engine.begin() as conn:
         for slot in slots:
             key = (scheduled_slots.c.pipeline == slot.pipeline) & (
-                scheduled_slots.c.scheduled_for == _naive(slot.scheduled_for)
+                scheduled_slots.c.scheduled_for == naive_utc(slot.scheduled_for)
             )
             outcome = outcomes.get((slot.item.pipeline, slot.item.partition))
             if outcome is None or outcome.status == "cancelled":
@@ -314,11 +311,11 @@ def tick(
     with engine.begin() as conn:
         tick_id = conn.execute(
             scheduler_ticks.insert().values(
-                as_of=_naive(as_of),
-                window_start=_naive(start),
+                as_of=naive_utc(as_of),
+                window_start=naive_utc(start),
                 mode=mode,
                 status="running",
-                started_at=_naive(clock()),
+                started_at=naive_utc(clock()),
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
@@ -372,7 +369,7 @@ def tick(
                 .where(scheduler_ticks.c.tick_id == result.tick_id)
                 .values(
                     status=result.status,
-                    finished_at=_naive(clock()),
+                    finished_at=naive_utc(clock()),
                     slots_due=len(due),
                     runs_started=sum(
                         o.status not in ("cancelled", "blocked", "conflict") for o in result.outcomes

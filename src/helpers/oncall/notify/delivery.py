@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from helpers.core.config import RetryPolicy
-from helpers.core.timeutil import as_utc
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall.notify.base import Channel, DeliveryError, Message, Recipient
 from helpers.storage.warehouse import get_engine, metadata
 
@@ -127,10 +127,6 @@ def deliver(
     return Delivery(channel.name, message, tuple(recipients), tuple(attempts), round)
 
 
-def _naive(ts: dt.datetime) -> dt.datetime:
-    return as_utc(ts).replace(tzinfo=None)
-
-
 def _recipients_json(recipients: Sequence[Recipient]) -> str:
     return json.dumps([r.__dict__ for r in recipients])
 
@@ -201,7 +197,7 @@ class Notifier:
         q = sa.select(notifications).where(
             notifications.c.notification_id.in_(latest),
             notifications.c.status == "failed",
-            notifications.c.round_at < _naive(at),
+            notifications.c.round_at < naive_utc(at),
         )
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(notifications.c.notification_id)).mappings().all()
@@ -244,8 +240,8 @@ class Notifier:
                 status=a.status,
                 error=a.error,
                 receipt=a.receipt,
-                at=_naive(a.at),
-                round_at=_naive(round_at),
+                at=naive_utc(a.at),
+                round_at=naive_utc(round_at),
                 message=json.dumps(d.message.as_json()),
                 recipients=_recipients_json(d.recipients),
             )

@@ -1,15 +1,13 @@
 """Entity resolution: keys, names, merges recorded with reasons, and the reviewed mapping file."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from helpers.growth import entities
 from helpers.growth.lifecycle import GrowthSources
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 
 
 def ts(text: str) -> pd.Timestamp:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, demo_landing
+from conftest import FOCUS_SAMPLE, REPO, demo_landing
 from helpers import checks  # noqa: F401  (registers the checks)
 from helpers.core import businesscal  # noqa: F401  (registers the checks)
 from helpers.core import config as cfgmod
@@ -33,7 +33,7 @@ AS_OF = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)  # every delivery of the histor
 CONFIG = cfgmod.load(REPO / "config")
 SETTINGS = CONFIG.pipelines.profit
 CALENDAR = businesscal.BusinessCalendar.from_team(CONFIG.team)
-SAMPLE = REPO.parent / "shared" / "data" / "focus_1_0_sample.csv"
+SAMPLE = FOCUS_SAMPLE
 CHECK_IDS = {c.catalogue_id: c.id for c in checks.registered("profit_aggregate")}
 
 

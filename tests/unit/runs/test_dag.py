@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from helpers.core import config as cfgmod
+from helpers.core import periods
 from helpers.core.businesscal import BusinessCalendar
 from helpers.runs import dag, orchestrate, scheduler
 from helpers.runs.dag import Dag, RunItem, UpstreamState
@@ -67,7 +68,7 @@ def test_partitions_of_daily_and_monthly_pipelines(cfg):
         "2026-10-31",
         "2026-11-01",
     ]
-    assert dag.period_days("2026-12") == (D(2026, 12, 1), D(2026, 12, 31))
+    assert periods.period_days("2026-12") == (D(2026, 12, 1), D(2026, 12, 31))
     with pytest.raises(ValueError):
         dag.periods_between(daily, D(2026, 11, 2), D(2026, 11, 1))
 

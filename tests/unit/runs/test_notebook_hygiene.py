@@ -5,10 +5,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import REPO
 from helpers.runs.notebooks import from_percent, hygiene_problems, parameter_cell_problems, write_notebook
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(
     p
     for d in ("notebooks", "tests/fixtures")

@@ -3,21 +3,20 @@
 import datetime as dt
 import json
 import shutil
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
 import yaml
 
-from helpers.checks.framework import CATALOGUE
+from conftest import REPO
 from helpers.cli.main import main
 from helpers.core import config as cfgmod
+from helpers.core.catalogue import FAMILY
 from helpers.core.config import Swap
 from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 
 
@@ -281,11 +280,11 @@ def test_cli_now_and_schedule_ics(home, tmp_path, capsys):
 
 def test_cross_team_mapping_names_known_contacts_and_catalogue_ids(tmp_path):
     cfg = cfgmod.load(REPO / "config")
-    assert set(cfg.team.escalation.cross_team) <= set(CATALOGUE)
+    assert set(cfg.team.escalation.cross_team) <= set(FAMILY)
     assert cfg.team.escalation.cross_team["finance_mismatch"] == "finance"
     shutil.copy(REPO / "config" / "pipelines.yml", tmp_path / "pipelines.yml")
     team = yaml.safe_load((REPO / "config" / "team.yml").read_text())
-    team["escalation"]["cross_team"]["kafka_outage"] = "sales_ops"
+    team["escalation"].setdefault("cross_team", {})["kafka_outage"] = "sales_ops"  # an override in team.yml
     (tmp_path / "team.yml").write_text(yaml.safe_dump(team))
     with pytest.raises(
         cfgmod.ConfigError, match=r"escalation\.cross_team\.kafka_outage: expected one of contacts"

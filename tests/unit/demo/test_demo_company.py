@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import FOCUS_SAMPLE
 from helpers.demo import company as co
 from helpers.demo import sources_finance as fin
 from helpers.demo.extracts import SOURCES
@@ -26,7 +27,6 @@ from helpers.storage import landing
 pytestmark = pytest.mark.unit
 
 SPEC = DemoSpec(accounts=150, months=4, seed=42, end=dt.date(2026, 10, 31))
-FOCUS_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "focus_1_0_sample.csv"
 REQUIRED = {
     "billing_customers": ["customer_id", "email_sha256", "name", "currency", "account_id", "created"],
     "subscriptions": ["event_id", "event_type", "subscription_id", "customer_id", "status", "item_tier", "item_quantity", "item_unit_amount", "currency", "event_at"],

@@ -12,20 +12,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import FOCUS_SAMPLE
 from helpers.storage import landing
 from helpers.storage.extract.focus import FocusFormatError, cost_totals, land_focus, parse_decimal, read_focus
 from helpers.storage.quarantine import read_quarantine
 
 pytestmark = pytest.mark.unit
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "focus_1_0_sample.csv"
 ARRIVED = dt.datetime(2024, 10, 4, 6, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
 def sample() -> Path:
-    if not SAMPLE.exists():
-        pytest.skip(f"{SAMPLE} not found (the shared reference data sits beside the repository)")
-    return SAMPLE
+    return FOCUS_SAMPLE
 
 
 def independent_totals(path: Path) -> tuple[dict[str, Decimal], Counter]:

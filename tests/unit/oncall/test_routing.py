@@ -1,17 +1,16 @@
 """Routing: who gets an alert and when, per pipeline and on-call mode, and the watched-time clock."""
 
 import datetime as dt
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from conftest import REPO
 from helpers.core import config as cfgmod
 from helpers.oncall import routing
 from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 
 

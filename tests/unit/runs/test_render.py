@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from helpers.core import paths
 from helpers.runs import runner
 
 
@@ -32,7 +33,7 @@ def _notebook(path: Path, title: str, value: int) -> Path:
 def _fresh(path: Path, hide_code: bool) -> str:
     exporter = HTMLExporter(
         template_name="selfcontained",
-        extra_template_basedirs=[str(Path(runner.__file__).parent / "templates")],
+        extra_template_basedirs=[str(paths.TEMPLATES_DIR)],
         embed_images=True,
         exclude_input=hide_code,
         exclude_input_prompt=hide_code,

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import REPO
 from helpers.core import config as cfgmod
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

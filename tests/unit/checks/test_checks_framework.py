@@ -12,6 +12,7 @@ import pytest
 from helpers import checks
 from helpers.checks import store
 from helpers.checks.framework import CheckResult, json_safe
+from helpers.core import catalogue
 from helpers.oncall import alerts
 from helpers.storage import warehouse
 
@@ -41,7 +42,7 @@ def test_check_metadata_runbook_and_catalogue():
     assert (
         checks.runbook_path("late_account_updates") == "notebooks/runbooks/growth/late_account_updates.ipynb"
     )
-    assert set(checks.CATALOGUE) >= {"stale_data", "skipped_stage", "schema_change"}
+    assert set(catalogue.FAMILY) >= {"stale_data", "skipped_stage", "schema_change"}
     with pytest.raises(ValueError, match="unknown failure-catalogue id 'nope'"):
         checks.Check(id="x.y", pipeline="x", fn=lambda ctx: checks.ok(""), catalogue_id="nope")
     with pytest.raises(ValueError, match="severity"):

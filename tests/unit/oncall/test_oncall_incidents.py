@@ -1,17 +1,16 @@
 """Incidents: fix deadlines from the pipeline's SLA in business days, and what the SLA monitor reads."""
 
 import datetime as dt
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from conftest import REPO
 from helpers.core import config as cfgmod
 from helpers.oncall import incidents
 from helpers.oncall import schedule as oncall
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 
 
