@@ -39,7 +39,7 @@ test: setup lint ## run the whole suite: lint, notebook hygiene, unit/notebook/i
 test-fast: setup ## unit tests only
 	$(PY) -m pytest -m unit -q
 
-lint: $(STAMP) ## ruff over src, tests and notebooks
+lint: $(STAMP) ## ruff over src, tests, notebooks, benchmarks and scripts
 	$(VENV)/bin/ruff check src tests notebooks benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
@@ -49,7 +49,7 @@ nbval: $(STAMP) ## execute every notebook under notebooks/ with nbval (lax) agai
 lab: setup ## start JupyterLab on 127.0.0.1 with the project's kernel
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks
 
-bench: setup ## run every benchmarks/bench_*.py (≈15 min on 2 idle cores) and print their figures; BENCH_ARGS=--full: large sizes
+bench: setup ## run every benchmarks/bench_*.py (10 min 14 s measured on 2 cores: docs/benchmarks.md) and print their figures; BENCH_ARGS=--full: large sizes
 	@for b in benchmarks/bench_*.py; do echo "make bench: $$b $(BENCH_ARGS)"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 constraints: ## re-resolve and pin every version into constraints.txt

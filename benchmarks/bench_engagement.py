@@ -1,7 +1,7 @@
 """Engagement pipeline benchmark: events/s and peak memory per engine, with and without a hot account.
 
 One run generates events-shaped Parquet once per size (the landed schema of
-``helpers.demo.events.EVENTS_SCHEMA``: JSON ``context``/``properties``, 5 % client-retry
+``helpers.storage.contracts.EVENTS_SCHEMA``: JSON ``context``/``properties``, 5 % client-retry
 duplicates, 30 days, ``accounts = max(1000, events / 100)``), optionally with one account holding
 30 % of the events, and measures on the same files, each runner writing the per-account daily
 table to Parquet (the same sink for all: at 1M accounts the result has tens of millions of rows,
@@ -66,7 +66,7 @@ START = dt.date(2026, 10, 1)
 
 def generate(root: Path, n: int, hot: float, seed: int = 7, accounts: int | None = None) -> list[str]:
     """``n`` landed event rows (duplicates included) in files of ``CHUNK`` rows under ``root``."""
-    from helpers.demo.events import EVENTS_SCHEMA
+    from helpers.storage.contracts import EVENTS_SCHEMA
 
     root.mkdir(parents=True, exist_ok=True)
     accounts = accounts or max(1000, n // 100)
@@ -145,7 +145,8 @@ def written(out: Path) -> dict[str, Any]:
 
 
 def run_pipeline(engine_name: str, files: list[str], out: Path) -> dict[str, Any]:
-    from helpers.engagement import pipeline as engagement
+    from helpers.engagement import transforms
+    from helpers.engagement.inputs import empty_parquet
     from helpers.storage.engine import get_engine
 
     t = time.perf_counter()
@@ -153,14 +154,12 @@ def run_pipeline(engine_name: str, files: list[str], out: Path) -> dict[str, Any
     started = time.perf_counter() - t
     t = time.perf_counter()
     raw = eng.read_parquet(files, name="bench_events")
-    rows = engagement.conformed(eng, raw)
-    events = engagement.first_copies(eng, rows)
-    api = engagement.api_requests(
-        eng, eng.read_parquet([engagement.empty_parquet("api_logs")], name="bench_api")
-    )
+    rows = transforms.conformed(eng, raw)
+    events = transforms.first_copies(eng, rows)
+    api = transforms.api_requests(eng, eng.read_parquet([empty_parquet("api_logs")], name="bench_api"))
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    eng.write_parquet(engagement.daily_per_account(eng, events, api, days), out)
-    top = eng.to_pandas(engagement.top_accounts(eng, events, days, n=1))
+    eng.write_parquet(transforms.daily_per_account(eng, events, api, days), out)
+    top = eng.to_pandas(transforms.top_accounts(eng, events, days, n=1))
     seconds = time.perf_counter() - t
     share = float((top["events"] / top["day_events"]).max())
     return {"seconds": seconds, "start_seconds": started, **written(out), "top_share": share}
@@ -293,7 +292,7 @@ def spark_stage_metrics(session: Any, events: int) -> dict[str, Any]:
 
 def run_spark_join(files: list[str], naive: bool) -> dict[str, Any]:
     """Per-account revenue joined with engagement: naively at the event grain, or aggregated first."""
-    from helpers.engagement import pipeline as engagement
+    from helpers.engagement import transforms
     from helpers.storage.engine import get_engine
 
     eng = get_engine("spark")
@@ -302,7 +301,7 @@ def run_spark_join(files: list[str], naive: bool) -> dict[str, Any]:
         spark.conf.set("spark.sql.adaptive.enabled", "false")
         spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
     t = time.perf_counter()
-    events = engagement.first_copies(eng, engagement.conformed(eng, eng.read_parquet(files)))
+    events = transforms.first_copies(eng, transforms.conformed(eng, eng.read_parquet(files)))
     accounts = (
         events.select("account_id")
         .distinct()
@@ -323,7 +322,7 @@ def run_spark_join(files: list[str], naive: bool) -> dict[str, Any]:
             per = events.groupBy("account_id").agg(
                 F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users")
             )
-            out = engagement.full_join(eng, per, accounts, ["account_id"])
+            out = transforms.full_join(eng, per, accounts, ["account_id"])
         rows = out.count()
         status, error = "ok", ""
     except Exception as e:  # the naive plan may die: that is the finding

@@ -33,7 +33,10 @@ def child(day: str) -> None:
     """One daily run, timed per step; prints RESULT json."""
     import pyarrow.parquet as pq
 
-    from helpers.engagement import pipeline as engagement
+    from helpers.engagement.inputs import load
+    from helpers.engagement.run import compute
+    from helpers.engagement.store import write
+    from helpers.engagement.window import run_window
     from helpers.storage import warehouse
     from helpers.storage.engine import get_engine
 
@@ -41,12 +44,12 @@ def child(day: str) -> None:
     eng = get_engine()
     warehouse.get_engine()
     t1 = time.perf_counter()
-    window = engagement.run_window(day, None)
-    inputs = engagement.load(eng, window)
+    window = run_window(day, None)
+    inputs = load(eng, window)
     t2 = time.perf_counter()
-    run = engagement.compute(eng, inputs, window)
+    run = compute(eng, inputs, window)
     t3 = time.perf_counter()
-    engagement.write(run, run_id=f"bench-{day}")
+    write(run, run_id=f"bench-{day}")
     t4 = time.perf_counter()
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in inputs.event_files)
     print("RESULT " + json.dumps({

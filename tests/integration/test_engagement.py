@@ -19,8 +19,25 @@ import pytest
 from conftest import demo_landing
 from helpers import checks
 from helpers.engagement import event_contract
-from helpers.engagement import pipeline as engagement
-from helpers.engagement.pipeline import UpstreamState
+from helpers.engagement.inputs import load
+from helpers.engagement.marts import (
+    ACCOUNTS_TABLE,
+    BACKFILL_TABLE,
+    DAILY_COLUMNS,
+    DAILY_TABLE,
+    INTAKE_TABLE,
+    METRICS_TABLE,
+    MONTHLY_TABLE,
+)
+from helpers.engagement.run import EngagementRun, backfill_command, backfill_requests, compute
+from helpers.engagement.store import (
+    pending_backfill_requests,
+    perform_backfill_requests,
+    record_backfill_requests,
+    write,
+)
+from helpers.engagement.upstream import Upstream, UpstreamState, upstream_state
+from helpers.engagement.window import PIPELINE, RunWindow, resolve_as_of, run_window
 from helpers.storage import landing
 
 pytestmark = pytest.mark.integration
@@ -65,25 +82,23 @@ def truth(root: Path, fault: str, source: str = "events") -> dict:
     )
 
 
-def not_ready(up: engagement.Upstream, period: str) -> tuple[UpstreamState, pd.DataFrame]:
+def not_ready(up: Upstream, period: str) -> tuple[UpstreamState, pd.DataFrame]:
     return UpstreamState(up.pipeline, up.table, period, False, f"{up.pipeline} not run (test)"), pd.DataFrame(
         columns=["account_id", "value"]
     )
 
 
 def run(eng, root: Path, day: str, as_of: str = "", contract=event_contract.CONTRACT, reader=not_ready):
-    window = engagement.run_window(day, as_of, 3, root=root)
-    return engagement.compute(
-        eng, engagement.load(eng, window, root=root), window, contract=contract, upstream_reader=reader
-    )
+    window = run_window(day, as_of, 3, root=root)
+    return compute(eng, load(eng, window, root=root), window, contract=contract, upstream_reader=reader)
 
 
-def evaluate(result: engagement.EngagementRun, name: str) -> checks.CheckResult:
+def evaluate(result: EngagementRun, name: str) -> checks.CheckResult:
     from helpers.engagement import checks as engagement_checks  # noqa: F401  (registers the checks)
 
-    check = next(c for c in checks.registered(engagement.PIPELINE) if c.id == f"{engagement.PIPELINE}.{name}")
+    check = next(c for c in checks.registered(PIPELINE) if c.id == f"{PIPELINE}.{name}")
     ctx = checks.CheckContext(
-        engagement.PIPELINE,
+        PIPELINE,
         result.window.run_date.isoformat(),
         result.window.as_of,
         None,
@@ -173,7 +188,7 @@ def recompute(
         both = per_account(ev[ev["date"] == d]).join(apis, how="outer").fillna(0).astype("int64")
         rows.append(both.reset_index().rename(columns={"index": "account_id"}).assign(date=d))
     daily = (
-        pd.concat(rows, ignore_index=True)[list(engagement.DAILY_COLUMNS)]
+        pd.concat(rows, ignore_index=True)[list(DAILY_COLUMNS)]
         .sort_values(["date", "account_id"])
         .reset_index(drop=True)
     )
@@ -221,7 +236,7 @@ def recompute(
     }
 
 
-def assert_matches(result: engagement.EngagementRun, expected: dict) -> None:
+def assert_matches(result: EngagementRun, expected: dict) -> None:
     pd.testing.assert_frame_equal(result.daily.reset_index(drop=True), expected["daily"], check_dtype=False)
     pd.testing.assert_frame_equal(
         result.metrics.reset_index(drop=True), expected["metrics"], check_dtype=False
@@ -232,9 +247,7 @@ def assert_matches(result: engagement.EngagementRun, expected: dict) -> None:
     pd.testing.assert_frame_equal(acc, expected["accounts"], check_dtype=False, check_names=False)
 
 
-def assert_same_figures(
-    a: engagement.EngagementRun, b: engagement.EngagementRun, frames=("daily", "metrics")
-) -> None:
+def assert_same_figures(a: EngagementRun, b: EngagementRun, frames=("daily", "metrics")) -> None:
     for name in frames:
         pd.testing.assert_frame_equal(
             getattr(a, name).reset_index(drop=True),
@@ -364,7 +377,7 @@ def test_kafka_outage_is_critical_and_a_replay_restores_the_figures(duckdb_engin
     assert len(lost) == gt["details"]["lost_rows"]
     import pyarrow as pa
 
-    from helpers.demo.events import EVENTS_SCHEMA
+    from helpers.storage.contracts import EVENTS_SCHEMA
 
     table = pa.Table.from_pandas(lost.reset_index(drop=True), schema=EVENTS_SCHEMA, preserve_index=False)
     landing.write_delivery(
@@ -402,7 +415,7 @@ def test_upstream_missing_marks_pending_then_joins_revenue_and_growth(home, duck
     from helpers.runs import records as runs
     from helpers.storage import warehouse
 
-    result = run(duckdb_engine, clean, "2026-10-16", reader=engagement.upstream_state)
+    result = run(duckdb_engine, clean, "2026-10-16", reader=upstream_state)
     outcome = evaluate(result, "upstream_missing")
     assert (outcome.status, outcome.severity) == ("fail", "warning")
     assert result.status == "pending" and (result.accounts["status"] == "pending").all()
@@ -424,7 +437,7 @@ def test_upstream_missing_marks_pending_then_joins_revenue_and_growth(home, duck
     ):
         runs.record_outcome(pipeline, "2026-10", status="succeeded", now=now, reason="test")
         warehouse.replace_partition(table, frame, {"period": "2026-10"}, written_at=now)
-    final = run(duckdb_engine, clean, "2026-10-16", reader=engagement.upstream_state)
+    final = run(duckdb_engine, clean, "2026-10-16", reader=upstream_state)
     assert evaluate(final, "upstream_missing").status == "pass" and final.status == "ok"
     acc = final.accounts
     assert (acc["status"] == "final").all() and not acc.drop(columns="pending_reason").isna().any().any()
@@ -440,21 +453,21 @@ def test_writing_is_atomic_per_partition_and_idempotent(home, duckdb_engine, fau
     from helpers.storage.quarantine import read_quarantine
 
     result = run(duckdb_engine, faulty, "2026-10-26")
-    first = engagement.write(result, run_id="r1")
+    first = write(result, run_id="r1")
     tables = {
         t: warehouse.read_table(t)
         for t in (
-            engagement.DAILY_TABLE,
-            engagement.METRICS_TABLE,
-            engagement.INTAKE_TABLE,
-            engagement.MONTHLY_TABLE,
-            engagement.ACCOUNTS_TABLE,
+            DAILY_TABLE,
+            METRICS_TABLE,
+            INTAKE_TABLE,
+            MONTHLY_TABLE,
+            ACCOUNTS_TABLE,
         )
     }
-    assert engagement.write(result, run_id="r2") == {**first, engagement.BACKFILL_TABLE: 0}
+    assert write(result, run_id="r2") == {**first, BACKFILL_TABLE: 0}
     for name, frame in tables.items():
         pd.testing.assert_frame_equal(warehouse.read_table(name), frame, obj=name)
-    assert len(tables[engagement.DAILY_TABLE]) == len(result.daily)
+    assert len(tables[DAILY_TABLE]) == len(result.daily)
     lines = read_quarantine(home / "data" / "quarantine" / "events" / "engagement_contract.jsonl")
     assert sorted(q["reason"] for q in lines) == sorted(result.quarantined["reason"])  # once, not twice
 
@@ -465,7 +478,7 @@ def test_writing_is_atomic_per_partition_and_idempotent(home, duckdb_engine, fau
 @pytest.mark.unit
 def test_window_writes_only_delivered_days_and_touches_both_months():
     as_of = dt.datetime(2026, 11, 2, 0, tzinfo=dt.UTC)
-    w = engagement.RunWindow(dt.date(2026, 11, 2), as_of, 3, horizon=dt.date(2026, 11, 1))
+    w = RunWindow(dt.date(2026, 11, 2), as_of, 3, horizon=dt.date(2026, 11, 1))
     assert w.days == [dt.date(2026, 10, 31), dt.date(2026, 11, 1), dt.date(2026, 11, 2)]
     assert w.written_days == w.days[:2]  # the 2nd's events have not been delivered: the next run writes it
     assert [(m.period, m.through, m.complete) for m in w.months] == [
@@ -475,9 +488,9 @@ def test_window_writes_only_delivered_days_and_touches_both_months():
     assert w.rollup_start == dt.date(2026, 10, 1) and w.beyond_window(dt.date(2026, 11, 2)) == dt.date(
         2026, 10, 31
     )
-    assert engagement.resolve_as_of("2026-11-02", "") == dt.datetime(2026, 11, 3, 4, tzinfo=dt.UTC)
+    assert resolve_as_of("2026-11-02", "") == dt.datetime(2026, 11, 3, 4, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="window_days"):
-        engagement.RunWindow(dt.date(2026, 11, 2), as_of, 0, None)
+        RunWindow(dt.date(2026, 11, 2), as_of, 0, None)
 
 
 @pytest.mark.unit
@@ -566,13 +579,13 @@ def test_recorded_backfill_requests_are_merged_performed_and_marked(home, monkey
 
     at = dt.datetime(2026, 10, 17, 4, tzinfo=dt.UTC)
     reqs = [
-        {"pipeline": engagement.PIPELINE, "from_date": dt.date(2026, 10, 11), "to_date": dt.date(2026, 10, 12),
-         "events": 3, "reason": "r", "command": engagement.backfill_command(dt.date(2026, 10, 11), dt.date(2026, 10, 12), at)},
-        {"pipeline": engagement.PIPELINE, "from_date": dt.date(2026, 10, 13), "to_date": dt.date(2026, 10, 13),
+        {"pipeline": PIPELINE, "from_date": dt.date(2026, 10, 11), "to_date": dt.date(2026, 10, 12),
+         "events": 3, "reason": "r", "command": backfill_command(dt.date(2026, 10, 11), dt.date(2026, 10, 12), at)},
+        {"pipeline": PIPELINE, "from_date": dt.date(2026, 10, 13), "to_date": dt.date(2026, 10, 13),
          "events": 7, "reason": "r", "command": "c"},
     ]  # fmt: skip
-    assert engagement.record_backfill_requests(reqs, requested_at=at, run_id="r1") == 2
-    assert engagement.record_backfill_requests(reqs, requested_at=at, run_id="r1") == 0  # idempotent
+    assert record_backfill_requests(reqs, requested_at=at, run_id="r1") == 2
+    assert record_backfill_requests(reqs, requested_at=at, run_id="r1") == 0  # idempotent
     calls = []
 
     def fake_backfill(pipeline, start, end, **kwargs):
@@ -580,15 +593,15 @@ def test_recorded_backfill_requests_are_merged_performed_and_marked(home, monkey
         return [orchestrate.Outcome(pipeline, str(start), "succeeded")]
 
     monkeypatch.setattr(orchestrate, "backfill", fake_backfill)
-    engagement.perform_backfill_requests(clock=lambda: at)
-    assert calls == [(engagement.PIPELINE, dt.date(2026, 10, 11), dt.date(2026, 10, 13), True, True)]
-    assert engagement.pending_backfill_requests().empty
+    perform_backfill_requests(clock=lambda: at)
+    assert calls == [(PIPELINE, dt.date(2026, 10, 11), dt.date(2026, 10, 13), True, True)]
+    assert pending_backfill_requests().empty
 
 
 @pytest.mark.unit
 def test_backfill_ranges_cover_the_late_days_and_their_rolling_figures_only():
     as_of = dt.datetime(2026, 10, 31, 4, tzinfo=dt.UTC)
-    window = engagement.RunWindow(dt.date(2026, 10, 30), as_of, 3, horizon=dt.date(2026, 10, 30))
+    window = RunWindow(dt.date(2026, 10, 30), as_of, 3, horizon=dt.date(2026, 10, 30))
     late = pd.DataFrame(
         {
             "event_date": [dt.date(2026, 4, 1), dt.date(2026, 10, 20), dt.date(2026, 10, 22)],
@@ -596,9 +609,9 @@ def test_backfill_ranges_cover_the_late_days_and_their_rolling_figures_only():
             "beyond_window": [True, True, True],
         }
     )
-    result = engagement.EngagementRun.__new__(engagement.EngagementRun)
+    result = EngagementRun.__new__(EngagementRun)
     result.window, result.late = window, late
-    ranges = [(r["from_date"], r["to_date"], r["events"]) for r in engagement.backfill_requests(result)]
+    ranges = [(r["from_date"], r["to_date"], r["events"]) for r in backfill_requests(result)]
     assert ranges == [
         (dt.date(2026, 4, 1), dt.date(2026, 4, 30), 1),  # an ancient replay: its 30 days, not 7 months
         (dt.date(2026, 10, 20), dt.date(2026, 10, 27), 2),  # up to the day before the window

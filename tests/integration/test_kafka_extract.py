@@ -1,6 +1,6 @@
 """The Kafka event consumer against a real Kafka-protocol broker, including a crash between write and commit.
 
-Landed rows follow the generator's contract (``helpers.demo.events.EVENTS_SCHEMA``, partitioned by
+Landed rows follow the source contract (``helpers.storage.contracts.EVENTS_SCHEMA``, partitioned by
 received date); messages in another format land raw for the schema contract; only what cannot be
 decoded is quarantined here.
 """
@@ -19,8 +19,8 @@ import uuid
 import pandas as pd
 import pytest
 
-from helpers.demo.events import EVENTS_SCHEMA
 from helpers.storage import landing
+from helpers.storage.contracts import EVENTS_SCHEMA
 from helpers.storage.extract.kafka import (
     EventError,
     Message,
@@ -233,9 +233,9 @@ def test_crash_between_write_and_commit_replays_and_loses_nothing(kafka_broker, 
     assert q["reason"].startswith("not valid JSON") and q["topic"] == topic and q["offset"] is not None
 
     # downstream, the schema contract accepts v1 and v2 and quarantines the broken v1 messages
-    from helpers.engagement import pipeline as engagement
+    from helpers.engagement.transforms import conformed
 
-    frame = engagement.conformed(
+    frame = conformed(
         duckdb_engine,
         duckdb_engine.read_parquet(
             [str(landing.source_dir("events") / d.file) for d in landing.deliveries("events")]

@@ -25,9 +25,11 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, need_service
+from helpers.core.periods import shift_period
 from helpers.investor import aggregate as investor
 from helpers.investor import close, report
-from helpers.investor.aggregate import Inputs, Source, SourceRun
+from helpers.investor.inputs import Inputs, Source, SourceRun
+from helpers.investor.metrics import ENGAGEMENT, GROWTH, PROFIT, format_value
 from helpers.runs import runner
 
 pytestmark = pytest.mark.integration
@@ -153,8 +155,8 @@ def month_inputs(period: str, scale: float) -> Inputs:
                              "ending_mrr_usd_cents": [1, 2], "movement": ["flat", "new"]})  # fmt: skip
     active = pd.DataFrame({"account_id": ["A1", "A2"], "active_users": [3, 1]})
     out = Inputs(period, AS_OF, dt.date(2026, 9, 30), {})
-    for pid, table, row in ((investor.PROFIT, "profit_monthly", profit), (investor.GROWTH, "growth_mrr_monthly", growth),
-                            (investor.ENGAGEMENT, "engagement_monthly", engagement)):  # fmt: skip
+    for pid, table, row in ((PROFIT, "profit_monthly", profit), (GROWTH, "growth_mrr_monthly", growth),
+                            (ENGAGEMENT, "engagement_monthly", engagement)):  # fmt: skip
         rid = f"{pid}-{period}-20261016T120000-a1b2c3"
         src = Source(
             pid, table, period, SourceRun(pid, period, "succeeded", rid), pd.DataFrame([row]), rid, True
@@ -168,8 +170,8 @@ def month_inputs(period: str, scale: float) -> Inputs:
 def test_the_report_shows_the_warehouse_figures_and_fetches_nothing(home, trap, tmp_path):
     for period, scale in (
         (P, 1.0),
-        (investor.shift_period(P, -1), 0.95),
-        (investor.shift_period(P, -12), 0.7),
+        (shift_period(P, -1), 0.95),
+        (shift_period(P, -12), 0.7),
     ):
         investor.write(
             investor.build(month_inputs(period, scale), run_id=f"investor_aggregate-{period}-test")
@@ -193,7 +195,7 @@ def test_the_report_shows_the_warehouse_figures_and_fetches_nothing(home, trap, 
         row = warehouse.loc[metric]
         exact = int(row["value_int"]) if pd.notna(row["value_int"]) else float(row["value"])
         assert raw == str(exact), metric
-        assert text == investor.format_value(exact, row["unit"]), metric
+        assert text == format_value(exact, row["unit"]), metric
     assert page.status == close.close_status(P, AS_OF).label == "DRAFT"  # no upstream runs were recorded
     kpis = report.headline(P).set_index("metric")
     assert (

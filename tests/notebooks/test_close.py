@@ -18,6 +18,7 @@ import yaml
 
 from conftest import demo_landing, home_with_demo, workbook
 from helpers.investor import aggregate as investor
+from helpers.investor.metrics import UPSTREAMS, format_value
 from helpers.runs import records as runs
 from helpers.runs.notebooks import from_percent, write_notebook
 
@@ -115,7 +116,7 @@ def test_a_failed_upstream_keeps_the_report_draft_until_the_fix_and_a_rerun(comp
     )  # succeeded at this as_of: resumed, not redone
     assert states["profit_aggregate"][0] == states["investor_aggregate"][0] == "succeeded"
     assert states["engagement_aggregate"][0] == "succeeded"  # re-ran: profit_unit finished after it
-    assert {b: "final" for b in investor.UPSTREAMS} == second["checklist"]["sources"]
+    assert {b: "final" for b in UPSTREAMS} == second["checklist"]["sources"]
 
     published = Path(second["published"])
     page = published.read_text()
@@ -131,7 +132,7 @@ def test_a_failed_upstream_keeps_the_report_draft_until_the_fix_and_a_rerun(comp
         row = warehouse_values.loc[metric]
         expected = int(row["value_int"]) if row["value_int"] == row["value_int"] else float(row["value"])
         assert value == expected and shown.values[metric][0] == str(expected), metric
-        assert shown.values[metric][1] == investor.format_value(expected, row["unit"]), metric
+        assert shown.values[metric][1] == format_value(expected, row["unit"]), metric
 
     proc = workbook("validate", report_run, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["passed"], proc.stdout + proc.stderr

@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers.engagement import pipeline as engagement
+from helpers.engagement.inputs import load
+from helpers.engagement.marts import DAILY_COLUMNS, DAILY_TABLE, METRICS_TABLE
+from helpers.engagement.run import compute
+from helpers.engagement.store import pending_backfill_requests
+from helpers.engagement.upstream import UpstreamState
+from helpers.engagement.window import run_window
 from helpers.oncall import alerts
 from helpers.storage import engine, warehouse
 
@@ -19,7 +24,7 @@ pytestmark = pytest.mark.notebooks
 DEMO = {"accounts": 60, "months": 3, "seed": 7, "end": "2026-10-31", "events": True}
 # every mobile session of the 13th is synced exactly 3 days late: past the 3-day window
 LATE = "late_events@2026-10-13:share=1.0,min_days=3,max_days=3"
-# The scrap names the investor aggregate (issue 8) and the runbooks (issue 10) read: a contract.
+# The scrap names the investor aggregate and the Engagement runbooks read: a contract.
 HEADLINE = {
     "run_date": str,
     "status": str,
@@ -70,12 +75,12 @@ def test_notebook_records_figures_and_a_backfill_that_restores_the_late_day(home
     )
     open_ids = {a.check_id for a in alerts.list_alerts(open_only=True, pipeline="engagement_aggregate")}
     assert {"engagement_aggregate.late_events", "engagement_aggregate.upstream_missing"} <= open_ids
-    pending = engagement.pending_backfill_requests()
+    pending = pending_backfill_requests()
     assert list(pending["command"]) == [command]
 
-    daily = warehouse.read_table(engagement.DAILY_TABLE)
+    daily = warehouse.read_table(DAILY_TABLE)
     assert sorted(set(daily["date"].astype(str))) == ["2026-10-14", "2026-10-15", "2026-10-16"]
-    metrics = warehouse.read_table(engagement.METRICS_TABLE, where={"date": dt.date(2026, 10, 16)})
+    metrics = warehouse.read_table(METRICS_TABLE, where={"date": dt.date(2026, 10, 16)})
     assert int(metrics["dau"].iloc[0]) == scraps["dau"] and int(metrics["mau"].iloc[0]) == scraps["mau"]
 
     # the CLI performs the recorded request; the Investor dependant is blocked (Profit/Growth never ran)
@@ -83,15 +88,15 @@ def test_notebook_records_figures_and_a_backfill_that_restores_the_late_day(home
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     outcomes = {(o["pipeline"], o["partition"]): o["status"] for o in json.loads(proc.stdout)["outcomes"]}
     assert outcomes[("engagement_aggregate", "2026-10-13")] == "succeeded"
-    restated = warehouse.read_table(engagement.DAILY_TABLE, where={"date": dt.date(2026, 10, 13)})
+    restated = warehouse.read_table(DAILY_TABLE, where={"date": dt.date(2026, 10, 13)})
 
     eng = engine.get_engine("duckdb")
-    window = engagement.run_window("2026-10-13", "2026-10-17T04:00:00Z", 3, root=clean)
-    want = engagement.compute(
-        eng, engagement.load(eng, window, root=clean), window,
-        upstream_reader=lambda up, p: (engagement.UpstreamState(up.pipeline, up.table, p, False, "-"), pd.DataFrame()),
+    window = run_window("2026-10-13", "2026-10-17T04:00:00Z", 3, root=clean)
+    want = compute(
+        eng, load(eng, window, root=clean), window,
+        upstream_reader=lambda up, p: (UpstreamState(up.pipeline, up.table, p, False, "-"), pd.DataFrame()),
     ).daily  # fmt: skip
     want = want[want["date"] == dt.date(2026, 10, 13)].reset_index(drop=True)
     got = restated.sort_values("account_id").reset_index(drop=True)
     got["date"] = pd.to_datetime(got["date"]).dt.date
-    pd.testing.assert_frame_equal(got[list(engagement.DAILY_COLUMNS)], want, check_dtype=False)
+    pd.testing.assert_frame_equal(got[list(DAILY_COLUMNS)], want, check_dtype=False)

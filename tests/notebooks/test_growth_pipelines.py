@@ -10,15 +10,17 @@ import pandas as pd
 import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers.growth import entities, lifecycle
+from helpers.core import config
+from helpers.growth import entities
 from helpers.growth import metrics as growth
+from helpers.growth.month import build_month
 from helpers.oncall import alerts
 from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
 DEMO = {"accounts": 120, "months": 3, "seed": 7, "end": "2026-10-31"}
 MONTH_AS_OF = "2026-11-06T06:00:00Z"  # everything of October has landed
-# What the investor aggregate reads (issue 8): names and types are a contract.
+# What the investor aggregate reads: names and types are a contract.
 HEADLINE = (
     "period",
     "status",
@@ -57,10 +59,9 @@ def test_growth_aggregate_figures_marts_and_an_identical_rerun(home, tmp_path_fa
     assert scraps["status"] == "final" and scraps["checks_failed"] == 0 and scraps["checks_error"] == 0
 
     as_of = dt.datetime(2026, 11, 6, 6, tzinfo=dt.UTC)
-    src = lifecycle.load_sources(as_of, root=root)
-    res = entities.resolve_sources(src)
-    want = growth.monthly_growth(
-        src, "2026-10", res.customer_entity(src.customers), grace_days=14
+    settings = config.GrowthConfig()
+    want = build_month(
+        "2026-10", as_of, settings=settings, root=root, reviewed=entities.Reviewed()
     ).summary.iloc[0]
     for name in (
         *growth.MONEY_COLUMNS,

@@ -19,7 +19,8 @@ import pytest
 
 from conftest import demo_landing, home_with_demo, workbook
 from helpers.checks import store
-from helpers.profit import pipeline as profit
+from helpers.profit.aggregate import build_aggregate
+from helpers.profit.inputs import load_inputs
 from helpers.runs import records as runs
 from helpers.runs import runner
 from helpers.storage import warehouse
@@ -104,8 +105,8 @@ def test_every_month_matches_the_independent_recomputation(tmp_path_factory, per
     root = demo_landing(tmp_path_factory, **DEMO)
     as_of = pd.Timestamp(f"{period}-01", tz="UTC") + pd.offsets.MonthBegin(1) + pd.Timedelta(days=19)
     cfg = cfgmod.load(Path(__file__).resolve().parents[2] / "config")
-    inputs = profit.load_inputs(period, as_of.to_pydatetime(), settings=cfg.pipelines.profit, root=root)
-    agg = profit.build_aggregate(
+    inputs = load_inputs(period, as_of.to_pydatetime(), settings=cfg.pipelines.profit, root=root)
+    agg = build_aggregate(
         inputs,
         settings=cfg.pipelines.profit,
         calendar=businesscal.BusinessCalendar.from_team(cfg.team),

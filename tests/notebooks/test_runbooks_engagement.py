@@ -21,7 +21,11 @@ import pytest
 from conftest import demo_landing, home_with_demo
 from helpers.engagement import checks as engagement_checks
 from helpers.engagement import event_contract
-from helpers.engagement import pipeline as engagement
+from helpers.engagement.inputs import load
+from helpers.engagement.marts import ACCOUNTS_TABLE, DAILY_COLUMNS, DAILY_TABLE
+from helpers.engagement.run import compute
+from helpers.engagement.store import pending_backfill_requests, write
+from helpers.engagement.window import DEFAULT_WINDOW_DAYS, PIPELINE, run_window
 from helpers.oncall import alerts
 from helpers.runbooks import kit
 from helpers.runbooks import registry as runbooks
@@ -30,7 +34,6 @@ from helpers.storage import engine as engines
 from helpers.storage import warehouse
 
 pytestmark = pytest.mark.notebooks
-PIPELINE = engagement.PIPELINE
 DEMO = {"accounts": 60, "months": 3, "seed": 7, "end": "2026-10-31", "events": True}
 FAULTS = (
     "data_skew_oom@2026-10-06:share=0.6",  # >= 200 events that day: the check judges it
@@ -61,11 +64,11 @@ def day_run(day: str, contract: event_contract.EventContract = event_contract.CO
     """What the pipeline's scheduled run of ``day`` leaves: marts, check results, alerts, its run
     record (in-process, at the scheduled 04:00 the next day). Returns that ``as_of``."""
     eng = engines.get_engine("duckdb")
-    window = engagement.run_window(day, "", engagement.DEFAULT_WINDOW_DAYS)
-    result = engagement.compute(eng, engagement.load(eng, window), window, contract=contract)
+    window = run_window(day, "", DEFAULT_WINDOW_DAYS)
+    result = compute(eng, load(eng, window), window, contract=contract)
     at = window.as_of
     run_id = runs.start_run(PIPELINE, day, now=at, as_of=at, parameters={}, code_version=None)
-    engagement.write(result, run_id=run_id)
+    write(result, run_id=run_id)
     engagement_checks.run_domain_checks(result, run_id=run_id)
     runs.finish_run(run_id, status="succeeded", now=at)
     return at
@@ -102,18 +105,18 @@ def fix(cid: str, day: str, at: dt.datetime, **params) -> runbooks.RunbookRun:
 
 
 def mart_day(day: str) -> pd.DataFrame:
-    frame = warehouse.read_table(engagement.DAILY_TABLE)
+    frame = warehouse.read_table(DAILY_TABLE)
     frame = frame[frame["date"].astype(str).str[:10] == day]
-    return frame[list(engagement.DAILY_COLUMNS[1:])].sort_values("account_id").reset_index(drop=True)
+    return frame[list(DAILY_COLUMNS[1:])].sort_values("account_id").reset_index(drop=True)
 
 
 def clean_day(clean: Path, day: str, as_of: dt.datetime) -> pd.DataFrame:
     """The clean company's rows of ``day`` from a run of that day at ``as_of``."""
     eng = engines.get_engine("duckdb")
-    window = engagement.run_window(day, as_of, engagement.DEFAULT_WINDOW_DAYS, root=clean)
-    daily = engagement.compute(eng, engagement.load(eng, window, root=clean), window).daily
+    window = run_window(day, as_of, DEFAULT_WINDOW_DAYS, root=clean)
+    daily = compute(eng, load(eng, window, root=clean), window).daily
     daily = daily[daily["date"] == dt.date.fromisoformat(day)]
-    return daily[list(engagement.DAILY_COLUMNS[1:])].sort_values("account_id").reset_index(drop=True)
+    return daily[list(DAILY_COLUMNS[1:])].sort_values("account_id").reset_index(drop=True)
 
 
 def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -133,7 +136,7 @@ def test_late_events_backfills_the_late_day(home, faulty, clean):
     run = fix("late_events", "2026-10-16", at)
     assert "mobile users went offline" in run.diagnosis and "2026-10-13" in run.diagnosis
     assert f"{gt['details']['events']} of {gt['details']['events']} late events from mobile" in run.diagnosis
-    assert engagement.pending_backfill_requests().empty
+    assert pending_backfill_requests().empty
     after = mart_day(gt["date"])
     assert int(after["events"].sum()) - int(before["events"].sum()) == gt["details"]["events"]
     assert_same(after, clean_day(clean, gt["date"], at + FIX_DELAY))
@@ -183,18 +186,18 @@ def test_data_skew_names_the_hot_account(home, faulty, clean):
 def test_upstream_missing_runs_profit_and_growth_then_publishes(home, faulty, clean):
     home_with_demo(home, clean)
     at = day_run("2026-10-16")  # Profit and Growth never ran for October: account rows pending
-    accounts = warehouse.read_table(engagement.ACCOUNTS_TABLE)
+    accounts = warehouse.read_table(ACCOUNTS_TABLE)
     assert (accounts["status"] == "pending").all() and accounts["revenue_usd_cents"].isna().all()
     run = fix("upstream_missing", "2026-10-16", at)
     assert "didn't finish yet" in run.diagnosis and "profit_unit" in run.diagnosis, run.diagnosis
     for pipeline in ("profit_aggregate", "profit_unit", "growth_aggregate"):
         assert runs.latest_run(pipeline, "2026-10").status == "succeeded"
-    accounts = warehouse.read_table(engagement.ACCOUNTS_TABLE)
+    accounts = warehouse.read_table(ACCOUNTS_TABLE)
     assert (accounts["status"] == "final").all() and accounts["revenue_usd_cents"].notna().all()
     # the join now equals a run whose upstreams had finished first
     eng = engines.get_engine("duckdb")
-    window = engagement.run_window("2026-10-16", at + FIX_DELAY, engagement.DEFAULT_WINDOW_DAYS)
-    want = engagement.compute(eng, engagement.load(eng, window), window).accounts
+    window = run_window("2026-10-16", at + FIX_DELAY, DEFAULT_WINDOW_DAYS)
+    want = compute(eng, load(eng, window), window).accounts
     cols = ["account_id", "events", "revenue_usd_cents", "growth_status", "status"]
     pd.testing.assert_frame_equal(
         accounts[cols].sort_values("account_id").reset_index(drop=True),
@@ -245,7 +248,7 @@ def _state(**result) -> kit.Evidence:
 
 @pytest.mark.unit
 def test_outage_findings_tell_network_broker_and_producer_apart():
-    from helpers.engagement import runbook as rbe
+    from helpers.engagement import evidence
 
     window = {"window_start": "2026-10-20T09:00:00+00:00", "window_end": "2026-10-20T15:00:00+00:00"}
     flowing = pd.DataFrame(
@@ -255,31 +258,32 @@ def test_outage_findings_tell_network_broker_and_producer_apart():
 
     def verdicts(observed: int, others: pd.DataFrame) -> list[str]:
         state = _state(**window, observed=observed, expected=40.0)
-        return [w for w in ("network", "broker", "producer") if rbe.outage_cause(state, others, w).holds]
+        return [w for w in ("network", "broker", "producer") if evidence.outage_cause(state, others, w).holds]
 
     assert verdicts(0, flowing) == ["broker"]
     assert verdicts(5, flowing) == ["producer"]
     assert verdicts(0, down) == ["network"]
     quiet = kit.Evidence(False, "ok", data={"partition": "2026-10-20", "result": {}})
-    assert not rbe.outage_cause(quiet, flowing, "broker").holds
+    assert not evidence.outage_cause(quiet, flowing, "broker").holds
 
 
 @pytest.mark.unit
 def test_schema_findings_separate_new_versions_from_incomplete_records():
+    from helpers.engagement import evidence
     from helpers.engagement import runbook as rbe
 
     state = _state(
         by_reason={"unknown schema_version '2'": 46, "unknown schema_version '9'": 3, "missing timestamp": 2},
         quarantined_ids={"m1": "missing timestamp", "m2": "missing timestamp"},
     )
-    reasons = rbe.quarantine_reasons(state)
-    fmt = rbe.new_format(state, reasons)
+    reasons = evidence.quarantine_reasons(state)
+    fmt = evidence.new_format(state, reasons)
     assert fmt.holds and fmt.data["undeclared"] == ["9"]  # v2 is declared in the contract in force
     assert (
         "46 row(s) of schema_version 2 (declared" in fmt.detail
         and "3 row(s) of schema_version 9 (not" in fmt.detail
     )
-    broken = rbe.broken_records(state, reasons)
+    broken = evidence.broken_records(state, reasons)
     assert broken.holds and broken.detail.startswith("missing timestamp: 2")
     with pytest.raises(ValueError, match="schema_version 9 is not declared"):
         rbe.redeclared_rerun(None, state, fmt)
@@ -287,7 +291,7 @@ def test_schema_findings_separate_new_versions_from_incomplete_records():
 
 @pytest.mark.unit
 def test_duplicate_findings_tell_retries_from_redeliveries():
-    from helpers.engagement import runbook as rbe
+    from helpers.engagement import evidence
 
     copies = pd.DataFrame(
         {
@@ -298,7 +302,7 @@ def test_duplicate_findings_tell_retries_from_redeliveries():
         }
     )
     state = _state()
-    assert rbe.duplicate_cause(state, copies, "retry").holds
-    assert not rbe.duplicate_cause(state, copies, "network").holds
-    assert "4 extra rows" in rbe.duplicate_cause(state, copies, "retry").detail
-    assert rbe.duplicate_cause(state, copies.assign(distinct_sent_at=1), "network").holds
+    assert evidence.duplicate_cause(state, copies, "retry").holds
+    assert not evidence.duplicate_cause(state, copies, "network").holds
+    assert "4 extra rows" in evidence.duplicate_cause(state, copies, "retry").detail
+    assert evidence.duplicate_cause(state, copies.assign(distinct_sent_at=1), "network").holds

@@ -3,8 +3,8 @@
 One small demo company carries all five Growth faults (in October, each on its own accounts; the
 per-fault unit tests show each check fires only for its own fault). ``growth_aggregate`` runs
 through the CLI so the five alerts exist, then each alert's runbook runs through
-``runbooks.run_runbook`` with ``apply_fix=True`` — one papermill execution covering Diagnose, Fix
-and Verify — and must name its catalogue id and the injected records, verify, and leave the month's
+``helpers.runbooks.registry.run_runbook`` with ``apply_fix=True`` — one papermill execution
+covering Diagnose, Fix and Verify — and must name its catalogue id and the injected records, verify, and leave the month's
 figures equal to the clean company's (exactly: integer cents; NRR/GRR to 1e-12). The clean figures
 are the same company without faults, computed by the pure functions, with the injected acquisition
 merged (the duplicates bring no billing of their own, but an acquisition is one company).
@@ -20,8 +20,10 @@ import pytest
 import yaml
 
 from conftest import _reset_caches, demo_landing, home_with_demo, workbook, write_test_config
-from helpers.growth import entities, lifecycle
+from helpers.core import config
+from helpers.growth import entities
 from helpers.growth import metrics as growth
+from helpers.growth.month import build_month
 from helpers.oncall import alerts
 from helpers.runbooks import kit
 from helpers.runbooks import registry as runbooks
@@ -114,9 +116,8 @@ def faulted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean_figures(tmp_path_factory, faulted):
-    """October of the same company without faults, the injected acquisition merged (pure functions)."""
+    """October of the same company without faults, the injected acquisition merged (build_month)."""
     root = demo_landing(tmp_path_factory, **DEMO)
-    src = lifecycle.load_sources(AS_OF, root=root)
     acquisitions = _truth(faulted["root"], "duplicate_accounts")["account_db"]["details"]["acquisitions"]
     reviewed = entities.Reviewed(
         merges=tuple(
@@ -124,8 +125,7 @@ def clean_figures(tmp_path_factory, faulted):
             for a in acquisitions
         )
     )
-    res = entities.resolve_sources(src, reviewed=reviewed)
-    october = growth.monthly_growth(src, PERIOD, res.customer_entity(src.customers), grace_days=14)
+    october = build_month(PERIOD, AS_OF, settings=config.GrowthConfig(), root=root, reviewed=reviewed)
     return october.summary.iloc[0]
 
 

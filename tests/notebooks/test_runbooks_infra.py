@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from conftest import demo_landing, home_with_demo, workbook
-from helpers.checks import monitors
+from helpers import checks
 from helpers.cli import main as cli
+from helpers.core import catalogue
 from helpers.core import config as cfgmod
-from helpers.oncall import alerts
-from helpers.runbooks import kit
+from helpers.oncall import alerts, escalation
+from helpers.runbooks import kit, tick
 from helpers.runbooks import registry as runbooks
 from helpers.runs import records as runs
 from helpers.runs import runner, scheduler
@@ -81,7 +82,7 @@ def test_new_alerts_arrive_diagnosed_with_evidence_and_a_link(home):
         for s in profit.sources
         if s not in cfg.pipelines.sources or cfg.pipelines.sources[s].cadence == "daily"
     ]
-    stale = next(s for s in daily if monitors.SOURCE_CATALOGUE.get(s, "stale_data") == "stale_data")
+    stale = next(s for s in daily if catalogue.SOURCE.get(s, "stale_data") == "stale_data")
     for source in profit.sources:
         _land(source, cfg, stop_days_before=4 if source == stale else 0)
     # 2. a NULL in a critical column of Profit's mart -> math_errors
@@ -102,10 +103,9 @@ def test_new_alerts_arrive_diagnosed_with_evidence_and_a_link(home):
     _chain(last, 30, AS_OF - H)
     _succeeded("smoke", "2026-11-17", as_of=AS_OF - H)  # the upstream is fresh, but never ran for the 15th
 
-    hooks = ("helpers.checks:evaluate_monitors", "helpers.runbooks.registry:diagnose_new_alerts")
-    assert scheduler.TICK_HOOKS.index(hooks[1]) < scheduler.TICK_HOOKS.index(
-        "helpers.oncall.escalation:scheduler_hook"
-    )
+    hooks = (checks.evaluate_monitors, runbooks.diagnose_new_alerts)
+    production = [getattr(h, "func", h) for h in tick.scheduler_hooks()]
+    assert production.index(hooks[1]) < production.index(escalation.scheduler_hook)
     scheduler.tick(AS_OF, clock=lambda: AS_OF, pipelines=["profit_aggregate", "t_down"], hooks=hooks)
 
     opened = {a.check_id: a for a in alerts.list_alerts(open_only=True)}

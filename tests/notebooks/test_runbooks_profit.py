@@ -3,7 +3,7 @@
 Each test copies a tiny demo company with one Profit fault into its own ``WORKBOOK_HOME`` (the fix
 re-extracts into the landing zone, so the shared cache is never written), runs ``profit_aggregate``
 for the month through the runner so the check fails and the alert opens, then runs the alert's
-runbook once through ``runbooks.run_runbook`` with ``apply_fix=True``: papermill executes
+runbook once through ``helpers.runbooks.registry.run_runbook`` with ``apply_fix=True``: papermill executes
 diagnose, fix and verify in one go. The assertions read what the runbook recorded (cause,
 diagnosis, evidence, fixes, verification) against ``_faults.json``, and the repaired marts against
 the same months computed in-process from the clean company: money figures must be equal to the
@@ -27,13 +27,16 @@ import pytest
 from conftest import REPO, demo_landing, home_with_demo
 from helpers.core import businesscal
 from helpers.core import config as cfgmod
+from helpers.demo import source_system as demo_source_system
 from helpers.oncall import alerts
-from helpers.profit import pipeline as profit
+from helpers.profit import repair
 from helpers.profit import runbook as rp
+from helpers.profit.aggregate import build_aggregate
+from helpers.profit.inputs import load_inputs
 from helpers.runbooks import kit
 from helpers.runbooks import registry as runbooks
 from helpers.runs import runner
-from helpers.storage import warehouse
+from helpers.storage import source_systems, warehouse
 
 pytestmark = pytest.mark.notebooks
 
@@ -67,9 +70,9 @@ def clean(tmp_path_factory) -> Path:
 def clean_figures(root: Path, period: str) -> dict[str, int]:
     """The month's money figures from the clean company, computed in-process at the runbook's as_of."""
     settings = CONFIG.pipelines.profit
-    inputs = profit.load_inputs(period, RB_AS_OF, settings=settings, root=root)
+    inputs = load_inputs(period, RB_AS_OF, settings=settings, root=root)
     calendar = businesscal.BusinessCalendar.from_team(CONFIG.team)
-    agg = profit.build_aggregate(inputs, settings=settings, calendar=calendar, run_id="clean")
+    agg = build_aggregate(inputs, settings=settings, calendar=calendar, run_id="clean")
     return {k: int(agg.profit[k].item()) for k in MONEY}
 
 
@@ -82,7 +85,7 @@ def faulty_home(home: Path, tmp_path_factory, cid: str, clean: Path, *, link_sou
     root = demo_landing(tmp_path_factory, **DEMO, faults=(FAULTS[cid],))
     shutil.copytree(root, home / "data" / "landing", symlinks=False)
     if link_source_system:
-        target = rp.source_system_dir(home / "data" / "landing")
+        target = demo_source_system.source_system_dir(home / "data" / "landing")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(clean, target_is_directory=True)
     return root
@@ -161,7 +164,7 @@ def test_finance_mismatch_names_the_lines_fixes_both_sides_and_reconciles(home, 
     assert items.holds and items.data["report"] == "DRAFT"
     assert "within_tolerance" in items.frame.loc[items.frame["item"] == rp.CLOSE_ITEMS[0], "detail"].item()
     # the source system was generated from the landing zone's spec, as the clean company
-    generated = rp.source_system_dir(home / "data" / "landing")
+    generated = demo_source_system.source_system_dir(home / "data" / "landing")
     assert (generated / "_demo.json").is_file() and not generated.is_symlink()
 
 
@@ -248,15 +251,15 @@ def test_diagnose_on_clean_data_finds_no_problem(home, clean):
 
 def test_reextract_lands_nothing_that_is_already_there_and_needs_a_source_system(home, clean):
     shutil.copytree(clean, home / "data" / "landing")
-    target = rp.source_system_dir(home / "data" / "landing")
+    target = demo_source_system.source_system_dir(home / "data" / "landing")
     target.parent.mkdir(parents=True)
     target.symlink_to(clean, target_is_directory=True)
     before = (home / "data" / "landing" / "billing_invoices" / "_manifest.jsonl").read_text()
-    got = rp.reextract(
+    got = repair.reextract(
         {"source": "billing_invoices", "days": ["2026-10-01", "2026-10-02"], "why": "test"}, as_of=RB_AS_OF
     )
     assert got["asked"] > 0 and got["landed_rows"] == 0 and got["deliveries"] == []
     assert (home / "data" / "landing" / "billing_invoices" / "_manifest.jsonl").read_text() == before
     (home / "data" / "landing" / "_demo.json").unlink()
-    with pytest.raises(rp.SourceSystemUnavailable, match="_demo.json"):
-        rp.reextract({"source": "ops_expenses", "keys": ["EXP-0000001"], "why": "test"}, as_of=RB_AS_OF)
+    with pytest.raises(source_systems.SourceSystemUnavailable, match="_demo.json"):
+        repair.reextract({"source": "ops_expenses", "keys": ["EXP-0000001"], "why": "test"}, as_of=RB_AS_OF)

@@ -1,7 +1,8 @@
 """Data checks: the API a pipeline notebook calls, and the monitors the scheduler evaluates.
 
-A pipeline registers its domain checks (in its helpers module, with :func:`check` or
-:func:`register`) and runs them right after the step they guard, in one call::
+A pipeline registers its domain checks (in its family's ``checks`` module, e.g.
+``helpers.profit.checks``, with :func:`check` or :func:`register`) and runs them right after the
+step they guard, in one call::
 
     from helpers import checks
     results = checks.run_checks("profit_aggregate", period, run_id=run_id, as_of=parse_as_of(as_of),
@@ -14,6 +15,10 @@ when a *blocking* check fails or errors; any other failure is recorded and the r
 
 ``evaluate_monitors`` runs the plan's automatic alerts (``checks.monitors``) the same way, outside
 any run: ``workbook checks`` and every scheduler tick call it.
+
+Modules: ``framework`` (what a check is, its result, the registry), ``monitors`` (the plan's
+automatic alerts; their pure rules in ``rules``, what they read in ``snapshot``) and ``store``
+(the ``check_results`` table).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy.engine import Engine
 
 from helpers.checks import monitors, store
 from helpers.checks.framework import (
+    CURRENT,
     Check,
     CheckContext,
     CheckResult,
@@ -130,9 +136,9 @@ def evaluate_monitors(
     changes = alertsmod.sync(results, config=config, engine=engine)
     changes += alertsmod.resolve_absent(
         {r.pipeline for r in results},
-        {r.check_id for r in results if r.partition == monitors.CURRENT},
+        {r.check_id for r in results if r.partition == CURRENT},
         as_of=as_of,
-        partition=monitors.CURRENT,
+        partition=CURRENT,
         engine=engine,
     )
     return results, changes

@@ -26,6 +26,7 @@ from helpers.core.catalogue import FAMILY, runbook_path
 Severity = Literal["warning", "critical"]
 Status = Literal["pass", "fail", "error"]
 SEVERITIES: tuple[str, ...] = ("warning", "critical")
+CURRENT = "current"  # the partition of checks about "now" rather than one partition (the monitors')
 
 
 @dataclass(frozen=True)

@@ -31,25 +31,25 @@ once). The rules, thresholds from ``config/pipelines.yml`` (``sla`` per pipeline
   The close has no such excuse: it needs people, not the next cron tick.
 - ``upstream_at_risk``: a pipeline whose upstream is late (failing freshness, source freshness,
   run status, SLA or its own upstream checks) gets an alert too, naming the upstream.
+
+The rules themselves are pure functions in ``checks.rules``; what they read is loaded once into a
+``checks.snapshot.Snapshot``. This module applies them per pipeline and turns each into a result.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
-import re
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from croniter import croniter
 from sqlalchemy.engine import Engine
 
 from helpers.checks.framework import (
+    CURRENT,
     Check,
     CheckContext,
     CheckResult,
@@ -59,364 +59,24 @@ from helpers.checks.framework import (
     fail,
     ok,
 )
+from helpers.checks.rules import (
+    covered_through,
+    deadline_outcome,
+    freshness_outcome,
+    monthly_source_outcome,
+    rescue_expected,
+    row_count_outcome,
+)
+from helpers.checks.snapshot import FixDeadline, Snapshot, load_snapshot
 from helpers.core import businesscal, catalogue
 from helpers.core import config as cfgmod
 from helpers.core.catalogue import GENERAL_RUNBOOKS, runbook_path
-from helpers.core.periods import period_days, previous_month
+from helpers.core.periods import MONTH_LABEL, period_days, previous_month
 from helpers.core.timeutil import UTC, as_utc
-from helpers.oncall import alerts as alertsmod
 from helpers.runs.dag import Dag
-from helpers.storage import landing
-from helpers.storage.warehouse import get_engine, partition_writes, pipeline_runs
+from helpers.storage.warehouse import get_engine
 
-CURRENT = "current"  # the partition of checks about "now" rather than one partition
 LATE_KINDS = ("freshness", "source_freshness", "run_status", "sla_at_risk", "upstream_at_risk")
-
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
-
-
-# Providers of fix deadlines beyond the alerts' own ("module:function", called with as_of= and
-# engine=, returning objects with alert_id, pipeline, opened_at, fix_deadline and resolved_at, such
-# as incidents). A provider's deadline for an alert replaces the alert's default one.
-FIX_DEADLINE_SOURCES: tuple[str, ...] = ("helpers.oncall.incidents:open_incidents",)
-
-
-# ---------------------------------------------------------------- the snapshot
-
-
-@dataclass(frozen=True)
-class FixDeadline:
-    """A problem that must be fixed by a deadline: an open alert, or an incident opened from one."""
-
-    alert_id: str
-    pipeline: str
-    check_id: str
-    partition: str
-    severity: Severity
-    opened_at: dt.datetime
-    fix_deadline: dt.datetime
-    resolved_at: dt.datetime | None = None
-    catalogue_id: str | None = None
-    runbook: str | None = None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything the monitors read, loaded once per evaluation (times aware UTC).
-
-    ``writes`` holds only writes made by ``as_of``; ``runs`` holds every run record (their
-    ``queued_at`` is wall-clock time, not in the ``as_of`` frame, so it only orders runs).
-    """
-
-    as_of: dt.datetime
-    runs: pd.DataFrame
-    writes: pd.DataFrame
-    arrivals: Mapping[str, pd.DataFrame] = field(default_factory=dict)
-    deadlines: Sequence[FixDeadline] = ()
-
-
-def partition_label(partition_key: str) -> str | None:
-    """The date (``YYYY-MM-DD``) or month (``YYYY-MM``) in a ``partition_writes`` key, if any."""
-    try:
-        values = json.loads(partition_key).values()
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    for v in values:
-        text = str(v)[:10]
-        if _DAY.match(text):
-            return text
-    for v in values:
-        if _MONTH.match(str(v)):
-            return str(v)
-    return None
-
-
-def _aware(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, utc=True)
-
-
-def load_snapshot(
-    as_of: dt.datetime,
-    *,
-    sources: Iterable[str] = (),
-    engine: Engine | None = None,
-    landing_root: Any = None,
-) -> Snapshot:
-    """Read run records, mart writes (by ``as_of``), landing arrivals and alerts."""
-    engine = engine or get_engine()
-    as_of = as_utc(as_of)
-    with engine.connect() as conn:
-        runs = pd.read_sql(
-            sa.select(
-                pipeline_runs.c.run_id,
-                pipeline_runs.c.pipeline,
-                pipeline_runs.c.logical_date,
-                pipeline_runs.c.status,
-                pipeline_runs.c.as_of,
-                pipeline_runs.c.queued_at,
-                pipeline_runs.c.started_at,
-                pipeline_runs.c.finished_at,
-                pipeline_runs.c.error_summary,
-            ),
-            conn,
-        )
-        writes = pd.read_sql(
-            sa.select(partition_writes, pipeline_runs.c.pipeline).select_from(
-                partition_writes.outerjoin(pipeline_runs, partition_writes.c.run_id == pipeline_runs.c.run_id)
-            ),
-            conn,
-        )
-    for col in ("as_of", "queued_at", "started_at", "finished_at"):
-        runs[col] = _aware(runs[col])
-    runs = runs.sort_values(["queued_at", "run_id"], na_position="first", kind="stable")
-    writes["written_at"] = _aware(writes["written_at"])
-    writes = writes[writes["written_at"] <= pd.Timestamp(as_of)].copy()
-    writes["label"] = writes["partition_key"].map(partition_label)
-    arrivals = {s: landing.arrivals(s, root=landing_root, as_of=as_of) for s in sorted(set(sources))}
-    active = alertsmod.list_alerts(open_only=True, engine=engine)
-    referenced = {
-        a.evidence.get("alert_id")
-        for a in active
-        if a.kind == "sla_at_risk" and a.evidence.get("deadline_kind") == "fix_deadline"
-    }
-    extra = [
-        alert
-        for alert_id in sorted(i for i in referenced if isinstance(i, int))
-        if (alert := alertsmod.get_alert(alert_id, engine=engine)) is not None and alert.status == "resolved"
-    ]
-    deadlines = fix_deadlines([*active, *extra], as_of=as_of, engine=engine)
-    return Snapshot(as_of, runs.reset_index(drop=True), writes.reset_index(drop=True), arrivals, deadlines)
-
-
-def fix_deadlines(
-    alerts: Sequence[alertsmod.Alert], *, as_of: dt.datetime, engine: Engine
-) -> list[FixDeadline]:
-    """The alerts' fix deadlines, overridden per alert by the ``FIX_DEADLINE_SOURCES``."""
-    by_id = {str(a.alert_id): a for a in alerts}
-    out: dict[str, FixDeadline] = {
-        str(a.alert_id): FixDeadline(
-            str(a.alert_id),
-            a.pipeline,
-            a.check_id,
-            a.partition,
-            a.severity,  # type: ignore[arg-type]
-            a.opened_at,
-            a.fix_deadline,
-            a.resolved_at,
-            a.catalogue_id,
-            a.runbook,
-        )
-        for a in alerts
-        if a.fix_deadline is not None and a.kind not in alertsmod.NO_FIX_DEADLINE_KINDS
-    }
-    for spec in FIX_DEADLINE_SOURCES:
-        module, _, name = spec.partition(":")
-        for item in getattr(importlib.import_module(module), name)(as_of=as_of, engine=engine):
-            alert = by_id.get(str(item.alert_id))
-            out[str(item.alert_id)] = FixDeadline(
-                str(item.alert_id),
-                item.pipeline,
-                getattr(item, "check_id", None) or (alert.check_id if alert else ""),
-                alert.partition if alert else CURRENT,
-                getattr(item, "severity", None) or (alert.severity if alert else "warning"),
-                as_utc(item.opened_at),
-                as_utc(item.fix_deadline),
-                as_utc(item.resolved_at) if getattr(item, "resolved_at", None) else None,
-                getattr(item, "catalogue_id", None),
-                alert.runbook if alert else None,
-            )
-    return list(out.values())
-
-
-# ---------------------------------------------------------------- pure rules
-
-
-def _hours(delta: dt.timedelta) -> float:
-    return round(delta.total_seconds() / 3600, 2)
-
-
-def freshness_outcome(
-    last_update: dt.datetime | None,
-    as_of: dt.datetime,
-    *,
-    warn_hours: float,
-    critical_hours: float,
-    what: str,
-) -> Outcome:
-    """Older than ``warn_hours`` -> warning, older than ``critical_hours`` -> critical."""
-    if last_update is None:
-        return fail(f"{what}: no data yet", severity="critical", last_update=None)
-    age = as_utc(as_of) - as_utc(last_update)
-    evidence = dict(
-        last_update=as_utc(last_update),
-        age_hours=_hours(age),
-        warn_hours=warn_hours,
-        critical_hours=critical_hours,
-    )
-    if age > dt.timedelta(hours=critical_hours):
-        return fail(
-            f"{what} is {_hours(age):g} h old (> {critical_hours:g} h)", severity="critical", **evidence
-        )
-    if age > dt.timedelta(hours=warn_hours):
-        return fail(f"{what} is {_hours(age):g} h old (> {warn_hours:g} h)", severity="warning", **evidence)
-    return ok(f"{what} is {_hours(age):g} h old", **evidence)
-
-
-def monthly_source_outcome(
-    arrived: pd.DataFrame | None,
-    as_of: dt.datetime,
-    *,
-    due_days: float,
-    warn_hours: float,
-    critical_hours: float,
-    what: str,
-) -> Outcome:
-    """A monthly source is late when its latest due period has not arrived well past its due time."""
-    as_of = as_utc(as_of)
-    month_start = dt.date(as_of.year, as_of.month, 1)
-    # the most recent period whose due time has passed
-    period = (month_start - dt.timedelta(days=1)).replace(day=1)
-    while True:
-        last_day = (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-        due = dt.datetime.combine(last_day, dt.time(), UTC) + dt.timedelta(days=due_days)
-        if due <= as_of:
-            break
-        period = (period - dt.timedelta(days=1)).replace(day=1)
-    have = set()
-    if arrived is not None and len(arrived):
-        have = {str(p)[:7] for p in arrived["partition"]}
-    label = period.strftime("%Y-%m")
-    evidence = dict(expected_period=label, due_at=due, warn_hours=warn_hours, critical_hours=critical_hours)
-    if label in have:
-        return ok(f"{what}: {label} delivered (due {due:%Y-%m-%d})", **evidence)
-    overdue = as_of - due
-    evidence["overdue_hours"] = _hours(overdue)
-    if overdue > dt.timedelta(hours=critical_hours):
-        return fail(
-            f"{what}: {label} not delivered, {_hours(overdue):g} h past due", severity="critical", **evidence
-        )
-    if overdue > dt.timedelta(hours=warn_hours):
-        return fail(
-            f"{what}: {label} not delivered, {_hours(overdue):g} h past due", severity="warning", **evidence
-        )
-    return ok(f"{what}: {label} due {due:%Y-%m-%d}, not yet overdue", **evidence)
-
-
-def baseline_labels(target: str, *, weeks: int, months: int) -> list[str]:
-    """The partitions a target is compared with: same weekday of previous weeks, or previous months."""
-    if _MONTH.match(target):
-        out, period = [], target
-        for _ in range(months):
-            period = previous_month(period)
-            out.append(period)
-        return out
-    day = dt.date.fromisoformat(target)
-    return [(day - dt.timedelta(weeks=k)).isoformat() for k in range(1, weeks + 1)]
-
-
-def row_count_outcome(
-    counts: Mapping[str, int],
-    target: str,
-    *,
-    variance: float,
-    weeks: int,
-    months: int,
-    min_points: int,
-    what: str,
-) -> Outcome:
-    """Compare ``counts[target]`` with the median of its baseline partitions (see module doc)."""
-    rows = int(counts[target])
-    labels = baseline_labels(target, weeks=weeks, months=months)
-    points = {label: int(counts[label]) for label in labels if label in counts}
-    evidence: dict[str, Any] = dict(partition=target, rows=rows, baseline_partitions=points)
-    if len(points) < min_points:
-        return ok(
-            f"{what} {target}: {rows} rows; too little history for a baseline ({len(points)} points)",
-            **evidence,
-        )
-    baseline = statistics.median(points.values())
-    evidence["baseline"] = baseline
-    if baseline == 0:
-        change = 0.0 if rows == 0 else float("inf")
-    else:
-        change = (rows - baseline) / baseline
-    evidence["variance"] = round(change, 4) if change != float("inf") else None
-    evidence["direction"] = "drop" if change < 0 else "rise"
-    text = f"{what} {target}: {rows} rows vs baseline {baseline:g} ({change:+.0%})"
-    if abs(change) > variance:
-        severity: Severity = "critical" if rows == 0 else "warning"
-        return fail(f"{text}, beyond ±{variance:.0%}", severity=severity, **evidence)
-    return ok(text, **evidence)
-
-
-def deadline_outcome(
-    deadline: dt.datetime,
-    as_of: dt.datetime,
-    *,
-    met: bool,
-    lead_hours: float,
-    rescue_expected: bool,
-    what: str,
-    evidence: Mapping[str, Any] | None = None,
-) -> Outcome:
-    """Met -> pass; past the deadline -> missed (critical); within ``lead_hours`` -> at risk (warning)."""
-    left = as_utc(deadline) - as_utc(as_of)
-    details = dict(evidence or {}, deadline=as_utc(deadline), hours_left=_hours(left), met=met)
-    if met:
-        return ok(f"{what}: met (deadline {as_utc(deadline):%Y-%m-%d %H:%M}Z)", **details)
-    if left <= dt.timedelta(0):
-        return fail(
-            f"{what}: MISSED (deadline was {as_utc(deadline):%Y-%m-%d %H:%M}Z)",
-            severity="critical",
-            **details,
-        )
-    if left <= dt.timedelta(hours=lead_hours) and not rescue_expected:
-        return fail(
-            f"{what}: at risk, deadline in {_hours(left):g} h ({as_utc(deadline):%Y-%m-%d %H:%M}Z)",
-            severity="warning",
-            **details,
-        )
-    return ok(f"{what}: deadline in {_hours(left):g} h", rescue_expected=rescue_expected, **details)
-
-
-def covered_through(runs: pd.DataFrame, *, monthly: bool, as_of: dt.datetime) -> dt.date | None:
-    """The last day a pipeline's succeeded runs (made with data up to ``as_of``) cover.
-
-    A daily run covers its date. A monthly run covers its month up to the day before its own
-    ``as_of`` (a run as of 5 Nov 06:00 has data through 4 Nov; one as of 1 Dec 00:00, all November).
-    """
-    done = runs[(runs["status"] == "succeeded")]
-    best: dt.date | None = None
-    for label, run_as_of in zip(done["logical_date"], done["as_of"], strict=True):
-        first, last = period_days(label)
-        if pd.isna(run_as_of):
-            through = last
-        else:
-            run_as_of = as_utc(run_as_of.to_pydatetime())
-            if run_as_of > as_utc(as_of):
-                continue  # made later than the moment we are judging
-            through = min(last, run_as_of.date() - dt.timedelta(days=1)) if monthly else last
-        if through >= first and (best is None or through > best):
-            best = through
-    return best
-
-
-def rescue_expected(
-    pipeline: cfgmod.Pipeline, runs: pd.DataFrame, as_of: dt.datetime, deadline: dt.datetime
-) -> bool:
-    """Is a run on its way that can meet ``deadline``? (active now, or scheduled before it and the
-    latest run did not fail or block)."""
-    if runs["status"].isin(["running", "queued"]).any():
-        return True
-    effective = runs[runs["status"] != "skipped"]
-    if len(effective) and effective["status"].iloc[-1] in ("failed", "blocked"):
-        return False
-    nxt = croniter(pipeline.schedule, as_utc(as_of)).get_next(dt.datetime)
-    return as_utc(nxt) < as_utc(deadline)
-
-
-# ---------------------------------------------------------------- monitors
 
 
 @dataclass
@@ -546,7 +206,7 @@ def row_count_check(env: _Env, p: cfgmod.Pipeline, table: str, label: str) -> Ch
 
     def outcome() -> Outcome:
         counts = _counts(writes, table)
-        if _MONTH.match(label):
+        if MONTH_LABEL.match(label):
             last_write = writes.loc[
                 (writes["table_name"] == table) & (writes["label"] == label), "written_at"
             ].max()
@@ -718,105 +378,135 @@ def run_status_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
 def sla_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
     """Every deadline of the pipeline: freshness SLA, end of week, month-end close, fix deadlines."""
     runs = env.runs_of(p.id)
-    lead = env.mon.sla_at_risk_hours
+    return [
+        *freshness_sla_checks(env, p, runs),
+        *end_of_week_checks(env, p, runs),
+        *month_end_close_checks(env, p, runs),
+        *fix_deadline_checks(env, p),
+    ]
+
+
+def freshness_sla_checks(env: _Env, p: cfgmod.Pipeline, runs: pd.DataFrame) -> list[CheckResult]:
+    """The freshness SLA: the latest update plus ``freshness_critical_hours`` (none before any update)."""
+    last = mart_last_update(env, p)
+    if last is None:
+        return []
+    due = last + dt.timedelta(hours=p.sla.freshness_critical_hours)
+    return [
+        env.result(
+            p,
+            f"{p.id}.sla.freshness",
+            "sla_at_risk",
+            lambda: deadline_outcome(
+                due,
+                env.as_of,
+                met=False,
+                lead_hours=env.mon.sla_at_risk_hours,
+                rescue_expected=rescue_expected(p, runs, env.as_of, due),
+                what=f"{p.id} freshness SLA ({p.sla.freshness_critical_hours:g} h)",
+                evidence=dict(deadline_kind="freshness", last_update=last),
+            ),
+            catalogue_id=catalogue.FRESHNESS.get(p.family, "stale_data"),
+        )
+    ]
+
+
+def end_of_week_checks(env: _Env, p: cfgmod.Pipeline, runs: pd.DataFrame) -> list[CheckResult]:
+    """Last week's and this week's end-of-week deadline (``end_of_week_updates`` pipelines only)."""
+    if not p.sla.end_of_week_updates:
+        return []
     monthly = p.partition == "month"
     out = []
-    last = mart_last_update(env, p)
-    if last is not None:
-        due = last + dt.timedelta(hours=p.sla.freshness_critical_hours)
+    for deadline in (
+        env.cal.week_deadline(env.as_of - dt.timedelta(days=7)),
+        env.cal.week_deadline(env.as_of),
+    ):
+        day = env.cal.local_date(deadline - dt.timedelta(microseconds=1))
+        need = day - dt.timedelta(days=1)
+        past = deadline <= env.as_of
+
+        def outcome(deadline: dt.datetime = deadline, need: dt.date = need, past: bool = past) -> Outcome:
+            through = covered_through(runs, monthly=monthly, as_of=env.as_of)
+            return deadline_outcome(
+                deadline,
+                env.as_of,
+                met=through is not None and through >= need,
+                lead_hours=env.mon.sla_at_risk_hours,
+                rescue_expected=not past and rescue_expected(p, runs, env.as_of, deadline),
+                what=f"{p.id} account statuses updated by end of week",
+                evidence=dict(deadline_kind="end_of_week", required_through=need, covered_through=through),
+            )
+
         out.append(
             env.result(
                 p,
-                f"{p.id}.sla.freshness",
+                f"{p.id}.sla.end_of_week",
                 "sla_at_risk",
-                lambda: deadline_outcome(
-                    due,
-                    env.as_of,
-                    met=False,
-                    lead_hours=lead,
-                    rescue_expected=rescue_expected(p, runs, env.as_of, due),
-                    what=f"{p.id} freshness SLA ({p.sla.freshness_critical_hours:g} h)",
-                    evidence=dict(deadline_kind="freshness", last_update=last),
+                outcome,
+                partition=day.isoformat(),
+                catalogue_id="late_account_updates",
+            )
+        )
+    return out
+
+
+def month_end_close_checks(env: _Env, p: cfgmod.Pipeline, runs: pd.DataFrame) -> list[CheckResult]:
+    """The close of the month being closed, and of the month before while its deadline is past.
+
+    Only for pipelines that feed the investors with ``month_end_heightened``.
+    """
+    if p.feeds not in ("investors", "investor report") or not p.sla.month_end_heightened:
+        return []
+    monthly = p.partition == "month"
+    close = env.config.pipelines.close
+    period, deadline, heightened = businesscal.close_window(
+        env.cal,
+        env.as_of,
+        report_final_business_days=close.report_final_business_days,
+        heightened_from_days_before_month_end=close.heightened_from_days_before_month_end,
+    )
+    closes = [(period, deadline)]
+    previous = previous_month(period)
+    prev_deadline = env.cal.close_deadline(previous, close.report_final_business_days)
+    if prev_deadline <= env.as_of:
+        closes.insert(0, (previous, prev_deadline))
+    out = []
+    for label, due in closes:
+
+        def close_outcome(label: str = label, due: dt.datetime = due) -> Outcome:
+            through = covered_through(runs, monthly=monthly, as_of=env.as_of)
+            need = period_days(label)[1]
+            return deadline_outcome(
+                due,
+                env.as_of,
+                met=through is not None and through >= need,
+                lead_hours=env.mon.sla_at_risk_hours,
+                rescue_expected=False,
+                what=f"{p.id} month-end close {label}",
+                evidence=dict(
+                    deadline_kind="month_end_close",
+                    required_through=need,
+                    covered_through=through,
+                    heightened=heightened and label == period,
                 ),
-                catalogue_id=catalogue.FRESHNESS.get(p.family, "stale_data"),
+            )
+
+        out.append(
+            env.result(
+                p,
+                f"{p.id}.sla.month_end_close",
+                "sla_at_risk",
+                close_outcome,
+                partition=label,
+                runbook=GENERAL_RUNBOOKS["month_end_close"],
             )
         )
-    if p.sla.end_of_week_updates:
-        for deadline in (
-            env.cal.week_deadline(env.as_of - dt.timedelta(days=7)),
-            env.cal.week_deadline(env.as_of),
-        ):
-            day = env.cal.local_date(deadline - dt.timedelta(microseconds=1))
-            need = day - dt.timedelta(days=1)
-            past = deadline <= env.as_of
+    return out
 
-            def outcome(deadline: dt.datetime = deadline, need: dt.date = need, past: bool = past) -> Outcome:
-                through = covered_through(runs, monthly=monthly, as_of=env.as_of)
-                return deadline_outcome(
-                    deadline,
-                    env.as_of,
-                    met=through is not None and through >= need,
-                    lead_hours=lead,
-                    rescue_expected=not past and rescue_expected(p, runs, env.as_of, deadline),
-                    what=f"{p.id} account statuses updated by end of week",
-                    evidence=dict(
-                        deadline_kind="end_of_week", required_through=need, covered_through=through
-                    ),
-                )
 
-            out.append(
-                env.result(
-                    p,
-                    f"{p.id}.sla.end_of_week",
-                    "sla_at_risk",
-                    outcome,
-                    partition=day.isoformat(),
-                    catalogue_id="late_account_updates",
-                )
-            )
-    if p.feeds in ("investors", "investor report") and p.sla.month_end_heightened:
-        close = env.config.pipelines.close
-        period, deadline, heightened = businesscal.close_window(
-            env.cal,
-            env.as_of,
-            report_final_business_days=close.report_final_business_days,
-            heightened_from_days_before_month_end=close.heightened_from_days_before_month_end,
-        )
-        closes = [(period, deadline)]
-        previous = previous_month(period)
-        prev_deadline = env.cal.close_deadline(previous, close.report_final_business_days)
-        if prev_deadline <= env.as_of:
-            closes.insert(0, (previous, prev_deadline))
-        for label, due in closes:
-
-            def close_outcome(label: str = label, due: dt.datetime = due) -> Outcome:
-                through = covered_through(runs, monthly=monthly, as_of=env.as_of)
-                need = period_days(label)[1]
-                return deadline_outcome(
-                    due,
-                    env.as_of,
-                    met=through is not None and through >= need,
-                    lead_hours=lead,
-                    rescue_expected=False,
-                    what=f"{p.id} month-end close {label}",
-                    evidence=dict(
-                        deadline_kind="month_end_close",
-                        required_through=need,
-                        covered_through=through,
-                        heightened=heightened and label == period,
-                    ),
-                )
-
-            out.append(
-                env.result(
-                    p,
-                    f"{p.id}.sla.month_end_close",
-                    "sla_at_risk",
-                    close_outcome,
-                    partition=label,
-                    runbook=GENERAL_RUNBOOKS["month_end_close"],
-                )
-            )
+def fix_deadline_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
+    """Each open problem's fix deadline (alerts and their incidents, from the snapshot)."""
+    out = []
     for item in env.snap.deadlines:
         if item.pipeline != p.id:
             continue
@@ -827,7 +517,7 @@ def sla_checks(env: _Env, p: cfgmod.Pipeline) -> list[CheckResult]:
                 item.fix_deadline,
                 env.as_of,
                 met=resolved,
-                lead_hours=lead,
+                lead_hours=env.mon.sla_at_risk_hours,
                 rescue_expected=False,
                 what=f"fix of alert {item.alert_id} ({item.check_id} {item.partition})",
                 evidence=dict(

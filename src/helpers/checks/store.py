@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from helpers.checks.framework import CheckResult
 from helpers.core.timeutil import as_utc, naive_utc
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 check_results = sa.Table(
     "check_results",
@@ -41,6 +41,8 @@ check_results = sa.Table(
     sa.Index("ix_check_results_pipeline", "pipeline"),
     sa.Index("ix_check_results_run", "run_id"),
 )
+
+register_tables(check_results)
 
 
 def record_results(results: Iterable[CheckResult], *, engine: Engine | None = None) -> int:

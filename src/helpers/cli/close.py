@@ -12,8 +12,9 @@ import re
 import sys
 
 from helpers.cli import console
-from helpers.cli.common import UsageError, as_of_arg, wall_clock
+from helpers.cli.common import as_of_arg, wall_clock
 from helpers.core import config as cfgmod
+from helpers.core.errors import UsageError
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 CHECKLIST_COLUMNS = ("section", "pipeline", "item", "status", "owner", "detail")

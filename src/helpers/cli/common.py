@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from helpers.core.errors import UsageError
 from helpers.core.timeutil import UTC, parse_as_of
-
-__all__ = [
-    "EXIT_BLOCKED",
-    "EXIT_CONFLICT",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "UsageError",
-    "wall_clock",
-    "as_of_arg",
-]
 
 
 def wall_clock() -> dt.datetime:

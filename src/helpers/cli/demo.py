@@ -12,8 +12,9 @@ import sys
 import time
 
 from helpers.cli import console
-from helpers.cli.common import EXIT_OK, UsageError, wall_clock
+from helpers.cli.common import wall_clock
 from helpers.core import paths
+from helpers.core.errors import EXIT_OK, UsageError
 from helpers.demo.spec import DemoSpec, FaultSpec
 
 

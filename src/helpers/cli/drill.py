@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from helpers.cli import console
-from helpers.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 COLUMNS = ("id", "detected", "routed", "diagnosed", "repaired", "rows_lost", "result", "seconds")
 

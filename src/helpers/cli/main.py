@@ -1,4 +1,7 @@
-"""The ``workbook`` command. The only layer that reads the wall clock.
+"""The ``workbook`` command: its parser, the run, runs, validate and config verbs, and the dispatch.
+
+Each module of :data:`VERB_MODULES` registers its verbs. The CLI is the only layer that reads the
+wall clock (``helpers.cli.common.wall_clock``).
 
 Exit codes (docs/architecture.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an upstream,
 4 refused because the same work is already running.
@@ -7,11 +10,10 @@ Exit codes (docs/architecture.md): 0 ok, 1 failed, 2 usage or bad input, 3 block
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from helpers.cli import console
+from helpers.cli import close, console, demo, drill, oncall, ops, runbook
 from helpers.cli.common import as_of_arg as _as_of
 from helpers.cli.common import wall_clock
 from helpers.core import config as cfgmod
@@ -20,14 +22,7 @@ from helpers.runs import records as runs
 from helpers.storage.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES: tuple[str, ...] = (
-    "helpers.cli.ops",
-    "helpers.cli.oncall",
-    "helpers.cli.demo",
-    "helpers.cli.runbook",
-    "helpers.cli.close",
-    "helpers.cli.drill",
-)
+VERB_MODULES = (ops, oncall, demo, runbook, close, drill)
 
 
 # ---------------------------------------------------------------- verbs
@@ -185,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     for module in VERB_MODULES:
-        importlib.import_module(module).register(sub)
+        module.register(sub)
     return parser
 
 

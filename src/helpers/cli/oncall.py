@@ -1,7 +1,7 @@
 """Verbs for on-call and paging: oncall (now, schedule, swap, load, comp), escalate, ack, resolve,
 timeline, incidents, notifications.
 
-Only this layer reads the wall clock (``cli_common.wall_clock``) and the secrets in the
+Only this layer reads the wall clock (``helpers.cli.common.wall_clock``) and the secrets in the
 environment (through ``notify.channels_from_env``); everything below takes explicit times.
 Exit codes as everywhere: 0 ok, 2 usage or bad input (a refused swap, an unknown alert).
 """
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers.cli import console
-from helpers.cli.common import EXIT_OK, UsageError, as_of_arg, wall_clock
+from helpers.cli.common import as_of_arg, wall_clock
 from helpers.core import config as cfgmod
+from helpers.core.errors import EXIT_OK, UsageError
 from helpers.oncall import escalation, incidents, routing
 from helpers.oncall import schedule as oncall
 from helpers.oncall.notify import Notifier, channels_from_env, list_notifications
+from helpers.runbooks.registry import notification_lines
 
 LOCAL_FMT = "%a %Y-%m-%d %H:%M %Z"
 
@@ -212,7 +214,9 @@ def _entry_rows(entries: list[escalation.TimelineEntry]) -> list[dict[str, Any]]
 def cmd_escalate(args: argparse.Namespace) -> int:
     cfg = cfgmod.get()
     as_of = _now(args.as_of)
-    written = escalation.escalate(cfg, escalation.WarehouseAlerts(), as_of, notifier=_notifier(cfg))
+    written = escalation.escalate(
+        cfg, escalation.WarehouseAlerts(), as_of, notifier=_notifier(cfg), annotate=notification_lines
+    )
     if args.json:
         console.print_json([e.as_json() for e in written])
     else:
@@ -235,6 +239,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
             at=_now(args.as_of),
             by=args.by,
             notifier=_notifier(cfg),
+            annotate=notification_lines,
         )
     except LookupError as e:
         raise UsageError(str(e)) from None
@@ -253,6 +258,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             at=_now(args.as_of),
             by=args.by,
             notifier=_notifier(cfg),
+            annotate=notification_lines,
         )
     except LookupError as e:
         raise UsageError(str(e)) from None

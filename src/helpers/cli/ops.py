@@ -19,23 +19,22 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from helpers.cli import console
-from helpers.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    UsageError,
-    as_of_arg,
-    wall_clock,
-)
+from helpers.cli.common import as_of_arg, wall_clock
 from helpers.core import config as cfgmod
+from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from helpers.oncall import alerts as alertsmod
+from helpers.runbooks import tick
 from helpers.runs.dag import Dag
+
+if TYPE_CHECKING:
+    pass
 
 STATE_STYLE = {
     "pending": "dim",
@@ -286,7 +285,13 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             ProgressBoard(f"tick {as_of:%Y-%m-%d %H:%M}Z", enabled=not args.quiet) as board,
         ):
             result = scheduler.tick(
-                as_of, clock=wall_clock, config=config, pipelines=chosen, stop=stop, on_update=board.update
+                as_of,
+                clock=wall_clock,
+                config=config,
+                pipelines=chosen,
+                stop=stop,
+                on_update=board.update,
+                hooks=tick.scheduler_hooks(),
             )
         if args.json:
             console.print_json(result.as_json())
@@ -313,7 +318,14 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     with graceful_stop("scheduler") as stop:
         print(f"scheduler started (pid {os.getpid()}); SIGTERM or Ctrl-C stops it", flush=True)
-        ticks = scheduler.serve(clock=wall_clock, stop=stop, config=config, pipelines=chosen, on_tick=on_tick)
+        ticks = scheduler.serve(
+            clock=wall_clock,
+            stop=stop,
+            config=config,
+            pipelines=chosen,
+            on_tick=on_tick,
+            hooks=tick.scheduler_hooks(),
+        )
     print(f"scheduler stopped after {ticks} tick(s)", flush=True)
     return EXIT_OK
 

@@ -16,7 +16,8 @@ import argparse
 import sys
 
 from helpers.cli import console
-from helpers.cli.common import EXIT_FAILED, EXIT_OK, UsageError, as_of_arg, wall_clock
+from helpers.cli.common import as_of_arg, wall_clock
+from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 
 def cmd_runbook(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
-from helpers.core.periods import last_day_of_month, previous_month
+from helpers.core.periods import last_day_of_month, month_of, previous_month
 from helpers.core.timeutil import UTC, as_utc
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def close_window(
     days before the month's last day (the plan's "last week of the month") until its close deadline.
     """
     local = cal.local_date(as_of)
-    current = f"{local:%Y-%m}"
+    current = month_of(local)
     prev = previous_month(current)
     prev_deadline = cal.close_deadline(prev, report_final_business_days)
     if as_utc(as_of) < prev_deadline:

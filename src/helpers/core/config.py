@@ -27,7 +27,7 @@ PIPELINE_IDS = (
     "growth_daily",
     "engagement_aggregate",
     "investor_aggregate",
-    # reports (family "report"): rendered through the runner like any run (issue 8)
+    # reports (family "report"): rendered through the runner like any run (docs/pipelines.md, "Reports")
     "month_end_report",
     "finance_reconciliation_report",
     "weekly_metrics_review",
@@ -163,7 +163,7 @@ class GrowthConfig(_Strict):
 
 
 class ProfitAllocation(_Strict):
-    """How unit-level Profit spreads shared costs over accounts (``helpers.profit.pipeline.unit_profit``)."""
+    """How unit-level Profit spreads shared costs over accounts (``helpers.profit.unit.unit_profit``)."""
 
     infrastructure: Literal["seats", "accounts", "revenue"] = "seats"  # seat-seconds in use
     support: Literal["seats", "accounts", "revenue"] = "accounts"  # one equal share per account in use
@@ -172,7 +172,7 @@ class ProfitAllocation(_Strict):
 
 
 class ProfitConfig(_Strict):
-    """Settings of the Profit pipelines (``helpers.profit.pipeline``, ``helpers.profit.reconcile``, ``helpers.profit.checks``)."""
+    """Settings of the Profit pipelines (``helpers.profit``: its run modules, ``reconcile`` and ``checks``)."""
 
     reconciliation_tolerance_usd_cents: int = Field(default=100, ge=0)  # unexplained difference allowed
     reconciliation_tolerance_share: float = Field(
@@ -344,7 +344,8 @@ class Escalation(_Strict):
     lead_after_minutes: int = 240
     renotify_minutes: int = 30
     cross_team_after_minutes: int = Field(default=0, ge=0)  # 0: with the first notification
-    cross_team: dict[str, str] = Field(default_factory=lambda: dict(catalogue.CROSS_TEAM))  # id -> contacts key
+    # failure-catalogue id -> contacts key
+    cross_team: dict[str, str] = Field(default_factory=lambda: dict(catalogue.CROSS_TEAM))
 
 
 class OnCallPolicy(_Strict):

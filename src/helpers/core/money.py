@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -84,3 +85,17 @@ def convert_cents(amount_minor: Any, rate_micros: Any) -> Any:
         return half_even(amount_minor * rate_micros, MICRO)
     num = np.asarray(amount_minor, dtype=np.int64) * np.asarray(rate_micros, dtype=np.int64)
     return half_even(num, MICRO)
+
+
+def round_half_even(value: Decimal) -> int:
+    """An exact ``Decimal`` rounded half to even, as an int."""
+    return int(value.to_integral_value(ROUND_HALF_EVEN))
+
+
+def to_micros(value: Decimal | str | float | int) -> int:
+    """An amount or rate (Decimal, text, float or int) in millionths, rounded half-even.
+
+    A float goes through its shortest text (``str``), so ``0.1`` is 100000, not 100000.0000000000055.
+    """
+    exact = value if isinstance(value, Decimal) else Decimal(str(value))
+    return round_half_even(exact * MICRO)

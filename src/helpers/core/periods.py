@@ -6,8 +6,12 @@ The one home of period arithmetic; every pipeline, check and report uses these.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
+
+DAY_LABEL = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # a day's partition label, YYYY-MM-DD
+MONTH_LABEL = re.compile(r"^\d{4}-\d{2}$")  # a month's partition label, YYYY-MM
 
 
 def month_of(day: dt.date) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from helpers.core.periods import first_of_next_month, month_of
+
 UTC = dt.UTC
 
 
@@ -36,7 +38,7 @@ def parse_logical_date(text: str, partition: str = "day") -> str:
             if len(text) == 7:
                 dt.date.fromisoformat(text + "-01")
                 return text
-            return dt.date.fromisoformat(text).strftime("%Y-%m")
+            return month_of(dt.date.fromisoformat(text))
         return dt.date.fromisoformat(text).isoformat()
     except ValueError:
         want = "YYYY-MM (or YYYY-MM-DD)" if partition == "month" else "YYYY-MM-DD"
@@ -47,8 +49,7 @@ def default_as_of(logical_date: str, partition: str) -> dt.datetime:
     """The natural "as of" for a partition: the moment its period ends (UTC)."""
     if partition == "month":
         y, m = (int(x) for x in logical_date.split("-"))
-        nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
-        return dt.datetime.combine(nxt, dt.time(), UTC)
+        return dt.datetime.combine(first_of_next_month(dt.date(y, m, 1)), dt.time(), UTC)
     return dt.datetime.combine(dt.date.fromisoformat(logical_date) + dt.timedelta(days=1), dt.time(), UTC)
 
 

@@ -5,7 +5,8 @@ CAD. The simulation is vectorised over accounts and steps one calendar month at 
 produces plain tables (days are epoch-day integers) that the ``sources_*`` modules turn into
 the landing extracts:
 
-- ``accounts``: one row per account (ids, names, currency, owner AE, experiment arms, trial);
+- ``accounts``: one row per account (ids from ``ids``, names from ``names``, currency, owner AE,
+  experiment arms, trial);
 - ``changes``: lifecycle events (trial start, conversion, renewal, past due, recovery,
   cancellation requested, voluntary/involuntary cancellation, upgrade, downgrade, reactivation);
 - ``invoices`` / ``lines``: what billing invoiced, with each invoice's payment outcome;
@@ -25,6 +26,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from helpers.demo import names
+from helpers.demo.ids import numbered_ids, object_key, stripe_ids
 from helpers.demo.spec import DemoSpec
 
 CHUNK_ACCOUNTS = 50_000
@@ -93,74 +96,6 @@ INVOICE_STATUSES = ("paid", "open", "uncollectible")
 # Stream tags for numpy SeedSequence: (seed, tag, ...) — one independent stream per purpose.
 S_ACCOUNTS, S_FX, S_HR, S_CLOUD, S_OPS, S_CREDIT, S_CRM, S_FAULT = 11, 12, 13, 14, 15, 16, 17, 99
 
-_FIRST = (
-    "Acme Apex Arbor Aspen Atlas Aurora Beacon Birch Blue Bold Bright Cardinal Cedar Clear Cloud Cobalt "
-    "Comet Copper Coral Crest Crystal Delta Desert Echo Ember Emerald Evergreen Falcon Fern First Flint "
-    "Fox Fusion Garnet Glacier Gold Granite Green Grove Harbor Hawk Helix Heron Horizon Indigo Iron Ivy "
-    "Jade Juniper Keystone Kite Lake Lark Laurel Lumen Lunar Maple Marble Meadow Meridian Mesa Metro Mint "
-    "Nimbus North Nova Oak Ocean Onyx Orbit Orchid Pacific Peak Pearl Pine Pioneer Polar Prairie Prime "
-    "Quartz Radiant Raven Red Ridge River Rock Ruby Sage Sapphire Sierra Silver Sky Solar Spruce Star"
-).split()
-_SECOND = (
-    "works soft labs data logic stack cloud byte grid path point wave line forge hub sphere scale mind "
-    "bridge field craft flow gate link loop mark net ops port shift base beam bit box cast core dash "
-    "desk dock frame hive keep lane layer leaf lens mesh mill nest node pulse quest rail reach root sail "
-    "scope seed signal spark spring stream sync tide tower trail"
-).split()
-_THIRD = (
-    "Analytics Logistics Health Foods Capital Systems Media Energy Robotics Retail Learning Security "
-    "Insurance Travel Design Legal Motors Pharma Studios Networks Partners Solutions Group Holdings "
-    "Industries Labs Ventures Consulting Software Dynamics Technologies Brands Outdoors Clinics Finance "
-    "Marine Aerospace Textiles Hospitality Construction"
-).split()
-INDUSTRIES = (
-    "Technology",
-    "Healthcare",
-    "Financial Services",
-    "Retail",
-    "Manufacturing",
-    "Education",
-    "Media",
-    "Logistics",
-    "Professional Services",
-    "Real Estate",
-    "Energy",
-    "Hospitality",
-)
-_COUNTRIES = {"USD": ("US",), "EUR": ("DE", "FR", "NL", "ES", "IE"), "GBP": ("GB",), "CAD": ("CA",)}
-_SUFFIX = {
-    "US": "Inc",
-    "DE": "GmbH",
-    "FR": "SAS",
-    "NL": "B.V.",
-    "ES": "S.L.",
-    "IE": "Ltd",
-    "GB": "Ltd",
-    "CA": "Inc",
-}
-_TLD = {
-    "US": ".com",
-    "DE": ".de",
-    "FR": ".fr",
-    "NL": ".nl",
-    "ES": ".es",
-    "IE": ".ie",
-    "GB": ".co.uk",
-    "CA": ".ca",
-}
-_PEOPLE_FIRST = (
-    "alex sam jordan taylor morgan casey jamie riley avery quinn maria li wei anna lukas emma noah "
-    "olivia liam sofia mateo chloe lucas mia hugo nina omar priya ravi sara tom yuki zoe"
-).split()
-_PEOPLE_LAST = (
-    "smith johnson lee brown garcia miller davis martin muller schmidt dubois moreau rossi bianchi "
-    "kim chen wang singh patel nguyen silva santos walker young king wright lopez hill scott green"
-).split()
-_AE_FIRST = "Dana Eli Frankie Gale Harper Iris Jesse Kai Logan Mika Noel Parker Reese Sky Toby Val".split()
-_AE_LAST = (
-    "Adams Baker Clarke Dixon Ellis Flores Grant Hayes Irwin Jones Keller Lowe Moss Nash Owens Price".split()
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # calendar helpers (days are epoch-day integers)
@@ -208,57 +143,11 @@ def weekday(days: np.ndarray) -> np.ndarray:
     return (np.asarray(days, dtype=np.int64) + 3) % 7
 
 
-def _categorical(rng: np.random.Generator, n: int, p: tuple[float, ...] | np.ndarray) -> np.ndarray:
+def categorical(rng: np.random.Generator, n: int, p: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """``n`` draws of category indices with probabilities (or weights) ``p``."""
     cum = np.cumsum(np.asarray(p, dtype=float))
     cum /= cum[-1]
     return np.searchsorted(cum, rng.random(n), side="right").clip(0, len(cum) - 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# ids: keyed hashes, so every object's id depends only on the seed and what it is
-
-
-_U64 = np.uint64
-_ALPHA = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser over uint64 (vectorised; wraps on overflow by design)."""
-    x = np.asarray(x).astype(_U64)
-    with np.errstate(over="ignore"):
-        x = x + _U64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
-
-
-def object_key(seed: int, kind: int, a: np.ndarray, b: np.ndarray | int = 0) -> np.ndarray:
-    """A 64-bit key for object ``(kind, a, b)`` under ``seed`` (a: account index, b: a sequence)."""
-    a = np.asarray(a).astype(_U64)
-    b = np.asarray(b).astype(_U64)
-    with np.errstate(over="ignore"):
-        return mix64(mix64(a * _U64(1_000_003) + b) ^ mix64(_U64(seed) * _U64(131) + _U64(kind)))
-
-
-def stripe_ids(prefix: str, keys: np.ndarray, length: int = 14) -> np.ndarray:
-    """Stripe-looking ids (``cus_NffrFeUfNV2Hib``): ``prefix`` + base62 of two hashes of ``keys``."""
-    x1, x2 = mix64(keys), mix64(keys ^ _U64(0x5DEECE66D))
-    digits = np.empty((len(x1), length), dtype=np.int64)
-    for i in range(length):
-        src = x1 if i < 10 else x2
-        digits[:, i] = (src % _U64(62)).astype(np.int64)
-        if i < 10:
-            x1 = x1 // _U64(62)
-        else:
-            x2 = x2 // _U64(62)
-    chars = np.ascontiguousarray(_ALPHA[digits])
-    body = chars.view(f"<U{length}").ravel()
-    return np.char.add(prefix, body).astype(object)
-
-
-def numbered_ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
-    """``prefix`` + zero-padded numbers (Salesforce-like ``001...`` ids, product ids)."""
-    return np.char.add(prefix, np.char.zfill(np.asarray(numbers).astype(str), width)).astype(object)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,13 +194,9 @@ class World:
     def aes(self) -> pd.DataFrame:
         """The account executives: ``ae_id`` (Salesforce user id) and ``ae_name``."""
         n = int(np.clip(round(self.spec.accounts / 150), 4, 400))
-        k = np.arange(n)
-        names = [f"{_AE_FIRST[i % len(_AE_FIRST)]} {_AE_LAST[(i * 7 + i // 16) % len(_AE_LAST)]}" for i in k]
-        return pd.DataFrame({"ae_id": numbered_ids("0055g", k + 1, 10), "ae_name": names})
-
-    @cached_property
-    def name_space(self) -> int:
-        return len(_FIRST) * len(_SECOND) * len(_THIRD)
+        return pd.DataFrame(
+            {"ae_id": numbered_ids("0055g", np.arange(n) + 1, 10), "ae_name": names.ae_names(n)}
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,35 +344,6 @@ def _prorate(amount: np.ndarray, used: np.ndarray, total: np.ndarray) -> np.ndar
     return (2 * amount * used + total) // (2 * total)
 
 
-def _names(world: World, gidx: np.ndarray, country: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique company names and domains for global account indices (an affine permutation)."""
-    m = world.name_space
-    mult = next(p for p in (7_919, 104_729, 1_299_709) if m % p)
-    slot = (gidx * mult + 12_345 + world.spec.seed * 31) % m
-    rep = gidx // m
-    f = slot % len(_FIRST)
-    s = (slot // len(_FIRST)) % len(_SECOND)
-    t = slot // (len(_FIRST) * len(_SECOND))
-    first = np.asarray(_FIRST, dtype=object)[f]
-    second = np.asarray(_SECOND, dtype=object)[s]
-    third = np.asarray(_THIRD, dtype=object)[t]
-    rep_s = np.where(rep > 0, " " + rep.astype(str), "").astype(object)
-    suffix = np.array([_SUFFIX[c] for c in _country_list()], dtype=object)[country]
-    tld = np.array([_TLD[c] for c in _country_list()], dtype=object)[country]
-    name = first + second + " " + third + rep_s + " " + suffix
-    domain = (
-        pd.Series(first + second + third + np.where(rep > 0, rep.astype(str), "").astype(object))
-        .str.lower()
-        .to_numpy()
-        + tld
-    )
-    return name, domain
-
-
-def _country_list() -> list[str]:
-    return [c for cur in CURRENCIES for c in _COUNTRIES[cur]]
-
-
 def simulate_chunk(world: World, chunk: int) -> Company:
     """Simulate accounts ``[chunk * CHUNK_ACCOUNTS, ...)``: their whole lifecycle in the history."""
     spec = world.spec
@@ -507,12 +363,12 @@ def simulate_chunk(world: World, chunk: int) -> Company:
     trial_end = trial_start + TRIAL_DAYS
     gidx = lo + np.arange(n)
 
-    tier = np.where(base, _categorical(rng, n, (0.45, 0.40, 0.15)), _categorical(rng, n, (0.55, 0.35, 0.10)))
+    tier = np.where(base, categorical(rng, n, (0.45, 0.40, 0.15)), categorical(rng, n, (0.55, 0.35, 0.10)))
     seats = _seats(rng, tier)
     trial_seats = np.minimum(seats, 1 + rng.poisson(2.0, n))
-    currency = _categorical(rng, n, CURRENCY_P)
-    countries = _country_list()
-    n_countries = np.array([len(_COUNTRIES[c]) for c in CURRENCIES])
+    currency = categorical(rng, n, CURRENCY_P)
+    countries = names.country_codes(CURRENCIES)
+    n_countries = np.array([len(names.COUNTRIES[c]) for c in CURRENCIES])
     first_country = np.concatenate([[0], np.cumsum(n_countries)[:-1]])
     country = first_country[currency] + rng.integers(0, 60, n) % n_countries[currency]
     sales_led = (tier == 2) | ((tier == 1) & (rng.random(n) < 0.30))
@@ -526,9 +382,9 @@ def simulate_chunk(world: World, chunk: int) -> Company:
     lead_lag = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 31, n))
     lead_tod = np.clip(tod - rng.integers(600, 7200, n), 0, 86_399)
     ae = rng.integers(0, len(world.aes), n)
-    industry = rng.integers(0, len(INDUSTRIES), n)
-    contact = (rng.integers(0, len(_PEOPLE_FIRST), n), rng.integers(0, len(_PEOPLE_LAST), n))
-    name, domain = _names(world, gidx, country)
+    industry = rng.integers(0, len(names.INDUSTRIES), n)
+    contact = (rng.integers(0, len(names.PEOPLE_FIRST), n), rng.integers(0, len(names.PEOPLE_LAST), n))
+    name, domain = names.company_names(gidx, country, spec.seed, CURRENCIES)
     price = list_price(tier, currency, pricing_t)
 
     accounts = pd.DataFrame(
@@ -540,12 +396,12 @@ def simulate_chunk(world: World, chunk: int) -> Company:
             "customer_id": stripe_ids("cus_", object_key(spec.seed, 1, gidx)),
             "name": name,
             "domain": domain,
-            "email": np.asarray(_PEOPLE_FIRST, dtype=object)[contact[0]]
+            "email": np.asarray(names.PEOPLE_FIRST, dtype=object)[contact[0]]
             + "."
-            + np.asarray(_PEOPLE_LAST, dtype=object)[contact[1]]
+            + np.asarray(names.PEOPLE_LAST, dtype=object)[contact[1]]
             + "@"
             + domain,
-            "industry": np.asarray(INDUSTRIES, dtype=object)[industry],
+            "industry": np.asarray(names.INDUSTRIES, dtype=object)[industry],
             "country": np.asarray(countries, dtype=object)[country],
             "currency": currency.astype(np.int8),
             "ae": ae,
@@ -730,7 +586,7 @@ def simulate_chunk(world: World, chunk: int) -> Company:
         log_change(ren, K_RENEW, rm, period_start=rm, period_end=rn)
 
         fail = ren & (rng.random(n) < P_PAYMENT_FAIL)
-        outcome = _categorical(rng, n, DUNNING_OUTCOME_P)
+        outcome = categorical(rng, n, DUNNING_OUTCOME_P)
         resolve = rm + np.array([*DUNNING_RETRY_DAYS, GRACE_DAYS])[outcome]
         in_history = resolve <= end
         recovered = fail & (outcome < 3) & in_history

@@ -1,4 +1,9 @@
-"""Product events of the demo company: four landing sources generated day by day.
+"""Product events of the demo company: the model behind four landing sources, one day at a time.
+
+:class:`EventModel` gives a day's rows (:meth:`EventModel.day`) and renders them as the landed
+tables of the sources' contracts (``helpers.storage.contracts.SCHEMAS``);
+``helpers.demo.generate.generate_events`` runs the day loop that writes them, with the engagement
+faults (``faults_engagement``) hooked in.
 
 Who uses the product, and when, comes from the business simulation's usage periods (one row per
 contiguous period an account uses the product: ``account_id``, ``start``, ``end`` inclusive,
@@ -16,7 +21,7 @@ sessions and events, which land in four sources:
     ever landed as ``traits.email_sha256``, see :func:`pseudonymise_email`),
     ``schema_version`` and ``_raw_json`` (null for a message in the known format; a message in
     an unknown format is landed unparsed: only ``receivedAt``, ``schema_version`` and
-    ``_raw_json`` are set, see :data:`V2_FORMAT`).
+    ``_raw_json`` are set, see :data:`helpers.storage.contracts.V2_FORMAT`).
 
     **Partitioned by the received date** (``dt`` = ``receivedAt``'s UTC date); each day's delivery
     arrives shortly after that day ends. Consumers bucket by event time (``timestamp``), so late
@@ -73,41 +78,33 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from helpers.demo.faults import Injected
+from helpers.demo import columns as col
+from helpers.demo.columns import Batch, batch_len, take_rows
+from helpers.demo.company import epoch_day
+from helpers.demo.ids import GOLDEN, hex16, mix64, unit_floats, uuid4_words, uuid_strings
+from helpers.demo.names import pseudonymise_email, user_email
 from helpers.demo.spec import DemoSpec
-from helpers.storage.landing import write_delivery
-
-SOURCES = ("events", "web_analytics", "mobile_analytics", "api_logs")
-SCHEMA_VERSION = "1"
-EMAIL_SALT = (
-    "workbook-demo:email:v1"  # stands in for the extract's secret salt (demo data must be reproducible)
+from helpers.storage.contracts import (
+    API_SCHEMA,
+    EVENTS_SCHEMA,
+    MOBILE_SCHEMA,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    WEB_SCHEMA,
 )
+
+SOURCES = tuple(SCHEMAS)  # the four event sources
 CLEAN_MAX_DELAY_HOURS = 20  # an offline device syncs at most this long after its session ends
 MS_HOUR = 3_600_000
 MS_DAY = 24 * MS_HOUR
-EPOCH = dt.date(1970, 1, 1)
-_UTC = dt.UTC
 _TAG = 0xE7E175  # separates the events streams from other generators seeded with the same seed
-
-# When each source's delivery for partition D arrives, counted from the end of day D.
-ARRIVAL_AFTER_DAY = {
-    "events": dt.timedelta(minutes=20),
-    "api_logs": dt.timedelta(minutes=45),
-    "web_analytics": dt.timedelta(hours=2),
-    "mobile_analytics": dt.timedelta(hours=3),
-}
 
 WEB, IOS, ANDROID = 0, 1, 2
 DEVICE_TYPES = ("web", "ios", "android")  # context.device.type: web -> platform web, ios/android -> mobile
@@ -162,7 +159,7 @@ _OS = (
 )
 _DEVICE_MODELS = ("iPhone15,2", "iPhone16,1", "Pixel 8", "SM-S911B")
 _ROLES = ("admin", "member", "member", "member", "viewer")
-_APP_EPOCH = (dt.date(2024, 1, 1) - EPOCH).days  # app minor versions count from here, one every 3 weeks
+_APP_EPOCH = epoch_day(dt.date(2024, 1, 1))  # app minor versions count from here, one every 3 weeks
 
 # Accounts' time zones (standard offsets) and a local-time activity profile.
 _TZ = (
@@ -209,236 +206,15 @@ _ENDPOINT_W = np.array([14, 16, 14, 14, 8, 10, 12, 4, 2, 6], dtype=float)
 _STATUS = np.array([200, 201, 204, 400, 401, 403, 404, 409, 429, 500, 503], dtype=np.int16)
 _STATUS_W = np.array([9000, 350, 120, 120, 60, 30, 150, 20, 80, 50, 20], dtype=float)
 
-# Landed schemas (fixed, so an all-null column keeps its type).
-_TS = pa.timestamp("us", tz="UTC")  # as the Kafka extract lands them (values are whole milliseconds)
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("messageId", pa.string()),
-        ("type", pa.string()),
-        ("event", pa.string()),
-        ("name", pa.string()),
-        ("userId", pa.string()),
-        ("anonymousId", pa.string()),
-        ("timestamp", _TS),
-        ("sentAt", _TS),
-        ("receivedAt", _TS),
-        ("context", pa.string()),
-        ("properties", pa.string()),
-        ("traits", pa.string()),
-        ("schema_version", pa.string()),
-        ("_raw_json", pa.string()),
-    ]
-)
-WEB_SCHEMA = pa.schema(
-    [
-        ("hit_id", pa.string()),
-        ("session_id", pa.string()),
-        ("user_id", pa.string()),
-        ("account_id", pa.string()),
-        ("page", pa.string()),
-        ("page_title", pa.string()),
-        ("referrer", pa.string()),
-        ("duration_s", pa.int32()),
-        ("timestamp", _TS),
-    ]
-)
-MOBILE_SCHEMA = pa.schema(
-    [
-        ("session_id", pa.string()),
-        ("user_id", pa.string()),
-        ("account_id", pa.string()),
-        ("platform", pa.string()),
-        ("os_version", pa.string()),
-        ("app_version", pa.string()),
-        ("device_model", pa.string()),
-        ("started_at", _TS),
-        ("ended_at", _TS),
-        ("duration_s", pa.int32()),
-        ("screens", pa.int32()),
-        ("events", pa.int32()),
-        ("synced_at", _TS),
-    ]
-)
-API_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("account_id", pa.string()),
-        ("api_key_id", pa.string()),
-        ("method", pa.string()),
-        ("endpoint", pa.string()),
-        ("status_code", pa.int16()),
-        ("latency_ms", pa.int32()),
-        ("timestamp", _TS),
-    ]
-)
-SCHEMAS = {
-    "events": EVENTS_SCHEMA,
-    "web_analytics": WEB_SCHEMA,
-    "mobile_analytics": MOBILE_SCHEMA,
-    "api_logs": API_SCHEMA,
-}
-KEYS = {
-    "events": "messageId",
-    "web_analytics": "hit_id",
-    "mobile_analytics": "session_id",
-    "api_logs": "request_id",
-}
-
-V2_FORMAT = """\
-schema_version "2" (the ``schema_change`` fault), one JSON object per message, landed in ``_raw_json``:
-  {"schema_version": "2", "message_id": str, "type": "track"|"page"|"identify",
-   "event_name": str (track name | page name | "Identify"), "user_id": str, "anonymous_id": str,
-   "account": {"id": str}, "timestamp": int (epoch ms), "sent_at": int (epoch ms),
-   "context": {"library": {...}, "device": {"type": "web"}, "os": {...}},
-   "properties": {...} (track/page) | "traits": {...} (identify)}
-Required: message_id, type, event_name, account.id, timestamp. A broken record lacks one of
-event_name, account or timestamp (message_id is always there)."""
 
 # ---------------------------------------------------------------------------------------------
 # vectorised helpers
 
 _U64 = np.uint64
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a well-spread uint64 hash of each uint64."""
-    z = x.astype(_U64) + _GOLDEN
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Map uint64 hashes to floats in [0, 1)."""
-    return (x >> _U64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _within(counts: np.ndarray) -> np.ndarray:
-    """0..c-1 for each group of size c, concatenated (the position of each row inside its group)."""
-    counts = counts.astype(np.int64)
-    starts = np.cumsum(counts) - counts
-    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
-
-
-def _fixed_strings(chars: np.ndarray) -> pa.Array:
-    """A string array from an (n, width) uint8 matrix of ASCII characters."""
-    n, width = chars.shape
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars)))
-
-
-def _hex_chars(*words: np.ndarray) -> np.ndarray:
-    """Lowercase hex digits of big-endian uint64 words, as an (n, 16 * len(words)) uint8 matrix."""
-    n = len(words[0])
-    raw = np.empty((n, 8 * len(words)), dtype=np.uint8)
-    for i, w in enumerate(words):
-        raw[:, 8 * i : 8 * i + 8] = w.astype(">u8").view(np.uint8).reshape(n, 8)
-    out = np.empty((n, raw.shape[1] * 2), dtype=np.uint8)
-    out[:, 0::2] = _HEX[raw >> 4]
-    out[:, 1::2] = _HEX[raw & 15]
-    return out
-
-
-def hex16(words: np.ndarray) -> pa.Array:
-    """16 hex digits per uint64 (session ids, key pseudonyms)."""
-    return _fixed_strings(_hex_chars(words))
-
-
-def uuid_strings(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
-    """Canonical 8-4-4-4-12 UUID strings of 128-bit values given as two uint64 halves."""
-    h = _hex_chars(hi, lo)
-    out = np.full((len(hi), 36), ord("-"), dtype=np.uint8)
-    out[:, 0:8], out[:, 9:13], out[:, 14:18] = h[:, 0:8], h[:, 8:12], h[:, 12:16]
-    out[:, 19:23], out[:, 24:36] = h[:, 16:20], h[:, 20:32]
-    return _fixed_strings(out)
-
-
-def _uuid4_words(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n random version-4 UUIDs as (hi, lo) uint64 halves."""
-    raw = rng.bit_generator.random_raw(2 * n).astype(_U64).reshape(n, 2) if n else np.zeros((0, 2), _U64)
-    hi = (raw[:, 0] & _U64(0xFFFFFFFFFFFF0FFF)) | _U64(0x4000)
-    lo = (raw[:, 1] & _U64(0x3FFFFFFFFFFFFFFF)) | _U64(0x8000000000000000)
-    return hi, lo
-
-
-def _take(values: pa.Array | list | tuple, idx: np.ndarray) -> pa.Array:
-    arr = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
-    return pc.take(arr, pa.array(idx.astype(np.int32), pa.int32()))
-
-
-def _ts(ms: np.ndarray) -> pa.Array:
-    """Epoch milliseconds as a UTC timestamp (microsecond) array."""
-    return pa.array(ms.astype(np.int64) * 1000, pa.int64()).cast(_TS)
-
-
-def _str_int(values: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(values.astype(np.int64)), pa.string())
-
-
-def _join(*parts: Any) -> pa.Array:
-    """Concatenate string arrays and literals element-wise."""
-    return pc.binary_join_element_wise(*parts, "")
-
-
-def _vocab(codes: np.ndarray, make: Callable[[int], str]) -> pa.Array:
-    """``make(code)`` for each code, formatting each distinct code once."""
-    uniq, inv = np.unique(codes, return_inverse=True)
-    return pc.take(pa.array([make(int(c)) for c in uniq], pa.string()), pa.array(inv.astype(np.int32)))
-
-
-def _scatter(n: int, parts: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
-    """A length-n array with ``values`` at positions ``idx`` for each (idx, values), null elsewhere."""
-    pos = np.full(n, -1, np.int64)
-    start = 0
-    for idx, _values in parts:
-        pos[idx] = np.arange(start, start + len(idx))
-        start += len(idx)
-    values = pa.concat_arrays([v for _i, v in parts]) if parts else pa.nulls(0, pa.string())
-    return pc.take(values, pa.array(pos, mask=pos < 0))
-
-
-def epoch_day(day: dt.date) -> int:
-    return (day - EPOCH).days
-
-
-def from_epoch_day(n: int) -> dt.date:
-    return EPOCH + dt.timedelta(days=int(n))
-
-
-def user_email(account_id: str, seat: int) -> str:
-    """The (synthetic) email of a user as the product database holds it; never landed raw."""
-    domain = re.sub(r"[^A-Za-z0-9-]+", "-", account_id).strip("-") or "account"
-    return f"User{seat:04d}@{domain}.Example.com"
-
-
-def pseudonymise_email(email: str, salt: str = EMAIL_SALT) -> str:
-    """What the extract lands instead of an email: sha256 hex of ``salt + email.strip().lower()``."""
-    return hashlib.sha256((salt + email.strip().lower()).encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
 # the model: accounts, periods and one day's rows
-
-
-Batch = dict[str, np.ndarray]
-
-
-def take_rows(batch: Batch, idx: np.ndarray) -> Batch:
-    """The rows ``idx`` (positions or a boolean mask) of a column batch."""
-    return {k: v[idx] for k, v in batch.items()}
-
-
-def concat_rows(batches: list[Batch]) -> Batch:
-    batches = [b for b in batches if b]
-    if not batches:
-        return {}
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-
-
-def batch_len(batch: Batch) -> int:
-    return len(next(iter(batch.values()))) if batch else 0
 
 
 @dataclass
@@ -480,13 +256,13 @@ class EventModel:
             [int.from_bytes(hashlib.sha256(f"{spec.seed}:{a}".encode()).digest()[:8], "big") for a in uniq],
             dtype=_U64,
         )
-        self.tz = np.searchsorted(_TZ_CUM, _unit(_mix(self.key ^ _U64(1))), side="right").clip(
+        self.tz = np.searchsorted(_TZ_CUM, unit_floats(mix64(self.key ^ _U64(1))), side="right").clip(
             0, len(_TZ) - 1
         )
-        self.dau_weekday = 0.35 + 0.20 * _unit(_mix(self.key ^ _U64(2)))
-        self.dau_weekend = 0.10 + 0.10 * _unit(_mix(self.key ^ _U64(3)))
+        self.dau_weekday = 0.35 + 0.20 * unit_floats(mix64(self.key ^ _U64(2)))
+        self.dau_weekend = 0.10 + 0.10 * unit_floats(mix64(self.key ^ _U64(3)))
         self.n_keys = (1 + self.key % _U64(3)).astype(np.int64)
-        self.track_u = _unit(_mix(self.key ^ _U64(4)))
+        self.track_u = unit_floats(mix64(self.key ^ _U64(4)))
 
         start = pd.to_datetime(periods["start"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         end = pd.to_datetime(periods["end"]).to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -524,7 +300,7 @@ class EventModel:
         return idx
 
     def user_hash(self, acct: np.ndarray, seat: np.ndarray) -> np.ndarray:
-        return _mix(self.key[acct] ^ (seat.astype(_U64) * _GOLDEN))
+        return mix64(self.key[acct] ^ (seat.astype(_U64) * GOLDEN))
 
     # -- one day -------------------------------------------------------------------------------
     def day(self, day: int) -> DayRows:
@@ -547,7 +323,7 @@ class EventModel:
 
         # which seats: half are the account's core users (low seats), the rest a rotating window
         ua = np.repeat(np.arange(len(cov)), users)
-        j = _within(users)
+        j = col.within(users)
         core = (users // 2)[ua]
         free = np.maximum(tracked - users // 2, 1)
         rot = rng.integers(0, free)
@@ -574,7 +350,7 @@ class EventModel:
         # events: user u's j-th event belongs to session floor(j * s / n)
         e_user = np.repeat(np.arange(len(n_u)), n_u)
         ne = len(e_user)
-        j = _within(n_u)
+        j = col.within(n_u)
         e_sess = (np.cumsum(s_u) - s_u)[e_user] + j * s_u[e_user] // n_u[e_user]
         first = np.r_[True, e_sess[1:] != e_sess[:-1]] if ne else np.zeros(0, bool)
         first_pos = np.flatnonzero(first)
@@ -596,7 +372,7 @@ class EventModel:
         ename = np.where(etype == PAGE, page, np.where(etype == TRACK, track, -1))
         ename = np.where(first & ~web, APP_OPENED, ename).astype(np.int16)
         ref = np.where(first & web, rng.choice(len(REFERRERS), size=ne, p=_REF_W / _REF_W.sum()), -1)
-        hi, lo = _uuid4_words(rng, ne)
+        hi, lo = uuid4_words(rng, ne)
         sess_end = day * MS_DAY + start + dur + rng.exponential(30_000.0, ns).astype(np.int64)
         sent = np.where(
             web,
@@ -632,7 +408,7 @@ class EventModel:
         to_next = np.r_[ts[1:], 0] - ts if ne else ts
         on_page = np.where(next_same, to_next, tail)
         hit = np.flatnonzero(web & (etype == PAGE))
-        hhi, hlo = _uuid4_words(rng, len(hit))
+        hhi, hlo = uuid4_words(rng, len(hit))
         web_rows: Batch = {
             "acct": events["acct"][hit],
             "seat": events["seat"][hit],
@@ -687,7 +463,7 @@ class EventModel:
         median = np.array([e[2] for e in ENDPOINTS], dtype=float)[endpoint]
         latency = rng.lognormal(np.log(median), 0.6) * np.where(status >= 500, 4.0, 1.0)
         key_idx = rng.integers(0, self.n_keys[a_acct]) if nr else np.zeros(0, np.int64)
-        ahi, alo = _uuid4_words(rng, nr)
+        ahi, alo = uuid4_words(rng, nr)
         api_rows: Batch = {
             "acct": a_acct,
             "key": key_idx,
@@ -702,7 +478,7 @@ class EventModel:
 
     # -- materialising Arrow tables ------------------------------------------------------------
     def user_ids(self, acct: np.ndarray, seat: np.ndarray) -> pa.Array:
-        return _join(_take(self.account_arrow, acct), "-u", pc.utf8_lpad(_str_int(seat), 4, "0"))
+        return col.join(col.take(self.account_arrow, acct), "-u", pc.utf8_lpad(col.int_strings(seat), 4, "0"))
 
     def message_ids(self, batch: Batch) -> pa.Array:
         return uuid_strings(batch["hi"], batch["lo"])
@@ -715,7 +491,7 @@ class EventModel:
     def _app_version(self, uh: np.ndarray, ts: np.ndarray) -> pa.Array:
         lag = ((uh >> _U64(20)) % _U64(3)).astype(np.int64)
         minor = np.maximum((ts // MS_DAY - _APP_EPOCH) // 21 - lag, 0)
-        return _join("3.", _str_int(minor), ".", _str_int((uh >> _U64(30)) % _U64(3)))
+        return col.join("3.", col.int_strings(minor), ".", col.int_strings((uh >> _U64(30)) % _U64(3)))
 
     def events_table(self, batch: Batch) -> pa.Table:
         """The landed [events] rows of a batch, sorted by receivedAt then messageId."""
@@ -741,26 +517,26 @@ class EventModel:
         uh = self.user_hash(b["acct"], b["seat"])
         out: dict[str, pa.Array] = {}
         out["messageId"] = uuid_strings(b["hi"], b["lo"])
-        out["type"] = _take(EVENT_TYPES, etype)
+        out["type"] = col.take(EVENT_TYPES, etype)
         track_idx = np.where(etype == TRACK, ename, 0)
         page_idx = np.where(etype == PAGE, ename, 0)
-        out["event"] = _take(TRACK_EVENTS, track_idx)
-        out["page"] = _take([p[0] for p in PAGES], page_idx)
-        out["path"] = _take([p[1] for p in PAGES], page_idx)
+        out["event"] = col.take(TRACK_EVENTS, track_idx)
+        out["page"] = col.take([p[0] for p in PAGES], page_idx)
+        out["path"] = col.take([p[1] for p in PAGES], page_idx)
         out["userId"] = self.user_ids(b["acct"], b["seat"])
-        anon_hi = _mix(uh ^ (plat.astype(_U64) << _U64(56)))
+        anon_hi = mix64(uh ^ (plat.astype(_U64) << _U64(56)))
         out["anonymousId"] = uuid_strings(
             (anon_hi & _U64(0xFFFFFFFFFFFF0FFF)) | _U64(0x4000),
-            (_mix(anon_hi) & _U64(0x3FFFFFFFFFFFFFFF)) | _U64(0x8000000000000000),
+            (mix64(anon_hi) & _U64(0x3FFFFFFFFFFFFFFF)) | _U64(0x8000000000000000),
         )
-        out["account"] = _take(self.account_arrow, b["acct"])
-        out["account_json"] = _take(self.account_json, b["acct"])
+        out["account"] = col.take(self.account_arrow, b["acct"])
+        out["account_json"] = col.take(self.account_json, b["acct"])
         out["session"] = hex16(b["session"])
-        out["tier"] = _take(self.tiers, b["tier"])
-        out["device"] = _take(DEVICE_TYPES, plat)
+        out["tier"] = col.take(self.tiers, b["tier"])
+        out["device"] = col.take(DEVICE_TYPES, plat)
         os_idx = self._os_index(uh, plat)
-        out["os_name"] = _take([o[0] for o in _OS], os_idx)
-        out["os_version"] = _take([o[1] for o in _OS], os_idx)
+        out["os_name"] = col.take([o[0] for o in _OS], os_idx)
+        out["os_version"] = col.take([o[1] for o in _OS], os_idx)
         out["os_idx"] = os_idx
         out["uh"] = uh
         # properties: prefix and suffix strings from small vocabularies around the session id
@@ -768,8 +544,8 @@ class EventModel:
         refs = REFERRERS + ("(internal)",)
         ref = np.where(b["ref"] < 0, len(REFERRERS), b["ref"]).astype(np.int64)
         tp = np.flatnonzero(~is_page)
-        track_props = _join(
-            _vocab(
+        track_props = col.join(
+            col.vocab(
                 b["tier"][tp] * 3 + plat[tp],
                 lambda c: (
                     f'{{"plan": "{self.tiers[c // 3].as_py()}", "platform": "{DEVICE_TYPES[c % 3]}", "session_id": "'
@@ -779,15 +555,15 @@ class EventModel:
             '"}',
         )
         pp = np.flatnonzero(is_page)
-        page_props = _join(
-            _vocab(
+        page_props = col.join(
+            col.vocab(
                 ename[pp].astype(np.int64) * 16 + ref[pp],
                 lambda c: f'{{"path": "{PAGES[c // 16][1]}", "referrer": "{refs[c % 16]}", "session_id": "',
             ),
             pc.take(out["session"], pa.array(pp)),
-            _vocab(ename[pp].astype(np.int64), lambda c: f'", "title": "{PAGES[c][0]}"}}'),
+            col.vocab(ename[pp].astype(np.int64), lambda c: f'", "title": "{PAGES[c][0]}"}}'),
         )
-        out["props"] = _scatter(n, [(tp, track_props), (pp, page_props)])
+        out["props"] = col.scatter(n, [(tp, track_props), (pp, page_props)])
         ident = np.flatnonzero(etype == IDENTIFY)
         if len(ident):
             accts, seats = b["acct"][ident], b["seat"][ident]
@@ -798,18 +574,18 @@ class EventModel:
                 ],
                 pa.string(),
             )
-            traits = _join(
+            traits = col.join(
                 '{"email_sha256": "',
                 hashes,
                 '", "plan": "',
                 pc.take(out["tier"], pa.array(ident)),
                 '", "role": "',
-                _take(_ROLES, np.minimum(seats, len(_ROLES) - 1)),
+                col.take(_ROLES, np.minimum(seats, len(_ROLES) - 1)),
                 '", "seat": ',
-                _str_int(seats),
+                col.int_strings(seats),
                 "}",
             )
-            out["traits"] = _scatter(n, [(ident, traits)])
+            out["traits"] = col.scatter(n, [(ident, traits)])
         else:
             out["traits"] = pa.nulls(n, pa.string())
         return out
@@ -852,7 +628,7 @@ class EventModel:
             )
 
         tail_code = (plat.astype(np.int64) * 16 + os_idx) * 16 + self.tz[b["acct"]]
-        context = _join(_vocab(head_code, head), c["account_json"], _vocab(tail_code, tail))
+        context = col.join(col.vocab(head_code, head), c["account_json"], col.vocab(tail_code, tail))
         cols = {
             "messageId": c["messageId"],
             "type": c["type"],
@@ -860,9 +636,9 @@ class EventModel:
             "name": pc.if_else(pa.array(etype == PAGE), c["page"], null),
             "userId": c["userId"],
             "anonymousId": c["anonymousId"],
-            "timestamp": _ts(b["ts"]),
-            "sentAt": _ts(b["sent"]),
-            "receivedAt": _ts(b["recv"]),
+            "timestamp": col.timestamps(b["ts"]),
+            "sentAt": col.timestamps(b["sent"]),
+            "receivedAt": col.timestamps(b["recv"]),
             "context": context,
             "properties": pc.if_else(pa.array(etype == IDENTIFY), null, c["props"]),
             "traits": c["traits"],
@@ -872,7 +648,7 @@ class EventModel:
         return pa.table(cols, schema=EVENTS_SCHEMA)
 
     def _events_v2(self, b: Batch) -> pa.Table:
-        """Messages in the v2 format (see :data:`V2_FORMAT`), landed unparsed in ``_raw_json``."""
+        """Messages in the v2 format (see :data:`helpers.storage.contracts.V2_FORMAT`), landed unparsed in ``_raw_json``."""
         n = batch_len(b)
         c = self._common(b)
         etype, broken = b["etype"], b["broken"]
@@ -882,15 +658,19 @@ class EventModel:
             pc.if_else(pa.array(etype == PAGE), c["page"], pa.scalar("Identify")),
         )
         empty = pa.scalar("")
-        ev = pc.if_else(pa.array(broken == 3), empty, _join('"event_name":"', name, '",'))
-        acc = pc.if_else(pa.array(broken == 2), empty, _join('"account":{"id":"', c["account_json"], '"},'))
-        tsf = pc.if_else(pa.array(broken == 1), empty, _join('"timestamp":', _str_int(b["ts"]), ","))
+        ev = pc.if_else(pa.array(broken == 3), empty, col.join('"event_name":"', name, '",'))
+        acc = pc.if_else(
+            pa.array(broken == 2), empty, col.join('"account":{"id":"', c["account_json"], '"},')
+        )
+        tsf = pc.if_else(
+            pa.array(broken == 1), empty, col.join('"timestamp":', col.int_strings(b["ts"]), ",")
+        )
         body = pc.if_else(
             pa.array(etype == IDENTIFY),
-            _join('"traits":', pc.fill_null(c["traits"], "{}")),
-            _join('"properties":', c["props"]),
+            col.join('"traits":', pc.fill_null(c["traits"], "{}")),
+            col.join('"properties":', c["props"]),
         )
-        raw = _join(
+        raw = col.join(
             '{"schema_version":"2","message_id":"',
             c["messageId"],
             '","type":"',
@@ -905,7 +685,7 @@ class EventModel:
             acc,
             tsf,
             '"sent_at":',
-            _str_int(b["sent"]),
+            col.int_strings(b["sent"]),
             ',"context":{"library":{"name":"analytics.js","version":"5.0.0"},"device":{"type":"',
             c["device"],
             '"},"os":{"name":"',
@@ -917,7 +697,7 @@ class EventModel:
             "}",
         )
         cols: dict[str, pa.Array] = {f.name: pa.nulls(n, f.type) for f in EVENTS_SCHEMA}
-        cols["receivedAt"] = _ts(b["recv"])
+        cols["receivedAt"] = col.timestamps(b["recv"])
         cols["schema_version"] = pa.repeat("2", n).cast(pa.string()) if n else pa.nulls(0, pa.string())
         cols["_raw_json"] = raw
         return pa.table(cols, schema=EVENTS_SCHEMA)
@@ -931,12 +711,12 @@ class EventModel:
             "hit_id": uuid_strings(b["hi"], b["lo"]),
             "session_id": hex16(b["session"]),
             "user_id": self.user_ids(b["acct"], b["seat"]),
-            "account_id": _take(self.account_arrow, b["acct"]),
-            "page": _take([p[1] for p in PAGES], b["page"]),
-            "page_title": _take([p[0] for p in PAGES], b["page"]),
-            "referrer": _take(REFERRERS + ("(internal)",), ref),
+            "account_id": col.take(self.account_arrow, b["acct"]),
+            "page": col.take([p[1] for p in PAGES], b["page"]),
+            "page_title": col.take([p[0] for p in PAGES], b["page"]),
+            "referrer": col.take(REFERRERS + ("(internal)",), ref),
             "duration_s": pa.array(b["duration_s"], pa.int32()),
-            "timestamp": _ts(b["ts"]),
+            "timestamp": col.timestamps(b["ts"]),
         }
         return pa.table(cols, schema=WEB_SCHEMA)
 
@@ -949,20 +729,20 @@ class EventModel:
         cols = {
             "session_id": hex16(b["session"]),
             "user_id": self.user_ids(b["acct"], b["seat"]),
-            "account_id": _take(self.account_arrow, b["acct"]),
-            "platform": _take(DEVICE_TYPES, b["platform"]),
-            "os_version": _take([o[1] for o in _OS], os_idx),
+            "account_id": col.take(self.account_arrow, b["acct"]),
+            "platform": col.take(DEVICE_TYPES, b["platform"]),
+            "os_version": col.take([o[1] for o in _OS], os_idx),
             "app_version": self._app_version(uh, b["start"]),
-            "device_model": _take(
+            "device_model": col.take(
                 _DEVICE_MODELS,
                 np.where(b["platform"] == IOS, 0, 2) + ((uh >> _U64(40)) % _U64(2)).astype(np.int64),
             ),
-            "started_at": _ts(b["start"]),
-            "ended_at": _ts(b["end"]),
+            "started_at": col.timestamps(b["start"]),
+            "ended_at": col.timestamps(b["end"]),
             "duration_s": pa.array(((b["end"] - b["start"]) // 1000).astype(np.int32)),
             "screens": pa.array(b["screens"], pa.int32()),
             "events": pa.array(b["events"], pa.int32()),
-            "synced_at": _ts(b["synced"]),
+            "synced_at": col.timestamps(b["synced"]),
         }
         return pa.table(cols, schema=MOBILE_SCHEMA)
 
@@ -970,16 +750,16 @@ class EventModel:
         if batch_len(b) == 0:
             return API_SCHEMA.empty_table()
         b = take_rows(b, np.lexsort((b["lo"], b["hi"], b["ts"])))
-        key = _mix(_mix(self.key[b["acct"]] ^ _U64(0x5A17)) + b["key"].astype(_U64))
+        key = mix64(mix64(self.key[b["acct"]] ^ _U64(0x5A17)) + b["key"].astype(_U64))
         cols = {
             "request_id": uuid_strings(b["hi"], b["lo"]),
-            "account_id": _take(self.account_arrow, b["acct"]),
-            "api_key_id": _join("key_", hex16(key)),
-            "method": _take([e[0] for e in ENDPOINTS], b["endpoint"]),
-            "endpoint": _take([e[1] for e in ENDPOINTS], b["endpoint"]),
+            "account_id": col.take(self.account_arrow, b["acct"]),
+            "api_key_id": col.join("key_", hex16(key)),
+            "method": col.take([e[0] for e in ENDPOINTS], b["endpoint"]),
+            "endpoint": col.take([e[1] for e in ENDPOINTS], b["endpoint"]),
             "status_code": pa.array(b["status"], pa.int16()),
             "latency_ms": pa.array(b["latency"], pa.int32()),
-            "timestamp": _ts(b["ts"]),
+            "timestamp": col.timestamps(b["ts"]),
         }
         return pa.table(cols, schema=API_SCHEMA)
 
@@ -994,52 +774,6 @@ def _tier_multipliers(tier: str) -> tuple[float, float]:
     return 1.0, 1.0
 
 
-# ---------------------------------------------------------------------------------------------
-# faults hook into the day loop
-
-
-class ActiveEventFault:
-    """One injected engagement fault as the day loop sees it (see ``event_faults``)."""
-
-    fault_id = ""
-    order = 0  # day hooks run in ascending order
-
-    def on_day(self, rows: DayRows) -> None:
-        """Change one event day's rows (before they are routed to received partitions)."""
-
-    def on_write(self, source: str, partition: int, batch: Batch) -> Batch:
-        """Change the rows about to be written to one partition; return what is written."""
-        return batch
-
-    def records(self) -> list[Injected]:
-        return []
-
-
-@dataclass
-class _Carry:
-    """Rows received on a later day than their event day, waiting for their partition."""
-
-    events: dict[int, list[Batch]] = field(default_factory=dict)
-    mobile: dict[int, list[Batch]] = field(default_factory=dict)
-
-    @staticmethod
-    def _route(rows: Batch, by: str, today: int, store: dict[int, list[Batch]]) -> Batch:
-        if not rows:
-            return rows
-        day = rows[by] // MS_DAY
-        now = day <= today
-        for d in np.unique(day[~now]):
-            store.setdefault(int(d), []).append(take_rows(rows, day == d))
-        return take_rows(rows, now) if not now.all() else rows
-
-    def route(self, rows: DayRows) -> tuple[Batch, Batch]:
-        ev = self._route(rows.events, "recv", rows.day, self.events)
-        mo = self._route(rows.mobile, "synced", rows.day, self.mobile)
-        return concat_rows([*self.events.pop(rows.day, []), ev]), concat_rows(
-            [*self.mobile.pop(rows.day, []), mo]
-        )
-
-
 def generate_day(periods: pd.DataFrame, spec: DemoSpec, day: dt.date) -> dict[str, pa.Table]:
     """The clean rows of one event day for each source, before routing to received partitions."""
     model = EventModel(periods, spec)
@@ -1050,85 +784,3 @@ def generate_day(periods: pd.DataFrame, spec: DemoSpec, day: dt.date) -> dict[st
         "mobile_analytics": model.mobile_table(rows.mobile),
         "api_logs": model.api_table(rows.api),
     }
-
-
-def generate_events(
-    periods: pd.DataFrame,
-    spec: DemoSpec,
-    *,
-    root: Path | None = None,
-    progress: Callable[[dt.date, dict[str, int]], None] | None = None,
-) -> tuple[dict[str, int], list[Injected]]:
-    """Write the four event sources for ``[spec.start, spec.end]`` into the landing zone.
-
-    Day by day: generate the day's clean rows, let the engagement faults of ``spec.faults``
-    change them, write each source's partition for the day (``events`` and ``mobile_analytics``
-    partitions also receive the earlier days' rows that arrived that day), and carry rows received
-    later to their partition. Rows received after ``spec.end`` are written to their (later)
-    partitions at the end. ``progress(day, rows_written_so_far)`` is called after each day.
-
-    Returns the rows written per source and the ground truth of the injected faults.
-    """
-    model = EventModel(periods, spec)
-    active = sorted(event_faults.activate(spec, model), key=lambda f: f.order)
-    counts = dict.fromkeys(SOURCES, 0)
-    carry = _Carry()
-    render = {
-        "events": model.events_table,
-        "web_analytics": model.web_table,
-        "mobile_analytics": model.mobile_table,
-        "api_logs": model.api_table,
-    }
-    # Parquet encoding and fsync run on one writer thread (in submission order, so the files and
-    # manifests are the same as a sequential run) while the next day is generated; at most one
-    # day's files are in flight.
-    pending: list[Future[None]] = []
-
-    def store(source: str, day: dt.date, table: pa.Table) -> None:
-        arrived = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), _UTC) + ARRIVAL_AFTER_DAY[source]
-        write_delivery(source, day, table, arrived_at=arrived, root=root)
-
-    def write(pool: ThreadPoolExecutor, source: str, part: int, batch: Batch) -> None:
-        for fault in active:
-            batch = fault.on_write(source, part, batch)
-        table = render[source](batch)
-        counts[source] += table.num_rows
-        pending.append(pool.submit(store, source, from_epoch_day(part), table))
-
-    def drain() -> None:
-        while pending:
-            pending.pop(0).result()
-
-    first, last = epoch_day(spec.start), epoch_day(spec.end)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer") as pool:
-        try:
-            for d in range(first, last + 1):
-                rows = model.day(d)
-                for fault in active:
-                    fault.on_day(rows)
-                events, mobile = carry.route(rows)
-                drain()
-                write(pool, "events", d, events)
-                write(pool, "web_analytics", d, rows.web)
-                write(pool, "mobile_analytics", d, mobile)
-                write(pool, "api_logs", d, rows.api)
-                if progress is not None:
-                    progress(from_epoch_day(d), dict(counts))
-            for d in sorted(set(carry.events) | set(carry.mobile)):
-                events = concat_rows(carry.events.pop(d, []))
-                mobile = concat_rows(carry.mobile.pop(d, []))
-                drain()
-                if events:
-                    write(pool, "events", d, events)
-                if mobile:
-                    write(pool, "mobile_analytics", d, mobile)
-            drain()
-        finally:
-            for f in pending:
-                f.cancel()
-    records = [r for fault in active for r in fault.records()]
-    return counts, records
-
-
-# the five engagement injectors live beside this module and use it; importing it registers them
-from helpers.demo import event_faults  # noqa: E402

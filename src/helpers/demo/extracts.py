@@ -6,7 +6,9 @@ delivery arrives, epoch seconds UTC). Rows with the same ``(_dt, _arrival)`` for
 (one Parquet file); a later arrival for the same partition is a re-delivery (the next
 ``part-NNNNN``). Faults change rows, or move them between deliveries, by editing these columns.
 
-Internal column kinds (converted to Arrow types only when written, see :data:`KINDS`):
+Each source's columns, key and schedule are its contract (:mod:`helpers.storage.contracts`).
+Internal column kinds (converted to the contract's Arrow types only when written, see
+:data:`helpers.storage.contracts.KINDS`):
 ``str``; ``int`` (int64; a nullable ``Int64`` column stays nullable); ``bool``; ``date`` (epoch
 day, negative = NULL) -> date32; ``ts`` (epoch seconds, negative = NULL) -> timestamp[us, UTC];
 ``dec18_6`` / ``dec38_18`` (integers in millionths) -> decimal128. An ``int`` column whose
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from helpers.storage import landing
+from helpers.storage.contracts import KINDS, SOURCES, SourceDef
 
 PARTITION, ARRIVAL = "_dt", "_arrival"
 SCHEDULE = (
@@ -33,54 +35,12 @@ SCHEDULE = (
 )
 DAY = 86_400
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-KINDS = {
-    "str": pa.string(),
-    "int": pa.int64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "ts": pa.timestamp("us", tz="UTC"),
-    "dec18_6": pa.decimal128(18, 6),
-    "dec38_18": pa.decimal128(38, 18),
-}
 
 
-@dataclass(frozen=True)
-class SourceDef:
-    """A landing source: its columns (name, kind), the key naming its rows, and a description.
-
-    ``schedule_hours``: a daily extract delivers every day of the history, also when it found no
-    rows (an empty file), this many hours after the partition day's start (26.0 = next day 02:00
-    UTC); ``None`` for sources delivered only when there is something (monthly bills, payroll).
-    """
-
-    name: str
-    columns: tuple[tuple[str, str], ...]
-    key: str
-    doc: str
-    schedule_hours: float | None = None
-
-    @property
-    def names(self) -> list[str]:
-        return [c for c, _ in self.columns]
-
-    def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c, KINDS[k]) for c, k in self.columns])
-
-
-SOURCES: dict[str, SourceDef] = {}
-
-
-def source(
-    name: str, key: str, doc: str, columns: list[tuple[str, str]], *, schedule_hours: float | None = None
-) -> SourceDef:
-    """Declare a source (once, at import of its module)."""
-    if name in SOURCES:
-        raise ValueError(f"source {name!r} declared twice")
-    for _, kind in columns:
-        if kind not in KINDS:
-            raise ValueError(f"source {name!r}: unknown column kind {kind!r}")
-    SOURCES[name] = SourceDef(name, tuple(columns), key, doc, schedule_hours)
-    return SOURCES[name]
+def arrival_hour(name: str) -> float:
+    """The hour (UTC) of the day after its partition day at which daily source ``name`` arrives,
+    as its contract schedules it."""
+    return SOURCES[name].schedule_hours - 24
 
 
 def at(day: np.ndarray | int, hour: float = 0.0) -> np.ndarray:

@@ -21,8 +21,13 @@ The injector signature is ``(fault, extracts, ctx) -> list[Injected]``:
   fault never disturbs the clean data's random streams).
 
 Records of the same fault, source and description coming from several batches are merged
-(:func:`merge_records`). An injector with ``streaming = True`` (the engagement faults) is not
-called here: it does its work inside the events generator.
+(:func:`merge_records`). An injector with ``streaming = True`` (the engagement faults but
+``upstream_missing``) is not called here: it does its work inside the events day loop.
+
+The injectors live by family in ``faults_profit``, ``faults_growth`` and ``faults_engagement``;
+what they share is here: :func:`param` and :func:`validate` (parameters), :func:`fault_day` and
+:func:`last_month` (dates), :func:`record` (ground truth), :func:`move_rows`,
+:func:`sample_positions` and :func:`prefer_from` (editing extracts).
 """
 
 from __future__ import annotations
@@ -31,16 +36,17 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from helpers.demo import company as co
+from helpers.demo.company import Company, World
+from helpers.demo.extracts import ARRIVAL, DAY, PARTITION
+from helpers.demo.sources_finance import Totals, complete_months
 from helpers.demo.spec import DemoSpec, FaultSpec
-
-if TYPE_CHECKING:
-    from helpers.demo.company import Company, World
-    from helpers.demo.sources_finance import Totals
+from helpers.storage.contracts import SOURCES
 
 
 @dataclass
@@ -135,6 +141,102 @@ def merge_records(records: list[Injected]) -> list[Injected]:
         m.date = min(d for d in (m.date, r.date) if d) if (m.date or r.date) else None
         m.details = _merge_details(m.details, r.details)
     return [Injected(**{**asdict(r), "rows": sorted(r.rows)}) for r in merged.values()]
+
+
+# ------------------------------------------------------------------ the injectors' toolkit
+
+
+def param(
+    fault: FaultSpec, name: str, default: Any, kind: type, lo: float | None = None, hi: float | None = None
+) -> Any:
+    """Parameter ``name`` of ``fault`` as a ``kind`` in ``[lo, hi]`` (``default`` when not given; a
+    ``None`` default stays ``None``); ValueError naming the fault otherwise."""
+    raw = fault.params.get(name, default)
+    if raw is None and default is None:
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"--fault {fault.as_text()}: {name}={raw!r}: expected a {kind.__name__}") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"--fault {fault.as_text()}: {name}={raw!r}: expected a value in [{lo}, {hi}]")
+    return value
+
+
+def validate(fault: FaultSpec, world: World, allowed: tuple[str, ...]) -> None:
+    """Reject parameters not in ``allowed``, dates outside the history and unknown sources before
+    anything is generated."""
+    unknown = sorted(set(fault.params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"--fault {fault.as_text()}: unknown parameter(s) {unknown}; expected {list(allowed)}"
+        )
+    if fault.date is not None and not world.spec.start <= fault.date <= world.spec.end:
+        raise ValueError(
+            f"--fault {fault.as_text()}: date {fault.date} is outside the generated history "
+            f"{world.spec.start}..{world.spec.end}"
+        )
+    for name in ("source",):
+        if name in fault.params and str(fault.params[name]) not in SOURCES:
+            raise ValueError(
+                f"--fault {fault.as_text()}: source={fault.params[name]!r}: expected one of {sorted(SOURCES)}"
+            )
+
+
+def last_month(world: World) -> int:
+    """First epoch day of the last complete month (the end's month when the end is a month end)."""
+    closed = complete_months(world)
+    m = int(closed[-1]) if len(closed) else int(world.months[-1])
+    return int(co.month_start(m))
+
+
+def fault_day(fault: FaultSpec, world: World, default: int) -> int:
+    """The fault's DATE as an epoch day, or ``default`` clipped into the history."""
+    if fault.date is not None:
+        return co.epoch_day(fault.date)
+    return int(min(max(default, world.start), world.end))
+
+
+def iso_day(day: int) -> str:
+    """``YYYY-MM-DD`` of an epoch day."""
+    return co.to_date(int(day)).isoformat()
+
+
+def record(
+    fault: FaultSpec, source: str, day: int, description: str, key: str, rows: Any, **details: Any
+) -> Injected:
+    """The ground truth of ``fault`` on ``source`` from ``day``: the affected ``rows`` by ``key``
+    (distinct, as text, sorted; missing values dropped) and the ``details``."""
+    values = sorted({str(r) for r in rows if r is not None and not (isinstance(r, float) and np.isnan(r))})
+    return Injected(fault.id, source, iso_day(day), dict(fault.params), description, key, values, details)
+
+
+def move_rows(frame: pd.DataFrame, mask: np.ndarray, new_partition: np.ndarray) -> None:
+    """Move rows to another partition, keeping the source's arrival rule (same offset from it)."""
+    offset = frame.loc[mask, ARRIVAL].to_numpy() - frame.loc[mask, PARTITION].to_numpy() * DAY
+    frame.loc[mask, PARTITION] = new_partition
+    frame.loc[mask, ARRIVAL] = np.asarray(new_partition) * DAY + offset
+
+
+def sample_positions(rng: np.random.Generator, candidates: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` of ``candidates`` (positions), chosen at random, in their original order."""
+    if len(candidates) <= n:
+        return np.sort(candidates)
+    return np.sort(rng.choice(candidates, size=n, replace=False))
+
+
+def prefer_from(rng: np.random.Generator, days: np.ndarray, since: int, n: int) -> np.ndarray:
+    """Positions of ``n`` rows, preferring days on/after ``since``, then the latest before it."""
+    after = np.flatnonzero(days >= since)
+    chosen = sample_positions(rng, after, n)
+    if len(chosen) < n:
+        before = np.flatnonzero(days < since)
+        before = before[np.argsort(-days[before], kind="stable")][: n - len(chosen)]
+        chosen = np.sort(np.concatenate([chosen, before]))
+    return chosen
+
+
+# ------------------------------------------------------------------ ground truth
 
 
 def write_ground_truth(path: Path, spec_text: dict[str, Any], records: list[Injected]) -> None:

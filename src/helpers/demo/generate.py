@@ -4,8 +4,9 @@
 accounts it simulates the business, builds the account-level extracts, injects the business
 faults and writes the deliveries; then it builds the company-level sources (FX, payroll, cloud
 bills, operations expenses, Finance's ledger) from the chunks' totals, injects and writes them;
-then the product events (``helpers.demo.events``) from the usage periods; finally
-``_faults.json`` (the ground truth) and ``_demo.json`` (the spec and what was written).
+then the product events from the usage periods (:func:`generate_events`: the day loop over
+``helpers.demo.events``, with the engagement faults hooked in); finally ``_faults.json`` (the
+ground truth) and ``_demo.json`` (the spec and what was written).
 
 Everything is built in a sibling folder and swapped in at the end, so a failed run leaves the
 previous landing zone untouched. Same spec -> byte-identical files (no wall clock, seeded
@@ -20,22 +21,30 @@ import shutil
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from helpers.core import paths
-from helpers.demo import business_faults, faults
+from helpers.core.periods import month_end, month_of, previous_month
 from helpers.demo import company as co
+from helpers.demo import events as ev
+from helpers.demo import faults, faults_engagement, faults_growth, faults_profit
 from helpers.demo import sources_billing as billing
 from helpers.demo import sources_crm as crm
 from helpers.demo import sources_finance as fin
-from helpers.demo.extracts import PARTITION, SCHEDULE, SOURCES, LandingWriter, schedule
+from helpers.demo.columns import Batch, concat_rows, take_rows
+from helpers.demo.extracts import PARTITION, SCHEDULE, LandingWriter, schedule
 from helpers.demo.faults import FaultContext, Injected
 from helpers.demo.spec import DemoSpec
+from helpers.storage.contracts import SCHEMAS, SOURCES
+from helpers.storage.landing import write_delivery
 
 ACCOUNT_SOURCES = (
     "billing_customers",
@@ -49,7 +58,11 @@ ACCOUNT_SOURCES = (
     "experiment_assignments",
 )
 COMPANY_SOURCES = ("fx_rates", "hr_payroll", "cloud_costs", "ops_expenses", "finance_ledger")
-EVENT_SOURCES = ("events", "web_analytics", "mobile_analytics", "api_logs")
+EVENT_SOURCES = tuple(SCHEMAS)
+# The faults injected into the in-memory extracts, with their parameters (the other engagement
+# faults work inside the events day loop, see ``faults_engagement``).
+BATCH_FAULT_PARAMS = {**faults_profit.PARAMS, **faults_growth.PARAMS, **faults_engagement.PARAMS}
+BATCH_FAULT_IDS = tuple(BATCH_FAULT_PARAMS)
 FAULTS_FILE, DEMO_FILE = "_faults.json", "_demo.json"
 MAX_ACCOUNTS = 5_000_000
 
@@ -165,8 +178,8 @@ def validate_spec(spec: DemoSpec) -> co.World:
     for f in spec.faults:
         if f.id not in registry:
             raise ValueError(f"--fault {f.as_text()}: no injector is registered for {f.id!r}")
-        if f.id in business_faults.BUSINESS_FAULT_IDS:
-            business_faults.validate(f, world)
+        if f.id in BATCH_FAULT_PARAMS:
+            faults.validate(f, world, BATCH_FAULT_PARAMS[f.id])
     return world
 
 
@@ -283,14 +296,13 @@ def generate(
         usage = pd.concat(periods, ignore_index=True)
         del periods
         if events:
-            from helpers.demo import events as events_mod
 
             def tick(day: dt.date, counts: dict[str, int]) -> None:
                 if day.day == 1:
                     say(f"events: {day:%Y-%m} ({sum(counts.values()):,} rows so far)")
 
             with t.measure("events"):
-                counts, event_records = events_mod.generate_events(usage, spec, root=work, progress=tick)
+                counts, event_records = generate_events(usage, spec, root=work, progress=tick)
             records += event_records
             for name in EVENT_SOURCES:
                 files = len(list((work / name).glob("dt=*/part-*.parquet"))) if (work / name).exists() else 0
@@ -319,7 +331,124 @@ def generate(
     return summary
 
 
+# ------------------------------------------------------------------ product events
+
+# When each event source's delivery for partition D arrives, counted from the end of day D.
+ARRIVAL_AFTER_DAY = {
+    "events": dt.timedelta(minutes=20),
+    "api_logs": dt.timedelta(minutes=45),
+    "web_analytics": dt.timedelta(hours=2),
+    "mobile_analytics": dt.timedelta(hours=3),
+}
+
+
+@dataclass
+class _Carry:
+    """Rows received on a later day than their event day, waiting for their partition."""
+
+    events: dict[int, list[Batch]] = field(default_factory=dict)
+    mobile: dict[int, list[Batch]] = field(default_factory=dict)
+
+    @staticmethod
+    def _route(rows: Batch, by: str, today: int, store: dict[int, list[Batch]]) -> Batch:
+        if not rows:
+            return rows
+        day = rows[by] // ev.MS_DAY
+        now = day <= today
+        for d in np.unique(day[~now]):
+            store.setdefault(int(d), []).append(take_rows(rows, day == d))
+        return take_rows(rows, now) if not now.all() else rows
+
+    def route(self, rows: ev.DayRows) -> tuple[Batch, Batch]:
+        events = self._route(rows.events, "recv", rows.day, self.events)
+        mo = self._route(rows.mobile, "synced", rows.day, self.mobile)
+        return concat_rows([*self.events.pop(rows.day, []), events]), concat_rows(
+            [*self.mobile.pop(rows.day, []), mo]
+        )
+
+
+def generate_events(
+    periods: pd.DataFrame,
+    spec: DemoSpec,
+    *,
+    root: Path | None = None,
+    progress: Callable[[dt.date, dict[str, int]], None] | None = None,
+) -> tuple[dict[str, int], list[Injected]]:
+    """Write the four event sources for ``[spec.start, spec.end]`` into the landing zone.
+
+    Day by day: generate the day's clean rows, let the engagement faults of ``spec.faults``
+    change them, write each source's partition for the day (``events`` and ``mobile_analytics``
+    partitions also receive the earlier days' rows that arrived that day), and carry rows received
+    later to their partition. Rows received after ``spec.end`` are written to their (later)
+    partitions at the end. ``progress(day, rows_written_so_far)`` is called after each day.
+
+    Returns the rows written per source and the ground truth of the injected faults.
+    """
+    model = ev.EventModel(periods, spec)
+    active = sorted(faults_engagement.activate(spec, model), key=lambda f: f.order)
+    counts = dict.fromkeys(EVENT_SOURCES, 0)
+    carry = _Carry()
+    render = {
+        "events": model.events_table,
+        "web_analytics": model.web_table,
+        "mobile_analytics": model.mobile_table,
+        "api_logs": model.api_table,
+    }
+    # Parquet encoding and fsync run on one writer thread (in submission order, so the files and
+    # manifests are the same as a sequential run) while the next day is generated; at most one
+    # day's files are in flight.
+    pending: list[Future[None]] = []
+
+    def store(source: str, day: dt.date, table: pa.Table) -> None:
+        arrived = (
+            dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC) + ARRIVAL_AFTER_DAY[source]
+        )
+        write_delivery(source, day, table, arrived_at=arrived, root=root)
+
+    def write(pool: ThreadPoolExecutor, source: str, part: int, batch: Batch) -> None:
+        for fault in active:
+            batch = fault.on_write(source, part, batch)
+        table = render[source](batch)
+        counts[source] += table.num_rows
+        pending.append(pool.submit(store, source, co.to_date(part), table))
+
+    def drain() -> None:
+        while pending:
+            pending.pop(0).result()
+
+    first, last = co.epoch_day(spec.start), co.epoch_day(spec.end)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer") as pool:
+        try:
+            for d in range(first, last + 1):
+                rows = model.day(d)
+                for fault in active:
+                    fault.on_day(rows)
+                events, mobile = carry.route(rows)
+                drain()
+                write(pool, "events", d, events)
+                write(pool, "web_analytics", d, rows.web)
+                write(pool, "mobile_analytics", d, mobile)
+                write(pool, "api_logs", d, rows.api)
+                if progress is not None:
+                    progress(co.to_date(d), dict(counts))
+            for d in sorted(set(carry.events) | set(carry.mobile)):
+                events = concat_rows(carry.events.pop(d, []))
+                mobile = concat_rows(carry.mobile.pop(d, []))
+                drain()
+                if events:
+                    write(pool, "events", d, events)
+                if mobile:
+                    write(pool, "mobile_analytics", d, mobile)
+            drain()
+        finally:
+            for f in pending:
+                f.cancel()
+    records = [r for fault in active for r in fault.records()]
+    return counts, records
+
+
 def last_complete_month(spec: DemoSpec) -> str:
-    """YYYY-MM of the last complete month of the history (the end's month for a month-end end)."""
-    world = co.World(spec)
-    return co.to_date(business_faults.last_month(world)).strftime("%Y-%m")
+    """YYYY-MM of the last complete month of the history (the end's month for a month-end end;
+    a one-month history that ends mid-month has none, and gives the end's month)."""
+    month = month_of(spec.end)
+    return month if spec.end == month_end(spec.end) or spec.months == 1 else previous_month(month)

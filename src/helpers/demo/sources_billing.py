@@ -4,7 +4,8 @@
 invoice line *version*: an invoice whose first payment failed lands as ``open`` and again when
 it is paid or written off) and ``billing_payments`` (charges with dunning retries, refunds)
 are daily extracts: partition = the day of the row's ``created``/``event_at``/``updated_at``,
-arriving the next morning (UTC). ``fx_rates`` lands every day at 16:30 UTC.
+arriving the next morning (UTC). ``fx_rates`` lands every day at 16:30 UTC. Their columns,
+keys and schedules are their contracts (``helpers.storage.contracts``).
 """
 
 from __future__ import annotations
@@ -15,114 +16,21 @@ import numpy as np
 import pandas as pd
 
 from helpers.demo import company as co
+from helpers.demo import ids
 from helpers.demo.company import Company, World
-from helpers.demo.events import pseudonymise_email
-from helpers.demo.extracts import ARRIVAL, PARTITION, at, day_of, deliver, source
+from helpers.demo.extracts import ARRIVAL, PARTITION, arrival_hour, at, day_of, deliver
+from helpers.demo.names import pseudonymise_email
+from helpers.storage.contracts import SOURCES
 
 ARRIVAL_HOUR = {
-    "billing_customers": 2.0,
-    "subscriptions": 2 + 1 / 6,
-    "billing_invoices": 2.25,
-    "billing_payments": 2 + 1 / 3,
+    name: arrival_hour(name)
+    for name in ("billing_customers", "subscriptions", "billing_invoices", "billing_payments")
 }
-FX_HOUR = 16.5
+FX_HOUR = SOURCES["fx_rates"].schedule_hours
 FX_BASE = {"EUR": 1.08, "GBP": 1.27, "CAD": 0.74}
 FX_DAILY_SIGMA = 0.0045
 FAILURE_CODES = np.array(
     ["card_declined"] * 5 + ["insufficient_funds"] * 3 + ["expired_card"] * 2, dtype=object
-)
-
-BILLING_CUSTOMERS = source(
-    "billing_customers",
-    "customer_id",
-    "Stripe customers: one row per customer at creation (signup); the contact email only as a salted sha256.",
-    [
-        ("customer_id", "str"),
-        ("email_sha256", "str"),
-        ("name", "str"),
-        ("currency", "str"),
-        ("country", "str"),
-        ("account_id", "str"),  # metadata.account_id: the product account
-        ("created", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["billing_customers"],
-)
-SUBSCRIPTIONS = source(
-    "subscriptions",
-    "event_id",
-    "Stripe customer.subscription.* change events: status, item (tier, price, quantity), periods, cancellation.",
-    [
-        ("event_id", "str"),
-        ("event_type", "str"),
-        ("subscription_id", "str"),
-        ("customer_id", "str"),
-        ("status", "str"),
-        ("item_price_id", "str"),
-        ("item_tier", "str"),
-        ("item_quantity", "int"),
-        ("item_unit_amount", "int"),
-        ("currency", "str"),
-        ("trial_start", "ts"),
-        ("trial_end", "ts"),
-        ("current_period_start", "ts"),
-        ("current_period_end", "ts"),
-        ("cancel_at", "ts"),
-        ("canceled_at", "ts"),
-        ("cancellation_details_reason", "str"),
-        ("event_at", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["subscriptions"],
-)
-BILLING_INVOICES = source(
-    "billing_invoices",
-    "invoice_line_id",
-    "Stripe invoice lines (and credit-note lines) with service periods; a new row per status change.",
-    [
-        ("invoice_id", "str"),
-        ("invoice_line_id", "str"),
-        ("customer_id", "str"),
-        ("subscription_id", "str"),
-        ("line_type", "str"),
-        ("description", "str"),
-        ("tier", "str"),
-        ("quantity", "int"),
-        ("unit_amount", "int"),
-        ("amount", "int"),
-        ("currency", "str"),
-        ("period_start", "date"),
-        ("period_end", "date"),
-        ("proration", "bool"),
-        ("status", "str"),
-        ("credit_note_id", "str"),
-        ("created", "ts"),
-        ("updated_at", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["billing_invoices"],
-)
-BILLING_PAYMENTS = source(
-    "billing_payments",
-    "payment_id",
-    "Stripe charges (every attempt, failed ones with a failure_code) and refunds of credit notes.",
-    [
-        ("payment_id", "str"),
-        ("type", "str"),
-        ("invoice_id", "str"),
-        ("customer_id", "str"),
-        ("amount", "int"),
-        ("currency", "str"),
-        ("status", "str"),
-        ("failure_code", "str"),
-        ("attempt", "int"),
-        ("created", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["billing_payments"],
-)
-FX_RATES = source(
-    "fx_rates",
-    "currency",
-    "Daily FX rates: US dollars per unit of each currency (decimal128(18,6); USD is 1).",
-    [("date", "date"), ("currency", "str"), ("usd_per_unit", "dec18_6")],
-    schedule_hours=FX_HOUR,
 )
 
 _STATUS = {
@@ -156,7 +64,7 @@ def currency_codes(company: Company) -> np.ndarray:
 def subscription_ids(company: Company, acc: np.ndarray, sub_seq: np.ndarray) -> np.ndarray:
     """Stripe-like ``sub_`` ids of (account position, subscription sequence) pairs."""
     gidx = company.accounts["gidx"].to_numpy()[acc]
-    return co.stripe_ids("sub_", co.object_key(company.spec.seed, 2, gidx, sub_seq))
+    return ids.stripe_ids("sub_", ids.object_key(company.spec.seed, 2, gidx, sub_seq))
 
 
 def price_ids(tier: np.ndarray, currency: np.ndarray, treatment: np.ndarray) -> np.ndarray:
@@ -252,8 +160,8 @@ def subscriptions(company: Company, life: pd.DataFrame | None = None) -> pd.Data
     currency = a["currency"].to_numpy()[acc]
     frame = pd.DataFrame(
         {
-            "event_id": co.stripe_ids(
-                "evt_", co.object_key(company.spec.seed, 3, gidx, life["seq"].to_numpy())
+            "event_id": ids.stripe_ids(
+                "evt_", ids.object_key(company.spec.seed, 3, gidx, life["seq"].to_numpy())
             ),
             "event_type": _lookup(kind, _STATUS, 0),
             "subscription_id": subscription_ids(company, acc, life["sub_seq"].to_numpy()),
@@ -292,7 +200,7 @@ def _invoice_lines(company: Company) -> pd.DataFrame:
 def invoice_ids(company: Company, acc: np.ndarray, inv_seq: np.ndarray) -> np.ndarray:
     """Stripe-like ``in_`` ids of (account position, invoice sequence) pairs."""
     gidx = company.accounts["gidx"].to_numpy()[acc]
-    return co.stripe_ids("in_", co.object_key(company.spec.seed, 4, gidx, inv_seq))
+    return ids.stripe_ids("in_", ids.object_key(company.spec.seed, 4, gidx, inv_seq))
 
 
 def billing_invoices(company: Company) -> pd.DataFrame:
@@ -324,8 +232,8 @@ def billing_invoices(company: Company) -> pd.DataFrame:
     base = pd.DataFrame(
         {
             "invoice_id": invoice_ids(company, acc, seq),
-            "invoice_line_id": co.stripe_ids(
-                "il_", co.object_key(company.spec.seed, 5, gidx, seq * 16 + lt * 4 + line_no)
+            "invoice_line_id": ids.stripe_ids(
+                "il_", ids.object_key(company.spec.seed, 5, gidx, seq * 16 + lt * 4 + line_no)
             ),
             "customer_id": a["customer_id"].to_numpy()[acc],
             "subscription_id": subscription_ids(company, acc, ln["sub_seq"].to_numpy()),
@@ -341,7 +249,7 @@ def billing_invoices(company: Company) -> pd.DataFrame:
             "proration": ln["proration"].to_numpy().astype(bool),
             "status": np.where(credit | (failures == 0), "paid", "open").astype(object),
             "credit_note_id": np.where(
-                credit, co.stripe_ids("cn_", co.object_key(company.spec.seed, 6, gidx, seq)), None
+                credit, ids.stripe_ids("cn_", ids.object_key(company.spec.seed, 6, gidx, seq)), None
             ),
             "created": created,
             "updated_at": np.where(credit, created, created + 3600),
@@ -374,10 +282,10 @@ def billing_payments(company: Company) -> pd.DataFrame:
     offset = np.array([0, *co.DUNNING_RETRY_DAYS])[k - 1]
     created = co.at_seconds(inv["day"].to_numpy()[rows] + offset, inv["sec"].to_numpy()[rows]) + 3600
     failed = k <= failures[rows]
-    key = co.object_key(company.spec.seed, 7, gidx, seq * 8 + k)
+    key = ids.object_key(company.spec.seed, 7, gidx, seq * 8 + k)
     charges = pd.DataFrame(
         {
-            "payment_id": co.stripe_ids("ch_", key),
+            "payment_id": ids.stripe_ids("ch_", key),
             "type": "charge",
             "invoice_id": invoice_ids(company, acc, seq),
             "customer_id": a["customer_id"].to_numpy()[acc],
@@ -394,7 +302,7 @@ def billing_payments(company: Company) -> pd.DataFrame:
     cgidx = a["gidx"].to_numpy()[cacc]
     refunds = pd.DataFrame(
         {
-            "payment_id": co.stripe_ids("re_", co.object_key(company.spec.seed, 8, cgidx, cseq)),
+            "payment_id": ids.stripe_ids("re_", ids.object_key(company.spec.seed, 8, cgidx, cseq)),
             "type": "refund",
             "invoice_id": invoice_ids(company, cacc, cseq),
             "customer_id": a["customer_id"].to_numpy()[cacc],

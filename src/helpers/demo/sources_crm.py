@@ -3,8 +3,9 @@ team's closed-won deals and the experiment assignments.
 
 All are daily extracts: partition = the day of the row's own timestamp (``created_at``,
 ``entered_at`` — when the AE typed it, not when it happened —, ``updated_at``, ``signed_at``,
-``assigned_at``), arriving the next morning (UTC). Rows dated before the history are in the
-initial load (the first partition).
+``assigned_at``), arriving the next morning (UTC) at the hour their contract schedules
+(``helpers.storage.contracts``). Rows dated before the history are in the initial load (the
+first partition).
 """
 
 from __future__ import annotations
@@ -13,102 +14,20 @@ import numpy as np
 import pandas as pd
 
 from helpers.demo import company as co
+from helpers.demo import ids
 from helpers.demo.company import Company
-from helpers.demo.extracts import day_of, deliver, nullable_int, source
+from helpers.demo.extracts import arrival_hour, day_of, deliver, nullable_int
 from helpers.demo.sources_billing import lifecycle
 
 ARRIVAL_HOUR = {
-    "crm_accounts": 4.0,
-    "crm_stage_history": 4.0,
-    "account_db": 1.5,
-    "sales_records": 6.0,
-    "experiment_assignments": 3.0,
+    name: arrival_hour(name)
+    for name in ("crm_accounts", "crm_stage_history", "account_db", "sales_records", "experiment_assignments")
 }
 INTEGRATION_USER = "0055g0000000000"  # the CRM's product-sync integration user (automated rows)
 # How long after a change the AE types it into the CRM (clean data: at most ~3 days).
 AE_ENTRY_LAG_P = (0.60, 0.30, 0.10)
 AE_ENTRY_LAG_S = ((1_800, 8 * 3600), (16 * 3600, 30 * 3600), (40 * 3600, 80 * 3600))
 CLEAN_MAX_ENTRY_LAG_S = 80 * 3600
-
-CRM_ACCOUNTS = source(
-    "crm_accounts",
-    "account_id",
-    "Salesforce Account records: name, domain, industry, owner AE, parent account; a new row per update.",
-    [
-        ("account_id", "str"),
-        ("name", "str"),
-        ("domain", "str"),
-        ("industry", "str"),
-        ("owner_id", "str"),
-        ("owner_name", "str"),
-        ("parent_account_id", "str"),
-        ("product_account_id", "str"),
-        ("billing_country", "str"),
-        ("created_at", "ts"),
-        ("updated_at", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["crm_accounts"],
-)
-CRM_STAGE_HISTORY = source(
-    "crm_stage_history",
-    "stage_event_id",
-    "Lifecycle stage transitions lead/trial/customer/lost/churned (and tier changes) as AEs record them.",
-    [
-        ("stage_event_id", "str"),
-        ("account_id", "str"),
-        ("from_stage", "str"),
-        ("to_stage", "str"),
-        ("tier", "str"),
-        ("seats", "int"),
-        ("effective_at", "ts"),
-        ("entered_at", "ts"),
-        ("entered_by", "str"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["crm_stage_history"],
-)
-ACCOUNT_DB = source(
-    "account_db",
-    "account_id",
-    "The product's accounts table, extracted incrementally by updated_at (one row per change).",
-    [
-        ("account_id", "str"),
-        ("company_name", "str"),
-        ("domain", "str"),
-        ("billing_customer_id", "str"),
-        ("status", "str"),
-        ("plan", "str"),
-        ("seats", "int"),
-        ("created_at", "ts"),
-        ("updated_at", "ts"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["account_db"],
-)
-SALES_RECORDS = source(
-    "sales_records",
-    "deal_id",
-    "Closed-won deals of sales-led accounts: contract start, signature, expected first payment, value.",
-    [
-        ("deal_id", "str"),
-        ("account_id", "str"),
-        ("contract_start", "date"),
-        ("signed_at", "ts"),
-        ("first_payment_expected", "date"),
-        ("term_months", "int"),
-        ("contract_value", "int"),
-        ("currency", "str"),
-        ("tier", "str"),
-        ("seats", "int"),
-        ("ae_id", "str"),
-    ],
-    schedule_hours=24 + ARRIVAL_HOUR["sales_records"],
-)
-EXPERIMENT_ASSIGNMENTS = source(
-    "experiment_assignments",
-    "account_id",
-    "Experiment arms of new accounts (pricing_v2, onboarding_checklist), assigned at signup.",
-    [("account_id", "str"), ("experiment", "str"), ("arm", "str"), ("assigned_at", "ts")],
-    schedule_hours=24 + ARRIVAL_HOUR["experiment_assignments"],
-)
 
 # lifecycle kind -> (from_stage, to_stage, typed by an AE)
 _STAGE = {
@@ -161,7 +80,7 @@ def crm_accounts(company: Company) -> pd.DataFrame:
 
 def _entry_lag(rng: np.random.Generator, n: int, by_ae: np.ndarray) -> np.ndarray:
     """Seconds between a change and its CRM entry: minutes for the integration, hours to ~3 days for AEs."""
-    band = co._categorical(rng, n, AE_ENTRY_LAG_P)
+    band = co.categorical(rng, n, AE_ENTRY_LAG_P)
     lo = np.array([b[0] for b in AE_ENTRY_LAG_S])[band]
     hi = np.array([b[1] for b in AE_ENTRY_LAG_S])[band]
     ae_lag = lo + (rng.random(n) * (hi - lo)).astype(np.int64)
@@ -207,7 +126,9 @@ def crm_stage_history(company: Company, life: pd.DataFrame | None = None) -> pd.
     owner = company.world.aes["ae_id"].to_numpy()[a["ae"].to_numpy()[acc]]
     frame = pd.DataFrame(
         {
-            "stage_event_id": co.stripe_ids("0Hs", co.object_key(company.spec.seed, 9, gidx, seq), length=12),
+            "stage_event_id": ids.stripe_ids(
+                "0Hs", ids.object_key(company.spec.seed, 9, gidx, seq), length=12
+            ),
             "account_id": a["crm_id"].to_numpy()[acc],
             "from_stage": from_stage,
             "to_stage": to_stage,
@@ -268,8 +189,8 @@ def sales_records(company: Company, life: pd.DataFrame | None = None) -> pd.Data
     signed = co.at_seconds(day - sign_days[acc], sign_sec[acc])
     frame = pd.DataFrame(
         {
-            "deal_id": co.stripe_ids(
-                "006", co.object_key(company.spec.seed, 10, a["gidx"].to_numpy()[acc], 0), length=12
+            "deal_id": ids.stripe_ids(
+                "006", ids.object_key(company.spec.seed, 10, a["gidx"].to_numpy()[acc], 0), length=12
             ),
             "account_id": a["crm_id"].to_numpy()[acc],
             "contract_start": day,

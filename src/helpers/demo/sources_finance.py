@@ -5,7 +5,9 @@ These do not depend on individual accounts, only on company-wide totals accumula
 account chunks (:class:`Totals`: active seats per day, customers per month, recognised revenue),
 so they are built once, after every chunk. Finance's ledger is built from the *clean* business
 (Finance keeps its own books: AP, payroll provider, billing exports it reconciles itself), so a
-fault in our copies of the sources shows up as a difference against it.
+fault in our copies of the sources shows up as a difference against it. Their columns and keys
+(the FOCUS 1.0 columns of ``cloud_costs`` among them) are their contracts
+(``helpers.storage.contracts``).
 """
 
 from __future__ import annotations
@@ -16,101 +18,23 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 
+from helpers.core.businesscal import BusinessCalendar
+from helpers.core.money import convert_cents
+from helpers.core.periods import month_end
 from helpers.demo import company as co
 from helpers.demo.company import Company, World
-from helpers.demo.extracts import ARRIVAL, PARTITION, at, day_of, nullable_int, source
-from helpers.demo.sources_billing import fx_micros
+from helpers.demo.extracts import ARRIVAL, PARTITION, at, day_of, nullable_int
+from helpers.demo.sources_billing import FX_BASE, fx_micros
+from helpers.storage.contracts import SOURCES
 
 PSEUDONYM_SALT = "workbook-demo:employee:v1"
 FINANCE_CLOSE_BUSINESS_DAY = 5  # Finance closes month M on the 5th US business day of M+1
-PAYROLL_HOUR, LEDGER_HOUR, OPS_HOUR, CLOUD_HOUR = 20.0, 18.0, 23.5, 8.0
-
-# ------------------------------------------------------------------ sources
-
-HR_PAYROLL = source(
-    "hr_payroll",
-    "employee_id",
-    "Monthly payroll per employee (pseudonymised id), department and cost center, USD cents.",
-    [
-        ("payroll_month", "date"),
-        ("pay_date", "date"),
-        ("employee_id", "str"),
-        ("department", "str"),
-        ("cost_center", "str"),
-        ("gross_pay", "int"),
-        ("employer_taxes", "int"),
-        ("benefits", "int"),
-        ("currency", "str"),
-    ],
-)
-FOCUS_COLUMNS = (
-    "AvailabilityZone BilledCost BillingAccountId BillingAccountName BillingCurrency BillingPeriodEnd "
-    "BillingPeriodStart ChargeCategory ChargeClass ChargeDescription ChargeFrequency ChargePeriodEnd "
-    "ChargePeriodStart CommitmentDiscountCategory CommitmentDiscountId CommitmentDiscountName "
-    "CommitmentDiscountStatus CommitmentDiscountType ConsumedQuantity ConsumedUnit ContractedCost "
-    "ContractedUnitPrice EffectiveCost InvoiceIssuerName ListCost ListUnitPrice PricingCategory "
-    "PricingQuantity PricingUnit ProviderName PublisherName RegionId RegionName ResourceId ResourceName "
-    "ResourceType ServiceCategory Id ServiceName SkuId SkuPriceId SubAccountId SubAccountName Tags"
-).split()
-FOCUS_DECIMALS = {
-    "BilledCost",
-    "ConsumedQuantity",
-    "ContractedCost",
-    "ContractedUnitPrice",
-    "EffectiveCost",
-    "ListCost",
-    "ListUnitPrice",
-    "PricingQuantity",
-}
-FOCUS_TIMESTAMPS = {"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"}
-CLOUD_COSTS = source(
-    "cloud_costs",
-    "Id",
-    "Cloud bills of AWS, Azure and GCP in FOCUS 1.0 columns (decimals as decimal128(38,18)); one delivery "
-    "per provider and billing month, days after the month ends.",
-    [
-        (c, "dec38_18" if c in FOCUS_DECIMALS else "ts" if c in FOCUS_TIMESTAMPS else "str")
-        for c in FOCUS_COLUMNS
-    ]
-    + [("BilledCostMicros", "int"), ("EffectiveCostMicros", "int")],
-)
-OPS_EXPENSES = source(
-    "ops_expenses",
-    "expense_id",
-    "Operations expenses entered by hand: incurred date vs submission time, category, vendor, amount.",
-    [
-        ("expense_id", "str"),
-        ("incurred_date", "date"),
-        ("submitted_at", "ts"),
-        ("category", "str"),
-        ("vendor", "str"),
-        ("amount", "int"),
-        ("currency", "str"),
-        ("entered_by", "str"),
-    ],
-    schedule_hours=OPS_HOUR,
-)
-FINANCE_LEDGER = source(
-    "finance_ledger",
-    "line_id",
-    "Finance's monthly P&L by category (revenue, salaries, infrastructure, operations), booked by "
-    "Finance's rules and delivered on its close day.",
-    [
-        ("line_id", "str"),
-        ("period", "date"),
-        ("category", "str"),
-        ("subcategory", "str"),
-        ("currency", "str"),
-        ("amount_local", "int"),
-        ("fx_rate", "dec18_6"),
-        ("amount_usd", "int"),
-        ("booked_at", "ts"),
-    ],
-)
+PAYROLL_HOUR, LEDGER_HOUR, CLOUD_HOUR = 20.0, 18.0, 8.0
+OPS_HOUR = SOURCES["ops_expenses"].schedule_hours
+US_CALENDAR = BusinessCalendar("US")  # Finance's business days: US federal holidays (observed)
 
 # ------------------------------------------------------------------ company-wide totals
 
@@ -196,26 +120,11 @@ def recognised_revenue(company: Company) -> np.ndarray:
 # ------------------------------------------------------------------ calendars
 
 
-@lru_cache(maxsize=64)
-def _us_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays_lib.country_holidays("US", years=year, observed=True))
-
-
-def is_business_day(day: dt.date) -> bool:
-    """Mon-Fri and not a US federal holiday (observed)."""
-    return day.weekday() < 5 and day not in _us_holidays(day.year)
-
-
 def finance_close_day(month_first: dt.date) -> dt.date:
     """Finance's close of a month: the 5th US business day (Mon-Fri, federal holidays excluded) of the next month."""
-    d = (month_first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    n = 0
-    while True:
-        if is_business_day(d):
-            n += 1
-            if n == FINANCE_CLOSE_BUSINESS_DAY:
-                return d
-        d += dt.timedelta(days=1)
+    return US_CALENDAR.nth_business_day_after_month_end(
+        month_first.year, month_first.month, FINANCE_CLOSE_BUSINESS_DAY
+    )
 
 
 def close_days(months: np.ndarray) -> np.ndarray:
@@ -229,8 +138,8 @@ def close_days(months: np.ndarray) -> np.ndarray:
 
 def last_business_day(month_first: dt.date) -> dt.date:
     """The month's last US business day (payday)."""
-    d = (month_first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-    while not is_business_day(d):
+    d = month_end(month_first)
+    while not US_CALENDAR.is_business_day(d):
         d -= dt.timedelta(days=1)
     return d
 
@@ -264,7 +173,7 @@ def _employees_for(seed: int, first_month: int, last_month: int, customers: tupl
     months = np.arange(first_month, last_month + 1)
     target = BASE_HEADCOUNT + np.ceil(np.asarray(customers) / CUSTOMERS_PER_EMPLOYEE).astype(np.int64)
     cap = int(target.max() * 2 + 50)
-    dept = co._categorical(rng, cap, DEPARTMENT_P)
+    dept = co.categorical(rng, cap, DEPARTMENT_P)
     salary = SALARY_MEDIAN_USD[dept] * np.exp(rng.normal(0, 0.18, cap))
     hired = np.full(cap, -1, np.int64)
     left = np.full(cap, np.iinfo(np.int64).max, np.int64)
@@ -728,7 +637,7 @@ def ops_expenses(world: World, totals: Totals) -> pd.DataFrame:
             rng.integers(8, CLEAN_MAX_SUBMIT_LAG_DAYS + 1, n),
         )
         sub_sec = rng.integers(13 * 3600, 23 * 3600, n)
-        rate = np.array([1.0, *(_FX_APPROX[c] for c in co.CURRENCIES[1:])])[currency]
+        rate = np.array([1.0, *(FX_BASE[c] for c in co.CURRENCIES[1:])])[currency]
         amount = np.rint(amount_usd / rate * 100).astype(np.int64)
         if cat.recurring:
             amount = (amount + 50) // 100 * 100  # invoices in whole units
@@ -762,18 +671,7 @@ def ops_expenses(world: World, totals: Totals) -> pd.DataFrame:
     return frame
 
 
-_FX_APPROX = {"EUR": 1.08, "GBP": 1.27, "CAD": 0.74}  # only to size foreign-currency expenses
-
-
 # ------------------------------------------------------------------ Finance's ledger
-
-
-def to_usd(local: np.ndarray, rate_micros: np.ndarray) -> np.ndarray:
-    """Minor units times a rate in millionths, rounded half to even (integers throughout)."""
-    n = np.asarray(local, dtype=np.int64) * np.asarray(rate_micros, dtype=np.int64)
-    q, r = np.divmod(n, 1_000_000)
-    up = (2 * r > 1_000_000) | ((2 * r == 1_000_000) & (q % 2 == 1))
-    return q + up
 
 
 def month_end_rates(world: World) -> np.ndarray:
@@ -829,7 +727,9 @@ def finance_ledger(
     # infrastructure: each cloud bill in its billing period, per provider (USD)
     cl = cloud.assign(m=co.month_of(day_of(cloud["BillingPeriodStart"].to_numpy())))
     g = cl.groupby(["m", "ProviderName"], sort=True)["BilledCostMicros"].sum().reset_index()
-    cents = to_usd(g["BilledCostMicros"].to_numpy(), np.full(len(g), 100))  # millionths -> cents, half even
+    cents = convert_cents(
+        g["BilledCostMicros"].to_numpy(), np.full(len(g), 100)
+    )  # millionths -> cents, half even
     prov = g["ProviderName"].map({p.provider: p.key for p in PROVIDERS}).to_numpy()
     add(g["m"].to_numpy(), "infrastructure", prov, np.zeros(len(g), np.int64), cents)
     # operations: the month incurred if submitted by Finance's close of that month, else the month submitted
@@ -876,7 +776,7 @@ def finance_ledger(
             "currency": currency,
             "amount_local": led["local"].to_numpy().astype(np.int64),
             "fx_rate": rate,
-            "amount_usd": to_usd(led["local"].to_numpy(), rate),
+            "amount_usd": convert_cents(led["local"].to_numpy(), rate),
             "booked_at": at(close_day, LEDGER_HOUR),
         }
     )

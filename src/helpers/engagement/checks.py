@@ -1,6 +1,6 @@
 """The engagement pipeline's checks: one per engagement entry of the failure catalogue.
 
-Each check looks at the :class:`helpers.engagement.pipeline.EngagementRun` the notebook just computed
+Each check looks at the :class:`helpers.engagement.run.EngagementRun` the notebook just computed
 (``context={"engagement": run}``) and returns evidence that names the rows, so it can be set
 beside a fault's ground truth:
 
@@ -49,7 +49,9 @@ from helpers import checks
 from helpers.checks import CheckContext, Outcome, fail, ok
 from helpers.core import config as cfgmod
 from helpers.core.catalogue import CATALOGUE
-from helpers.engagement.pipeline import PIPELINE, EngagementRun
+from helpers.core.timeutil import as_utc, naive_utc
+from helpers.engagement.run import EngagementRun
+from helpers.engagement.window import PIPELINE
 from helpers.storage import landing
 
 LATE_SHARE_WARN = 0.01
@@ -153,7 +155,7 @@ def stream_outcome(
     by ``arrivals`` (``partition``, ``arrived_at``): overdue once ``as_of`` is 2 h past the usual
     arrival delay.
     """
-    as_of_naive = as_of.astimezone(dt.UTC).replace(tzinfo=None)
+    as_of_naive = naive_utc(as_of)
     counts = hourly.pivot_table(index="date", columns="hour", values="received", aggfunc="sum").reindex(
         columns=range(24)
     )
@@ -162,18 +164,7 @@ def stream_outcome(
     base = counts.reindex([d for d in base_days if d in counts.index])
     evidence: dict[str, Any] = {"day": day.isoformat(), "baseline_days": [d.isoformat() for d in base.index]}
     if day not in counts.index:
-        usual = _usual_delay(arrivals, day)
-        due = dt.datetime.combine(day, dt.time()) + usual + OUTAGE_GRACE if usual is not None else None
-        evidence.update(delivered=False, due=due.isoformat() if due else None)
-        if due is not None and as_of_naive > due and len(base) >= min_points:
-            expected = float(base.median().sum())
-            return fail(
-                f"no events delivered for {day} (due by {due:%Y-%m-%d %H:%M} UTC; baseline {expected:.0f} events)",
-                severity="critical",
-                expected=round(expected, 1),
-                **evidence,
-            )
-        return ok(f"events of {day} not delivered yet (due by {due or 'unknown'})", **evidence)
+        return _undelivered_outcome(day, base, arrivals, as_of_naive, min_points, evidence)
     if len(base) < min_points:
         return ok(f"{day}: fewer than {min_points} baseline weeks, no verdict", **evidence)
     judged = [
@@ -183,18 +174,7 @@ def stream_outcome(
     ]
     expected = base.median()
     observed = counts.loc[day]
-    low = [h for h in judged if expected[h] >= 1 and observed[h] <= ratio * expected[h]]
-    stretches: list[list[int]] = []
-    for h in low:
-        if stretches and stretches[-1][-1] == h - 1:
-            stretches[-1].append(h)
-        else:
-            stretches.append([h])
-    outages = [
-        s
-        for s in stretches
-        if expected[s].sum() >= min_expected and observed[s].sum() <= ratio * expected[s].sum()
-    ]
+    outages = _outage_stretches(judged, expected, observed, ratio, min_expected)
     evidence["hours"] = [
         {"hour": h, "observed": int(observed[h]), "expected": round(float(expected[h]), 1)} for h in judged
     ]
@@ -204,6 +184,58 @@ def stream_outcome(
             f"{float(expected[judged].sum()):.0f} expected over {len(judged)} hours)",
             **evidence,
         )
+    return _outage_outcome(day, outages, expected, observed, evidence)
+
+
+def _undelivered_outcome(
+    day: dt.date,
+    base: pd.DataFrame,
+    arrivals: pd.DataFrame | None,
+    as_of_naive: dt.datetime,
+    min_points: int,
+    evidence: dict[str, Any],
+) -> Outcome:
+    """A day with no delivery yet: critical once it is overdue (2 h past its usual arrival)."""
+    usual = _usual_delay(arrivals, day)
+    due = dt.datetime.combine(day, dt.time()) + usual + OUTAGE_GRACE if usual is not None else None
+    evidence.update(delivered=False, due=due.isoformat() if due else None)
+    if due is not None and as_of_naive > due and len(base) >= min_points:
+        expected = float(base.median().sum())
+        return fail(
+            f"no events delivered for {day} (due by {due:%Y-%m-%d %H:%M} UTC; baseline {expected:.0f} events)",
+            severity="critical",
+            expected=round(expected, 1),
+            **evidence,
+        )
+    return ok(f"events of {day} not delivered yet (due by {due or 'unknown'})", **evidence)
+
+
+def _outage_stretches(
+    judged: Sequence[int], expected: pd.Series, observed: pd.Series, ratio: float, min_expected: int
+) -> list[list[int]]:
+    """Runs of consecutive judged hours at <= ``ratio`` of their baseline, worth >= ``min_expected`` events."""
+    low = [h for h in judged if expected[h] >= 1 and observed[h] <= ratio * expected[h]]
+    stretches: list[list[int]] = []
+    for h in low:
+        if stretches and stretches[-1][-1] == h - 1:
+            stretches[-1].append(h)
+        else:
+            stretches.append([h])
+    return [
+        s
+        for s in stretches
+        if expected[s].sum() >= min_expected and observed[s].sum() <= ratio * expected[s].sum()
+    ]
+
+
+def _outage_outcome(
+    day: dt.date,
+    outages: Sequence[list[int]],
+    expected: pd.Series,
+    observed: pd.Series,
+    evidence: dict[str, Any],
+) -> Outcome:
+    """The critical failure naming the worst outage window (most events missing) and every outage."""
     worst = max(outages, key=lambda s: float(expected[s].sum() - observed[s].sum()))
     start = dt.datetime.combine(day, dt.time(worst[0]), dt.UTC)
     end = start + dt.timedelta(hours=len(worst))
@@ -488,7 +520,7 @@ def stream_hourly(
     Reads only the ``receivedAt`` column of the ``events`` deliveries of the last ``weeks`` weeks
     (pyarrow, no engine): cheap enough for every scheduler tick.
     """
-    first = (as_of.astimezone(dt.UTC).date() - dt.timedelta(days=7 * weeks + 1)).isoformat()
+    first = (as_utc(as_of).date() - dt.timedelta(days=7 * weeks + 1)).isoformat()
     chosen = [d for d in landing.deliveries("events", root=root, as_of=as_of) if d.partition >= first]
     counts: dict[tuple[dt.date, int], int] = {}
     for d in chosen:
@@ -503,7 +535,7 @@ def stream_hourly(
     arrivals = pd.DataFrame(
         {
             "partition": [dt.date.fromisoformat(d.partition) for d in chosen],
-            "arrived_at": [d.arrived.replace(tzinfo=None) for d in chosen],
+            "arrived_at": [naive_utc(d.arrived) for d in chosen],
         },
         columns=["partition", "arrived_at"],
     )
@@ -522,7 +554,7 @@ def evaluate_stream(
     config = config or cfgmod.get()
     mon = config.pipelines.monitors
     hourly, arrivals = stream_hourly(as_of, weeks=mon.baseline_weeks, root=root)
-    today = as_of.astimezone(dt.UTC).date()
+    today = as_utc(as_of).date()
     results: list[checks.CheckResult] = []
     for day in (today - dt.timedelta(days=1), today):
 
@@ -552,7 +584,7 @@ def evaluate_stream(
 def scheduler_hook(
     *, as_of: dt.datetime, now: dt.datetime | None = None, pipelines: Sequence[str] | None = None, **_: Any
 ) -> None:
-    """A ``scheduler.TICK_HOOKS`` entry (``"helpers.engagement.checks:scheduler_hook"``): the stream
-    monitor at every tick, so an outage pages within the hour instead of at the next daily run."""
+    """A scheduler tick hook (for ``scheduler.tick``'s ``hooks``): the stream monitor at every
+    tick, so an outage pages within the hour instead of at the next daily run."""
     if pipelines is None or PIPELINE in pipelines:
         evaluate_stream(as_of)

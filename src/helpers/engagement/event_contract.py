@@ -2,7 +2,7 @@
 
 Every landed ``events`` row carries a ``schema_version``. A row in a format the extract knows is
 landed in columns (``messageId``, ``type``, ``timestamp``, ``context`` ...); a row in any other
-format is landed unparsed in ``_raw_json`` (see ``helpers.demo.events.EVENTS_SCHEMA`` and
+format is landed unparsed in ``_raw_json`` (see ``helpers.storage.contracts.EVENTS_SCHEMA`` and
 ``helpers.storage.extract.kafka``). The contract maps each (version, form) to one canonical shape:
 
 ==============  =============================================================================
@@ -24,7 +24,7 @@ reason          NULL for an accepted row; otherwise why it was quarantined
 
 Versions are data, not code paths: :data:`V1` (columns, as the extract lands a Segment event),
 :data:`V1_RAW` (a v1 JSON message the extract could not parse, landed raw: the same field names
-inside ``_raw_json``) and :data:`V2` (the frontend's v2 format, ``helpers.demo.events.V2_FORMAT``).
+inside ``_raw_json``) and :data:`V2` (the frontend's v2 format, ``helpers.storage.contracts.V2_FORMAT``).
 A new format that can be mapped is supported by adding a :class:`ContractVersion` to
 :data:`CONTRACT`; :func:`conform` is generic over the versions it is given. A row whose version
 the contract does not declare is quarantined (``unknown schema_version '3'``); a row of a known
@@ -179,7 +179,9 @@ V1_RAW = ContractVersion(
 V2 = ContractVersion(
     version="2",
     form="raw_json",
-    description="frontend v2 (helpers.demo.events.V2_FORMAT): renamed/nested fields, epoch-ms timestamps",
+    description=(
+        "frontend v2 (helpers.storage.contracts.V2_FORMAT): renamed/nested fields, epoch-ms timestamps"
+    ),
     fields={
         "message_id": Field(_json("_raw_json", "$.message_id"), "message_id", required=True),
         "event_type": Field(_json("_raw_json", "$.type"), "type", required=True),
@@ -330,60 +332,15 @@ def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any
     raw row, the parsed fields of a v1 row (its message id and received day find it in the landing).
     """
     F = engine.F
-    versions = contract.versions
-    cols = []
-    for name in MAPPED:
-        branches = [
-            (_selector(engine, v), _field_expr(engine, v.fields[name])) for v in versions if name in v.fields
-        ]
-        cols.append((_chain(engine, branches) if branches else F.lit(None).cast("string")).alias(name))
-        presence = [
-            (_selector(engine, v), _present_expr(engine, v.fields[name].sources[0]))
-            for v in versions
-            if name in v.fields and _needs_presence(v.fields[name])
-        ]
-        if presence:
-            cols.append(F.coalesce(_chain(engine, presence), F.lit(False)).alias(f"_has_{name}"))
     stage = raw.select(
-        *cols,
+        *_stage_columns(engine, contract.versions),
         F.col("schema_version").alias("schema_version"),
         F.when(F.col("_raw_json").isNull(), F.lit("columns")).otherwise(F.lit("raw")).alias("_form"),
         F.col("receivedAt").alias("received_at"),
         F.col("_raw_json").alias("_raw_json"),
     )
-    known = F.col("schema_version").isin(*contract.known_versions)
-    covered = _selector(engine, versions[0], parsed=True)
-    for v in versions[1:]:
-        covered = covered | _selector(engine, v, parsed=True)
-    reason = (
-        F.when(F.col("schema_version").isNull(), F.lit("missing schema_version"))
-        .when(~known, F.concat(F.lit("unknown schema_version '"), F.col("schema_version"), F.lit("'")))
-        # a declared version in a form the contract does not declare (e.g. v2 landed in columns)
-        .when(
-            ~covered, F.concat(F.lit("unknown form of schema_version '"), F.col("schema_version"), F.lit("'"))
-        )
-        .otherwise(
-            _chain(engine, [(_selector(engine, v, parsed=True), _reason_expr(engine, v)) for v in versions])
-        )
-    )
+    reason = _row_reason(engine, contract)
     mobile = F.lower(F.col("device")).isin(*contract.mobile_devices)
-    parsed_text = F.to_json(
-        F.struct(
-            *[
-                F.col(c).alias(c)
-                for c in (
-                    "message_id",
-                    "event_type",
-                    "event_name",
-                    "user_id",
-                    "account_id",
-                    "device",
-                    "session_id",
-                )
-            ]
-        ),
-        {"ignoreNullFields": "false"},  # DuckDB always keeps NULL fields; Spark only with this option
-    )
     return stage.select(
         *[
             F.col(c).alias(c)
@@ -402,7 +359,70 @@ def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any
         F.when(mobile, F.lit("mobile")).otherwise(F.lit("web")).alias("platform"),
         F.col("session_id").alias("session_id"),
         reason.alias("reason"),
-        F.when(reason.isNotNull(), F.coalesce(F.col("_raw_json"), parsed_text)).alias("raw_text"),
+        F.when(reason.isNotNull(), F.coalesce(F.col("_raw_json"), _parsed_text(engine))).alias("raw_text"),
+    )
+
+
+def _stage_columns(engine: Engine, versions: Sequence[ContractVersion]) -> list[Any]:
+    """Stage 1: each mapped field as a CASE over the versions, and ``_has_<field>`` where a
+    missing value must be told from an unparseable one."""
+    F = engine.F
+    cols = []
+    for name in MAPPED:
+        branches = [
+            (_selector(engine, v), _field_expr(engine, v.fields[name])) for v in versions if name in v.fields
+        ]
+        cols.append((_chain(engine, branches) if branches else F.lit(None).cast("string")).alias(name))
+        presence = [
+            (_selector(engine, v), _present_expr(engine, v.fields[name].sources[0]))
+            for v in versions
+            if name in v.fields and _needs_presence(v.fields[name])
+        ]
+        if presence:
+            cols.append(F.coalesce(_chain(engine, presence), F.lit(False)).alias(f"_has_{name}"))
+    return cols
+
+
+def _row_reason(engine: Engine, contract: EventContract) -> Any:
+    """Stage 2: why a row is quarantined (NULL when accepted), over the stage-1 columns."""
+    F = engine.F
+    versions = contract.versions
+    known = F.col("schema_version").isin(*contract.known_versions)
+    covered = _selector(engine, versions[0], parsed=True)
+    for v in versions[1:]:
+        covered = covered | _selector(engine, v, parsed=True)
+    return (
+        F.when(F.col("schema_version").isNull(), F.lit("missing schema_version"))
+        .when(~known, F.concat(F.lit("unknown schema_version '"), F.col("schema_version"), F.lit("'")))
+        # a declared version in a form the contract does not declare (e.g. v2 landed in columns)
+        .when(
+            ~covered, F.concat(F.lit("unknown form of schema_version '"), F.col("schema_version"), F.lit("'"))
+        )
+        .otherwise(
+            _chain(engine, [(_selector(engine, v, parsed=True), _reason_expr(engine, v)) for v in versions])
+        )
+    )
+
+
+def _parsed_text(engine: Engine) -> Any:
+    """The parsed fields of a row as JSON text (what the quarantine keeps of a v1 row)."""
+    F = engine.F
+    return F.to_json(
+        F.struct(
+            *[
+                F.col(c).alias(c)
+                for c in (
+                    "message_id",
+                    "event_type",
+                    "event_name",
+                    "user_id",
+                    "account_id",
+                    "device",
+                    "session_id",
+                )
+            ]
+        ),
+        {"ignoreNullFields": "false"},  # DuckDB always keeps NULL fields; Spark only with this option
     )
 
 

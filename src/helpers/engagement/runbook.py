@@ -1,15 +1,21 @@
-"""Evidence, fixes and verification for the Engagement runbooks (``notebooks/runbooks/engagement/``).
+"""The Engagement runbooks' logic (``notebooks/runbooks/engagement/``): the family-runbook contract.
 
-One runbook per Engagement entry of the failure catalogue. Each reads the check the pipeline
-recorded for the partition (:func:`check_state`), computes evidence for each of the plan's
-"Why" causes from the landing zone and the warehouse, and fixes with the pipeline's own code:
+One runbook per Engagement entry of the failure catalogue. Each notebook calls the contract the
+Profit and Growth runbook modules follow too:
+
+- :func:`load_state` reads, once, what the runbook looks at for its catalogue id (:class:`State`:
+  the check the pipeline recorded for the day, or the stream monitor recomputed now);
+- :func:`check_now` is the symptom: the failing check as it stands;
+- the notebook records the evidence for each of the plan's "Why" causes (``helpers.engagement.evidence``);
+- :func:`apply_fix` works out the fix from the diagnosis and performs it, with the pipeline's own
+  code, only when ``apply_fix=True``:
 
 ================  ==========================================================================
-runbook           fix (``apply_fix=True``)
+runbook           fix
 ================  ==========================================================================
 late_events       perform the recorded backfill requests (``backfill --force --downstream``)
-kafka_outage      replay the outage window from the topic's retained copy (``replay_from``: a
-                  landing zone re-consumed from Kafka) as a new delivery, then re-run the days
+kafka_outage      replay the outage window from the topic's retained copy (``State.replay_from``:
+                  a landing zone re-consumed from Kafka) as a new delivery, then re-run the days
 duplicate_events  re-run the days (one copy per ``messageId``: the figures count each click once)
 data_skew_oom     re-run the days (pre-aggregation to the account grain; AQE skew join on Spark)
 upstream_missing  run the unfinished Profit/Growth upstreams for the month, then re-run
@@ -17,36 +23,44 @@ schema_change     re-run the days once the new version is declared in
                   ``helpers.engagement.event_contract.CONTRACT``; an undeclared one is refused with a draft
 ================  ==========================================================================
 
-:func:`verify` re-checks after a fix: the re-run succeeded, its marts equal a fresh computation
-from everything landed by ``as_of``, and the condition the runbook is about is gone (or, for
-conditions of the source itself such as duplicates or one hot account, handled by the pipeline).
+- :func:`verify` re-checks after a fix: the re-run succeeded, the condition the runbook is about
+  is gone (or, for conditions of the source itself such as incomplete records, handled by the
+  pipeline) and, where asked, its marts equal a fresh computation from everything landed by ``as_of``.
+
 Nothing here reads the wall clock: everything works at ``ctx.as_of``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from helpers.checks.framework import CheckResult
 from helpers.core.catalogue import CATALOGUE
-from helpers.engagement import event_contract
-from helpers.engagement import pipeline as engagement
+from helpers.engagement import event_contract, evidence, store
+from helpers.engagement.evidence import landed_events, mart_rows, outage_window
+from helpers.engagement.inputs import load
+from helpers.engagement.marts import DAILY_COLUMNS, DAILY_TABLE, INTAKE_TABLE, METRICS_TABLE
+from helpers.engagement.run import compute
+from helpers.engagement.window import DEFAULT_WINDOW_DAYS, PIPELINE, run_window
 from helpers.runbooks import kit
+from helpers.runbooks.formatting import clip, utc_text
 from helpers.runs import records as runs
-from helpers.storage import landing, warehouse
+from helpers.storage import landing
+from helpers.storage.contracts import EVENTS_SCHEMA
 
-PIPELINE = engagement.PIPELINE
 RUNBOOK_IDS = CATALOGUE["engagement"]
-OTHER_SOURCES = ("web_analytics", "mobile_analytics", "api_logs")  # beside the Kafka stream
-MOBILE = ("ios", "android")
+# (what the fix re-runs, what it does in a line, the action: None when there is nothing to do)
+Plan = tuple[list[tuple[str, str]], str, Callable[[], Any] | None]
+
+
+# ---------------------------------------------------------------- the check, as recorded
 
 
 def check_id(cid: str) -> str:
@@ -63,9 +77,9 @@ def _is_day(label: str | None) -> bool:
 
 def _stored(cid: str, as_of: dt.datetime, partition: str | None = None) -> dict[str, Any] | None:
     """The latest stored result of the check (for ``partition`` if given) evaluated as of ``as_of``."""
-    from helpers.checks import store
+    from helpers.checks import store as check_store
 
-    for row in store.list_results(check_id=check_id(cid), limit=500):
+    for row in check_store.list_results(check_id=check_id(cid), limit=500):
         if row["as_of"] <= as_of and partition in (None, row["partition"]):
             return row
     return None
@@ -85,150 +99,17 @@ def check_state(ctx: kit.RunbookContext, cid: str) -> kit.Evidence:
     row = _stored(cid, ctx.as_of, day) if day else None
     if row is None:
         what = f"for {day}" if day else "for any day"
-        return kit.Evidence(False, f"{check_id(cid)}: no result recorded {what} by {kit._fmt(ctx.as_of)}")
+        return kit.Evidence(False, f"{check_id(cid)}: no result recorded {what} by {utc_text(ctx.as_of)}")
     frame = pd.DataFrame(
         [{k: row[k] for k in ("partition", "status", "severity", "as_of", "run_id", "summary")}]
     )
     detail = f"{check_id(cid)} {row['partition']} [{row['status']}, {row['severity']}]: {row['summary']}"
     return kit.Evidence(
         row["status"] != "pass",
-        kit._clip(detail, 400),
+        clip(detail, 400),
         frame,
         {"partition": row["partition"], "result": row["evidence"], "targets": [[PIPELINE, row["partition"]]]},
     )
-
-
-# ---------------------------------------------------------------- reading the landing zone
-
-
-def _events(
-    as_of: dt.datetime, first: dt.date, last: dt.date, columns: Sequence[str], root: Path | None = None
-) -> pd.DataFrame:
-    """``events`` rows of received partitions [first, last] delivered by ``as_of`` (a few columns)."""
-    files = engagement.landed_files("events", first, last, as_of=as_of, root=root)
-    frames = [pq.read_table(f, columns=list(columns)).to_pandas() for f in files]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
-
-
-def _device(context: Any) -> str | None:
-    try:
-        return json.loads(context).get("device", {}).get("type") if isinstance(context, str) else None
-    except (ValueError, AttributeError):
-        return None
-
-
-def _days(ids: dict[str, Any], key: str) -> list[dt.date]:
-    return sorted(dt.date.fromisoformat(str(d)) for d in ids.get(key, {}) or {})
-
-
-# ---------------------------------------------------------------- late_events
-
-
-def late_platforms(ctx: kit.RunbookContext, state: kit.Evidence) -> pd.DataFrame:
-    """The late messages the check named, with their platform and lateness (from the landing zone)."""
-    ev = state.data.get("result", {})
-    ids = set(ev.get("beyond_window_ids", [])) | set(ev.get("late_in_window_ids", []))
-    if not ids:
-        return pd.DataFrame(columns=["message_id", "device", "platform", "lateness_hours", "copies"])
-    received = _days(ev, "beyond_window_by_received_day") or [dt.date.fromisoformat(state.data["partition"])]
-    event_days = _days(ev, "beyond_window_by_event_day") + _days(ev, "late_by_event_day")
-    first = min(event_days) if event_days else min(received) - dt.timedelta(days=engagement.MAU_DAYS)
-    rows = _events(
-        ctx.as_of,
-        first,  # a message is received on or after its event day: earlier copies are in between
-        max(received),
-        ["messageId", "timestamp", "receivedAt", "context"],
-    )
-    copies = rows.groupby("messageId").size()
-    late = rows[rows["messageId"].isin(ids)].drop_duplicates("messageId", keep="last")
-    out = pd.DataFrame(
-        {
-            "message_id": late["messageId"],
-            "device": late["context"].map(_device),
-            "lateness_hours": ((late["receivedAt"] - late["timestamp"]).dt.total_seconds() / 3600).round(1),
-            "copies": late["messageId"].map(copies).astype("int64"),
-        }
-    )
-    out["platform"] = out["device"].map(lambda d: "mobile" if d in MOBILE else "web")
-    return out.reset_index(drop=True)
-
-
-def late_cause(state: kit.Evidence, late: pd.DataFrame, platform: str) -> kit.Evidence:
-    """Most late messages came from ``platform`` (mobile: offline devices syncing later; web: network)."""
-    if not state.holds or late.empty:
-        return kit.Evidence(False, f"no late {platform} events")
-    mine = late[late["platform"] == platform]
-    ev = state.data["result"]
-    days = ", ".join(sorted(ev.get("late_by_event_day", {}) | ev.get("beyond_window_by_event_day", {})))
-    detail = (
-        f"{len(mine)} of {len(late)} late events from {platform} "
-        f"({', '.join(sorted(set(mine['device'].dropna()))) or '-'}), event day(s) {days}, "
-        f"up to {late['lateness_hours'].max():.0f} h late"
-    )
-    return kit.Evidence(len(mine) * 2 > len(late), detail, mine.head(20))
-
-
-def retried(state: kit.Evidence, late: pd.DataFrame) -> kit.Evidence:
-    """Late messages that had already been received once: a retry re-sent them days later."""
-    again = late[late["copies"] > 1] if len(late) else late
-    detail = f"{len(again)} late message(s) were re-sends of an earlier copy" if len(again) else "no re-sends"
-    return kit.Evidence(state.holds and len(again) * 2 > max(len(late), 1), detail, again.head(20))
-
-
-def backfill_targets(state: kit.Evidence) -> list[tuple[str, str]]:
-    """The event days the check asked to restate (its backfill requests), else its own day."""
-    ranges = state.data.get("result", {}).get("backfill", [])
-    out: list[tuple[str, str]] = []
-    for r in ranges:
-        day, last = dt.date.fromisoformat(r["from_date"]), dt.date.fromisoformat(r["to_date"])
-        while day <= last:
-            out.append((PIPELINE, day.isoformat()))
-            day += dt.timedelta(days=1)
-    return out or state.data.get("targets", [])
-
-
-def lateness_alert(ctx: kit.RunbookContext) -> kit.Evidence:
-    """For a freshness or SLA alert routed here (the monitors call Engagement lateness
-    ``late_events``): are the engagement marts or their sources late now?"""
-    from helpers.checks import monitors
-
-    if ctx.alert is None or ctx.alert.kind not in monitors.LATE_KINDS:
-        return kit.Evidence(False, "no freshness alert: the late_events check is the symptom")
-    marts, sources = kit.mart_freshness(ctx), kit.late_sources(ctx)
-    late = [e for e in (marts, sources) if e.holds]
-    detail = "; ".join(e.detail for e in late) or f"{marts.detail}; {sources.detail}"
-    frame = sources.frame if sources.holds else marts.frame
-    return kit.Evidence(bool(late), detail, frame, {"targets": kit.rerun_targets(marts)})
-
-
-def late_targets(state: kit.Evidence, stale: kit.Evidence) -> list[tuple[str, str]]:
-    """What to restate: the late days the check asked for, else the stale marts' partitions."""
-    if state.holds:
-        return backfill_targets(state)
-    return kit.rerun_targets(stale)
-
-
-def restate(ctx: kit.RunbookContext, state: kit.Evidence, stale: kit.Evidence) -> list[dict[str, Any]]:
-    """:func:`perform_backfill` for late events; a re-run of the stale partitions for a late mart."""
-    return perform_backfill(ctx, state) if state.holds else kit.rerun(ctx, late_targets(state, stale))
-
-
-def pending_backfills() -> kit.Evidence:
-    """Backfill requests the pipeline recorded and nobody has performed yet."""
-    pending = engagement.pending_backfill_requests()
-    cols = ["from_date", "to_date", "events", "requested_at", "command"]
-    detail = "; ".join(f"{r.from_date}..{r.to_date} ({r.events} events)" for r in pending.itertuples())
-    return kit.Evidence(bool(len(pending)), f"pending backfill requests: {detail or 'none'}", pending[cols])
-
-
-def perform_backfill(ctx: kit.RunbookContext, state: kit.Evidence) -> list[dict[str, Any]]:
-    """The recorded backfill requests (``backfill --force --downstream``), else re-run the day."""
-    if not engagement.pending_backfill_requests().empty:
-        return engagement.perform_backfill_requests(clock=kit.as_of_clock(ctx.as_of), as_of=ctx.as_of)
-    return kit.rerun(ctx, backfill_targets(state))
-
-
-# ---------------------------------------------------------------- kafka_outage
 
 
 def stream_state(ctx: kit.RunbookContext, cid: str = "kafka_outage") -> kit.Evidence:
@@ -251,85 +132,198 @@ def stream_state(ctx: kit.RunbookContext, cid: str = "kafka_outage") -> kit.Evid
     return kit.Evidence(not out.passed, f"{PIPELINE} stream {day}: {out.summary}", frame, data)
 
 
-def _window(state: kit.Evidence) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    ev = state.data.get("result", {})
-    if not ev.get("window_start"):
-        return None
-    return pd.Timestamp(ev["window_start"]), pd.Timestamp(ev["window_end"])
+# ---------------------------------------------------------------- the family-runbook contract
 
 
-def outage_span(state: kit.Evidence) -> str:
+@dataclass
+class State:
+    """What an Engagement runbook reads once for its catalogue id, and what its fix planned.
+
+    ``check``: the check as the pipeline's latest run recorded it for the day (``kafka_outage``:
+    the stream monitor, recomputed now from the landed ``receivedAt``); ``upstreams``
+    (``upstream_missing`` only): Profit and Growth readiness for the months that day's run writes.
+    ``replay_from`` (``kafka_outage`` only, set by the notebook): a landing zone holding the window
+    re-consumed from the topic. ``targets``: the ``(pipeline, day)`` pairs :func:`apply_fix`
+    re-runs, which :func:`verify` checks.
+    """
+
+    catalogue_id: str
+    check: kit.Evidence
+    upstreams: kit.Evidence | None = None
+    replay_from: str = ""
+    targets: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def day(self) -> str | None:
+        """The day the runbook looks at (None when the check was never recorded)."""
+        return self.check.data.get("partition")
+
+
+def load_state(ctx: kit.RunbookContext, catalogue_id: str) -> State:
+    """Read, once, what the runbook for ``catalogue_id`` looks at (see :class:`State`)."""
+    if catalogue_id not in RUNBOOK_IDS:
+        raise ValueError(f"catalogue_id: expected one of {', '.join(RUNBOOK_IDS)}, got {catalogue_id!r}")
+    if catalogue_id == "kafka_outage":
+        return State(catalogue_id, stream_state(ctx, catalogue_id))
+    state = State(catalogue_id, check_state(ctx, catalogue_id))
+    if catalogue_id == "upstream_missing":
+        state.upstreams = evidence.upstream_states(ctx, state.day)
+    return state
+
+
+def check_now(state: State) -> kit.Evidence:
+    """The symptom: the failing check as it stands (``upstream_missing``: the upstreams' readiness)."""
+    return state.upstreams if state.upstreams is not None else state.check
+
+
+def apply_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.FixRecord | None:
+    """Work out the fix from the diagnosis; perform it only when ``ctx.apply_fix`` (else a dry run
+    that says what it would do, :func:`helpers.runbooks.kit.guarded_fix`).
+
+    What the fix re-runs is kept on ``state.targets`` for :func:`verify`. None when there is
+    nothing to do: no symptom, an upstream backfill still in progress (``upstream_missing``: run
+    this again afterwards), or no rows of a new format (``schema_change``: incomplete records stay
+    quarantined, counted).
+    """
+    targets, what, action = PLANS[state.catalogue_id](ctx, diag, state)
+    state.targets = targets
+    return kit.guarded_fix(ctx.apply_fix, action, what) if action is not None else None
+
+
+def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Verification:
+    """Re-check after the fix: the days :func:`apply_fix` re-ran succeeded and the runbook's
+    condition, recomputed now, is gone (:func:`verify_days`). ``schema_change`` without a new
+    format: :func:`verify_quarantined`. In diagnose mode: the failing check as last recorded."""
+    cid, days = state.catalogue_id, [d for _, d in state.targets]
+    if cid == "schema_change" and not _new_format(state).holds:
+        return verify_quarantined(ctx, diag, state.check, evidence.quarantine_reasons(state.check))
+    if not diag.present or not ctx.apply_fix or not days:  # nothing re-run: the check as last recorded
+        return diag.verify()
+    return verify_days(ctx, diag, cid, days, condition_now(ctx, state))
+
+
+def condition_now(ctx: kit.RunbookContext, state: State) -> kit.Evidence | None:
+    """The runbook's condition recomputed after its fix (None: the successful re-run is the check)."""
+    cid, check = state.catalogue_id, state.check
+    if cid == "late_events":  # a freshness alert routed here: the marts and sources are fresh
+        return evidence.pending_backfills() if check.holds else evidence.lateness_alert(ctx)
+    if cid == "kafka_outage":
+        return stream_state(ctx)
+    if cid == "duplicate_events":
+        return evidence.dedup_missing(ctx, check)
+    if cid == "upstream_missing":
+        return evidence.upstream_states(ctx, state.day)
+    if cid == "schema_change":
+        return format_after(ctx)
+    return None  # data_skew_oom: the re-run with the pre-aggregated join
+
+
+# ---------------------------------------------------------------- fixing, per runbook
+
+
+def _late_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Restate the late days the check asked for (its backfill requests); for a freshness alert
+    routed here, re-run the stale partitions the other symptoms name."""
+    check = state.check
+    if not diag.present:
+        return [], "restate nothing", None
+    targets = backfill_targets(check) if check.holds else kit.rerun_targets(*diag.symptoms)
+    what = f"restate {kit.describe_targets(targets)} with their dependants (the recorded backfill requests)"
+    return targets, what, lambda: perform_backfill(ctx, check) if check.holds else kit.rerun(ctx, targets)
+
+
+def _outage_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Replay the outage window from ``state.replay_from``, then re-run the days."""
+    targets = [(PIPELINE, state.day)] if state.day else []
+    source = state.replay_from or "(replay_from not set)"
+    what = f"replay {outage_span(state.check)} from {source}, re-run the days"
+    action = partial(replay_window, ctx, state.check, state.replay_from)
+    return targets, what, action if diag.present else None
+
+
+def _duplicates_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Re-run the day: the pipeline keeps the first copy of each ``messageId``."""
+    targets = diag.targets(*diag.symptoms)
+    what = f"re-run {kit.describe_targets(targets)} with their dependants (one copy per messageId)"
+    return targets, what, partial(kit.rerun, ctx, targets) if diag.present else None
+
+
+def _skew_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Re-run the days the check and the runs that died name, with the pre-aggregated join."""
+    targets = diag.targets(*diag.symptoms)
+    what = f"re-run {kit.describe_targets(targets)} with their dependants (pre-aggregated join)"
+    return targets, what, partial(kit.rerun, ctx, targets) if diag.present else None
+
+
+def _upstream_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Run the unfinished upstreams, then the day; a backfill in progress is left to finish."""
+    ups = check_now(state)
+    running = evidence.upstream_running(ups)
+    unfinished = evidence.upstream_unfinished(ups, running)
+    day = state.day
+    what = f"run {kit.describe_targets(unfinished.data.get('targets', []))}, then re-run {PIPELINE} {day}"
+    action = partial(finish_upstreams, ctx, unfinished, day)
+    return [(PIPELINE, day)] if day else [], what, action if diag.present and not running.holds else None
+
+
+def _new_format(state: State) -> kit.Evidence:
+    return evidence.new_format(state.check, evidence.quarantine_reasons(state.check))
+
+
+def _schema_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
+    """Re-run the day once its new format is declared in the contract (refused, naming it, if not)."""
+    check, fmt = state.check, _new_format(state)
+    versions = ", ".join(event_contract.CONTRACT.known_versions)
+    what = f"re-run {PIPELINE} {check.data.get('partition')} with the contract's versions {versions}"
+    action = partial(redeclared_rerun, ctx, check, fmt)
+    return [(PIPELINE, state.day)] if fmt.holds else [], what, action if diag.present and fmt.holds else None
+
+
+PLANS: dict[str, Callable[[kit.RunbookContext, kit.Diagnosis, State], Plan]] = {
+    "late_events": _late_plan,
+    "kafka_outage": _outage_plan,
+    "duplicate_events": _duplicates_plan,
+    "data_skew_oom": _skew_plan,
+    "upstream_missing": _upstream_plan,
+    "schema_change": _schema_plan,
+}
+
+
+# ---------------------------------------------------------------- the fixes
+
+
+def backfill_targets(check: kit.Evidence) -> list[tuple[str, str]]:
+    """The event days the check asked to restate (its backfill requests), else its own day."""
+    ranges = check.data.get("result", {}).get("backfill", [])
+    out: list[tuple[str, str]] = []
+    for r in ranges:
+        day, last = dt.date.fromisoformat(r["from_date"]), dt.date.fromisoformat(r["to_date"])
+        while day <= last:
+            out.append((PIPELINE, day.isoformat()))
+            day += dt.timedelta(days=1)
+    return out or check.data.get("targets", [])
+
+
+def perform_backfill(ctx: kit.RunbookContext, check: kit.Evidence) -> list[dict[str, Any]]:
+    """The recorded backfill requests (``backfill --force --downstream``), else re-run the day."""
+    if not store.pending_backfill_requests().empty:
+        return store.perform_backfill_requests(clock=kit.as_of_clock(ctx.as_of), as_of=ctx.as_of)
+    return kit.rerun(ctx, backfill_targets(check))
+
+
+def outage_span(check: kit.Evidence) -> str:
     """``2026-10-20 09:00-15:00 UTC`` (the worst outage window), or the day when none was found."""
-    win = _window(state)
+    win = outage_window(check)
     if win is None:
-        return str(state.data.get("partition") or "no window")
+        return str(check.data.get("partition") or "no window")
     return f"{win[0]:%Y-%m-%d %H:%M}-{win[1]:%H:%M} UTC"
 
 
-def _hourly_rows(source: str, column: str, lo: pd.Timestamp, hi: pd.Timestamp, as_of: dt.datetime) -> int:
-    days = {lo.date(), (hi - pd.Timedelta(seconds=1)).date()}
-    n = 0
-    for d in landing.deliveries(source, as_of=as_of):
-        if dt.date.fromisoformat(d.partition) in days:
-            col = pq.read_table(landing.source_dir(source) / d.file, columns=[column]).column(0)
-            ts = pc.cast(col, "timestamp[us, tz=UTC]") if col.type.tz is None else col
-            n += int(pc.sum(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi))).as_py() or 0)
-    return n
-
-
-def other_sources(ctx: kit.RunbookContext, state: kit.Evidence) -> pd.DataFrame:
-    """Rows of the other engagement sources in the outage window vs the same hours a week before."""
-    win = _window(state)
-    if win is None:
-        return pd.DataFrame(columns=["source", "in_window", "week_before"])
-    lo, hi = win
-    week = pd.Timedelta(days=7)
-    cols = {"web_analytics": "timestamp", "mobile_analytics": "started_at", "api_logs": "timestamp"}
-    rows = [
-        {
-            "source": s,
-            "in_window": _hourly_rows(s, c, lo, hi, ctx.as_of),
-            "week_before": _hourly_rows(s, c, lo - week, hi - week, ctx.as_of),
-        }
-        for s, c in cols.items()
-        if landing.deliveries(s, as_of=ctx.as_of)
-    ]
-    return pd.DataFrame(rows, columns=["source", "in_window", "week_before"])
-
-
-def outage_cause(state: kit.Evidence, others: pd.DataFrame, which: str) -> kit.Evidence:
-    """Which of the plan's causes the window's shape points to.
-
-    ``network``: the other sources dropped too (the network, not Kafka); ``broker``: the stream
-    received nothing at all while the other sources kept flowing; ``producer``: some events
-    still arrived (only some producers could not connect).
-    """
-    if not state.holds or _window(state) is None:
-        return kit.Evidence(False, f"no outage window ({which})")
-    ev = state.data["result"]
-    span = f"{ev['window_start'][:16]}..{ev['window_end'][11:16]} UTC"
-    base = others[others["week_before"] > 0]
-    dropped = base[base["in_window"] <= 0.2 * base["week_before"]]
-    net_down = len(base) > 0 and len(dropped) * 2 > len(base)
-    observed = int(ev.get("observed", 0))
-    if which == "network":
-        names = ", ".join(dropped["source"]) or "none"
-        detail = f"other sources in {span}: dropped {names} of {len(base)} with a baseline"
-        return kit.Evidence(net_down, detail, others)
-    if which == "broker":
-        detail = f"stream received {observed} events in {span} (~{ev['expected']:.0f} expected); other sources flowing"
-        return kit.Evidence(not net_down and observed == 0, detail, others)
-    detail = f"stream received {observed} of ~{ev['expected']:.0f} expected events in {span}"
-    return kit.Evidence(not net_down and observed > 0, detail, others)
-
-
-def replay_window(ctx: kit.RunbookContext, state: kit.Evidence, replay_from: str) -> dict[str, Any]:
+def replay_window(ctx: kit.RunbookContext, check: kit.Evidence, replay_from: str) -> dict[str, Any]:
     """Land the window's messages from a retained copy of the topic (``replay_from``: a landing zone
     re-consumed from Kafka) that the landing zone lacks, as new deliveries (landing partitions are
     immutable), then re-run the affected days with their dependants."""
-    from helpers.demo.events import EVENTS_SCHEMA
-
-    win = _window(state)
+    win = outage_window(check)
     if win is None:
         raise ValueError("no outage window to replay")
     if not replay_from:
@@ -342,7 +336,7 @@ def replay_window(ctx: kit.RunbookContext, state: kit.Evidence, replay_from: str
     if not (root / "events").is_dir():
         raise ValueError(f"replay_from: {root} has no events/ landing folder")
     first, last = lo.date(), (hi - pd.Timedelta(seconds=1)).date()
-    have = set(_events(ctx.as_of, first, last, ["messageId"])["messageId"].dropna())
+    have = set(landed_events(ctx.as_of, first, last, ["messageId"])["messageId"].dropna())
     kept = landing.read_source("events", start=first, end=last, root=root)
     lost = kept[(kept["receivedAt"] >= lo) & (kept["receivedAt"] < hi) & ~kept["messageId"].isin(have)]
     written = []
@@ -350,7 +344,7 @@ def replay_window(ctx: kit.RunbookContext, state: kit.Evidence, replay_from: str
         table = pa_table(rows, EVENTS_SCHEMA)
         d = landing.write_delivery("events", day, table, arrived_at=ctx.as_of)
         written.append({"partition": d.partition, "file": d.file, "rows": d.rows})
-    days = sorted({str(d) for d in lost["timestamp"].dt.date} | {state.data["partition"]})
+    days = sorted({str(d) for d in lost["timestamp"].dt.date} | {check.data["partition"]})
     return {
         "replayed": int(len(lost)),
         "deliveries": written,
@@ -362,168 +356,6 @@ def pa_table(frame: pd.DataFrame, schema: Any) -> Any:
     import pyarrow as pa
 
     return pa.Table.from_pandas(frame.reset_index(drop=True), schema=schema, preserve_index=False)
-
-
-# ---------------------------------------------------------------- duplicate_events
-
-
-def duplicate_copies(ctx: kit.RunbookContext, state: kit.Evidence) -> pd.DataFrame:
-    """Each duplicated message's copies: when each was sent and received (from the landing zone)."""
-    ev = state.data.get("result", {})
-    ids = set(ev.get("message_ids", []))
-    cols = ["message_id", "copies", "distinct_sent_at", "received_spread_s"]
-    if not ids:
-        return pd.DataFrame(columns=cols)
-    days = _days(ev, "by_event_day")
-    rows = _events(ctx.as_of, min(days) - dt.timedelta(days=1), max(days) + dt.timedelta(days=3),
-                   ["messageId", "sentAt", "receivedAt"])  # fmt: skip
-    rows = rows[rows["messageId"].isin(ids)]
-    g = rows.groupby("messageId")
-    out = pd.DataFrame(
-        {
-            "copies": g.size(),
-            "distinct_sent_at": g["sentAt"].nunique(),
-            "received_spread_s": (g["receivedAt"].max() - g["receivedAt"].min()).dt.total_seconds(),
-        }
-    )
-    return out.reset_index(names="message_id")[cols]
-
-
-def duplicate_cause(state: kit.Evidence, copies: pd.DataFrame, which: str) -> kit.Evidence:
-    """``retry``: the client sent the same message again (copies with different ``sentAt``);
-    ``network``: one send delivered several times (same ``sentAt``, later ``receivedAt``)."""
-    if not state.holds or copies.empty:
-        return kit.Evidence(False, f"no duplicated messages ({which})")
-    resent = copies["distinct_sent_at"] > 1
-    mine = copies[resent] if which == "retry" else copies[~resent]
-    extra = int((copies["copies"] - 1).sum())
-    what = "re-sent by the client (different sentAt)" if which == "retry" else "one send delivered again"
-    days = ", ".join(d.isoformat() for d in _days(state.data.get("result", {}), "by_event_day"))
-    detail = (
-        f"{len(mine)} of {len(copies)} duplicated messages of {days or 'the window'} {what}; {extra} extra rows, "
-        f"copies up to {int(copies['copies'].max())}, spread up to {copies['received_spread_s'].max():.0f} s"
-    )
-    return kit.Evidence(len(mine) * 2 > len(copies), detail, mine.head(20))
-
-
-def dedup_missing(ctx: kit.RunbookContext, state: kit.Evidence) -> kit.Evidence:
-    """Were the copies counted? The intake mart records the copies removed per received day; a
-    day whose marts were written without that record was written without deduplication."""
-    if not state.holds:
-        return kit.Evidence(False, "no duplicated messages")
-    intake = _mart(engagement.INTAKE_TABLE, "date")
-    days = [d.isoformat() for d in _days(state.data["result"], "by_event_day")]
-    rows = intake[intake["date"].isin(days)] if len(intake) else intake
-    missing = [d for d in days if d not in set(rows.get("date", []))]
-    detail = (
-        f"marts of {', '.join(missing)} carry no intake record: written without deduplication"
-        if missing
-        else f"the pipeline keeps one copy per messageId: {int(rows['duplicates'].sum())} copies removed at intake"
-    )
-    return kit.Evidence(bool(missing), detail, rows)
-
-
-def _mart(table: str, key: str) -> pd.DataFrame:
-    try:
-        frame = warehouse.read_table(table)
-    except Exception:  # the table does not exist before the pipeline's first run
-        return pd.DataFrame()
-    if len(frame):
-        frame[key] = frame[key].astype(str).str[:10]
-    return frame
-
-
-# ---------------------------------------------------------------- data_skew_oom
-
-
-def hot_account(state: kit.Evidence) -> kit.Evidence:
-    """One account holding a large share of a day's events (the key that spills a naive join)."""
-    ev = state.data.get("result", {})
-    if not state.holds or not ev.get("account"):
-        share = max((r["share"] for d in ev.get("top_accounts_by_day", {}).values() for r in d), default=0.0)
-        return kit.Evidence(False, f"largest account share of a day's events: {share:.1%}")
-    top = pd.DataFrame(ev["top_accounts_by_day"].get(ev["day"], []))
-    detail = f"account {ev['account']} holds {ev['share']:.1%} of {ev['day']}'s events ({ev['strategy']})"
-    return kit.Evidence(True, detail, top, {"account": ev["account"], "day": ev["day"]})
-
-
-def engagement_failures(ctx: kit.RunbookContext, state: kit.Evidence) -> kit.Evidence:
-    """Engagement days whose latest run died of memory or time (the OOM the plan describes)."""
-    pressure = kit.compute_pressure(ctx)
-    frame = pressure.frame
-    if len(frame):
-        frame = frame[(frame["pipeline"] == PIPELINE) & (frame["status"] == "failed")]
-        still = [runs.latest_run(PIPELINE, d) for d in frame["partition"]]
-        frame = frame[[r is not None and r.status == "failed" for r in still]]
-    detail = (
-        "; ".join(f"{r.partition} ({r.run_id}): {r.why}" for r in frame.itertuples())
-        if len(frame)
-        else "no engagement run died of memory or time"
-    )
-    targets = [[PIPELINE, d] for d in dict.fromkeys(frame["partition"])] if len(frame) else []
-    return kit.Evidence(bool(len(frame)), detail, frame, {"targets": targets})
-
-
-# ---------------------------------------------------------------- upstream_missing
-
-
-def upstream_months(ctx: kit.RunbookContext, day: str | None) -> list[str]:
-    """The months a run of ``day`` writes (its window's months)."""
-    if not day:
-        return []
-    d = dt.date.fromisoformat(day)
-    first = d - dt.timedelta(days=engagement.DEFAULT_WINDOW_DAYS - 1)
-    return sorted({first.strftime("%Y-%m"), d.strftime("%Y-%m")})
-
-
-def upstream_states(ctx: kit.RunbookContext, day: str | None) -> kit.Evidence:
-    """Profit and Growth readiness for each month the day's run writes, and pending account rows."""
-    rows = []
-    for period in upstream_months(ctx, day):
-        for up in engagement.UPSTREAMS:
-            state, _ = engagement.upstream_state(up, period)
-            latest = runs.latest_run(up.pipeline, period)
-            rows.append(
-                {
-                    "pipeline": up.pipeline,
-                    "period": period,
-                    "ready": state.ready,
-                    "reason": state.reason,
-                    "latest_status": latest.status if latest else None,
-                }
-            )
-    frame = pd.DataFrame(rows, columns=["pipeline", "period", "ready", "reason", "latest_status"])
-    accounts = _mart(engagement.ACCOUNTS_TABLE, "period")
-    pending = accounts[accounts["status"] == "pending"] if len(accounts) else accounts
-    bad = frame[~frame["ready"].astype(bool)] if len(frame) else frame
-    detail = "; ".join(f"{r.period}: {r.reason}" for r in bad.itertuples()) or (
-        f"Profit and Growth ready for {', '.join(sorted(set(frame['period'])))}"
-        if len(frame)
-        else f"no {PIPELINE} result recorded by {kit._fmt(ctx.as_of)}: nothing joined yet"
-    )
-    if len(pending):
-        detail += f"; {len(pending)} account row(s) pending in {engagement.ACCOUNTS_TABLE}"
-    targets = [[r.pipeline, r.period] for r in bad.itertuples()]
-    return kit.Evidence(bool(len(bad)), detail, frame, {"targets": targets, "partition": day})
-
-
-def upstream_running(ups: kit.Evidence) -> kit.Evidence:
-    """An upstream still running (a backfill in progress): wait for it rather than start another."""
-    frame = ups.frame
-    busy = frame[frame["latest_status"].isin(["running", "queued"])] if len(frame) else frame
-    detail = "; ".join(f"{r.pipeline} {r.period} is {r.latest_status}" for r in busy.itertuples())
-    return kit.Evidence(bool(len(busy)), detail or "no upstream run in progress", busy)
-
-
-def upstream_unfinished(ups: kit.Evidence, running: kit.Evidence) -> kit.Evidence:
-    """Upstreams that have not finished (not run, or their latest run failed), not in progress."""
-    frame = ups.frame
-    bad = frame[~frame["ready"].astype(bool)] if len(frame) else frame
-    if len(running.frame):
-        bad = bad[~bad["latest_status"].isin(["running", "queued"])]
-    detail = "; ".join(f"{r.pipeline} {r.period}: {r.reason}" for r in bad.itertuples())
-    targets = [[r.pipeline, r.period] for r in bad.itertuples()]
-    return kit.Evidence(bool(len(bad)), detail or "Profit and Growth finished", bad, {"targets": targets})
 
 
 def finish_upstreams(ctx: kit.RunbookContext, unfinished: kit.Evidence, day: str) -> list[dict[str, Any]]:
@@ -545,77 +377,7 @@ def finish_upstreams(ctx: kit.RunbookContext, unfinished: kit.Evidence, day: str
     return out + kit.rerun(ctx, [(PIPELINE, day)])
 
 
-# ---------------------------------------------------------------- schema_change
-
-
-def quarantine_reasons(state: kit.Evidence) -> pd.DataFrame:
-    """The check's quarantined rows by reason, with whether the contract in force declares the version."""
-    ev = state.data.get("result", {})
-    known = event_contract.CONTRACT.known_versions
-    rows = []
-    for reason, n in (ev.get("by_reason") or {}).items():
-        version = reason.split("'")[1] if reason.startswith("unknown schema_version '") else None
-        rows.append(
-            {
-                "reason": reason,
-                "rows": int(n),
-                "version": version,
-                "declared_now": version in known if version else None,
-            }
-        )
-    return pd.DataFrame(rows, columns=["reason", "rows", "version", "declared_now"])
-
-
-def new_format(state: kit.Evidence, reasons: pd.DataFrame) -> kit.Evidence:
-    """Rows in a version the contract did not declare when the run read them."""
-    unknown = reasons[reasons["version"].notna()] if len(reasons) else reasons
-    if not state.holds or unknown.empty:
-        return kit.Evidence(False, "no rows of an undeclared schema_version")
-    parts = [
-        f"{r.rows} row(s) of schema_version {r.version} "
-        + ("(declared in the contract since: re-run)" if r.declared_now else "(not declared: map it)")
-        for r in unknown.itertuples()
-    ]
-    return kit.Evidence(
-        True,
-        f"{state.data['partition']}: " + "; ".join(parts),
-        unknown,
-        {"undeclared": [r.version for r in unknown.itertuples() if not r.declared_now]},
-    )
-
-
-def broken_records(state: kit.Evidence, reasons: pd.DataFrame) -> kit.Evidence:
-    """Rows of a declared version missing a required field (the frontend sent them incomplete)."""
-    bad = reasons[reasons["version"].isna()] if len(reasons) else reasons
-    ids = state.data.get("result", {}).get("quarantined_ids", {})
-    detail = ", ".join(f"{r.reason}: {r.rows}" for r in bad.itertuples()) or "no incomplete records"
-    sample = ", ".join(list(ids)[:3])
-    return kit.Evidence(state.holds and len(bad) > 0, detail + (f" (e.g. {sample})" if len(bad) else ""), bad)
-
-
-def format_after(ctx: kit.RunbookContext) -> kit.Evidence:
-    """:func:`new_format` of the check's latest recorded result (after a fix's re-run)."""
-    state = check_state(ctx, "schema_change")
-    return new_format(state, quarantine_reasons(state))
-
-
-def contract_versions() -> pd.DataFrame:
-    """The contract in force: one row per version/form."""
-    return pd.DataFrame(
-        [
-            {"version": v.version, "form": v.form, "description": v.description}
-            for v in event_contract.CONTRACT.versions
-        ]
-    )
-
-
-def received_days(state: kit.Evidence) -> list[tuple[str, str]]:
-    """Run dates covering the received days the check saw (its window)."""
-    days = state.data.get("result", {}).get("window_received_days") or [state.data.get("partition")]
-    return [(PIPELINE, d) for d in sorted({str(x)[:10] for x in days if x})]
-
-
-def redeclared_rerun(ctx: kit.RunbookContext, state: kit.Evidence, fmt: kit.Evidence) -> list[dict[str, Any]]:
+def redeclared_rerun(ctx: kit.RunbookContext, check: kit.Evidence, fmt: kit.Evidence) -> list[dict[str, Any]]:
     """Re-run the days once every quarantined version is declared; refuse (naming what to add) otherwise."""
     undeclared = fmt.data.get("undeclared", [])
     if undeclared:
@@ -623,15 +385,14 @@ def redeclared_rerun(ctx: kit.RunbookContext, state: kit.Evidence, fmt: kit.Evid
             f"schema_version {', '.join(undeclared)} is not declared: add a reviewed ContractVersion to "
             "helpers.engagement.event_contract.CONTRACT (CONTRACT.with_version(...)), then run this fix again"
         )
-    return kit.rerun(ctx, [(PIPELINE, state.data["partition"])])
+    return kit.rerun(ctx, [(PIPELINE, check.data["partition"])])
 
 
 # ---------------------------------------------------------------- verifying
 
 
-def _result(
-    cid: str, day: str, ok: bool, summary: str, ctx: kit.RunbookContext, **evidence: Any
-) -> CheckResult:
+def _result(cid: str, day: str, ok: bool, summary: str, ctx: kit.RunbookContext, **found: Any) -> CheckResult:
+    """The runbook's verdict on ``day`` as a result of the check (recorded, it resolves the alert)."""
     return CheckResult(
         check_id=check_id(cid),
         pipeline=PIPELINE,
@@ -639,7 +400,7 @@ def _result(
         status="pass" if ok else "fail",
         severity="warning",
         summary=summary,
-        evidence=evidence,
+        evidence=found,
         as_of=ctx.as_of,
         evaluated_at=ctx.as_of,
         catalogue_id=cid,
@@ -653,14 +414,14 @@ def marts_match(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
     from helpers.storage import engine as engines
 
     eng = engines.get_engine(None)
-    window = engagement.run_window(day, ctx.as_of, engagement.DEFAULT_WINDOW_DAYS)
-    run = engagement.compute(eng, engagement.load(eng, window), window)
+    window = run_window(day, ctx.as_of, DEFAULT_WINDOW_DAYS)
+    run = compute(eng, load(eng, window), window)
     diffs = []
     for table, frame, cols in (
-        (engagement.DAILY_TABLE, run.daily, list(engagement.DAILY_COLUMNS)),
-        (engagement.METRICS_TABLE, run.metrics, ["date", "dau", "wau", "mau", "events"]),
+        (DAILY_TABLE, run.daily, list(DAILY_COLUMNS)),
+        (METRICS_TABLE, run.metrics, ["date", "dau", "wau", "mau", "events"]),
     ):
-        got = _mart(table, "date")
+        got = mart_rows(table, "date")
         want = frame.assign(date=frame["date"].astype(str))
         for d in sorted(set(want["date"])):
             a = got[got["date"] == d][cols].sort_values(cols[:2]).reset_index(drop=True) if len(got) else got
@@ -671,7 +432,7 @@ def marts_match(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
         return False, f"marts differ from a fresh computation: {', '.join(diffs)}"
     return (
         True,
-        f"marts of {window.start}..{window.run_date} equal a fresh computation as of {kit._fmt(ctx.as_of)}",
+        f"marts of {window.start}..{window.run_date} equal a fresh computation as of {utc_text(ctx.as_of)}",
     )
 
 
@@ -687,8 +448,15 @@ def reran(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
     )
 
 
+def format_after(ctx: kit.RunbookContext) -> kit.Evidence:
+    """:func:`helpers.engagement.evidence.new_format` of the check's latest recorded result (after
+    a fix's re-run)."""
+    check = check_state(ctx, "schema_change")
+    return evidence.new_format(check, evidence.quarantine_reasons(check))
+
+
 def verify_quarantined(
-    ctx: kit.RunbookContext, diag: kit.Diagnosis, state: kit.Evidence, reasons: pd.DataFrame
+    ctx: kit.RunbookContext, diag: kit.Diagnosis, check: kit.Evidence, reasons: pd.DataFrame
 ) -> kit.Verification:
     """Verify when all that is quarantined is incomplete records of declared versions.
 
@@ -705,11 +473,11 @@ def verify_quarantined(
     undeclared = reasons[reasons["version"].notna()] if len(reasons) else reasons
     if len(undeclared):  # a format to map first: not handled
         return base
-    intake = _mart(engagement.INTAKE_TABLE, "date")
+    intake = mart_rows(INTAKE_TABLE, "date")
     unbalanced = (
         intake[intake["received"] != intake["accepted"] + intake["quarantined"]] if len(intake) else intake
     )
-    same, detail = marts_match(ctx, str(state.data["partition"]))
+    same, detail = marts_match(ctx, str(check.data["partition"]))
     print(f"intake: {len(intake) - len(unbalanced)} of {len(intake)} received day(s) balance; {detail}")
     if len(unbalanced) or not same:
         return base
@@ -719,7 +487,7 @@ def verify_quarantined(
     return diag.verification
 
 
-def verify(
+def verify_days(
     ctx: kit.RunbookContext,
     diag: kit.Diagnosis,
     cid: str,
@@ -732,7 +500,7 @@ def verify(
     (the runbook's symptom, recomputed) no longer holds and, with ``compare``, the day's marts equal
     a fresh computation (one more pass over the window). Recorded (resolving the alert when all
     pass) only when fixes were applied. In diagnose mode: the failing check as last recorded."""
-    from helpers.checks import store
+    from helpers.checks import store as check_store
     from helpers.oncall import alerts as alertsmod
 
     if not diag.present or not ctx.apply_fix or not days:  # nothing re-run: the check as last recorded
@@ -748,7 +516,7 @@ def verify(
         alert_day = ctx.alert.partition
         if alert_day not in days:  # the alert's own day: its figures were not the ones repaired
             results.append(_result(cid, alert_day, True, f"repaired {', '.join(days)}", ctx))
-    store.record_results(results)
+    check_store.record_results(results)
     alertsmod.sync(results, config=ctx.config)
     diag.verification = kit.Verification(tuple(results), "runbook", True)
     print(repr(diag.verification))

@@ -4,7 +4,8 @@ Each check has a pure *findings* function (a DataFrame of what is wrong, one row
 involved) and a registered check that turns the findings into an outcome whose evidence names
 exactly the accounts and rows involved (``accounts``: the ids of the system that holds the wrong
 record — CRM ids for CRM problems, product account ids for billing ones — plus the record keys).
-The checks read what the notebook computed, from ``ctx.data``:
+The checks read the month as :func:`helpers.growth.month.build_month` computed it, from ``ctx.data``
+(:meth:`helpers.growth.month.GrowthMonth.check_data`):
 
 =================  ==============================================================
 key                what
@@ -15,14 +16,14 @@ key                what
 ``cancellations``  :func:`helpers.growth.metrics.classify_cancellations`
 ``events``         :func:`helpers.growth.metrics.effective_events` (churn as classified)
 ``timeline``       :func:`helpers.growth.metrics.mrr_timeline` of those events
-``accounts``       the month's ``growth_accounts_monthly`` rows
+``accounts``       the month's MRR movements per company (``GrowthMonth.movements``)
 ``settings``       ``config.pipelines.growth`` (:class:`helpers.core.config.GrowthConfig`)
 =================  ==============================================================
 
 A record is in a month's findings when its date (effective, entered, contract start, billing
 start, cancellation) falls in that month, so each month's alert names its own records. All five
 are warnings and never block the run: the figures are computed with the repairs applied (see
-README "Growth"); the alert is for fixing the source records.
+docs/pipelines.md, "Growth checks"); the alert is for fixing the source records.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 
 from helpers import checks
 from helpers.checks import CheckContext, Outcome
+from helpers.core.periods import month_bounds
 from helpers.growth import metrics as growth
 from helpers.growth.lifecycle import Lifecycle, billing_milestones, crm_product_map
 
@@ -43,7 +45,7 @@ CRM_DELIVERY_ALLOWANCE = pd.Timedelta(days=2)
 
 def _window(ctx_or_period: CheckContext | str) -> tuple[pd.Timestamp, pd.Timestamp]:
     period = ctx_or_period if isinstance(ctx_or_period, str) else ctx_or_period.partition
-    return growth.period_bounds(period)
+    return month_bounds(period, tz="UTC")
 
 
 def utc_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -327,15 +327,29 @@ def _components(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, str
     return {n: find(n) for n in parent}
 
 
+MERGE_COLUMNS = (
+    "account_id",
+    "into",
+    "reasons",
+    "score",
+    "status",
+    "crm_account_id",
+    "into_crm_account_id",
+    "name",
+    "into_name",
+    "seen_at",
+)
+
+
 def resolve(d: pd.DataFrame, *, reviewed: Reviewed | None = None, threshold: float = 95) -> Resolution:
     """Group the directory's accounts into companies and record every merge.
 
-    ``merges`` columns: ``account_id`` (merged away), ``into`` (the entity id), ``reasons``
-    (``+``-joined: billing_customer, domain, parent_account, name, reviewed), ``score`` (the
-    weakest link's score), ``status`` (``proposed``: automatic and unreviewed; ``confirmed``:
-    automatic and confirmed in the review file; ``reviewed``: only in the review file), the
-    ``crm_account_id`` and ``name`` of both sides, and ``seen_at`` (when the evidence appeared:
-    the later record update of the pair).
+    ``merges`` columns (:data:`MERGE_COLUMNS`): ``account_id`` (merged away), ``into`` (the entity
+    id), ``reasons`` (``+``-joined: billing_customer, domain, parent_account, name, reviewed),
+    ``score`` (the weakest link's score), ``status`` (``proposed``: automatic and unreviewed;
+    ``confirmed``: automatic and confirmed in the review file; ``reviewed``: only in the review
+    file), the ``crm_account_id`` and ``name`` of both sides, and ``seen_at`` (when the evidence
+    appeared: the later record update of the pair).
     """
     reviewed = reviewed or Reviewed()
     pairs = candidate_pairs(d, threshold=threshold)
@@ -344,20 +358,20 @@ def resolve(d: pd.DataFrame, *, reviewed: Reviewed | None = None, threshold: flo
         "rejected" if (a, b) in separate else "auto" if set(r.split("+")) & MERGING_REASONS else "candidate"
         for a, b, r in zip(pairs["a"], pairs["b"], pairs["reasons"], strict=True)
     ]
-    manual = pd.DataFrame(
-        [(min(m["account_id"], m["into"]), max(m["account_id"], m["into"])) for m in reviewed.merges],
-        columns=["a", "b"],
-    )
-    edges = list(
-        zip(pairs.loc[pairs["status"] == "auto", "a"], pairs.loc[pairs["status"] == "auto", "b"], strict=True)
-    )
-    edges += list(zip(manual["a"], manual["b"], strict=True))
-    comp = _components(d["account_id"].tolist(), edges)
+    auto = pairs[pairs["status"] == "auto"]
+    edges = list(zip(auto["a"], auto["b"], strict=True))
+    edges += [(min(m["account_id"], m["into"]), max(m["account_id"], m["into"])) for m in reviewed.merges]
     info = d.set_index("account_id")
+    entity_of = _entity_ids(info, _components(d["account_id"].tolist(), edges), reviewed)
+    return Resolution(entity_of, _merge_records(entity_of, auto, info, reviewed), pairs, d)
+
+
+def _entity_ids(info: pd.DataFrame, comp: dict[str, str], reviewed: Reviewed) -> pd.Series:
+    """Product account -> the id of its entity: the account that survives in its component (the
+    parent of an acquisition, else a reviewed merge's target, else the oldest account)."""
     members = pd.DataFrame({"account_id": list(comp), "component": list(comp.values())})
-    members["is_child"] = members["account_id"].map(info["parent_account_id"]).notna() & members[
-        "account_id"
-    ].map(info["parent_account_id"]).map(comp).eq(members["component"])
+    parent = members["account_id"].map(info["parent_account_id"])
+    members["is_child"] = parent.notna() & parent.map(comp).eq(members["component"])
     targets = {m["into"] for m in reviewed.merges}
     members["not_target"] = ~members["account_id"].isin(targets)
     members["created_at"] = members["account_id"].map(info["created_at"])
@@ -367,11 +381,17 @@ def resolve(d: pd.DataFrame, *, reviewed: Reviewed | None = None, threshold: flo
     canon = canon.drop_duplicates("component").set_index("component")["account_id"]
     entity_of = members.set_index("account_id")["component"].map(canon).sort_index()
     entity_of.name = "entity_id"
+    return entity_of
+
+
+def _merge_records(
+    entity_of: pd.Series, auto: pd.DataFrame, info: pd.DataFrame, reviewed: Reviewed
+) -> pd.DataFrame:
+    """One row per merged-away account with the links that merged it (see :func:`resolve`)."""
     merged = entity_of[entity_of.index != entity_of.to_numpy()]
     rows = []
     confirmed = {(m["account_id"], m["into"]) for m in reviewed.merges}
     confirmed_accounts = {m["account_id"] for m in reviewed.merges}
-    auto = pairs[pairs["status"] == "auto"]
     for acct, into in merged.items():
         links = auto[(auto["a"] == acct) | (auto["b"] == acct)]
         links = links[links[["a", "b"]].isin(entity_of[entity_of == into].index).all(axis=1)]
@@ -390,31 +410,20 @@ def resolve(d: pd.DataFrame, *, reviewed: Reviewed | None = None, threshold: flo
                 "status": status,
                 "crm_account_id": info.at[acct, "crm_account_id"],
                 "into_crm_account_id": info.at[into, "crm_account_id"],
-                "name": info.at[acct, "name"]
-                if pd.notna(info.at[acct, "name"])
-                else info.at[acct, "db_name"],
-                "into_name": info.at[into, "name"]
-                if pd.notna(info.at[into, "name"])
-                else info.at[into, "db_name"],
+                "name": _name(info, acct),
+                "into_name": _name(info, into),
                 "seen_at": max(u for u in updates if pd.notna(u))
                 if any(pd.notna(u) for u in updates)
                 else pd.NaT,
             }
         )
-    cols = [
-        "account_id",
-        "into",
-        "reasons",
-        "score",
-        "status",
-        "crm_account_id",
-        "into_crm_account_id",
-        "name",
-        "into_name",
-        "seen_at",
-    ]
-    merges = pd.DataFrame(rows, columns=cols)
-    return Resolution(entity_of, merges, pairs, d)
+    return pd.DataFrame(rows, columns=list(MERGE_COLUMNS))
+
+
+def _name(info: pd.DataFrame, account: str) -> Any:
+    """The account's CRM name, else its account database name."""
+    name = info.at[account, "name"]
+    return name if pd.notna(name) else info.at[account, "db_name"]
 
 
 def resolve_sources(

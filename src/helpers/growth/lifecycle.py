@@ -1,6 +1,6 @@
 """Account lifecycle: one history per company from the CRM, checked and repaired against billing.
 
-The Growth sources (README "The demo company") are loaded here once per run
+The Growth sources (docs/demo.md, "Sources and columns") are loaded here once per run
 (:func:`load_sources`, the latest version of every row that had *arrived* by ``as_of``) and the
 lifecycle is built from them:
 

@@ -1,6 +1,6 @@
 """Growth figures: MRR movements, customers, retention, churn classification, daily growth by arm.
 
-Definitions (README "Growth"; ChartMogul/Baremetrics conventions, differences said there):
+Definitions (docs/pipelines.md, "Growth"; ChartMogul/Baremetrics conventions, differences said there):
 
 - **MRR** of a subscription: ``item_quantity × item_unit_amount`` (monthly plans) while its
   status is ``active`` or ``past_due`` (a customer in dunning still counts until the churn is
@@ -28,7 +28,6 @@ Definitions (README "Growth"; ChartMogul/Baremetrics conventions, differences sa
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.core.money import convert_cents
+from helpers.core.periods import day_bounds, month_bounds
 from helpers.growth import lifecycle
 from helpers.growth.lifecycle import TIER_RANK, GrowthSources
 from helpers.storage import landing
@@ -62,25 +63,13 @@ class GrowthIdentityError(AssertionError):
 # ---------------------------------------------------------------- periods
 
 
-def period_bounds(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``"2026-09"`` -> (2026-09-01 00:00 UTC, 2026-10-01 00:00 UTC)."""
-    start = pd.Timestamp(f"{period}-01", tz="UTC")
-    return start, start + pd.offsets.MonthBegin(1)
-
-
-def day_bounds(day: str | dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """A UTC day as [start, end)."""
-    start = pd.Timestamp(str(day), tz="UTC")
-    return start, start + pd.Timedelta(days=1)
-
-
 def period_status(period: str, as_of: dt.datetime, *, root: Path | None = None) -> str:
     """``final`` when billing (``subscriptions``) has delivered every day of the period by ``as_of``.
 
     Otherwise ``provisional``: a month-to-date run, or the month's last deliveries not landed yet
     (the first run after month end, at 00:00, never sees the last day's billing).
     """
-    start, end = period_bounds(period)
+    start, end = month_bounds(period, tz="UTC")
     days = set(pd.date_range(start, end - pd.Timedelta(days=1), freq="D").strftime("%Y-%m-%d"))
     arrived = set(landing.arrivals("subscriptions", root=root, as_of=as_of)["partition"])
     return "final" if days <= arrived else "provisional"
@@ -101,7 +90,7 @@ def day_status(
 
 def usage_window(period: str, as_of: dt.datetime, grace_days: int) -> tuple[dt.date, dt.date]:
     """The days of product usage the month's churn evidence needs: the month and its grace tail."""
-    start, end = period_bounds(period)
+    start, end = month_bounds(period, tz="UTC")
     last = min((end + pd.Timedelta(days=grace_days + 7)).date(), as_of.date())
     return start.date(), max(last, start.date())
 
@@ -146,24 +135,36 @@ def rates_on(days: pd.Series, currencies: pd.Series, table: pd.DataFrame) -> pd.
     return pd.Series(out.to_numpy(), index=days.index)
 
 
-def usd_cents(amount_minor: np.ndarray | pd.Series, micros: np.ndarray | pd.Series) -> np.ndarray:
-    """``amount × micros / 10⁶`` rounded half to even, in integers (what Decimal would give)."""
-    num = np.asarray(amount_minor, dtype=np.int64) * np.asarray(micros, dtype=np.int64)
-    q, r = np.divmod(num, 1_000_000)
-    up = (r > 500_000) | ((r == 500_000) & (q % 2 == 1))
-    return (q + up).astype(np.int64)
-
-
 # ---------------------------------------------------------------- churn classification
+
+
+CANCELLATION_COLUMNS = (
+    "event_id",
+    "subscription_id",
+    "customer_id",
+    "account_id",
+    "reason",
+    "canceled_at",
+    "past_due_at",
+    "grace_end",
+    "recovered_at",
+    "retries_after",
+    "used_until",
+    "classification",
+    "effective_at",
+    "premature",
+    "misclassified",
+    "evidence",
+)
 
 
 def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFrame:
     """Every cancellation with a reason, classified (the ``churn_misclassified`` rules).
 
-    One row per cancellation event: ``event_id``, ``subscription_id``, ``customer_id``,
-    ``account_id`` (product), ``reason``, ``canceled_at``, ``past_due_at`` (start of the dunning
-    episode it ended), ``grace_end`` (= past_due_at + grace), ``recovered_at`` (a later active
-    event of the same subscription or a successful charge of its invoices, inside the grace
+    One row per cancellation event (:data:`CANCELLATION_COLUMNS`): ``event_id``, ``subscription_id``,
+    ``customer_id``, ``account_id`` (product), ``reason``, ``canceled_at``, ``past_due_at`` (start of
+    the dunning episode it ended), ``grace_end`` (= past_due_at + grace), ``recovered_at`` (a later
+    active event of the same subscription or a successful charge of its invoices, inside the grace
     period), ``retries_after`` (charge attempts after the cancellation), ``used_until`` (last day
     of product usage after the cancellation day, before any new subscription), and:
 
@@ -175,69 +176,12 @@ def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFra
       afterwards, paid afterwards, or dunning retries still running.
     """
     s = lifecycle.subscription_states(src.subscriptions)
-    cols = [
-        "event_id",
-        "subscription_id",
-        "customer_id",
-        "account_id",
-        "reason",
-        "canceled_at",
-        "past_due_at",
-        "grace_end",
-        "recovered_at",
-        "retries_after",
-        "used_until",
-        "classification",
-        "effective_at",
-        "premature",
-        "misclassified",
-        "evidence",
-    ]
-    c = s[(s["status"] == "canceled") & s["cancellation_details_reason"].notna()].copy()
+    c = _cancellation_events(s, src.customers)
     if c.empty:
-        return pd.DataFrame(columns=cols)
-    c = c[["event_id", "subscription_id", "customer_id", "cancellation_details_reason", "event_at"]]
-    c = c.rename(columns={"cancellation_details_reason": "reason", "event_at": "canceled_at"})
-    acct = (
-        src.customers.set_index("customer_id")["account_id"]
-        if len(src.customers)
-        else pd.Series(dtype=object)
-    )
-    c["account_id"] = c["customer_id"].map(acct)
-    c = c.sort_values("canceled_at", kind="stable")
-    grace = pd.Timedelta(days=grace_days)
-
-    # the dunning episode: the last past_due event of the subscription before the cancellation
-    pdue = s[s["status"] == "past_due"][["subscription_id", "event_at"]].rename(
-        columns={"event_at": "past_due_at"}
-    )
-    c = pd.merge_asof(
-        c,
-        pdue.sort_values("past_due_at"),
-        left_on="canceled_at",
-        right_on="past_due_at",
-        by="subscription_id",
-        direction="backward",
-    )
-    c["grace_end"] = c["past_due_at"] + grace
-    # billing re-activated the same subscription after cancelling it
-    act = s[s["status"] == "active"][["subscription_id", "event_at"]].rename(
-        columns={"event_at": "active_at"}
-    )
-    act = act.assign(probe=act["active_at"] - pd.Timedelta(microseconds=1)).sort_values("probe")
-    c = pd.merge_asof(
-        c, act[["subscription_id", "probe", "active_at"]], left_on="canceled_at", right_on="probe",
-        by="subscription_id", direction="forward",
-    ).drop(columns="probe")  # fmt: skip
-    c["active_at"] = c["active_at"].where(c["active_at"] > c["canceled_at"])
-    # charges of the subscription's invoices after the cancellation
-    charges = _subscription_charges(src)
-    after = charges.merge(c[["event_id", "subscription_id", "canceled_at"]], on="subscription_id")
-    after = after[after["created"] > after["canceled_at"]]
-    c["retries_after"] = c["event_id"].map(after.groupby("event_id").size()).fillna(0).astype(int)
-    c["paid_at"] = c["event_id"].map(
-        after[after["status"] == "succeeded"].groupby("event_id")["created"].min()
-    )
+        return pd.DataFrame(columns=list(CANCELLATION_COLUMNS))
+    c = _with_dunning_episode(c, s, pd.Timedelta(days=grace_days))
+    c = _with_reactivation(c, s)
+    c = _with_charges_after(c, src)
     recovery = c[["active_at", "paid_at"]].min(axis=1)
     involuntary = c["reason"] == "payment_failed"
     in_grace = (
@@ -256,7 +200,70 @@ def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFra
     used = c["used_until"].notna()
     paid = c["paid_at"].notna() | c["active_at"].notna()
     c["misclassified"] = c["premature"] | used | paid
-    c["evidence"] = [
+    c["evidence"] = _contradictions(c, recovery)
+    out = c[list(CANCELLATION_COLUMNS)]
+    return out.sort_values(["canceled_at", "event_id"], kind="stable").reset_index(drop=True)
+
+
+def _cancellation_events(states: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """The cancellation events that carry a reason, with the product account, in time order."""
+    c = states[(states["status"] == "canceled") & states["cancellation_details_reason"].notna()]
+    if c.empty:
+        return c
+    c = c[["event_id", "subscription_id", "customer_id", "cancellation_details_reason", "event_at"]]
+    c = c.rename(columns={"cancellation_details_reason": "reason", "event_at": "canceled_at"})
+    acct = customers.set_index("customer_id")["account_id"] if len(customers) else pd.Series(dtype=object)
+    c = c.assign(account_id=c["customer_id"].map(acct))
+    return c.sort_values("canceled_at", kind="stable")
+
+
+def _with_dunning_episode(c: pd.DataFrame, states: pd.DataFrame, grace: pd.Timedelta) -> pd.DataFrame:
+    """Adds ``past_due_at`` (the subscription's last past_due event before the cancellation) and ``grace_end``."""
+    pdue = states[states["status"] == "past_due"][["subscription_id", "event_at"]].rename(
+        columns={"event_at": "past_due_at"}
+    )
+    c = pd.merge_asof(
+        c,
+        pdue.sort_values("past_due_at"),
+        left_on="canceled_at",
+        right_on="past_due_at",
+        by="subscription_id",
+        direction="backward",
+    )
+    c["grace_end"] = c["past_due_at"] + grace
+    return c
+
+
+def _with_reactivation(c: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``active_at``: billing re-activated the same subscription after cancelling it (else NaT)."""
+    act = states[states["status"] == "active"][["subscription_id", "event_at"]].rename(
+        columns={"event_at": "active_at"}
+    )
+    act = act.assign(probe=act["active_at"] - pd.Timedelta(microseconds=1)).sort_values("probe")
+    c = pd.merge_asof(
+        c, act[["subscription_id", "probe", "active_at"]], left_on="canceled_at", right_on="probe",
+        by="subscription_id", direction="forward",
+    ).drop(columns="probe")  # fmt: skip
+    c["active_at"] = c["active_at"].where(c["active_at"] > c["canceled_at"])
+    return c
+
+
+def _with_charges_after(c: pd.DataFrame, src: GrowthSources) -> pd.DataFrame:
+    """Adds ``retries_after`` (charges of the subscription's invoices after the cancellation) and
+    ``paid_at`` (the first of them that succeeded)."""
+    charges = _subscription_charges(src)
+    after = charges.merge(c[["event_id", "subscription_id", "canceled_at"]], on="subscription_id")
+    after = after[after["created"] > after["canceled_at"]]
+    c["retries_after"] = c["event_id"].map(after.groupby("event_id").size()).fillna(0).astype(int)
+    c["paid_at"] = c["event_id"].map(
+        after[after["status"] == "succeeded"].groupby("event_id")["created"].min()
+    )
+    return c
+
+
+def _contradictions(c: pd.DataFrame, recovery: pd.Series) -> list[str]:
+    """Per cancellation, what contradicts it, ``; ``-joined (empty: nothing)."""
+    return [
         "; ".join(
             x
             for x in (
@@ -277,7 +284,6 @@ def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFra
             strict=True,
         )
     ]
-    return c[cols].sort_values(["canceled_at", "event_id"], kind="stable").reset_index(drop=True)
 
 
 def _subscription_charges(src: GrowthSources) -> pd.DataFrame:
@@ -388,7 +394,7 @@ def mrr_timeline(events: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:
     rate_day = e["at"].dt.tz_convert("UTC").dt.normalize().dt.tz_localize(None).where(sets)
     e["rate_day"] = rate_day.groupby(e["subscription_id"]).ffill().where(e["mrr_local"] > 0)
     e["micros"] = rates_on(e["rate_day"], e["currency"], fx_table_cache(fx)).where(e["mrr_local"] > 0, 0)
-    e["mrr_usd_cents"] = usd_cents(e["mrr_local"], e["micros"])
+    e["mrr_usd_cents"] = convert_cents(e["mrr_local"], e["micros"])
     out = e.rename(
         columns={"cancellation_details_reason": "reason", "item_tier": "tier", "item_quantity": "seats"}
     )
@@ -536,40 +542,6 @@ def waterfall_steps(summary: pd.DataFrame) -> list[tuple[str, float]]:
     return [*steps, ("Ending MRR", r["ending_mrr_usd_cents"] / 100)]
 
 
-# ---------------------------------------------------------------- the monthly run
-
-
-@dataclass(frozen=True)
-class MonthlyGrowth:
-    """One month's figures and what they were computed from."""
-
-    summary: pd.DataFrame  # one row: growth_mrr_monthly without status
-    accounts: pd.DataFrame  # growth_accounts_monthly
-    cancellations: pd.DataFrame  # classify_cancellations
-    timeline: pd.DataFrame  # mrr_timeline of the effective events
-
-
-def monthly_growth(
-    src: GrowthSources,
-    period: str,
-    customer_entity: pd.Series,
-    *,
-    grace_days: int,
-    reclassify: bool = True,
-) -> MonthlyGrowth:
-    """The steps of growth_aggregate's Transform in one call (tests, backfills, runbooks).
-
-    ``reclassify=False`` counts churn as billing recorded it (to measure what the repair changes).
-    """
-    cancels = classify_cancellations(src, grace_days=grace_days)
-    events = effective_events(src.subscriptions, cancels if reclassify else cancels.iloc[0:0])
-    timeline = mrr_timeline(events, src.fx)
-    start, end = period_bounds(period)
-    accounts = account_movements(timeline, start, end, customer_entity)
-    accounts.insert(0, "period", period)
-    return MonthlyGrowth(movement_summary(accounts, period), accounts, cancels, timeline)
-
-
 # ---------------------------------------------------------------- marts and scraps
 
 MONTHLY_COLUMNS = (
@@ -694,7 +666,7 @@ def recognised_revenue(
     )  # NULL: not revenue
     part = np.floor_divide(amount * hi, length) - np.floor_divide(amount * lo, length)
     micros = rates_on(li["created"].dt.normalize().dt.tz_localize(None), li["currency"], fx_table_cache(fx))
-    cents = usd_cents(np.where(hi > lo, part, 0), micros.to_numpy())
+    cents = convert_cents(np.where(hi > lo, part, 0), micros.to_numpy())
     return pd.Series(cents, index=li["customer_id"].to_numpy()).groupby(level=0).sum()
 
 

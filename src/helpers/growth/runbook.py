@@ -1,10 +1,14 @@
 """Evidence, fixes and verification for the Growth runbooks (``notebooks/runbooks/growth/<id>.ipynb``).
 
-Each runbook recomputes its month the way ``growth_aggregate`` does (:func:`growth_state`: the
-sources as landed by ``as_of``, entity resolution, churn classification, the lifecycle and its
-repairs, the five checks), then looks at the alert's check through the plan's "Why" list.
+The family-runbook contract (the Profit and Engagement runbook modules follow it too):
+:class:`State` is what a runbook reads once, :func:`load_state` builds it (the month as
+``growth_aggregate`` computes it now, :func:`helpers.growth.month.build_month`, with the five
+checks evaluated on it), :func:`check_now` is the symptom (the runbook's check as it stands),
+:func:`apply_fix` performs the fix only when ``ctx.apply_fix`` and :func:`verify` re-runs the check.
+Between them, one evidence function per likely cause looks at the alert's check through the
+plan's "Why" list.
 
-The Growth checks are about *source records* (README "Growth"): the figures are computed with the
+The Growth checks are about *source records* (docs/pipelines.md, "Growth checks"): the figures are computed with the
 repairs applied, so a fix here does what the data team can do — re-run the month (and, for late
 CRM entries, the ``growth_daily`` days built before they landed) with ``backfill --force
 --downstream``, write a reviewed mapping (duplicates), and hand the source owner the list of
@@ -24,19 +28,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from helpers import checks
 from helpers.checks import CheckResult
 from helpers.core import paths
+from helpers.core.config import GrowthConfig
+from helpers.core.periods import month_bounds
 from helpers.growth import checks as growth_checks
-from helpers.growth import entities, lifecycle
+from helpers.growth import entities
 from helpers.growth import metrics as growth
+from helpers.growth.month import GrowthMonth, build_month
 from helpers.runbooks import kit
 from helpers.storage import landing, warehouse
 
@@ -51,7 +57,7 @@ IDS = (
 )
 # The sources a runbook cannot work without (the CRM and billing).
 REQUIRED_SOURCES = ("crm_stage_history", "subscriptions", "billing_customers")
-# Who corrects the source records of each check (README "Growth", "Checks and repairs").
+# Who corrects the source records of each check (docs/pipelines.md, "Growth checks": the repair column).
 SOURCE_OWNER = {
     "skipped_stage": "Accounts (add the missing stage in the CRM)",
     "late_account_updates": "Accounts (AEs enter the pending changes)",
@@ -81,32 +87,27 @@ def period_of(ctx: kit.RunbookContext) -> str:
     return (first - dt.timedelta(days=1)).strftime("%Y-%m")
 
 
-# ---------------------------------------------------------------- the month, as growth_aggregate computes it
+# ---------------------------------------------------------------- the state: the month, as growth_aggregate computes it
 
 
 @dataclass
-class GrowthState:
-    """One month of Growth as ``growth_aggregate`` computes it at ``as_of``, with its check results."""
+class State:
+    """What a Growth runbook reads once: its month recomputed at ``as_of``, with the checks on it."""
 
+    catalogue_id: str
     period: str
     as_of: dt.datetime
-    settings: Any
-    src: lifecycle.GrowthSources
-    resolution: entities.Resolution
-    cancellations: pd.DataFrame
-    events: pd.DataFrame
-    timeline: pd.DataFrame
-    life: lifecycle.Lifecycle
-    accounts: pd.DataFrame
-    summary: pd.DataFrame
-    results: dict[str, CheckResult]
+    settings: GrowthConfig
+    month: GrowthMonth | None = None  # None: the CRM or billing has not landed at all
+    results: dict[str, CheckResult] = field(default_factory=dict)  # by check id
 
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        return growth.period_bounds(self.period)
+        return month_bounds(self.period, tz="UTC")
 
-    def result(self, cid: str) -> CheckResult:
-        return self.results[check_id(cid)]
+    def result(self, cid: str | None = None) -> CheckResult:
+        """The month's result of check ``cid`` (default: the runbook's own)."""
+        return self.results[check_id(cid or self.catalogue_id)]
 
 
 def missing_sources(root: Path | None = None) -> list[str]:
@@ -114,43 +115,20 @@ def missing_sources(root: Path | None = None) -> list[str]:
     return [s for s in REQUIRED_SOURCES if s not in present]
 
 
-def growth_state(
-    ctx: kit.RunbookContext, period: str | None = None, *, reviewed: entities.Reviewed | None = None
-) -> GrowthState | None:
-    """The month (default :func:`period_of`) recomputed from the landing zone as of ``ctx.as_of``
-    with the reviewed merges in config; None when the CRM or billing has not landed at all."""
+def load_state(ctx: kit.RunbookContext, catalogue_id: str) -> State:
+    """The month in scope (:func:`period_of`) recomputed from the landing zone as of ``ctx.as_of``
+    with the reviewed merges in config (``build_month``), and every Growth check evaluated on it.
+
+    Without the CRM or billing landed at all there is no month (``State.month`` None).
+    """
+    if catalogue_id not in IDS:
+        raise ValueError(f"catalogue_id: expected one of {', '.join(IDS)}, got {catalogue_id!r}")
+    period, settings = period_of(ctx), ctx.config.pipelines.growth
     if missing_sources():
-        return None
-    period = period or period_of(ctx)
-    settings = ctx.config.pipelines.growth
-    if reviewed is None:
-        reviewed = entities.load_reviewed(entities.merges_path(filename=settings.merges_file))
-    src = lifecycle.load_sources(
-        ctx.as_of, usage_window=growth.usage_window(period, ctx.as_of, settings.grace_period_days)
-    )
-    res = entities.resolve_sources(src, reviewed=reviewed, threshold=settings.fuzzy_name_threshold)
-    cancels = growth.classify_cancellations(src, grace_days=settings.grace_period_days)
-    events = growth.effective_events(src.subscriptions, cancels)
-    timeline = growth.mrr_timeline(events, src.fx)
-    life = lifecycle.build(src, events=events, tolerance=pd.Timedelta(days=settings.date_tolerance_days))
-    start, end = growth.period_bounds(period)
-    accounts = growth.account_movements(timeline, start, end, res.customer_entity(src.customers))
-    data = {
-        "sources": src,
-        "lifecycle": life,
-        "resolution": res,
-        "cancellations": cancels,
-        "events": events,
-        "timeline": timeline,
-        "accounts": accounts,
-        "settings": settings,
-    }
-    context = checks.CheckContext(PIPELINE, period, ctx.as_of, ctx.run_id, data)
-    results = {c.id: checks.evaluate(c, context, evaluated_at=ctx.as_of) for c in checks.registered(PIPELINE)}
-    return GrowthState(
-        period, ctx.as_of, settings, src, res, cancels, events, timeline, life, accounts,
-        growth.movement_summary(accounts, period), results,
-    )  # fmt: skip
+        return State(catalogue_id, period, ctx.as_of, settings)
+    month = build_month(period, ctx.as_of, settings=settings)
+    results = month.evaluate_checks(run_id=ctx.run_id, evaluated_at=ctx.as_of)
+    return State(catalogue_id, period, ctx.as_of, settings, month, results)
 
 
 def _no_data(cid: str) -> kit.Evidence:
@@ -162,11 +140,12 @@ def _frame(records: Any) -> pd.DataFrame:
     return pd.DataFrame(list(records or []))
 
 
-def check_evidence(state: GrowthState | None, cid: str) -> kit.Evidence:
-    """The symptom: the month's ``cid`` check recomputed now, with the records it names."""
-    if state is None:
+def check_now(state: State) -> kit.Evidence:
+    """The symptom: the month's check of the runbook recomputed now, with the records it names."""
+    cid = state.catalogue_id
+    if state.month is None:
         return _no_data(cid)
-    r = state.result(cid)
+    r = state.result()
     ev = dict(r.evidence)
     tables = {
         "skipped_stage": ("rows",),
@@ -232,15 +211,15 @@ def _who_enters(chain: pd.DataFrame, stage: str, robots: set[str]) -> str:
     return "automation" if rows.isin(robots).mean() >= 0.5 else "people"
 
 
-def skips(state: GrowthState | None) -> pd.DataFrame:
+def skips(state: State) -> pd.DataFrame:
     """The month's skipped transitions with who normally enters the missing stage and the typed ``from_stage``."""
-    if state is None:
+    if state.month is None:
         return pd.DataFrame()
     start, end = state.window
-    f = growth_checks.skipped_stage_findings(state.life, start, end)
+    f = growth_checks.skipped_stage_findings(state.month.life, start, end)
     if f.empty:
         return f
-    chain = state.life.chain
+    chain = state.month.life.chain
     robots = automation_users(chain)
     f["missing_entered_by"] = [_who_enters(chain, s, robots) if s else "unknown" for s in f["missing_stage"]]
     typed = chain.set_index("stage_event_id")["from_stage"]
@@ -306,30 +285,31 @@ def skips_automation(f: pd.DataFrame) -> kit.Evidence:
 # ---------------------------------------------------------------- late_account_updates
 
 
-def late_rows(state: GrowthState | None) -> pd.DataFrame:
+def late_rows(state: State) -> pd.DataFrame:
     """CRM rows of the month typed more than ``late_update_days`` late, with who typed them and when they landed."""
-    if state is None:
+    if state.month is None:
         return pd.DataFrame()
     start, end = state.window
-    late = growth_checks.late_entries(state.life, start, end, late_days=state.settings.late_update_days)
+    life = state.month.life
+    late = growth_checks.late_entries(life, start, end, late_days=state.settings.late_update_days)
     if late.empty:
         return late
-    arrived = state.src.crm_stages.set_index("stage_event_id")["_arrived_at"]
-    robots = automation_users(state.life.chain)
+    arrived = state.month.src.crm_stages.set_index("stage_event_id")["_arrived_at"]
+    robots = automation_users(life.chain)
     late["arrived_at"] = late["stage_event_id"].map(arrived)
     late["typed_by"] = late["entered_by"].map(lambda u: "automation" if u in robots else "people")
     cols = ["stage_event_id", "account_id", "to_stage", "effective_at", "entered_at", "entered_by"]
     return late[[*cols, "typed_by", "lag_days", "arrived_at"]]
 
 
-def pending_rows(state: GrowthState | None) -> pd.DataFrame:
+def pending_rows(state: State) -> pd.DataFrame:
     """Billing changes of the month the CRM still lacks (the check's ``pending``)."""
-    if state is None:
+    if state.month is None:
         return pd.DataFrame()
     start, end = state.window
-    s = state.settings
+    s, m = state.settings, state.month
     return growth_checks.pending_entries(
-        state.life, state.cancellations, state.events, state.src.customers, start, end,
+        m.life, m.cancellations, m.events, m.src.customers, start, end,
         as_of=pd.Timestamp(state.as_of), late_days=s.late_update_days, tolerance_days=s.date_tolerance_days,
     )  # fmt: skip
 
@@ -376,7 +356,7 @@ def still_pending(pending: pd.DataFrame) -> kit.Evidence:
 
 def crm_deliveries(ctx: kit.RunbookContext, period: str) -> pd.DataFrame:
     """Each CRM extract's days of the month: missing, or first delivered a day later than its usual lag."""
-    first, last = growth.period_bounds(period)
+    first, last = month_bounds(period, tz="UTC")
     last_day = min((last - pd.Timedelta(days=1)).date(), ctx.as_of.date() - dt.timedelta(days=2))
     days = (
         pd.date_range(first.date(), last_day, freq="D").strftime("%Y-%m-%d")
@@ -410,9 +390,9 @@ def crm_deliveries(ctx: kit.RunbookContext, period: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def sync_failed(ctx: kit.RunbookContext, state: GrowthState | None, late: pd.DataFrame) -> kit.Evidence:
+def sync_failed(ctx: kit.RunbookContext, state: State, late: pd.DataFrame) -> kit.Evidence:
     """Sync failed: the month's CRM extracts missing or delivered late, or product-sync rows entered late."""
-    if state is None:
+    if state.month is None:
         return _no_data("late_account_updates")
     frame = crm_deliveries(ctx, state.period)
     robots = late[late["typed_by"] == "automation"] if len(late) else late
@@ -427,12 +407,12 @@ def sync_failed(ctx: kit.RunbookContext, state: GrowthState | None, late: pd.Dat
 
 def stale_daily(ctx: kit.RunbookContext, late: pd.DataFrame) -> pd.DataFrame:
     """``growth_daily`` days whose latest succeeded run saw the CRM before a late row of that day landed."""
-    from helpers.checks import monitors
+    from helpers.checks.snapshot import load_snapshot
 
     cols = ["date", "run_id", "built_as_of", "late_rows", "landed_at"]
     if not len(late):
         return pd.DataFrame(columns=cols)
-    runs = monitors.load_snapshot(ctx.as_of).runs
+    runs = load_snapshot(ctx.as_of).runs
     runs = runs[(runs["pipeline"] == DAILY) & (runs["status"] == "succeeded") & runs["as_of"].notna()]
     # the day's newest view of the sources (runs started by a fix carry as_of-frame times, a manual
     # run the wall clock's, so start times do not order them; the view they saw does)
@@ -454,11 +434,11 @@ def stale_daily(ctx: kit.RunbookContext, late: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- duplicate_accounts
 
 
-def merges(state: GrowthState | None) -> pd.DataFrame:
+def merges(state: State) -> pd.DataFrame:
     """Automatic merges not reviewed yet (evidence seen before the month's end), with their kind."""
-    if state is None:
+    if state.month is None:
         return pd.DataFrame()
-    found = state.resolution.proposed(seen_before=state.window[1])
+    found = state.month.resolution.proposed(seen_before=state.window[1])
     if found.empty:
         return found
     reasons = found["reasons"].astype(str)
@@ -514,9 +494,9 @@ def write_reviewed(ctx: kit.RunbookContext, found: pd.DataFrame, *, by: str) -> 
 # ---------------------------------------------------------------- growth_revenue_mismatch
 
 
-def deal_gaps(state: GrowthState | None) -> kit.Evidence:
+def deal_gaps(state: State) -> kit.Evidence:
     """Contract start vs when payment came through: deals dated away from billing's first payment."""
-    if state is None:
+    if state.month is None:
         return _no_data("growth_revenue_mismatch")
     rows = _frame(state.result("growth_revenue_mismatch").evidence.get("deals"))
     return _evidence(
@@ -532,10 +512,10 @@ def deal_gaps(state: GrowthState | None) -> kit.Evidence:
     )
 
 
-def proration_gaps(state: GrowthState | None) -> kit.Evidence:
+def proration_gaps(state: State) -> kit.Evidence:
     """Pro-rating: CRM plan changes dated away from billing's proration; the share of new/expansion MRR
     billing prorates into later months (the check's ``reconciliation``)."""
-    if state is None:
+    if state.month is None:
         return _no_data("growth_revenue_mismatch")
     ev = state.result("growth_revenue_mismatch").evidence
     rows = _frame(ev.get("plan_changes"))
@@ -565,12 +545,12 @@ def proration_gaps(state: GrowthState | None) -> kit.Evidence:
 # ---------------------------------------------------------------- churn_misclassified
 
 
-def episodes(state: GrowthState | None) -> pd.DataFrame:
+def episodes(state: State) -> pd.DataFrame:
     """The month's contradicted cancellations with each contradiction as a column."""
-    if state is None:
+    if state.month is None:
         return pd.DataFrame()
     start, end = state.window
-    f = growth_checks.churn_findings(state.cancellations, start, end)
+    f = growth_checks.churn_findings(state.month.cancellations, start, end)
     cols = ["event_id", "account_id", "customer_id", "reason", "canceled_at", "grace_end", "classification"]
     return f[[*cols, "effective_at", "recovered_at", "used_until", "retries_after", "premature", "evidence"]]
 
@@ -625,13 +605,14 @@ def _corrections_file(ctx: kit.RunbookContext, cid: str, period: str) -> Path:
     return folder / f"{cid}-{period}-{ctx.run_id}.csv"
 
 
-def fix_targets(ctx: kit.RunbookContext, state: GrowthState | None, cid: str) -> list[tuple[str, str]]:
+def fix_targets(ctx: kit.RunbookContext, state: State) -> list[tuple[str, str]]:
     """What to re-run: a routed monitor's partitions; the month when its mart does not hold the repaired
     figures (always for duplicates: the re-run records the reviewed check); for late CRM entries the
     ``growth_daily`` days built before they landed. A month whose mart already holds them is not re-run."""
     targets = kit.rerun_targets(monitor_symptom(ctx))
-    if state is None:
+    if state.month is None:
         return targets
+    cid = state.catalogue_id
     if cid == "duplicate_accounts" or not mart_matches(state)[0]:
         targets.append((PIPELINE, state.period))
     if cid == "late_account_updates":
@@ -639,12 +620,14 @@ def fix_targets(ctx: kit.RunbookContext, state: GrowthState | None, cid: str) ->
     return targets
 
 
-def describe_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: GrowthState | None, cid: str) -> str:
+def describe_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> str:
+    """What :func:`apply` does (or would do): the review file or the correction list, and the re-runs."""
     if not diag.present:
         return "nothing: no problem found"
-    targets = fix_targets(ctx, state, cid)
+    cid = state.catalogue_id
+    targets = fix_targets(ctx, state)
     rerun = f"re-run {kit.describe_targets(targets)} with their dependants" if targets else ""
-    if state is None:
+    if state.month is None:
         return rerun or "nothing to re-run"
     if not any(p == PIPELINE for p, _ in targets):
         rerun = (rerun + "; " if rerun else "") + mart_matches(state)[1] + ": no re-run of the month needed"
@@ -656,9 +639,7 @@ def describe_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: GrowthStat
     return f"{head}; {rerun}"
 
 
-def apply(
-    ctx: kit.RunbookContext, diag: kit.Diagnosis, state: GrowthState | None, cid: str, *, by: str = ""
-) -> dict[str, Any]:
+def apply(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State, *, by: str = "") -> dict[str, Any]:
     """The fix: the review file (duplicates) or the correction list for the source owner, then the re-runs.
 
     Reviewed merges are recorded as reviewed by ``by`` (default: the engineer on call at ``as_of``,
@@ -667,8 +648,9 @@ def apply(
     if not diag.present:
         return {"action": "none"}
     out: dict[str, Any] = {}
-    found = check_evidence(state, cid)
-    if state is None:
+    cid = state.catalogue_id
+    found = check_now(state)
+    if state.month is None:
         pass
     elif cid == "duplicate_accounts":
         out.update(write_reviewed(ctx, merges(state), by=by or on_call(ctx)))
@@ -676,8 +658,8 @@ def apply(
         path = _corrections_file(ctx, cid, state.period)
         found.frame.to_csv(path, index=False)
         out["corrections"] = {"file": str(path), "owner": SOURCE_OWNER[cid], "records": len(found.frame)}
-    targets = fix_targets(ctx, state, cid)
-    if state is not None and not any(p == PIPELINE for p, _ in targets):
+    targets = fix_targets(ctx, state)
+    if state.month is not None and not any(p == PIPELINE for p, _ in targets):
         out["mart"] = mart_matches(state)[1]
     out["runs"] = kit.rerun(ctx, targets) if targets else []
     failed = [r for r in out["runs"] if r.get("status") not in ("succeeded", "skipped", "blocked")]
@@ -686,10 +668,16 @@ def apply(
     return out
 
 
+def apply_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.FixRecord | None:
+    """The Fix section: :func:`apply` through ``kit.guarded_fix``, so it acts only when ``ctx.apply_fix``
+    (otherwise a dry run that records what it would do, :func:`describe_fix`)."""
+    return kit.guarded_fix(ctx.apply_fix, lambda: apply(ctx, diag, state), describe_fix(ctx, diag, state))
+
+
 # ---------------------------------------------------------------- verify
 
 
-def mart_matches(state: GrowthState) -> tuple[bool, str]:
+def mart_matches(state: State) -> tuple[bool, str]:
     """Does the warehouse's ``growth_mrr_monthly`` for the month equal the figures recomputed now?"""
     try:
         mart = warehouse.read_table("growth_mrr_monthly", where={"period": state.period})
@@ -697,7 +685,7 @@ def mart_matches(state: GrowthState) -> tuple[bool, str]:
         return False, f"growth_mrr_monthly {state.period} not readable ({type(e).__name__})"
     if mart.empty:
         return False, f"growth_mrr_monthly {state.period} not built"
-    want = state.summary.iloc[0]
+    want = state.month.summary.iloc[0]
     diffs = [c for c in SUMMARY_COLUMNS if int(mart.iloc[0][c]) != int(want[c])]
     if diffs:
         return (
@@ -710,8 +698,9 @@ def mart_matches(state: GrowthState) -> tuple[bool, str]:
     )
 
 
-def repaired(ctx: kit.RunbookContext, state: GrowthState, cid: str) -> tuple[bool, str]:
-    """Is every record the check names repaired in the figures?"""
+def repaired(ctx: kit.RunbookContext, state: State) -> tuple[bool, str]:
+    """Is every record the runbook's check names repaired in the figures?"""
+    cid = state.catalogue_id
     if cid == "skipped_stage":
         f = skips(state)
         bad = f[~f["repaired"]] if len(f) else f
@@ -726,7 +715,7 @@ def repaired(ctx: kit.RunbookContext, state: GrowthState, cid: str) -> tuple[boo
             + (f" ({', '.join(stale['date'])})" if len(stale) else "")
         )
     if cid == "growth_revenue_mismatch":
-        plans = growth_checks.plan_change_findings(state.life.plan_gaps, *state.window)
+        plans = growth_checks.plan_change_findings(state.month.life.plan_gaps, *state.window)
         ok = plans["billing_at"].notna().all() if len(plans) else True
         return (
             bool(ok),
@@ -746,11 +735,12 @@ def repaired(ctx: kit.RunbookContext, state: GrowthState, cid: str) -> tuple[boo
     raise ValueError(f"cid: expected one of {', '.join(IDS)}, got {cid!r}")
 
 
-def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, cid: str) -> kit.Verification:
+def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Verification:
     """Re-run the check. ``duplicate_accounts``: the re-run's stored result. The others: the check
-    recomputed now, passing when every record it names is repaired and the month's mart has the
-    repaired figures (the source still needs its owner's correction; the alert is left open)."""
-    period = period_of(ctx)
+    recomputed now (a fresh :func:`load_state`: the fix changed what it reads), passing when every
+    record it names is repaired and the month's mart has the repaired figures (the source still
+    needs its owner's correction; the alert is left open)."""
+    cid, period = state.catalogue_id, period_of(ctx)
     if is_monitor_alert(ctx):
         return diag.verify()
     if cid == "duplicate_accounts":
@@ -763,13 +753,13 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, cid: str) -> kit.Verifi
         print("verify: nothing to verify (no problem found)")
         diag.verification = kit.Verification((), "none", False)
         return diag.verification
-    state = growth_state(ctx, period)
-    if state is None:
+    now = load_state(ctx, cid)
+    if now.month is None:
         diag.verification = kit.Verification((), "none", False)
         return diag.verification
-    raw = state.result(cid)
-    fixed, how = repaired(ctx, state, cid)
-    mart_ok, mart = mart_matches(state)
+    raw = now.result()
+    fixed, how = repaired(ctx, now)
+    mart_ok, mart = mart_matches(now)
     if not raw.failed:
         status, summary = "pass", f"{raw.summary}; {mart}"
     else:

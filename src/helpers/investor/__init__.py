@@ -1,1 +1,2 @@
-"""The investor figures: the aggregate, the month-end close, the reports and their charts."""
+"""The investor figures: the metrics, the upstreams' inputs, the cross-checks and the aggregate, the
+month-end close, the reports and their charts."""

@@ -22,6 +22,11 @@
 6. The checklist (:func:`close_status`) and, with ``final=True``, publication (a copy of the final
    report under ``runs/published/``) or a refusal naming the blockers.
 
+This module is the one place the close checklist is computed. The ``month_end_close`` runbook reads
+it too (:mod:`helpers.investor.runbook`), with two sections of its own that are not part of the
+DRAFT/final decision (:func:`readiness_items`): whether each investor pipeline's runs cover the whole
+month (what the ``*.sla.month_end_close`` monitor watches) and whether an alert of it is still open.
+
 **Idempotent and resumable.** A run is skipped when its partition's latest run succeeded at the
 same ``as_of`` and (for a dependant) started after its upstreams' latest successes finished; so a
 second close at the same ``as_of`` only re-evaluates and re-renders, and a close after a failure
@@ -53,11 +58,12 @@ import sqlalchemy as sa
 
 from helpers.core import businesscal, paths
 from helpers.core import config as cfgmod
-from helpers.core.periods import period_days
-from helpers.core.timeutil import as_utc
-from helpers.investor import aggregate as investor
+from helpers.core.periods import period_days, shift_period
+from helpers.core.timeutil import as_utc, naive_utc
+from helpers.investor.inputs import SourceRun, latest_run, load_inputs, reference_day
+from helpers.investor.metrics import UPSTREAMS
 from helpers.runs import records as runs
-from helpers.runs.dag import RunItem
+from helpers.runs.dag import Dag, RunItem
 from helpers.storage import warehouse
 
 REPORT = "month_end_report"
@@ -70,7 +76,7 @@ COMPARISON = ("profit_aggregate", "growth_aggregate", "engagement_aggregate", "i
 READS: dict[str, tuple[str, ...]] = {
     "profit_unit": ("profit_aggregate",),
     "engagement_aggregate": ("profit_unit", "growth_aggregate"),
-    "investor_aggregate": investor.UPSTREAMS,
+    "investor_aggregate": UPSTREAMS,
 }
 MONITOR_KINDS = ("run_status", "sla_at_risk")  # monitors about the month (not about "now")
 
@@ -183,7 +189,7 @@ def on_call_engineer(
 
 def close_partitions(period: str, as_of: dt.datetime) -> dict[str, str]:
     """The partition of each pipeline the close of ``period`` runs (Engagement: the reference day)."""
-    day = investor.reference_day(period, as_of).isoformat()
+    day = reference_day(period, as_of).isoformat()
     return {p: (day if p == "engagement_aggregate" else period) for p in (*WAVE_A, *WAVE_B)}
 
 
@@ -218,7 +224,7 @@ def _monitor_rows(pipelines: Sequence[str], partitions: Sequence[str], as_of: dt
                 & cr.c.pipeline.in_(list(pipelines))
                 & cr.c.partition.in_(list(partitions))
                 & cr.c.kind.in_(MONITOR_KINDS)
-                & (cr.c.as_of <= as_utc(as_of).replace(tzinfo=None))
+                & (cr.c.as_of <= naive_utc(as_of))
             ),
             conn,
         )  # fmt: skip
@@ -268,9 +274,9 @@ def close_status(
     def add(section: str, pipeline: str, item: str, ok: bool, detail: str) -> None:
         items.append(CloseItem(section, pipeline, item, bool(ok), detail, owner_label(pipeline, config, who)))
 
-    latest: dict[str, investor.SourceRun] = {}
+    latest: dict[str, SourceRun] = {}
     for pid, part in parts.items():
-        run = investor.latest_run(pid, part, engine=engine)
+        run = latest_run(pid, part, engine=engine)
         latest[pid] = run
         add("runs", pid, f"latest run of {part} succeeded", run.succeeded, run.describe())
     stale = stale_reason("investor_aggregate", period, parts, engine=engine)
@@ -290,9 +296,9 @@ def close_status(
     for row in monitors.itertuples():
         add("monitors", row.pipeline, f"{row.check_id} {row.partition}", row.status == "pass",
             f"{row.status} ({row.severity}): {row.summary}")  # fmt: skip
-    inputs = investor.load_inputs(period, as_of, engine=engine)
+    inputs = load_inputs(period, as_of, engine=engine)
     sources: dict[str, str] = {}
-    for pid in investor.UPSTREAMS:
+    for pid in UPSTREAMS:
         src = {s.pipeline: s for s in inputs.sources()}.get(pid)
         sources[pid] = src.status if src else "missing"
         if src is None:
@@ -307,6 +313,80 @@ def close_status(
             why = "; ".join(src.reasons) or "every source delivered"
             add("sources", pid, f"figures for {period} are final", src.final, f"{src.status}: {why}")
     return CloseStatus(period, as_of, inputs.reference_day, deadline, tuple(items), sources)
+
+
+# ---------------------------------------------------------------- what the close runbook adds
+
+
+def investor_pipelines(config: cfgmod.WorkbookConfig) -> list[str]:
+    """The pipelines whose figures go to investors (``feeds`` investors or investor report), in DAG order."""
+    pipes = config.pipelines.pipelines
+    order = Dag.from_config(config.pipelines).order()
+    return [pid for pid in order if pipes[pid].feeds in ("investors", "investor report")]
+
+
+def close_in_progress(as_of: dt.datetime, config: cfgmod.WorkbookConfig) -> str:
+    """The month whose close is in progress at ``as_of`` (``businesscal.close_window``)."""
+    close = config.pipelines.close
+    period, _deadline, _heightened = businesscal.close_window(
+        businesscal.BusinessCalendar.from_team(config.team),
+        as_of,
+        report_final_business_days=close.report_final_business_days,
+        heightened_from_days_before_month_end=close.heightened_from_days_before_month_end,
+    )
+    return period
+
+
+def month_coverage(
+    period: str, as_of: dt.datetime, runs: pd.DataFrame | None, config: cfgmod.WorkbookConfig
+) -> dict[str, dt.date | None]:
+    """The last day of ``period`` each investor pipeline's succeeded runs cover, as of ``as_of``.
+
+    ``runs``: run records as ``checks.snapshot.load_snapshot`` reads them (default: read them now).
+    The rule is the month-end close monitor's (``checks.rules.covered_through``).
+    """
+    from helpers.checks.rules import covered_through
+    from helpers.checks.snapshot import load_snapshot
+
+    if runs is None:
+        runs = load_snapshot(as_of).runs
+    pipes = config.pipelines.pipelines
+    return {
+        pid: covered_through(
+            runs[runs["pipeline"] == pid], monthly=pipes[pid].partition == "month", as_of=as_of
+        )
+        for pid in investor_pipelines(config)
+    }
+
+
+def readiness_items(
+    period: str,
+    as_of: dt.datetime,
+    coverage: Mapping[str, dt.date | None],
+    *,
+    config: cfgmod.WorkbookConfig,
+    engine: sa.Engine | None = None,
+) -> list[CloseItem]:
+    """The ``month_end_close`` runbook's own items, per investor pipeline (not part of DRAFT/final).
+
+    ``coverage``: its runs cover the whole month (:func:`month_coverage`); ``alerts``: no alert of
+    it opened by ``as_of`` is still open.
+    """
+    from helpers.oncall import alerts as alertsmod
+
+    need = period_days(period)[1]
+    who = on_call_engineer(config, as_of, engine)
+    open_alerts = alertsmod.list_alerts(open_only=True, limit=10_000, engine=engine)
+    items: list[CloseItem] = []
+    for pid, through in coverage.items():
+        owner = owner_label(pid, config, who)
+        covered = through is not None and through >= need
+        detail = f"covered through {through or 'nothing'} (need {need})"
+        items.append(CloseItem("coverage", pid, "covers the whole month", covered, detail, owner))
+        mine = [a for a in open_alerts if a.pipeline == pid and a.opened_at <= as_of]
+        listed = ", ".join(f"{a.alert_id} {a.check_id}" for a in mine) or "none open"
+        items.append(CloseItem("alerts", pid, "no open alert", not mine, listed, owner))
+    return items
 
 
 # ---------------------------------------------------------------- running the close
@@ -346,7 +426,7 @@ class CloseResult:
 def _needs_run(item: RunItem, as_of: dt.datetime, parts: Mapping[str, str], *, history: bool,
                engine: sa.Engine) -> str | None:  # fmt: skip
     """Why ``item`` must run (None: its latest run is good enough, so the close skips it)."""
-    run = investor.latest_run(item.pipeline, item.partition, engine=engine)
+    run = latest_run(item.pipeline, item.partition, engine=engine)
     if not run.succeeded:
         return "no succeeded run" if run.status is None else f"latest run {run.status}"
     if history:
@@ -397,7 +477,7 @@ def _run_wave(
 
 def comparison_periods(period: str) -> list[str]:
     """The months the report compares with: a year earlier and the month before (oldest first)."""
-    return [investor.shift_period(period, -12), investor.shift_period(period, -1)]
+    return [shift_period(period, -12), shift_period(period, -1)]
 
 
 def _render(pipeline: str, date: str, params: Mapping[str, Any], *, as_of: dt.datetime, clock: Clock,
@@ -487,7 +567,7 @@ def run_close(
             cparts = {p: (last.isoformat() if p == "engagement_aggregate" else cmp) for p in COMPARISON}
             items += [RunItem(p, cparts[p], last) for p in COMPARISON]
         outcomes += _run_wave(items, parts=parts, history=True, **wave)  # type: ignore[arg-type]
-    day = investor.reference_day(period, as_of)
+    day = reference_day(period, as_of)
     for names in (WAVE_A, WAVE_B):
         items = [RunItem(p, parts[p], day) for p in names if p in pipes]
         outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]

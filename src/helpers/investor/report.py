@@ -22,10 +22,12 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from helpers.core.periods import shift_period
 from helpers.investor import aggregate as investor
 from helpers.investor import charts
-from helpers.investor.aggregate import BY_NAME, format_value, shift_period
 from helpers.investor.close import CloseStatus
+from helpers.investor.inputs import latest_run
+from helpers.investor.metrics import BY_NAME, PIPELINE, format_value, readable
 from helpers.storage import warehouse
 
 HEADLINE = (
@@ -449,9 +451,7 @@ def bridge(period: str, run_id: str | None) -> pd.DataFrame:
     """The revenue vs MRR bridge recorded with the investor run (evidence of ``revenue_vs_mrr``)."""
     from helpers.checks import store
 
-    found = (
-        store.list_results(run_id=run_id, check_id=f"{investor.PIPELINE}.revenue_vs_mrr") if run_id else []
-    )
+    found = store.list_results(run_id=run_id, check_id=f"{PIPELINE}.revenue_vs_mrr") if run_id else []
     steps = found[0]["evidence"].get("bridge") if found else None
     if not steps:
         return pd.DataFrame(columns=["step", "amount", "what"])
@@ -484,7 +484,7 @@ def provenance(
             if rid and rid != "None":
                 ids.setdefault(rid, pipeline)
     for rid in mine["run_id"].dropna().unique():
-        ids.setdefault(str(rid), investor.PIPELINE)
+        ids.setdefault(str(rid), PIPELINE)
     rows = []
     for rid in sorted(ids):
         rec = runs.get_run(rid, engine=engine)
@@ -509,7 +509,7 @@ def metric_provenance(period: str, frame: pd.DataFrame | None = None) -> pd.Data
     """One row per investor metric: its value, status and the run that produced it."""
     frame = monthly(period, months=1) if frame is None else frame
     mine = frame[frame["period"] == period]
-    return investor.readable(mine).reset_index(drop=True)
+    return readable(mine).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- weekly review
@@ -588,7 +588,7 @@ def weekly_figures(run_date: str, frames: Mapping[str, pd.DataFrame], *, weeks: 
 def weekly_anomalies(weekly: pd.DataFrame, *, variance: float = 0.20, min_points: int = 2) -> pd.DataFrame:
     """The latest week against the median of the trailing weeks: more than ``variance`` off is flagged.
 
-    The rule of the row-count monitor (README "Monitors"): relative change against a trailing median,
+    The rule of the row-count monitor (docs/monitoring.md, "Monitors"): relative change against a trailing median,
     no verdict with fewer than ``min_points`` trailing weeks.
     """
     if weekly.empty:
@@ -674,7 +674,7 @@ def pipeline_checks(pipeline: str, partition: str, *, engine: sa.Engine | None =
     """The checks recorded with a pipeline's latest run of ``partition``: check, status, summary."""
     from helpers.checks import store
 
-    run = investor.latest_run(pipeline, partition, engine=engine)
+    run = latest_run(pipeline, partition, engine=engine)
     if run.run_id is None:
         return pd.DataFrame(columns=["check", "status", "severity", "summary"])
     latest: dict[str, dict[str, Any]] = {}

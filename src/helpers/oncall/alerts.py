@@ -9,10 +9,11 @@ An alert is keyed by ``(check_id, partition)``: at most one *active* alert (``op
   recent as the last failure, so an evaluation of an older ``as_of`` cannot close a newer problem;
 - a later failure after resolution opens a new alert (the resolved one is history).
 
-Every alert carries what routing (issue 9) needs: pipeline, owner and owners, severity, the
-failure-catalogue id (from which routing derives the cross-team contact, ``escalation.cross_team``
-in team.yml), the runbook path, whether month-end heightened monitoring applies, and the fix deadline (the pipeline's ``sla.fix_business_days`` in
-business days from opening, via ``businesscal``), which the "SLA at risk" monitor watches. This is
+Every alert carries what routing (:mod:`helpers.oncall.routing`) needs: pipeline, owner and owners,
+severity, the failure-catalogue id (from which routing derives the cross-team contact,
+``escalation.cross_team`` in team.yml), the runbook path, whether month-end heightened monitoring
+applies, and the fix deadline (the pipeline's ``sla.fix_business_days`` in business days from
+opening, via ``businesscal``), which the "SLA at risk" monitor watches. This is
 the hook for incidents: anything with an ``opened_at`` and a ``fix_deadline`` is tracked.
 
 Times are in the ``as_of`` frame: ``opened_at`` is the ``as_of`` of the evaluation that opened it.
@@ -34,7 +35,7 @@ from helpers.checks.framework import CheckResult
 from helpers.core import businesscal
 from helpers.core import config as cfgmod
 from helpers.core.timeutil import as_utc, naive_utc
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 ACTIVE = ("open", "acknowledged")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
@@ -79,6 +80,8 @@ alerts = sa.Table(
         postgresql_where=sa.text("status IN ('open', 'acknowledged')"),
     ),
 )
+
+register_tables(alerts)
 
 
 @dataclass(frozen=True)

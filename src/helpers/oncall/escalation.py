@@ -1,4 +1,4 @@
-"""The escalation ladder of each alert, acknowledgement and resolution, and the alert timeline.
+"""Driving each alert's escalation ladder, acknowledgement and resolution, and the alert timeline.
 
 The plan's "When Things Go Wrong" (docs/plan.md), per alert, on the pipeline's watched time
 (``routing.WatchClock``: real time for the weekly rotation, business time plus month-end days for
@@ -14,6 +14,7 @@ Growth):
                 failure-catalogue id to a contact) after ``cross_team_after_minutes`` (0)
 ==============  ====================================================================
 
+The steps and when they are due are computed in ``oncall.ladder`` (pure); this module takes them.
 An acknowledgement stops the ladder; resolving closes the alert and its incident. ``workbook
 escalate --as-of TS`` (the scheduler's tick) computes the steps due by ``as_of`` from the alert,
 the schedule and the timeline, claims each step in ``alert_timeline`` (unique per alert, step and
@@ -22,14 +23,18 @@ same ``as_of`` does nothing. A tick that comes late sends only the latest remind
 every one. The timeline records every step: ``opened``, ``deferred`` (waiting for business
 hours), the notifications, ``ack`` and ``resolve``.
 
-Alerts come from issue 4's ``alerts`` table through :class:`WarehouseAlerts`; anything with the
-fields of :class:`AlertLike` works (tests use :class:`MemoryAlerts`).
+Alerts come from the ``alerts`` table (:mod:`helpers.oncall.alerts`) through :class:`WarehouseAlerts`; anything with the
+fields of :class:`~helpers.oncall.ladder.AlertLike` works (tests use :class:`MemoryAlerts`).
+
+A notification can carry more lines about its alert: the caller passes an ``annotate`` function
+(alert id -> lines; the CLI passes the runbook registry's diagnosis and its link), since the
+runbooks sit above on-call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -39,11 +44,12 @@ from sqlalchemy.exc import IntegrityError
 
 from helpers.core.config import WorkbookConfig
 from helpers.core.timeutil import as_utc, naive_utc
+from helpers.oncall import alerts, routing
 from helpers.oncall import incidents as incmod
-from helpers.oncall import routing
+from helpers.oncall.ladder import EVENT_OF_STEP, AlertLike, Step, due_steps
 from helpers.oncall.notify import Message, Notifier, Recipient
 from helpers.oncall.schedule import Schedule, schedule_for
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 alert_timeline = sa.Table(
     "alert_timeline",
@@ -63,43 +69,13 @@ alert_timeline = sa.Table(
     sa.Index("ix_alert_timeline_alert", "alert_id"),
 )
 
-EVENT_OF_STEP = {
-    "notify": "trigger",
-    "renotify": "renotify",
-    "secondary": "escalate",
-    "lead": "escalate",
-    "cross_team": "cross_team",
-}
+register_tables(alert_timeline)
+
+# Lines a notification about an alert adds, by alert id (see the module doc).
+Annotator = Callable[[int | str], Sequence[str]]
 
 
-# ---------------------------------------------------------------- alerts
-
-
-class AlertLike(Protocol):
-    """What the ladder needs of an alert (issue 4's ``alerts.Alert`` has all of it)."""
-
-    @property
-    def alert_id(self) -> int | str: ...
-    @property
-    def pipeline(self) -> str: ...
-    @property
-    def check_id(self) -> str: ...
-    @property
-    def catalogue_id(self) -> str | None: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def opened_at(self) -> dt.datetime: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def acknowledged_at(self) -> dt.datetime | None: ...
-    @property
-    def resolved_at(self) -> dt.datetime | None: ...
-    @property
-    def summary(self) -> str: ...
-    @property
-    def runbook(self) -> str | None: ...
+# ---------------------------------------------------------------- where alerts live
 
 
 @dataclass(frozen=True)
@@ -177,147 +153,16 @@ class WarehouseAlerts:
             ) from None
 
     def active(self) -> list[AlertLike]:
-        from helpers.oncall import alerts
-
         return list(alerts.list_alerts(open_only=True, limit=10_000, engine=self.engine))
 
     def get(self, alert_id: str) -> AlertLike | None:
-        from helpers.oncall import alerts
-
         return alerts.get_alert(self._id(alert_id), engine=self.engine)
 
     def acknowledge(self, alert_id: str, *, by: str, at: dt.datetime) -> None:
-        from helpers.oncall import alerts
-
         alerts.acknowledge(self._id(alert_id), by=by, at=at, engine=self.engine)
 
     def resolve(self, alert_id: str, *, at: dt.datetime, note: str) -> None:
-        from helpers.oncall import alerts
-
         alerts.resolve(self._id(alert_id), at=at, note=note, engine=self.engine)
-
-
-# ---------------------------------------------------------------- the ladder (pure)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One rung of an alert's ladder: what, when it is due, and who it reaches."""
-
-    key: str
-    step: str
-    due_at: dt.datetime
-    recipients: tuple[Recipient, ...] = ()
-    detail: str = ""
-
-
-def _renotify_index(key: str) -> int:
-    return int(key.split(":", 1)[1]) if key.startswith("renotify:") else 0
-
-
-def plan(schedule: Schedule, alert: AlertLike, *, until: dt.datetime) -> list[Step]:
-    """Every step of ``alert``'s ladder due by ``until`` if nobody acknowledges, in time order."""
-    team = schedule.team
-    esc = team.escalation
-    until = as_utc(until)
-    opened = as_utc(alert.opened_at)
-    clock = routing.watch_clock(schedule, alert.pipeline)
-    first = routing.route(schedule, alert.pipeline, opened)
-    steps = [Step("opened", "opened", opened, detail=f"[{alert.severity}] {alert.check_id}: {alert.summary}")]
-    if first.deferred:
-        steps.append(
-            Step(
-                "deferred",
-                "deferred",
-                opened,
-                detail=f"no emergency on-call for {alert.pipeline}: first notification at "
-                f"{schedule.local(first.notify_at):%a %Y-%m-%d %H:%M %Z}",
-            )
-        )
-    if first.notify_at > until:
-        return steps
-    steps.append(Step("notify", "notify", first.notify_at, first.recipients, first.reason))
-
-    joins: list[tuple[dt.datetime, Recipient]] = [(first.notify_at, r) for r in first.recipients]
-    secondary_at = clock.advance(opened, esc.secondary_after_minutes)
-    if secondary_at <= until:
-        who = schedule.secondary_for(alert.pipeline, secondary_at)
-        r = routing.engineer(team, who, "secondary")
-        steps.append(
-            Step(
-                "secondary",
-                "secondary",
-                secondary_at,
-                (r,),
-                f"still open after {esc.secondary_after_minutes} min",
-            )
-        )
-        joins.append((secondary_at, r))
-    lead_at = clock.advance(opened, esc.lead_after_minutes)
-    if lead_at <= until:
-        r = routing.team_lead(team)
-        steps.append(Step("lead", "lead", lead_at, (r,), f"still open after {esc.lead_after_minutes} min"))
-        joins.append((lead_at, r))
-    cause = esc.cross_team.get(alert.catalogue_id or "")
-    if cause:
-        cross_at = clock.advance(opened, esc.cross_team_after_minutes)
-        if cross_at <= until:
-            team_name = team.contacts[cause].team
-            steps.append(
-                Step(
-                    f"cross_team:{cause}",
-                    "cross_team",
-                    cross_at,
-                    (routing.contact(team, cause),),
-                    f"cross-team cause ({alert.catalogue_id}): looping in {team_name}",
-                )
-            )
-
-    t, k = clock.advance(opened, esc.ack_minutes), 1
-    while t <= until:
-        engaged = {r.key: r for at, r in joins if at < t}
-        steps.append(
-            Step(
-                f"renotify:{k}",
-                "renotify",
-                t,
-                tuple(engaged.values()),
-                f"not acknowledged after {round(clock.elapsed(opened, t).total_seconds() / 60)} min",
-            )
-        )
-        t, k = clock.advance(t, esc.renotify_minutes), k + 1
-    return sorted(steps, key=lambda s: (s.due_at, _ORDER.get(s.step, 9)))
-
-
-_ORDER = {"opened": 0, "deferred": 1, "notify": 2, "cross_team": 3, "secondary": 4, "lead": 5, "renotify": 6}
-
-
-def due_steps(
-    schedule: Schedule,
-    alert: AlertLike,
-    *,
-    as_of: dt.datetime,
-    done: Iterable[str] = (),
-    acknowledged_at: dt.datetime | None = None,
-) -> list[Step]:
-    """The steps to take at ``as_of``: due, not ``done`` (timeline keys), ladder not stopped.
-
-    An acknowledgement (or resolution) at or before ``as_of`` stops every notification; of the
-    reminders missed since the last one sent, only the latest is sent.
-    """
-    as_of = as_utc(as_of)
-    done = set(done)
-    stopped = any(
-        ts is not None and as_utc(ts) <= as_of
-        for ts in (acknowledged_at, alert.acknowledged_at, alert.resolved_at)
-    )
-    steps = [s for s in plan(schedule, alert, until=as_of) if s.key not in done]
-    if stopped:
-        return [s for s in steps if not s.recipients and s.step in ("opened", "deferred")]
-    last_sent = max((_renotify_index(k) for k in done), default=0)
-    reminders = [s for s in steps if s.step == "renotify" and _renotify_index(s.key) > last_sent]
-    keep = [s for s in steps if s.step != "renotify"] + reminders[-1:]
-    return sorted(keep, key=lambda s: (s.due_at, _ORDER.get(s.step, 9)))
 
 
 # ---------------------------------------------------------------- the timeline
@@ -390,8 +235,15 @@ def _claim(entries: Sequence[TimelineEntry], engine: Engine) -> bool:
 # ---------------------------------------------------------------- messages
 
 
-def message_for(schedule: Schedule, alert: AlertLike, step: Step, *, event: str | None = None) -> Message:
-    """The notification text of one step of ``alert``."""
+def message_for(
+    schedule: Schedule,
+    alert: AlertLike,
+    step: Step,
+    *,
+    event: str | None = None,
+    annotate: Annotator | None = None,
+) -> Message:
+    """The notification text of one step of ``alert`` (with ``annotate``'s lines for a stored alert)."""
     event = event or EVENT_OF_STEP.get(step.step, step.step)
     prefix = {
         "renotify": "Reminder, not acknowledged: ",
@@ -401,9 +253,8 @@ def message_for(schedule: Schedule, alert: AlertLike, step: Step, *, event: str 
         "resolve": "Resolved: ",
     }.get(event, "")
     subject = f"{prefix}[{alert.severity}] {alert.pipeline}: {alert.summary} (alert {alert.alert_id})"
-    from helpers.runbooks import registry as runbooks  # the pre-executed diagnosis travels with every page
-
-    diagnosis = tuple(runbooks.notification_lines(alert.alert_id)) if str(alert.alert_id).isdigit() else ()
+    stored = annotate is not None and str(alert.alert_id).isdigit()
+    diagnosis = tuple(annotate(alert.alert_id)) if stored else ()  # e.g. the pre-executed diagnosis
     body = "\n".join(
         line
         for line in (
@@ -446,6 +297,7 @@ def escalate_alert(
     *,
     notifier: Notifier,
     engine: Engine,
+    annotate: Annotator | None = None,
 ) -> list[TimelineEntry]:
     """Take the steps of one alert due at ``as_of``; returns the timeline entries written."""
     alert_id = str(alert.alert_id)
@@ -455,7 +307,7 @@ def escalate_alert(
     )
     written: list[TimelineEntry] = []
     for step in steps:
-        message = message_for(schedule, alert, step) if step.recipients else None
+        message = message_for(schedule, alert, step, annotate=annotate) if step.recipients else None
         channels = ",".join(notifier.channel_names(message, step.recipients)) if message else ""
         # "opened" and "deferred" happened when the alert opened; notifications happen now
         when = step.due_at if message is None else as_utc(as_of)
@@ -496,6 +348,7 @@ def escalate(
     notifier: Notifier,
     engine: Engine | None = None,
     schedule: Schedule | None = None,
+    annotate: Annotator | None = None,
 ) -> list[TimelineEntry]:
     """One tick of every active alert's ladder at ``as_of`` (idempotent for the same ``as_of``).
 
@@ -510,8 +363,12 @@ def escalate(
     for alert in sorted(store.active(), key=lambda a: (as_utc(a.opened_at), str(a.alert_id))):
         if as_utc(alert.opened_at) > as_of:
             continue
-        written.extend(escalate_alert(cfg, schedule, alert, as_of, notifier=notifier, engine=engine))
-    written.extend(close_resolved(cfg, schedule, store, as_of, notifier=notifier, engine=engine))
+        written.extend(
+            escalate_alert(cfg, schedule, alert, as_of, notifier=notifier, engine=engine, annotate=annotate)
+        )
+    written.extend(
+        close_resolved(cfg, schedule, store, as_of, notifier=notifier, engine=engine, annotate=annotate)
+    )
     notifier.redeliver(at=as_of)
     return written
 
@@ -524,6 +381,7 @@ def close_resolved(
     *,
     notifier: Notifier,
     engine: Engine,
+    annotate: Annotator | None = None,
 ) -> list[TimelineEntry]:
     """Record and announce the resolution of notified alerts resolved outside ``workbook resolve``.
 
@@ -553,7 +411,9 @@ def close_resolved(
         incmod.resolve_incident(alert_id, at=alert.resolved_at, note=note, engine=engine)
         step = Step("resolve", "resolve", as_utc(alert.resolved_at), detail=f"resolved: {note}")
         engaged = _engaged(cfg, timeline(alert_id, engine=engine))
-        notifier.send(message_for(schedule, alert, step, event="resolve"), engaged, at=as_of)
+        notifier.send(
+            message_for(schedule, alert, step, event="resolve", annotate=annotate), engaged, at=as_of
+        )
     return out
 
 
@@ -609,6 +469,7 @@ def acknowledge(
     by: str | None = None,
     notifier: Notifier,
     engine: Engine | None = None,
+    annotate: Annotator | None = None,
 ) -> TimelineEntry:
     """Acknowledge an alert: the ladder stops, an incident opens, the engaged people hear of it.
 
@@ -642,7 +503,9 @@ def acknowledge(
     step = Step("ack", "ack", as_utc(at), detail=f"acknowledged by {person.label}")
     engaged = _engaged(cfg, past)
     if engaged:
-        notifier.send(message_for(schedule, alert, step, event="acknowledge"), engaged, at=at)
+        notifier.send(
+            message_for(schedule, alert, step, event="acknowledge", annotate=annotate), engaged, at=at
+        )
     return entry
 
 
@@ -656,6 +519,7 @@ def resolve(
     by: str | None = None,
     notifier: Notifier,
     engine: Engine | None = None,
+    annotate: Annotator | None = None,
 ) -> TimelineEntry:
     """Resolve an alert with a note: the alert, its incident and the PagerDuty incident close."""
     if not note or not note.strip():
@@ -677,17 +541,22 @@ def resolve(
     engaged = _engaged(cfg, past)
     if engaged:
         step = Step("resolve", "resolve", as_utc(at), detail=f"resolved: {note.strip()}")
-        notifier.send(message_for(schedule, alert, step, event="resolve"), engaged, at=at)
+        notifier.send(message_for(schedule, alert, step, event="resolve", annotate=annotate), engaged, at=at)
     return entry
 
 
-# ---------------------------------------------------------------- the scheduler's tick and the handoff
+# ---------------------------------------------------------------- the scheduler's tick
 
 
 def scheduler_hook(
-    *, as_of: dt.datetime, now: dt.datetime, pipelines: Sequence[str], config: WorkbookConfig
+    *,
+    as_of: dt.datetime,
+    now: dt.datetime,
+    pipelines: Sequence[str],
+    config: WorkbookConfig,
+    annotate: Annotator | None = None,
 ) -> None:
-    """``scheduler.TICK_HOOKS`` entry ``"helpers.oncall.escalation:scheduler_hook"``: escalate at every tick.
+    """A scheduler tick hook (``runs.scheduler.tick``'s ``hooks``): escalate at every tick.
 
     Channels come from the environment like ``workbook escalate``; ``pipelines`` is ignored (every
     open alert climbs its ladder whichever pipelines this scheduler runs).
@@ -699,127 +568,4 @@ def scheduler_hook(
     notifier = Notifier(
         channels_from_env(config.team.notify), policy=config.team.notify.retry, sleep=time.sleep
     )
-    escalate(config, WarehouseAlerts(), as_of, notifier=notifier)
-
-
-@dataclass(frozen=True)
-class HandoffBrief:
-    """What the on-call handoff meeting goes through (``notebooks/runbooks/oncall_handoff.ipynb``)."""
-
-    as_of: dt.datetime
-    handoff_at: dt.datetime
-    outgoing: str
-    incoming: str
-    meeting_minutes: int
-    incoming_week: Any  # oncall.RotationWeek
-    open_alerts: list[dict[str, Any]]
-    incidents: list[dict[str, Any]]
-    at_risk: list[dict[str, Any]]
-    this_week: list[dict[str, Any]]
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able figures for the record cell."""
-        return {
-            "as_of": self.as_of.isoformat(),
-            "handoff_at": self.handoff_at.isoformat(),
-            "outgoing": self.outgoing,
-            "incoming": self.incoming,
-            "holidays": [h.name for h in self.incoming_week.holidays],
-            "month_end_days": len(self.incoming_week.month_end_days),
-            "open_alerts": len(self.open_alerts),
-            "open_incidents": len(self.incidents),
-            "at_risk": len(self.at_risk),
-            "timeline_entries_this_week": len(self.this_week),
-        }
-
-
-def handoff_brief(
-    cfg: WorkbookConfig,
-    as_of: dt.datetime,
-    *,
-    store: AlertStore | None = None,
-    engine: Engine | None = None,
-    lookback_days: int = 7,
-) -> HandoffBrief:
-    """The handoff nearest ``as_of`` (this Monday's or the coming one): who, and what is open.
-
-    Open alerts (opened by ``as_of``), open incidents with their fix deadlines, what is at risk
-    (incidents within ``monitors.sla_at_risk_hours`` of their deadline and open ``sla_at_risk`` /
-    ``upstream_at_risk`` alerts), and the timeline of the last ``lookback_days`` days.
-    """
-    engine = engine or get_engine()
-    store = store or WarehouseAlerts(engine=engine)
-    schedule = schedule_for(cfg, engine=engine)
-    as_of = as_utc(as_of)
-    index = schedule.week_index(as_of)
-    if schedule.handoff(index + 1) - as_of < as_of - schedule.handoff(index):
-        index += 1
-    incoming = schedule.week(index)
-    within = dt.timedelta(hours=cfg.pipelines.monitors.sla_at_risk_hours)
-    alerts = [a for a in store.active() if as_utc(a.opened_at) <= as_of]
-    open_alerts = [
-        {
-            "alert_id": str(a.alert_id),
-            "pipeline": a.pipeline,
-            "severity": a.severity,
-            "status": a.status,
-            "opened_at": as_utc(a.opened_at),
-            "age_hours": round((as_of - as_utc(a.opened_at)).total_seconds() / 3600, 1),
-            "summary": a.summary,
-            "runbook": a.runbook,
-        }
-        for a in sorted(alerts, key=lambda a: as_utc(a.opened_at))
-    ]
-    open_inc = incmod.open_incidents(as_of, engine=engine)
-    incidents_rows = [
-        {
-            "incident_id": i.incident_id,
-            "alert_id": i.alert_id,
-            "pipeline": i.pipeline,
-            "fix_deadline": i.fix_deadline,
-            "hours_left": round(i.time_left(as_of).total_seconds() / 3600, 1),
-            "at_risk": i.at_risk(as_of, within=within),
-            "summary": i.summary,
-        }
-        for i in open_inc
-    ]
-    at_risk = [
-        {"what": f"incident {r['incident_id']} (alert {r['alert_id']})", "pipeline": r["pipeline"],
-         "deadline": r["fix_deadline"], "summary": r["summary"]}
-        for r in incidents_rows
-        if r["at_risk"]
-    ] + [
-        {"what": f"alert {a.alert_id} ({getattr(a, 'kind', '')})", "pipeline": a.pipeline, "deadline": None,
-         "summary": a.summary}
-        for a in alerts
-        if getattr(a, "kind", "") in incmod.NO_INCIDENT_KINDS
-    ]  # fmt: skip
-    since = as_of - dt.timedelta(days=lookback_days)
-    q = (
-        sa.select(alert_timeline)
-        .where(alert_timeline.c.at > naive_utc(since), alert_timeline.c.at <= naive_utc(as_of))
-        .order_by(alert_timeline.c.at, alert_timeline.c.entry_id)
-    )
-    with engine.connect() as conn:
-        week_rows = [
-            {
-                "alert_id": r["alert_id"],
-                "at": as_utc(r["at"]),
-                "step": r["step"],
-                "who": r["who"],
-                "detail": r["detail"],
-            }
-            for r in conn.execute(q).mappings().all()
-        ]
-    return HandoffBrief(
-        as_of=as_of,
-        handoff_at=incoming.start,
-        outgoing=schedule.week(index - 1).engineer,
-        incoming=incoming.engineer,
-        meeting_minutes=cfg.team.rotation.handoff_meeting_minutes,
-        incoming_week=incoming,
-        open_alerts=open_alerts,
-        incidents=incidents_rows,
-        at_risk=at_risk,
-        this_week=week_rows,
-    )
+    escalate(config, WarehouseAlerts(), as_of, notifier=notifier, annotate=annotate)

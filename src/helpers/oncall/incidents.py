@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall.routing import WatchClock
 from helpers.oncall.schedule import Schedule
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 NO_INCIDENT_KINDS = ("sla_at_risk", "upstream_at_risk")  # as alerts.NO_FIX_DEADLINE_KINDS
 
@@ -52,6 +52,8 @@ incidents = sa.Table(
     sa.Column("resolution", sa.Text, nullable=True),
     sa.Index("ix_incidents_status", "status"),
 )
+
+register_tables(incidents)
 
 
 @dataclass(frozen=True)

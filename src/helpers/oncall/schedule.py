@@ -44,7 +44,7 @@ from helpers.core.businesscal import BusinessCalendar
 from helpers.core.config import ConfigError, PipelinesConfig, Swap, TeamConfig, WorkbookConfig
 from helpers.core.periods import last_day_of_month
 from helpers.core.timeutil import UTC, as_utc, naive_utc
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 WEEK = dt.timedelta(days=7)
 NOON = dt.time(12, 0)
@@ -614,6 +614,8 @@ oncall_comp_choices = sa.Table(
     sa.Column("choice", sa.String(16), nullable=False),
     sa.Column("chosen_at", sa.DateTime(), nullable=False),  # naive UTC
 )
+
+register_tables(oncall_swaps, oncall_comp_choices)
 
 
 def stored_swaps(*, engine: Engine | None = None) -> list[Swap]:

@@ -2,8 +2,8 @@
 
 Importing this module registers them (``helpers.checks`` registry). Each reads what its run
 computed, handed over by the notebook as ``ctx.data`` — ``aggregate`` (a
-:class:`helpers.profit.pipeline.Aggregate`) for ``profit_aggregate``, ``unit`` (a
-:class:`helpers.profit.pipeline.Unit`) for ``profit_unit`` — and names the rows involved in its evidence
+:class:`helpers.profit.aggregate.Aggregate`) for ``profit_aggregate``, ``unit`` (a
+:class:`helpers.profit.unit.Unit`) for ``profit_unit`` — and names the rows involved in its evidence
 (ids, days, ledger lines), so the runbook starts from them.
 
 - ``profit_aggregate.missing_subscription_data`` (critical): a renewal due on a delivered day has
@@ -29,9 +29,12 @@ from typing import Any
 import pandas as pd
 
 from helpers import checks
-from helpers.checks import monitors
+from helpers.checks.rules import freshness_outcome
 from helpers.core import config as cfgmod
-from helpers.profit.pipeline import BILLING_SOURCES, Aggregate, Unit
+from helpers.profit import reconcile
+from helpers.profit.aggregate import Aggregate
+from helpers.profit.inputs import BILLING_SOURCES
+from helpers.profit.unit import Unit
 
 AGGREGATE, UNIT = "profit_aggregate", "profit_unit"
 MAX_ROWS = 1000  # evidence lists every row up to this many (counts are always complete)
@@ -197,7 +200,7 @@ def unit_math_errors(ctx: checks.CheckContext) -> checks.Outcome:
 
 
 def _stale_outcome(ctx: checks.CheckContext, staleness: pd.DataFrame, period: str) -> checks.Outcome:
-    """The freshness monitors' rule (``monitors.freshness_outcome``, the pipeline's SLA thresholds)
+    """The freshness monitors' rule (``checks.rules.freshness_outcome``, the pipeline's SLA thresholds)
     applied to each source at the moment the period's last delivery was due."""
     sla = cfgmod.get().pipelines.get(ctx.pipeline).sla
     per_source, failed = [], []
@@ -206,7 +209,7 @@ def _stale_outcome(ctx: checks.CheckContext, staleness: pd.DataFrame, period: st
             per_source.append(dict(source=row.source, status="pass", summary="nothing of the period due yet"))
             continue
         last = None if pd.isna(row.last_arrival) else row.last_arrival.to_pydatetime()
-        outcome = monitors.freshness_outcome(
+        outcome = freshness_outcome(
             last,
             row.reference_at.to_pydatetime(),
             warn_hours=sla.freshness_warn_hours,
@@ -266,8 +269,6 @@ def unit_stale_data(ctx: checks.CheckContext) -> checks.Outcome:
 )
 def finance_mismatch(ctx: checks.CheckContext) -> checks.Outcome:
     """Our P&L against Finance's ledger, line by line, within the configured tolerance."""
-    from helpers.profit import reconcile
-
     agg = _aggregate(ctx)
     recon = agg.recon
     if recon["status"] == "pending":

@@ -39,8 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.profit import pipeline as profit
-from helpers.profit.pipeline import MICRO
+from helpers.core.money import MICRO, convert_cents
+from helpers.core.periods import period_of, periods_around
+from helpers.profit.fx import month_end_rates, rate_micros
+from helpers.profit.inputs import concat_findings, empty_findings, latest, screen_integers, utc_day
 
 KEY = ["category", "subcategory", "currency"]
 EVIDENCE_COLUMNS = [
@@ -54,25 +56,25 @@ def finance_lines(ledger: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Finance's ledger lines (latest delivery of each ``line_id``) with the rate in millionths."""
     cols = ["period", *KEY, "line_id", "finance_local", "finance_rate_micros", "finance_usd_cents"]
     if not len(ledger):
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols}), profit.empty_findings()
-    rows = profit.latest(ledger, ["line_id"], ["booked_at"])
-    rows, bad_local = profit.screen_integers(rows, "amount_local", source="finance_ledger", key="line_id")
-    rows, bad_usd = profit.screen_integers(rows, "amount_usd", source="finance_ledger", key="line_id")
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols}), empty_findings()
+    rows = latest(ledger, ["line_id"], ["booked_at"])
+    rows, bad_local = screen_integers(rows, "amount_local", source="finance_ledger", key="line_id")
+    rows, bad_usd = screen_integers(rows, "amount_usd", source="finance_ledger", key="line_id")
     out = rows.assign(
-        period=profit.period_of(profit.utc_day(rows["period"])),
+        period=period_of(utc_day(rows["period"])),
         finance_local=rows["amount_local"],
-        finance_rate_micros=profit.rate_micros(rows["fx_rate"]),
+        finance_rate_micros=rate_micros(rows["fx_rate"]),
         finance_usd_cents=rows["amount_usd"],
     )
-    return out[cols].reset_index(drop=True), profit.concat_findings([bad_local, bad_usd])
+    return out[cols].reset_index(drop=True), concat_findings([bad_local, bad_usd])
 
 
 def finance_period(ops: pd.DataFrame, cutoffs: Mapping[str, pd.Timestamp]) -> pd.Series:
     """The month Finance books each expense in: the month incurred if submitted before that
-    month's cut-off (Finance's close), else the month submitted (README, "Finance's ledger")."""
+    month's cut-off (Finance's close), else the month submitted (docs/pipelines.md, "Reconciliation with Finance")."""
     cutoff = ops["period"].map(cutoffs)
     late = ops["submitted_at"] >= cutoff
-    return ops["period"].where(~late, profit.period_of(ops["submitted"]))
+    return ops["period"].where(~late, period_of(ops["submitted"]))
 
 
 def bridge(ops: pd.DataFrame, cutoffs: Mapping[str, pd.Timestamp], periods: Sequence[str]) -> pd.DataFrame:
@@ -102,12 +104,6 @@ def bridge(ops: pd.DataFrame, cutoffs: Mapping[str, pd.Timestamp], periods: Sequ
     )
     out = out[out["period"].isin(periods)]
     return out[cols].reset_index(drop=True)
-
-
-def usd_cents(local: int, rate_micros: int) -> int:
-    """Minor units x a rate in millionths -> cents, half-even, as Finance converts (Python ints)."""
-    q, r = divmod(int(local) * int(rate_micros), MICRO)
-    return q + (2 * r > MICRO or (2 * r == MICRO and q % 2 == 1))
 
 
 def line_table(
@@ -190,7 +186,7 @@ def classify(table: pd.DataFrame, period: str, moves: pd.DataFrame, ours_rows: p
     # only a month whose ledger has arrived can show the other half of a timing difference
     neighbours = {
         p: table[table["period"] == p].set_index(KEY)
-        for p in profit.periods_around(period)
+        for p in periods_around(period)
         if p != period and table.loc[table["period"] == p, "has_finance"].any()
     }
     mine = t[["category", "subcategory"]]
@@ -199,89 +195,121 @@ def classify(table: pd.DataFrame, period: str, moves: pd.DataFrame, ours_rows: p
     our_cats = set(zip(ours_mine["category"], ours_mine["subcategory"], strict=True))
     rows = []
     for line in t.itertuples(index=False):
-        key = (line.category, line.subcategory, line.currency)
-        rate = int(line.rate)
-        base = dict(
-            line_id=line.line_id, category=line.category, subcategory=line.subcategory, currency=line.currency,
-            our_local=int(line.our_local), our_usd_cents=int(line.our_usd_cents),
-            finance_local=int(line.finance_local), finance_usd_cents=int(line.finance_usd_cents),
-            difference_usd_cents=int(line.our_usd_cents) - int(line.finance_usd_cents),
-        )  # fmt: skip
-        moved = moves[
-            (moves["period"] == period)
-            & (moves["category"] == key[0])
-            & (moves["subcategory"] == key[1])
-            & (moves["currency"] == key[2])
-        ]
-        left = int(line.left_local)
-        adjacent, notes = 0, []
-        for frame in neighbours.values():
-            if left == 0 or key not in frame.index:
-                continue
-            other = int(frame.loc[key, "left_local"])
-            if other * left < 0:
-                part = int(np.sign(left)) * min(abs(left), abs(other))
-                adjacent += part
-                left -= part
-                notes.append(f"offset on {frame.loc[key, 'line_id']} (ours minus Finance there: {other:+d})")
         cat = (line.category, line.subcategory)
-        missing = (
-            left
-            if left
-            and (
-                (line.has_finance and cat not in our_cats)
-                or (not line.has_finance and cat not in finance_cats)
-            )
-            else 0
-        )
-        locals_ = {
-            ("timing", "dunning"): int(line.dunning_local),
-            ("timing", "adjacent_month"): adjacent,
-            ("missing_category", ""): missing,
-            ("unexplained", ""): left - missing,
-        }
-        residual_usd = usd_cents(int(line.replica_local), rate) - usd_cents(int(line.finance_local), rate)
-        usd = {k: usd_cents(v, rate) for k, v in locals_.items()}
-        usd[("unexplained", "")] = residual_usd - sum(v for k, v in usd.items() if k != ("unexplained", ""))
-        usd[("fx", "rate_date")] = int(line.our_usd_cents) - usd_cents(int(line.our_local), rate)
-        usd[("timing", "finance_close_rule")] = usd_cents(int(line.our_local), rate) - usd_cents(
-            int(line.replica_local), rate
-        )
-        usd[("fx", "rate_source")] = usd_cents(int(line.finance_local), rate) - int(line.finance_usd_cents)
-        locals_[("timing", "finance_close_rule")] = -int(line.moved_local)
-        fin_rate = line.finance_rate_micros
-        details = {
-            ("fx", "rate_date"): f"daily rates vs the month-end rate {rate / MICRO:.6f}",
-            ("timing", "finance_close_rule"): "; ".join(moved["note"]),
-            ("timing", "dunning"): f"lines in dunning (open) with service in {period}; Finance wrote them off",
-            ("timing", "adjacent_month"): "; ".join(notes),
-            ("missing_category", ""): (
-                f"no {line.category}/{line.subcategory} rows of ours in {period}" if line.has_finance
-                else f"Finance's ledger has no {line.category}/{line.subcategory} line for {period}"
-            ),
-            ("unexplained", ""): "not explained by timing, a missing category or FX",
-            ("fx", "rate_source"): (
-                f"Finance's rate {int(fin_rate) / MICRO:.6f} vs the month-end rate {rate / MICRO:.6f}"
-                if pd.notna(fin_rate) else ""
-            ),
-        }  # fmt: skip
-        for cls, cause, expected in COMPONENTS:
-            k = (cls, cause)
-            if cls == "missing_category" and missing:
-                cause = "missing_in_ours" if line.has_finance else "missing_in_finance"
-            rows.append(
-                {
-                    **base, "difference_class": cls, "cause": cause, "expected": expected,
-                    "component_local": locals_.get(k, 0), "component_usd_cents": usd[k],
-                    "detail": details[k] if usd[k] or locals_.get(k, 0) else "",
-                }
-            )  # fmt: skip
+        other_side = cat in our_cats if line.has_finance else cat in finance_cats
+        rows += line_components(line, period, moves, neighbours, other_side=other_side)
     out = pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
     for col in ("our_local", "our_usd_cents", "finance_local", "finance_usd_cents", "difference_usd_cents",
                 "component_local", "component_usd_cents"):  # fmt: skip
         out[col] = out[col].astype("int64")
     out["expected"] = out["expected"].astype(bool)
     return out.sort_values(["category", "subcategory", "currency"], kind="stable").reset_index(drop=True)
+
+
+def adjacent_offsets(
+    left: int, key: tuple[str, str, str], neighbours: Mapping[str, pd.DataFrame]
+) -> tuple[int, list[str]]:
+    """The part of a line's unexplained ``left`` (local) that the same line offsets with the opposite
+    sign in a neighbouring month (booked there instead), and a note per offsetting line."""
+    adjacent, notes = 0, []
+    for frame in neighbours.values():
+        if left == 0 or key not in frame.index:
+            continue
+        other = int(frame.loc[key, "left_local"])
+        if other * left < 0:
+            part = int(np.sign(left)) * min(abs(left), abs(other))
+            adjacent += part
+            left -= part
+            notes.append(f"offset on {frame.loc[key, 'line_id']} (ours minus Finance there: {other:+d})")
+    return adjacent, notes
+
+
+def line_components(
+    line: Any, period: str, moves: pd.DataFrame, neighbours: Mapping[str, pd.DataFrame], *, other_side: bool
+) -> list[dict[str, Any]]:
+    """One evidence row per :data:`COMPONENTS` entry for one line of :func:`line_table`.
+
+    ``other_side``: the other side (ours for a Finance line, Finance's for one of ours) has rows of
+    the line's category (subcategory) that month; without them what is left is a missing category.
+    """
+    key = (line.category, line.subcategory, line.currency)
+    rate = int(line.rate)
+    base = dict(
+        line_id=line.line_id, category=line.category, subcategory=line.subcategory, currency=line.currency,
+        our_local=int(line.our_local), our_usd_cents=int(line.our_usd_cents),
+        finance_local=int(line.finance_local), finance_usd_cents=int(line.finance_usd_cents),
+        difference_usd_cents=int(line.our_usd_cents) - int(line.finance_usd_cents),
+    )  # fmt: skip
+    moved = moves[
+        (moves["period"] == period)
+        & (moves["category"] == key[0])
+        & (moves["subcategory"] == key[1])
+        & (moves["currency"] == key[2])
+    ]
+    adjacent, notes = adjacent_offsets(int(line.left_local), key, neighbours)
+    left = int(line.left_local) - adjacent
+    missing = left if left and not other_side else 0
+    locals_ = {
+        ("timing", "dunning"): int(line.dunning_local),
+        ("timing", "adjacent_month"): adjacent,
+        ("missing_category", ""): missing,
+        ("unexplained", ""): left - missing,
+    }
+    usd = component_cents(line, locals_, rate)
+    locals_[("timing", "finance_close_rule")] = -int(line.moved_local)
+    details = component_details(line, period, rate, "; ".join(moved["note"]), "; ".join(notes))
+    rows = []
+    for cls, cause, expected in COMPONENTS:
+        k = (cls, cause)
+        if cls == "missing_category" and missing:
+            cause = "missing_in_ours" if line.has_finance else "missing_in_finance"
+        rows.append(
+            {
+                **base, "difference_class": cls, "cause": cause, "expected": expected,
+                "component_local": locals_.get(k, 0), "component_usd_cents": usd[k],
+                "detail": details[k] if usd[k] or locals_.get(k, 0) else "",
+            }
+        )  # fmt: skip
+    return rows
+
+
+def component_cents(
+    line: Any, locals_: Mapping[tuple[str, str], int], rate: int
+) -> dict[tuple[str, str], int]:
+    """USD cents of every component of ``line``: each local part at the month-end ``rate``
+    (half-even); the unexplained part takes what rounding leaves of the residual."""
+    residual_usd = convert_cents(int(line.replica_local), rate) - convert_cents(int(line.finance_local), rate)
+    usd = {k: convert_cents(int(v), rate) for k, v in locals_.items()}
+    usd[("unexplained", "")] = residual_usd - sum(v for k, v in usd.items() if k != ("unexplained", ""))
+    usd[("fx", "rate_date")] = int(line.our_usd_cents) - convert_cents(int(line.our_local), rate)
+    usd[("timing", "finance_close_rule")] = convert_cents(int(line.our_local), rate) - convert_cents(
+        int(line.replica_local), rate
+    )
+    usd[("fx", "rate_source")] = convert_cents(int(line.finance_local), rate) - int(line.finance_usd_cents)
+    return usd
+
+
+def component_details(
+    line: Any, period: str, rate: int, moved: str, offsets: str
+) -> dict[tuple[str, str], str]:
+    """What each component of ``line`` is, in words (``moved``: the close-rule moves' notes,
+    ``offsets``: the adjacent-month notes)."""
+    fin_rate = line.finance_rate_micros
+    return {
+        ("fx", "rate_date"): f"daily rates vs the month-end rate {rate / MICRO:.6f}",
+        ("timing", "finance_close_rule"): moved,
+        ("timing", "dunning"): f"lines in dunning (open) with service in {period}; Finance wrote them off",
+        ("timing", "adjacent_month"): offsets,
+        ("missing_category", ""): (
+            f"no {line.category}/{line.subcategory} rows of ours in {period}" if line.has_finance
+            else f"Finance's ledger has no {line.category}/{line.subcategory} line for {period}"
+        ),
+        ("unexplained", ""): "not explained by timing, a missing category or FX",
+        ("fx", "rate_source"): (
+            f"Finance's rate {int(fin_rate) / MICRO:.6f} vs the month-end rate {rate / MICRO:.6f}"
+            if pd.notna(fin_rate) else ""
+        ),
+    }  # fmt: skip
 
 
 def nonzero(evidence: pd.DataFrame) -> pd.DataFrame:
@@ -302,7 +330,7 @@ def reconcile(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compare ``period`` (with its neighbours for timing) against Finance; the evidence table and
     a summary (status, tolerance, unexpected total, per-class totals, profit difference)."""
-    periods = profit.periods_around(period)
+    periods = periods_around(period)
     finance, bad = finance_lines(ledger)
     summary: dict[str, Any] = dict(period=period, finance_rows_quarantined=len(bad))
     if not (finance["period"] == period).any():
@@ -324,7 +352,7 @@ def reconcile(
         if len(revenue_days)
         else pd.DataFrame(columns=["period", "currency", "amount_local"])
     )
-    table = line_table(ours, moves, finance, profit.month_end_rates(rates, periods), open_rev, periods)
+    table = line_table(ours, moves, finance, month_end_rates(rates, periods), open_rev, periods)
     evidence = classify(table, period, moves, ours)
     mine = finance[finance["period"] == period]
     fin_revenue = int(mine.loc[mine["category"] == "revenue", "finance_usd_cents"].sum())

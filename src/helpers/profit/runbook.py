@@ -1,21 +1,22 @@
-"""Evidence and fixes of the Profit runbooks (``notebooks/runbooks/profit/<catalogue id>.ipynb``).
+"""The Profit runbooks' logic (``notebooks/runbooks/profit/<catalogue id>.ipynb``): the family contract,
+the evidence of each likely cause, and the month-end close's pipeline items.
 
-Each runbook rebuilds the month the alert is about exactly as ``profit_aggregate`` does
-(:func:`helpers.profit.pipeline.load_inputs` + :func:`helpers.profit.pipeline.build_aggregate`, at the runbook's
-``as_of``) and evaluates the pipeline's own check on it (:func:`load`): the symptom is that check
-failing *now*. The evidence functions then test each of the plan's "Why" causes against that
-rebuilt month and the landing zone, and name what is involved (sources, days, ledger lines,
-expense ids, keys). Each also says what would repair it, as a :class:`Plan`:
+The contract every family runbook module follows (Growth and Engagement too)::
 
-- *re-extract* (:func:`reextract`): ask the source again for the rows involved and land what it
-  now holds differently (rows it had lost, corrected values) as a new delivery, arrived at
-  ``as_of``; the pipeline reads the latest version of every key, so the correction wins. On the demo
-  company the source system is the generator's clean world for the same spec
-  (:func:`demo_source_system`); elsewhere the source's own extractor must do it (README "Extract
-  adapters") and the fix says so;
-- *re-run* (:func:`rerun_months`): ``backfill --force`` of the months involved, then the
-  dependants that had been built from them (``profit_unit``, ``investor_aggregate``), in order,
-  on one clock.
+    state = load_state(ctx, catalogue_id)   # what the runbook reads once (a mutable State)
+    diag.symptom(check_now(state))          # the failing check as it stands now
+    ...                                      # diag.finding(...) of each likely cause's evidence
+    apply_fix(ctx, diag, state)             # what the diagnosis calls for; performed only when ctx.apply_fix
+    verify(ctx, diag, state)                # the check re-run
+
+:func:`load_state` rebuilds the month the alert is about exactly as ``profit_aggregate`` does
+(:func:`helpers.profit.inputs.load_inputs` + :func:`helpers.profit.aggregate.build_aggregate`, at the
+runbook's ``as_of``) and evaluates the pipeline's own check on it: the symptom is that check failing
+*now*. The evidence functions (:func:`billing_api_down`, :func:`finance_timing`, ...) then test each of
+the plan's "Why" causes against that rebuilt month and the landing zone, and name what is involved
+(sources, days, ledger lines, expense ids, keys) with what would repair it, as a
+:class:`helpers.profit.repair.Plan` (re-extract rows, re-run months). :func:`apply_fix` merges the
+plans of the findings that hold and carries the plan out (``helpers.profit.repair``).
 
 :func:`verify` re-runs the check: the result recorded by the re-run the fix made. Two checks also
 report what the pipeline already handled (``math_errors``: values kept from text, unchanged
@@ -23,32 +24,36 @@ re-sync copies dropped; ``expenses_wrong_month``: costs that arrived late, once 
 re-run after they arrived). Those rows stay in the immutable landing zone, so the check keeps
 listing them as a warning; Verify passes when nothing else remains, and says which rows those are.
 
+``stale_data`` (:data:`FRESHNESS`) is about age, not about one month's figures: its state rebuilds
+nothing, its symptom is the marts' freshness (``kit.mart_freshness``), its evidence is the kit's
+generic freshness evidence, its fix re-runs what that evidence names and its verify re-runs the
+freshness checks.
+
 Nothing here reads the wall clock: everything works at ``ctx.as_of``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from helpers import checks  # noqa: F401  (registers the checks)
+from helpers import checks
 from helpers.checks import store
 from helpers.checks.framework import CheckResult
-from helpers.core import paths  # noqa: F401  (registers the checks)
-from helpers.profit import checks as profit_checks  # noqa: F401  (registers the checks)
-from helpers.profit import pipeline as profit  # noqa: F401  (registers the checks)
+from helpers.core.periods import shift_period
+from helpers.profit import reconcile
+from helpers.profit.aggregate import Aggregate, build_aggregate
+from helpers.profit.checks import AGGREGATE
+from helpers.profit.costs import FLAG_COLUMNS
+from helpers.profit.inputs import BILLING_SOURCES, empty_findings, load_inputs
+from helpers.profit.repair import Plan, apply_plan
 from helpers.runbooks import kit
-from helpers.runs.dag import Dag
-from helpers.storage import landing  # noqa: F401  (registers the checks)
+from helpers.storage import landing
 
-AGGREGATE = "profit_aggregate"
 CHECK_IDS = {
     "finance_mismatch": "profit_aggregate.finance_mismatch",
     "missing_subscription_data": "profit_aggregate.missing_subscription_data",
@@ -56,15 +61,10 @@ CHECK_IDS = {
     "math_errors": "profit_aggregate.math_errors",
     "stale_data": "profit_aggregate.stale_data",
 }
+FRESHNESS = "stale_data"  # the runbook on age (see the module doc)
 # What each check reports that the pipeline has already handled (see the module doc).
 HANDLED_ACTIONS = ("coerced", "deduplicated")  # math_errors
 LATE_KINDS = ("late_submission", "cloud_bill_late")  # expenses_wrong_month
-SOURCE_SYSTEMS = "source_systems"  # under data/: the demo's source systems, one per spec
-KEYS = {**profit.KEYS, "billing_payments": ("payment_id",)}  # payments are read as a manifest only
-
-
-class SourceSystemUnavailable(RuntimeError):
-    """No source system to re-extract from (the landing zone is not the demo company's)."""
 
 
 # ---------------------------------------------------------------- the month, rebuilt
@@ -72,14 +72,16 @@ class SourceSystemUnavailable(RuntimeError):
 
 @dataclass
 class State:
-    """The month a Profit runbook works on, rebuilt at ``as_of``, and its check evaluated on it."""
+    """What a Profit runbook reads once: the month it works on, rebuilt at ``as_of``, its check
+    evaluated on it, and (after :func:`apply_fix`) the plan the fix carried out."""
 
     ctx: kit.RunbookContext
     catalogue_id: str
     period: str | None
-    aggregate: profit.Aggregate | None = None
+    aggregate: Aggregate | None = None
     result: CheckResult | None = None
     note: str = ""
+    plan: Plan = field(default_factory=Plan)
 
     @property
     def check_id(self) -> str:
@@ -102,29 +104,32 @@ def period_for(ctx: kit.RunbookContext) -> str | None:
     if written:
         return written[-1]
     if "billing_invoices" in landing.sources():
-        return profit.shift_period(f"{ctx.as_of:%Y-%m}", -1)
+        return shift_period(f"{ctx.as_of:%Y-%m}", -1)
     return None
 
 
-def rebuild(ctx: kit.RunbookContext, period: str) -> profit.Aggregate:
+def rebuild(ctx: kit.RunbookContext, period: str) -> Aggregate:
     """``period`` computed as ``profit_aggregate`` computes it, from what had arrived by ``as_of``."""
     from helpers.core import businesscal
 
     settings = ctx.config.pipelines.profit
     calendar = businesscal.BusinessCalendar.from_team(ctx.config.team)
-    inputs = profit.load_inputs(period, ctx.as_of, settings=settings)
-    return profit.build_aggregate(inputs, settings=settings, calendar=calendar, run_id=ctx.run_id)
+    inputs = load_inputs(period, ctx.as_of, settings=settings)
+    return build_aggregate(inputs, settings=settings, calendar=calendar, run_id=ctx.run_id)
 
 
-def evaluate(ctx: kit.RunbookContext, aggregate: profit.Aggregate, catalogue_id: str) -> CheckResult:
+def evaluate(ctx: kit.RunbookContext, aggregate: Aggregate, catalogue_id: str) -> CheckResult:
     """The pipeline's own check for ``catalogue_id`` on ``aggregate`` (evaluated, not stored)."""
     (check,) = [c for c in checks.registered(AGGREGATE) if c.id == CHECK_IDS[catalogue_id]]
     cctx = checks.CheckContext(AGGREGATE, aggregate.period, ctx.as_of, ctx.run_id, {"aggregate": aggregate})
     return checks.evaluate(check, cctx)
 
 
-def load(ctx: kit.RunbookContext, catalogue_id: str) -> State:
-    """Rebuild the runbook's month and evaluate its check (prints what it looked at)."""
+def load_state(ctx: kit.RunbookContext, catalogue_id: str) -> State:
+    """Rebuild the runbook's month and evaluate its check (prints what it looked at); the freshness
+    runbook rebuilds nothing."""
+    if catalogue_id == FRESHNESS:
+        return State(ctx, catalogue_id, None, note="freshness: the marts' and sources' age at as_of")
     period = period_for(ctx)
     if period is None:
         state = State(ctx, catalogue_id, None, note="no Profit data: no month written, no billing landed")
@@ -137,7 +142,10 @@ def load(ctx: kit.RunbookContext, catalogue_id: str) -> State:
 
 
 def check_now(state: State) -> kit.Evidence:
-    """The symptom: the check fails on the month as it stands now."""
+    """The symptom: the check fails on the month as it stands now (freshness: the marts are older
+    than their SLA)."""
+    if state.catalogue_id == FRESHNESS:
+        return kit.mart_freshness(state.ctx)
     r = state.result
     if r is None:
         return kit.Evidence(False, state.note)
@@ -196,46 +204,13 @@ def figures(state: State) -> pd.DataFrame:
 # ---------------------------------------------------------------- plans: what a fix does
 
 
-@dataclass
-class Plan:
-    """What would repair the findings: rows to re-extract, months to re-run."""
-
-    reextract: list[dict[str, Any]] = field(default_factory=list)
-    months: list[str] = field(default_factory=list)
-
-    def add(self, other: Plan) -> None:
-        for r in other.reextract:
-            if r not in self.reextract:
-                self.reextract.append(r)
-        self.months = sorted(set(self.months) | set(other.months))
-
-    def describe(self) -> str:
-        parts = [_describe_request(r) for r in self.reextract]
-        if self.months:
-            parts.append(f"re-run profit_aggregate {', '.join(self.months)} and the dependants built from it")
-        return "; then ".join(parts) if parts else "nothing to do"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"reextract": self.reextract, "months": self.months}
-
-
-def _describe_request(r: dict[str, Any]) -> str:
-    what = r["source"]
-    if r.get("keys"):
-        what += f" {len(r['keys'])} row(s) ({', '.join(map(str, r['keys'][:4]))}{' …' if len(r['keys']) > 4 else ''})"
-    if r.get("days"):
-        what += f" for {', '.join(r['days'])}"
-    if r.get("category"):
-        what += f" category {r['category']} incurred in {r['month']}"
-    return f"re-extract {what} ({r['why']})"
-
-
-def plan_of(*evidence: kit.Evidence) -> Plan:
-    """The plan of every holding piece of evidence, merged."""
+def plan_of(diag: kit.Diagnosis) -> Plan:
+    """The plans of the diagnosis's findings that hold, merged (nothing when no problem is present)."""
     out = Plan()
-    for e in evidence:
-        if e.holds and isinstance(e.data.get("plan"), dict):
-            out.add(Plan(list(e.data["plan"]["reextract"]), list(e.data["plan"]["months"])))
+    for f in diag.findings if diag.present else ():
+        plan = f.evidence.get("plan")
+        if f.holds and isinstance(plan, dict):
+            out.add(Plan(list(plan["reextract"]), list(plan["months"])))
     return out
 
 
@@ -254,8 +229,6 @@ def _months_in_history(state: State, months: Iterable[str]) -> list[str]:
 def _unexpected(state: State) -> pd.DataFrame:
     if state.aggregate is None or state.result is None or not state.result.failed:
         return pd.DataFrame(columns=["line_id", "difference_class", "cause", "component_usd_cents", "detail"])
-    from helpers.profit import reconcile
-
     return reconcile.unexpected_rows(state.aggregate.reconciliation)
 
 
@@ -346,8 +319,8 @@ def finance_unexplained(state: State) -> kit.Evidence:
 def _billing_days(state: State) -> pd.DataFrame:
     d = state.aggregate.deliveries if state.aggregate is not None else pd.DataFrame()
     if not len(d):
-        return pd.DataFrame(columns=["day", *profit.BILLING_SOURCES])
-    d = d[d["source"].isin(profit.BILLING_SOURCES)]
+        return pd.DataFrame(columns=["day", *BILLING_SOURCES])
+    d = d[d["source"].isin(BILLING_SOURCES)]
     rows = d.pivot_table(index="day", columns="source", values="rows", aggfunc="sum", fill_value=0)
     return rows.reset_index()
 
@@ -398,9 +371,7 @@ def billing_not_syncing(state: State) -> kit.Evidence:
     holes = list(state.result.evidence.get("missing_deliveries") or [])
     st = state.aggregate.staleness
     stopped = (
-        st[st["source"].isin(profit.BILLING_SOURCES) & st["trailing_missing"].map(len).gt(0)]
-        if len(st)
-        else st
+        st[st["source"].isin(BILLING_SOURCES) & st["trailing_missing"].map(len).gt(0)] if len(st) else st
     )
     if not holes and not len(stopped):
         return kit.Evidence(False, "every billing source delivered each day, in order")
@@ -439,7 +410,7 @@ def payment_delays(state: State) -> kit.Evidence:
 
 def _flags(state: State, kinds: Sequence[str]) -> pd.DataFrame:
     if state.aggregate is None:
-        return pd.DataFrame(columns=profit.FLAG_COLUMNS)
+        return pd.DataFrame(columns=FLAG_COLUMNS)
     f = state.aggregate.flags
     return f[f["kind"].isin(kinds)].reset_index(drop=True)
 
@@ -491,7 +462,7 @@ def fat_fingers(state: State) -> kit.Evidence:
 
 def _findings(state: State) -> pd.DataFrame:
     if state.aggregate is None:
-        return profit.empty_findings()
+        return empty_findings()
     return state.aggregate.findings
 
 
@@ -552,143 +523,45 @@ def wrong_types(state: State) -> kit.Evidence:
                         {"plan": plan.as_json(), "handled": not len(broken)})  # fmt: skip
 
 
-# ---------------------------------------------------------------- re-extracting
+# ---------------------------------------------------------------- fixing
 
 
-def _demo_spec(root: Path) -> dict[str, Any]:
-    from helpers.demo.generate import DEMO_FILE
-
-    meta = root / DEMO_FILE
-    if not meta.is_file():
-        raise SourceSystemUnavailable(
-            f"{root}: not the demo company's landing zone (no {DEMO_FILE}): re-extract with the source's own "
-            "extractor (README 'Extract adapters'), then re-run this runbook with apply_fix=True"
-        )
-    spec = dict(json.loads(meta.read_text())["spec"])
-    spec.pop("faults", None)
-    return spec
-
-
-def source_system_dir(root: Path | None = None) -> Path:
-    """Where :func:`demo_source_system` keeps the source systems of the landing zone ``root``:
-    ``data/source_systems/<hash of its spec without faults>``."""
-    spec = _demo_spec((root or paths.landing_dir()).resolve())
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    return paths.data_dir() / SOURCE_SYSTEMS / key
-
-
-def demo_source_system(root: Path | None = None) -> Path:
-    """The demo company's source systems: the clean world of the landing zone's spec.
-
-    The demo generator wrote the landing zone from a spec (``_demo.json``); the same spec without
-    faults is what the billing API, the expense system and Finance's ledger hold. It is generated
-    once (business sources only) into :func:`source_system_dir`.
-    """
-    from helpers.demo.generate import DEMO_FILE, generate
-    from helpers.demo.spec import DemoSpec
-
-    root = (root or paths.landing_dir()).resolve()
-    spec, target = _demo_spec(root), source_system_dir(root)
-    if not (target / DEMO_FILE).is_file():
-        clean = DemoSpec(accounts=int(spec["accounts"]), months=int(spec["months"]), seed=int(spec["seed"]),
-                         end=dt.date.fromisoformat(spec["end"]), events_per_user_day=float(spec["events_per_user_day"]))  # fmt: skip
-        generate(clean, target, events=False, force=True)
-    return target
-
-
-def _select(frame: pd.DataFrame, source: str, request: dict[str, Any]) -> pd.DataFrame:
-    if request.get("keys"):
-        key = KEYS[source][0]
-        frame = frame[frame[key].astype(str).isin({str(k) for k in request["keys"]})]
-    if request.get("days"):
-        frame = frame[frame["_partition"].isin(request["days"])]
-    if request.get("category"):
-        first, stop = profit.month_bounds(request["month"])
-        day = profit.utc_day(frame["incurred_date"])
-        frame = frame[(frame["category"] == request["category"]) & (day >= first) & (day < stop)]
-    return frame
-
-
-def reextract(
-    request: dict[str, Any], *, as_of: dt.datetime, system: Path | Callable[[], Path] = demo_source_system
-) -> dict[str, Any]:
-    """Re-extract the rows ``request`` names (``source`` with ``keys``, ``days`` or ``category`` +
-    ``month``) and land those the source holds differently from every landed version.
-
-    Rows are compared on their data columns as text, as the pipeline's re-sync detection does, so
-    an unchanged row is never delivered again (it would count as a duplicate). New rows land as one
-    delivery per original partition, arrived at ``as_of``. Returns what was landed.
-    """
-    source = request["source"]
-    root = system() if callable(system) else system
-    truth = _select(landing.read_source(source, as_of=as_of, root=root, with_arrival=True), source, request)
-    have = landing.read_source(source, as_of=as_of)
-    data_cols = [c for c in truth.columns if c not in profit.META]
-    seen = (
-        set(have.reindex(columns=data_cols).astype(str).itertuples(index=False, name=None))
-        if len(have)
-        else set()
-    )
-    fresh = [tuple(r) not in seen for r in truth[data_cols].astype(str).itertuples(index=False, name=None)]
-    new = truth[pd.Series(fresh, index=truth.index, dtype=bool)]
-    landed = []
-    for part, rows in new.groupby("_partition", sort=True):
-        d = landing.write_delivery(
-            source, str(part), rows[data_cols].reset_index(drop=True), arrived_at=as_of
-        )
-        landed.append({"partition": d.partition, "file": d.file, "rows": d.rows})
-    key = KEYS[source][0]
-    return {"source": source, "asked": len(truth), "landed_rows": int(len(new)),
-            "keys": sorted(new[key].astype(str))[:50] if key in new else [], "deliveries": landed}  # fmt: skip
-
-
-def rerun_months(ctx: kit.RunbookContext, months: Sequence[str]) -> list[dict[str, Any]]:
-    """``backfill --force`` of ``profit_aggregate`` for ``months``, then of each dependant partition
-    of those months that had been built (it was built from the bad figures), in DAG order, on one
-    clock (so every re-run starts after what it reads)."""
-    from helpers.core.periods import period_days
-    from helpers.runs import orchestrate
-
-    clock = kit.as_of_clock(ctx.as_of)
-    graph = Dag.from_config(ctx.config.pipelines)
-    runs = ctx.snapshot.runs
-    built = set(
-        zip(
-            runs.loc[runs["status"] == "succeeded", "pipeline"],
-            runs.loc[runs["status"] == "succeeded", "logical_date"].astype(str),
-            strict=True,
-        )
-    )
-    order = [AGGREGATE] + [p for p in graph.order() if p in graph.descendants(AGGREGATE)]
-    out: list[dict[str, Any]] = []
-    for pipeline in order:
-        for month in months:
-            if pipeline != AGGREGATE and (pipeline, month) not in built:
-                continue
-            first, last = period_days(month)
-            outcomes = orchestrate.backfill(pipeline, first, last, clock=clock, as_of=ctx.as_of, force=True,
-                                            downstream=False, config=ctx.config)  # fmt: skip
-            out += [o.as_json() for o in outcomes]
-    return out
-
-
-def apply(ctx: kit.RunbookContext, plan: Plan) -> dict[str, Any]:
-    """Carry out ``plan``: every re-extraction, then the re-runs."""
-    extracted = [reextract(r, as_of=ctx.as_of) for r in plan.reextract]
-    ran = rerun_months(ctx, plan.months) if plan.months else []
-    failed = [r for r in ran if r.get("status") not in ("succeeded", "skipped")]
-    if failed:
-        raise RuntimeError(f"re-run did not succeed: {json.dumps(failed, default=str)[:600]}")
-    return {"reextracted": extracted, "reruns": ran}
-
-
-def fix(ctx: kit.RunbookContext, plan: Plan) -> kit.FixRecord | None:
-    """:func:`runbook_kit.guarded_fix` of :func:`apply` (a dry run unless ``apply_fix``); with an
-    empty plan there is nothing to fix."""
+def apply_fix(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.FixRecord | None:
+    """What the diagnosis calls for (:func:`plan_of`, kept as ``state.plan``), through
+    ``kit.guarded_fix`` (a dry run unless ``ctx.apply_fix``); with an empty plan there is nothing
+    to fix. Freshness: re-run what its evidence names (:func:`rerun_stale`)."""
+    if state.catalogue_id == FRESHNESS:
+        return rerun_stale(ctx, diag)
+    plan = state.plan = plan_of(diag)
     if not plan.reextract and not plan.months:
         print("nothing to fix")
         return None
-    return kit.guarded_fix(ctx.apply_fix, lambda: apply(ctx, plan), plan.describe())
+    return kit.guarded_fix(ctx.apply_fix, lambda: apply_plan(ctx, plan), plan.describe())
+
+
+# The freshness runbook's findings: the notebook records each with one of these reasons, and its fix
+# re-runs the targets of these (in this order, then the symptoms': stale marts, partitions built
+# before their data arrived). Sources still late: a re-run cannot bring their data.
+UPSTREAM_DATA_DELAYED = "upstream data delayed"
+LATE_DATA_AFTER_BUILD = "late data arrived after the month was built"
+UPSTREAM_PIPELINE_LATE = "upstream pipeline late"
+NOT_ENOUGH_COMPUTE = "not enough compute"
+JOB_FAILED = "job failed"
+SCHEDULER_FAILED = "job scheduler failed"
+FRESHNESS_RERUNS = (JOB_FAILED, NOT_ENOUGH_COMPUTE, UPSTREAM_PIPELINE_LATE)
+FRESHNESS_SOURCES = UPSTREAM_DATA_DELAYED
+
+
+def rerun_stale(ctx: kit.RunbookContext, diag: kit.Diagnosis) -> kit.FixRecord:
+    """The freshness runbook's fix: re-run (``backfill --force --downstream``) the failed partitions,
+    the late upstreams, the stale marts' current partition and every partition built before late
+    data for it arrived, saying which sources are still late."""
+    found = {f.reason: kit.Evidence(f.holds, f.detail, data=f.evidence) for f in diag.findings}
+    ordered = [found[r] for r in FRESHNESS_RERUNS if r in found]
+    targets = diag.targets(*ordered, *diag.symptoms)
+    sources = found.get(FRESHNESS_SOURCES, kit.Evidence(False, ""))
+    what = f"re-run {kit.describe_targets(targets)} with their dependants{kit.chase_note(sources)}"
+    return kit.guarded_fix(ctx.apply_fix, lambda: kit.rerun(ctx, targets), what)
 
 
 # ---------------------------------------------------------------- verifying
@@ -723,27 +596,29 @@ def _rebuilt_after(ctx: kit.RunbookContext, flag: dict[str, Any]) -> bool:
     return pd.Timestamp(done[0].as_of) >= arrived
 
 
-def verify(diag: kit.Diagnosis, state: State) -> kit.Verification:
+def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Verification:
     """Re-run the alert's check (the result the fix's re-run recorded), accepting what the
-    pipeline already handles (see the module doc)."""
-    if diag.ctx.check_id or diag.present:
+    pipeline already handles (see the module doc). Freshness: the freshness checks, re-run."""
+    if state.catalogue_id == FRESHNESS:
+        return diag.verify(kind="freshness")
+    if ctx.check_id or diag.present:
         # a domain check runs inside its pipeline's run: its latest stored result for the month
         # (the fix's re-run recorded one) is the re-run check
         base = kit.Verification(stored_results(state.check_id, state.period), "stored", False)
         print(repr(base).splitlines()[0])
-        if _other_alert(diag.ctx, state.check_id):  # the check that raised the alert, re-run too
-            alert = diag.ctx.alert
+        if _other_alert(ctx, state.check_id):  # the check that raised the alert, re-run too
+            alert = ctx.alert
             also = (
                 kit.Verification(stored_results(alert.check_id, alert.partition), "stored", False)
                 if alert.kind == "domain"
-                else kit.verify(alert.check_id, diag.ctx)
+                else kit.verify(alert.check_id, ctx)
             )
             base = kit.Verification((*base.results, *also.results), base.source, also.recorded)
     else:
         base = diag.verify()  # no alert, no problem: nothing to verify
     handled = []
     for r in base.results:
-        why = _only_handled(diag.ctx, r) if r.failed else None
+        why = _only_handled(ctx, r) if r.failed else None
         if why:
             handled.append(r.check_id)
             print(f"{r.check_id}: what it still lists is handled: {why}")
@@ -767,26 +642,29 @@ def close_pipeline_items(ctx: kit.RunbookContext, period: str) -> kit.Evidence:
     """The plan's "everyone verifies investor reports look right", item by item, for ``period``:
 
     Profit reconciled with Finance (``profit_monthly.reconciliation_status``); the Growth MRR identity
-    (starting MRR + movements = ending MRR, customers too: ``investor.figures_consistent``);
+    (starting MRR + movements = ending MRR, customers too: ``cross_checks.figures_consistent``);
     Engagement complete for the month (``engagement_monthly`` through the last day); the investor
     aggregate's cross-checks as recorded with its latest run; and the report's FINAL/DRAFT verdict
     with its blockers (``close.close_status``). Read-only.
     """
-    from helpers.investor import aggregate as investor
     from helpers.investor import close
+    from helpers.investor.aggregate import growth_values
+    from helpers.investor.cross_checks import figures_consistent
+    from helpers.investor.inputs import latest_run, load_inputs
+    from helpers.investor.metrics import ENGAGEMENT, GROWTH, PIPELINE, PROFIT
 
     rows: list[dict[str, Any]] = []
 
     def item(pipeline: str, what: str, ok: bool, detail: str) -> None:
         rows.append(dict(pipeline=pipeline, item=what, ok=bool(ok), detail=detail))
 
-    inputs = investor.load_inputs(period, ctx.as_of)
+    inputs = load_inputs(period, ctx.as_of)
     if inputs.profit is None:
         item(
-            investor.PROFIT,
+            PROFIT,
             CLOSE_ITEMS[0],
             False,
-            f"no Profit figures: {inputs.missing.get(investor.PROFIT)}",
+            f"no Profit figures: {inputs.missing.get(PROFIT)}",
         )
     else:
         row = inputs.profit.row
@@ -795,34 +673,34 @@ def close_pipeline_items(ctx: kit.RunbookContext, period: str) -> kit.Evidence:
         detail = f"{status}" + (
             f" (our profit - Finance's: {int(diff) / 100:+,.2f} USD)" if pd.notna(diff) else ""
         )
-        item(investor.PROFIT, CLOSE_ITEMS[0], status == "within_tolerance", detail)
+        item(PROFIT, CLOSE_ITEMS[0], status == "within_tolerance", detail)
     if inputs.growth is None:
         item(
-            investor.GROWTH,
+            GROWTH,
             CLOSE_ITEMS[1],
             False,
-            f"no Growth figures: {inputs.missing.get(investor.GROWTH)}",
+            f"no Growth figures: {inputs.missing.get(GROWTH)}",
         )
     else:
-        cross = investor.figures_consistent(None, investor.growth_values(inputs.growth.row))
-        item(investor.GROWTH, CLOSE_ITEMS[1], cross.passed, cross.summary)
+        cross = figures_consistent(None, growth_values(inputs.growth.row))
+        item(GROWTH, CLOSE_ITEMS[1], cross.passed, cross.summary)
     if inputs.engagement is None:
-        why = inputs.missing.get(investor.ENGAGEMENT)
-        item(investor.ENGAGEMENT, CLOSE_ITEMS[2], False, f"no Engagement figures: {why}")
+        why = inputs.missing.get(ENGAGEMENT)
+        item(ENGAGEMENT, CLOSE_ITEMS[2], False, f"no Engagement figures: {why}")
     else:
         src = inputs.engagement
         item(
-            investor.ENGAGEMENT,
+            ENGAGEMENT,
             CLOSE_ITEMS[2],
             src.final,
             "; ".join(src.reasons) or "complete through the month's last day",
         )
     status = close.close_status(period, ctx.as_of, config=ctx.config)
-    mine = [i for i in status.items if i.pipeline == investor.PIPELINE and i.section == "checks"]
+    mine = [i for i in status.items if i.pipeline == PIPELINE and i.section == "checks"]
     failing = [f"{i.item}: {i.detail}" for i in mine if not i.ok]
-    run = investor.latest_run(investor.PIPELINE, period)
+    run = latest_run(PIPELINE, period)
     detail = "; ".join(failing) or (f"{len(mine)} cross-check(s) pass" if mine else run.describe())
-    item(investor.PIPELINE, CLOSE_ITEMS[3], bool(mine) and not failing, detail)
+    item(PIPELINE, CLOSE_ITEMS[3], bool(mine) and not failing, detail)
     blockers = status.blocker_lines(limit=5)
     more = f" (+{len(status.blockers) - 5} more)" if len(status.blockers) > 5 else ""
     item(

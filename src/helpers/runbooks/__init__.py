@@ -1,2 +1,3 @@
-"""Runbooks: the kit runbook notebooks call (context, evidence, diagnosis, fixes, verification,
-escalation) and the registry that finds, runs and records the runbook for an alert."""
+"""Runbooks: the kit runbook notebooks call (``kit`` re-exports context, evidence_*, causes, diagnosis,
+fixes, verification, escalation, incident and formatting), the registry that finds, runs and records
+the runbook for an alert (``registry``), and the hooks every scheduler tick runs (``tick``)."""

@@ -1,6 +1,6 @@
 """Runbooks: find the one for an alert, run it through the runner, and record its diagnosis.
 
-A runbook is a notebook under ``notebooks/runbooks/`` (outline in STYLE.md; the API it calls is
+A runbook is a notebook under ``notebooks/runbooks/`` (outline in docs/runbooks.md; the API it calls is
 :mod:`helpers.runbooks.kit`). Its name is its path there without ``.ipynb``: ``row_count_anomaly``,
 ``profit/stale_data``.
 
@@ -13,8 +13,8 @@ A runbook is a notebook under ``notebooks/runbooks/`` (outline in STYLE.md; the 
   ``runs/incidents/<alert_id>/<run_id>/`` (without an alert ``runs/runbooks/<name>/<run_id>/``),
   reads back the ``diagnosis``, ``cause`` and ``evidence`` scraps and records the run in the
   ``runbook_runs`` table: the alert's diagnosis line and the link to the rendered HTML.
-- :func:`diagnose_new_alerts` is the scheduler's tick hook (``helpers.runbooks.registry:diagnose_new_alerts``
-  in ``scheduler.TICK_HOOKS``, before escalation): every active alert without a diagnosis gets
+- :func:`diagnose_new_alerts` is a scheduler tick hook (``runbooks.tick.scheduler_hooks`` passes it to
+  ``scheduler.tick``, before escalation): every active alert without a diagnosis gets
   its runbook run in diagnose mode, at most :data:`HOOK_MAX_PER_TICK` per tick, claimed through a
   unique index so two schedulers never run the same one twice.
 - :func:`latest_diagnoses` / :func:`notification_lines` are what listings and notifications use
@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +47,10 @@ from helpers.core.catalogue import FAMILY, GENERAL_RUNBOOKS, RUNBOOKS_DIR, runbo
 from helpers.core.errors import UsageError
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall import alerts as alertsmod
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.runbooks.context import Clock, as_of_clock
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], dt.datetime]
 
 # The generic runbook for a check kind, when the alert's own runbook is not written (yet).
 GENERIC_BY_KIND: Mapping[str, str] = {
@@ -118,11 +117,13 @@ runbook_runs = sa.Table(
     ),
 )
 
+register_tables(runbook_runs)
+
 _created: set[int] = set()
 
 
 def _engine(engine: Engine | None = None) -> Engine:
-    """The warehouse engine with ``runbook_runs`` created (it is not in ``warehouse.TABLE_MODULES``)."""
+    """The warehouse engine with ``runbook_runs`` created (also registered: ``warehouse.register_tables``)."""
     engine = engine or get_engine()
     if id(engine) not in _created:
         runbook_runs.create(engine, checkfirst=True)
@@ -237,7 +238,7 @@ def available() -> list[Runbook]:
 
 def referenced() -> list[dict[str, Any]]:
     """Every runbook the checks can point at (the catalogue's and the general ones), and whether
-    it exists yet: what the README's table lists."""
+    it exists yet: what ``workbook runbook --list`` prints (docs/runbooks.md, "Which runbook runs")."""
     rows = [
         {
             "runbook": path,
@@ -367,8 +368,6 @@ def run_runbook(
     Raises :class:`UsageError` for an unknown runbook, alert or parameter. A runbook that fails
     is archived and recorded (``status`` failed, the error as its diagnosis line), not raised.
     """
-    from helpers.runs import runner
-
     config = config or cfgmod.get()
     engine = _engine(engine)
     book = runbook if isinstance(runbook, Runbook) else find(runbook)
@@ -384,7 +383,6 @@ def run_runbook(
         book, as_of=as_of, run_id=run_id, alert=alert, apply_fix=apply_fix, extra=params
     )
     mode = "fix" if apply_fix else "diagnose"
-    archive = archive_for(book.name, alert.alert_id if alert else None, run_id)
     row = dict(
         run_id=run_id,
         alert_id=alert.alert_id if alert else None,
@@ -399,30 +397,10 @@ def run_runbook(
         host=socket.gethostname(),
         pid=os.getpid(),
     )
-    with engine.begin() as conn:
-        if claim_id is not None:
-            conn.execute(runbook_runs.update().where(runbook_runs.c.entry_id == claim_id).values(**row))
-        else:
-            conn.execute(runbook_runs.insert().values(**row))
+    _write_row(row, claim_id, engine)
     try:
-        result = runner.execute_notebook(
-            book.path,
-            archive,
-            parameters,
-            clock=clock,
-            kernel_name=config.pipelines.runner.kernel_name,
-            timeout_s=FIX_TIMEOUT_S if apply_fix else DIAGNOSE_TIMEOUT_S,
-            hide_code=False,
-            log_header=f"runbook {run_id}: {book.name} ({mode}) alert={alert_id} as_of={as_of.isoformat()}",
-            record={
-                "run_id": run_id,
-                "runbook": book.name,
-                "alert_id": alert_id,
-                "mode": mode,
-                "as_of": as_of.isoformat(),
-                "trigger": trigger,
-            },
-            started=started,
+        result = _execute(
+            book, row, parameters, alert_id=alert_id, as_of=as_of, started=started, clock=clock, config=config
         )
     except BaseException as exc:
         with engine.begin() as conn:
@@ -432,34 +410,91 @@ def run_runbook(
                 .values(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=naive_utc(clock()))
             )
         raise
+    run = _run_from_result(result, row, as_of=as_of, started=started)
+    _write_finish(run, engine)
+    return run
+
+
+def _write_row(row: Mapping[str, Any], claim_id: int | None, engine: Engine) -> None:
+    """Insert a ``runbook_runs`` row, or fill the hook's claim row (``claim_id``) with it."""
+    with engine.begin() as conn:
+        if claim_id is not None:
+            conn.execute(runbook_runs.update().where(runbook_runs.c.entry_id == claim_id).values(**row))
+        else:
+            conn.execute(runbook_runs.insert().values(**row))
+
+
+def _execute(
+    book: Runbook,
+    row: Mapping[str, Any],
+    parameters: dict[str, Any],
+    *,
+    alert_id: int | None,
+    as_of: dt.datetime,
+    started: dt.datetime,
+    clock: Clock,
+    config: cfgmod.WorkbookConfig,
+) -> Any:
+    """Execute the notebook into its archive (``runner.ExecutionResult``); ``row`` is the started run."""
+    from helpers.runs import runner
+
+    run_id, mode = row["run_id"], row["mode"]
+    return runner.execute_notebook(
+        book.path,
+        archive_for(book.name, row["alert_id"], run_id),
+        parameters,
+        clock=clock,
+        kernel_name=config.pipelines.runner.kernel_name,
+        timeout_s=FIX_TIMEOUT_S if mode == "fix" else DIAGNOSE_TIMEOUT_S,
+        hide_code=False,
+        log_header=f"runbook {run_id}: {book.name} ({mode}) alert={alert_id} as_of={as_of.isoformat()}",
+        record={
+            "run_id": run_id,
+            "runbook": book.name,
+            "alert_id": alert_id,
+            "mode": mode,
+            "as_of": as_of.isoformat(),
+            "trigger": row["trigger"],
+        },
+        started=started,
+    )
+
+
+def _run_from_result(
+    result: Any, row: Mapping[str, Any], *, as_of: dt.datetime, started: dt.datetime
+) -> RunbookRun:
+    """The :class:`RunbookRun` of an executed runbook, from its scraps (``row``: the started run)."""
     evidence = result.scrap("evidence", {}) or {}
     diagnosis = result.scrap("diagnosis")
-    cause = result.scrap("cause")
     if result.status != "succeeded" and diagnosis is None:
         diagnosis = f"runbook failed before concluding: {result.error}"
-    run = RunbookRun(
-        run_id=run_id,
-        runbook=book.name,
-        alert_id=alert.alert_id if alert else None,
-        mode=mode,
-        trigger=trigger,
+    return RunbookRun(
+        run_id=row["run_id"],
+        runbook=row["runbook"],
+        alert_id=row["alert_id"],
+        mode=row["mode"],
+        trigger=row["trigger"],
         status=result.status,
-        cause=cause,
+        cause=result.scrap("cause"),
         diagnosis=diagnosis,
         evidence=evidence if isinstance(evidence, dict) else {"value": evidence},
         archive=result.archive,
         as_of=as_of,
         started_at=as_utc(started),
         finished_at=as_utc(result.finished_at),
-        requested=requested,
+        requested=row["requested"],
         error=result.error,
         fixes=tuple(result.scrap("fixes", []) or []),
         verification=result.scrap("verification"),
     )
+
+
+def _write_finish(run: RunbookRun, engine: Engine) -> None:
+    """Record a finished run's outcome, diagnosis and archive on its ``runbook_runs`` row."""
     with engine.begin() as conn:
         conn.execute(
             runbook_runs.update()
-            .where(runbook_runs.c.run_id == run_id)
+            .where(runbook_runs.c.run_id == run.run_id)
             .values(
                 status=run.status,
                 cause=run.cause,
@@ -471,7 +506,6 @@ def run_runbook(
                 error=run.error,
             )
         )
-    return run
 
 
 def diagnose_alert(
@@ -501,13 +535,7 @@ def diagnose_alert(
             trigger=trigger, status="skipped", diagnosis=res.note, evidence="{}", as_of=naive_utc(as_of),
             started_at=naive_utc(now), finished_at=naive_utc(now), host=socket.gethostname(), pid=os.getpid(),
         )  # fmt: skip
-        with engine.begin() as conn:
-            if claim_id is not None:
-                conn.execute(
-                    runbook_runs.update().where(runbook_runs.c.entry_id == claim_id).values(**values)
-                )
-            else:
-                conn.execute(runbook_runs.insert().values(**values))
+        _write_row(values, claim_id, engine)
         return run
     return run_runbook(
         res.runbook,
@@ -583,11 +611,6 @@ def undiagnosed(as_of: dt.datetime, *, engine: Engine | None = None) -> list[ale
     return sorted(waiting, key=lambda a: (a.severity != "critical", a.opened_at, a.alert_id))
 
 
-def _elapsed_clock(start: dt.datetime) -> Clock:
-    origin = time.monotonic()
-    return lambda: as_utc(start) + dt.timedelta(seconds=time.monotonic() - origin)
-
-
 def diagnose_new_alerts(
     *,
     as_of: dt.datetime,
@@ -599,7 +622,7 @@ def diagnose_new_alerts(
     budget_s: float = HOOK_BUDGET_S,
     engine: Engine | None = None,
 ) -> list[RunbookRun]:
-    """``scheduler.TICK_HOOKS`` entry ``"helpers.runbooks.registry:diagnose_new_alerts"``: alerts arrive diagnosed.
+    """A scheduler tick hook (``runbooks.tick.scheduler_hooks``): alerts arrive diagnosed.
 
     Every active alert opened by ``as_of`` without a diagnosis gets its runbook run in diagnose
     mode at ``as_of`` (``runner.workers`` at a time, at most ``limit`` per tick; the rest next
@@ -610,7 +633,7 @@ def diagnose_new_alerts(
     """
     config = config or cfgmod.get()
     engine = _engine(engine)
-    clock = _elapsed_clock(now)
+    clock = as_of_clock(now)  # the tick's own frame, advanced by elapsed time
     origin = time.monotonic()
     claimed: list[tuple[alertsmod.Alert, int]] = []
     for alert in undiagnosed(as_of, engine=engine):

@@ -1,2 +1,3 @@
 """Running notebooks: the papermill runner and its archive, run records and locks, validation, the
-pipelines' dependency graph, orchestration (run-all, backfill) and the scheduler."""
+pipelines' dependency graph, orchestration (run-all, backfill), the scheduler, and notebook
+authoring and hygiene (``notebooks``)."""

@@ -18,8 +18,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from helpers.core.periods import period_days
 from helpers.core.config import Pipeline, PipelinesConfig, topological_order
+from helpers.core.periods import month_of, period_days
 
 OK_STATUS = "succeeded"
 
@@ -103,7 +103,7 @@ class Dag:
 
 def partition_for(pipeline: Pipeline, day: dt.date) -> str:
     """The partition label of ``pipeline`` that holds ``day`` (a monthly pipeline: its month)."""
-    return f"{day:%Y-%m}" if pipeline.partition == "month" else day.isoformat()
+    return month_of(day) if pipeline.partition == "month" else day.isoformat()
 
 
 def run_item(pipeline: Pipeline, day: dt.date) -> RunItem:

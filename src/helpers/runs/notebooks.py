@@ -1,9 +1,10 @@
 """Notebook files: authoring from percent-format text, and the repository's hygiene rules.
 
-Hygiene (STYLE.md, issue 2): a committed notebook has no outputs, keeps its kernelspec and
-cell tags, has exactly one cell tagged ``parameters``, and that cell holds only typed,
-commented literals (``name: type = literal``) — nothing computed, since papermill does not
-recompute derived values after injecting new ones.
+Hygiene (docs/architecture.md, "Conventions"; enforced by ``tests/unit/runs/test_notebook_hygiene.py``):
+a committed notebook has no outputs, keeps its kernelspec and cell tags, has exactly one cell
+tagged ``parameters``, and that cell holds only typed, commented literals
+(``name: type = literal``) — nothing computed, since papermill does not recompute derived values
+after injecting new ones.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run many pipelines in dependency order: ``run-all`` for a date, ``backfill`` over a range.
 
 Gating (docs/architecture.md): a pipeline runs only if each upstream's latest run for the matching
-partition succeeded; otherwise it is recorded ``blocked`` with the reason (``runs.record_outcome``)
+partition succeeded; otherwise it is recorded ``blocked`` with the reason (``records.record_outcome``)
 and not run, and its own dependants are then blocked in turn. ``skipped`` records are ignored
 when looking for an upstream's latest run: they mean "nothing was done", not "it is broken".
 
@@ -27,14 +27,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from helpers.core.periods import period_days
 from helpers.core import config as cfgmod
+from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, UsageError
+from helpers.core.periods import period_days
 from helpers.runs import dag as dagmod
-from helpers.runs import runner
 from helpers.runs import records as runs
+from helpers.runs import runner
 from helpers.runs.dag import Dag, RunItem, UpstreamState
-from helpers.runs.runner import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, Clock, UsageError
 from helpers.runs.records import RunRecord
+from helpers.runs.runner import Clock
 from helpers.storage.warehouse import get_engine
 
 # States an item goes through; the last five are final. "conflict": the same pipeline and

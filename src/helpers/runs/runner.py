@@ -50,11 +50,10 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager, papermil
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
 from helpers.core import config as cfgmod  # noqa: E402
-from helpers.core import paths  # noqa: E402
-from helpers.runs import records as runs  # noqa: E402
-from helpers.core import secrets  # noqa: E402
-from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: E402, F401
+from helpers.core import paths, secrets  # noqa: E402
+from helpers.core.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError  # noqa: E402
 from helpers.core.timeutil import as_utc, default_as_of, parse_logical_date  # noqa: E402
+from helpers.runs import records as runs  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -430,35 +429,17 @@ def execute_notebook(
     staging = archive.parent / f".{archive.name}.partial"
     staging.mkdir(parents=True, exist_ok=False)
     out_nb = staging / "notebook.ipynb"
-    status, error, failed_cell = "succeeded", None, None
     try:
         (staging / "parameters.json").write_text(json.dumps(dict(parameters), indent=2, sort_keys=True))
-        with _FileLog(staging / "run.log") as flog:
-            if log_header:
-                flog.write(log_header)
-            try:
-                pm.execute_notebook(
-                    str(notebook),
-                    str(out_nb),
-                    parameters=dict(parameters),
-                    kernel_name=kernel_name,
-                    execution_timeout=int(timeout_s) if timeout_s else None,
-                    log_output=True,
-                    progress_bar=progress,
-                    cwd=str(notebook.parent),
-                    extra_arguments=[f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES],
-                    # The outputs are in once the last cell finished; a graceful shutdown then waits
-                    # for the kernel's interpreter teardown (DuckDB, matplotlib, threads): 2-4.6 s
-                    # per notebook measured on 2 busy cores. The kernel is a one-run process: killed.
-                    shutdown_kernel="immediate",
-                    engine_name="workbook",
-                )
-            except Exception as exc:  # the notebook failed; the run is recorded, not raised
-                status = "failed"
-                error, failed_cell = _error_summary(exc)
-                if failed_cell is None and out_nb.exists():
-                    failed_cell = _last_executed_cell(out_nb)
-                flog.write(f"FAILED: {error}")
+        status, error, failed_cell = _papermill(
+            notebook,
+            staging,
+            parameters,
+            kernel_name=kernel_name,
+            timeout_s=timeout_s,
+            progress=progress,
+            log_header=log_header,
+        )
         if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
             shutil.copyfile(notebook, out_nb)
         try:
@@ -467,27 +448,9 @@ def execute_notebook(
             scraps = {}
             if status == "succeeded":
                 status, error = "failed", f"could not read scraps: {exc}"
-        try:
-            render_html(out_nb, staging / "notebook.html", hide_code=hide_code)
-        except Exception as exc:
-            (staging / "notebook.html").write_text(
-                f"<html><body><p>rendering failed: {exc}</p></body></html>"
-            )
-        (staging / "scraps.json").write_text(
-            json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
-        )
+        _write_html_and_scraps(staging, scraps, hide_code=hide_code)
         finished = clock()
-        head = dict(record or {})
-        tail = {k: head.pop(k) for k in ("code_version", "trigger") if k in head}
-        run_record = {
-            **head,
-            "status": status,
-            "started_at": as_utc(started).isoformat(),
-            "finished_at": as_utc(finished).isoformat(),
-            "error_summary": error,
-            "failed_cell": failed_cell,
-            **tail,
-        }
+        run_record = _run_record(record, status, started, finished, error, failed_cell)
         (staging / "run.json").write_text(json.dumps(run_record, indent=2))
         secrets.scrub_tree(staging, secrets.secret_values())
         staging.rename(archive)
@@ -495,6 +458,84 @@ def execute_notebook(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExecutionResult(status, archive, started, finished, error, failed_cell, scraps)
+
+
+def _papermill(
+    notebook: Path,
+    staging: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel_name: str,
+    timeout_s: float | None,
+    progress: bool,
+    log_header: str | None,
+) -> tuple[str, str | None, int | None]:
+    """Execute into ``staging/notebook.ipynb``, logging to ``staging/run.log``.
+
+    Returns ``(status, error, failed_cell)``: a failing notebook is reported, not raised.
+    """
+    out_nb = staging / "notebook.ipynb"
+    status, error, failed_cell = "succeeded", None, None
+    with _FileLog(staging / "run.log") as flog:
+        if log_header:
+            flog.write(log_header)
+        try:
+            pm.execute_notebook(
+                str(notebook),
+                str(out_nb),
+                parameters=dict(parameters),
+                kernel_name=kernel_name,
+                execution_timeout=int(timeout_s) if timeout_s else None,
+                log_output=True,
+                progress_bar=progress,
+                cwd=str(notebook.parent),
+                extra_arguments=[f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES],
+                # The outputs are in once the last cell finished; a graceful shutdown then waits
+                # for the kernel's interpreter teardown (DuckDB, matplotlib, threads): 2-4.6 s
+                # per notebook measured on 2 busy cores. The kernel is a one-run process: killed.
+                shutdown_kernel="immediate",
+                engine_name="workbook",
+            )
+        except Exception as exc:  # the notebook failed; the run is recorded, not raised
+            status = "failed"
+            error, failed_cell = _error_summary(exc)
+            if failed_cell is None and out_nb.exists():
+                failed_cell = _last_executed_cell(out_nb)
+            flog.write(f"FAILED: {error}")
+    return status, error, failed_cell
+
+
+def _write_html_and_scraps(staging: Path, scraps: Mapping[str, tuple[str, Any]], *, hide_code: bool) -> None:
+    """``notebook.html`` (a placeholder page if rendering fails) and ``scraps.json``."""
+    try:
+        render_html(staging / "notebook.ipynb", staging / "notebook.html", hide_code=hide_code)
+    except Exception as exc:
+        (staging / "notebook.html").write_text(f"<html><body><p>rendering failed: {exc}</p></body></html>")
+    (staging / "scraps.json").write_text(
+        json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
+    )
+
+
+def _run_record(
+    record: Mapping[str, Any] | None,
+    status: str,
+    started: dt.datetime,
+    finished: dt.datetime,
+    error: str | None,
+    failed_cell: int | None,
+) -> dict[str, Any]:
+    """``run.json``: the caller's fields, the outcome and times, then code version and trigger."""
+    head = dict(record or {})
+    tail = {k: head.pop(k) for k in ("code_version", "trigger") if k in head}
+    return {
+        **head,
+        "status": status,
+        "started_at": as_utc(started).isoformat(),
+        "finished_at": as_utc(finished).isoformat(),
+        "error_summary": error,
+        "failed_cell": failed_cell,
+        **tail,
+    }
 
 
 def run_pipeline(

@@ -18,14 +18,15 @@ pipeline runs the month of that day (month-to-date), except during the first
 ``close.report_final_business_days`` business days of a month, when it runs the *previous* month, so
 late data lands in the figures being closed (on the 1st both rules give the previous month).
 
-After the runs, each tick calls the ``TICK_HOOKS`` (by default: evaluate the monitors and sync the
-alerts); a failing hook is recorded on the tick, never fatal.
+After the runs, each tick calls the hooks its caller passes in, in order (the ``workbook scheduler``
+command passes the production ones: evaluate the monitors, diagnose the new alerts, escalate);
+a failing hook is recorded on the tick, never fatal. The hooks live in the packages above this one,
+which is why they are passed in rather than imported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import logging
 import os
@@ -44,26 +45,20 @@ from croniter import croniter
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from helpers.core.periods import previous_month
-from helpers.core import businesscal
-from helpers.core import paths
+from helpers.core import businesscal, paths
 from helpers.core import config as cfgmod
+from helpers.core.periods import month_of, previous_month
+from helpers.core.timeutil import as_utc, naive_utc
 from helpers.runs import dag as dagmod
 from helpers.runs.dag import Dag, RunItem
-from helpers.core.timeutil import as_utc, naive_utc
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 TICK = dt.timedelta(minutes=1)
-# "module:function" called after each tick's runs as fn(as_of=, now=, pipelines=, config=).
-# Routing (issue 9) adds its escalation here.
-TICK_HOOKS: tuple[str, ...] = (
-    "helpers.checks:evaluate_monitors",
-    "helpers.runbooks.registry:diagnose_new_alerts",
-    "helpers.oncall.escalation:scheduler_hook",
-)
+# Called after each tick's runs as hook(as_of=, now=, pipelines=, config=); errors are recorded by name.
+TickHook = Callable[..., Any]
 
 scheduler_ticks = sa.Table(
     "scheduler_ticks",
@@ -96,6 +91,8 @@ scheduled_slots = sa.Table(
     sa.Column("host", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
 )
+
+register_tables(scheduler_ticks, scheduled_slots)
 
 
 # ---------------------------------------------------------------- pure: what is due
@@ -133,7 +130,7 @@ def scheduled_item(
     yesterday = fire_day - dt.timedelta(days=1)
     if pipeline.partition == "day":
         return dagmod.run_item(pipeline, yesterday)
-    prev_month = previous_month(f"{fire_day:%Y-%m}")
+    prev_month = previous_month(month_of(fire_day))
     y, m = (int(x) for x in prev_month.split("-"))
     if fire_day <= cal.nth_business_day_after_month_end(y, m, report_final_business_days):
         return dagmod.full_period_item(pipeline, prev_month)
@@ -294,12 +291,10 @@ def tick(
     mode: str = "once",
     stop: threading.Event | None = None,
     on_update: Callable[[Any], None] | None = None,
-    hooks: Sequence[str] | None = None,
+    hooks: Sequence[TickHook] = (),
     engine: Engine | None = None,
 ) -> TickResult:
     """One scheduler tick at ``as_of``: claim and run the due slots, call the hooks, record it."""
-    from helpers.runs import orchestrate  # the runner (papermill) is only needed when a tick runs
-
     config = config or cfgmod.get()
     engine = engine or get_engine()
     as_of = as_utc(as_of)
@@ -308,6 +303,42 @@ def tick(
     start = window_start(
         last_completed_tick(engine=engine), as_of, catch_up_days=config.pipelines.runner.catch_up_days
     )
+    result = TickResult(_record_tick_start(as_of, start, mode, clock(), engine), as_of, start, "running")
+    due = due_slots(
+        {p: config.pipelines.pipelines[p] for p in chosen},
+        start,
+        as_of,
+        cal=businesscal.BusinessCalendar.from_team(config.team),
+        report_final_business_days=config.pipelines.close.report_final_business_days,
+    )
+    try:
+        result.slots = [s for s in due if _claim(s, result.tick_id, clock(), engine)]
+        _run_slots(result, as_of, clock, config, stop, on_update, engine)
+        for hook in hooks:
+            try:
+                hook(as_of=as_of, now=clock(), pipelines=chosen, config=config)
+            except Exception as e:  # a broken monitor must not stop the schedule
+                log.exception("tick hook %s failed", hook_name(hook))
+                result.hook_errors[hook_name(hook)] = f"{type(e).__name__}: {e}"
+        result.status = "interrupted" if stop is not None and stop.is_set() else "completed"
+    except BaseException:
+        result.status = "interrupted"
+        raise
+    finally:
+        _record_tick_end(result, len(due), clock(), engine)
+    return result
+
+
+def hook_name(hook: TickHook) -> str:
+    """``module:function`` of a hook (of the function a ``functools.partial`` wraps): how errors name it."""
+    fn = getattr(hook, "func", hook)
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _record_tick_start(
+    as_of: dt.datetime, start: dt.datetime, mode: str, now: dt.datetime, engine: Engine
+) -> int:
+    """Insert the tick's row (``running``); returns its id."""
     with engine.begin() as conn:
         tick_id = conn.execute(
             scheduler_ticks.insert().values(
@@ -315,74 +346,67 @@ def tick(
                 window_start=naive_utc(start),
                 mode=mode,
                 status="running",
-                started_at=naive_utc(clock()),
+                started_at=naive_utc(now),
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
         ).inserted_primary_key[0]
-    result = TickResult(int(tick_id), as_of, start, "running")
-    cal = businesscal.BusinessCalendar.from_team(config.team)
-    due = due_slots(
-        {p: config.pipelines.pipelines[p] for p in chosen},
-        start,
-        as_of,
-        cal=cal,
-        report_final_business_days=config.pipelines.close.report_final_business_days,
-    )
-    try:
-        result.slots = [s for s in due if _claim(s, result.tick_id, clock(), engine)]
-        by_day = sorted(result.slots, key=lambda s: (s.item.reference_day, s.scheduled_for))
-        for _day, group in groupby(by_day, key=lambda s: s.item.reference_day):
-            group_slots = list(group)
-            if stop is not None and stop.is_set():
-                _settle(group_slots, {}, engine)
-                continue
-            outcomes = orchestrate.run_items(
-                [s.item for s in group_slots],
-                clock=clock,
-                as_of=as_of,
-                config=config,
-                trigger="scheduler",
-                on_update=on_update or (lambda _o: None),
-                stop=stop,
-            )
-            result.outcomes += outcomes
-            _settle(group_slots, {(o.pipeline, o.partition): o for o in outcomes}, engine)
-        for hook in TICK_HOOKS if hooks is None else hooks:
-            try:
-                _call_hook(hook, as_of=as_of, now=clock(), pipelines=chosen, config=config)
-            except Exception as e:  # a broken monitor must not stop the schedule
-                log.exception("tick hook %s failed", hook)
-                result.hook_errors[hook] = f"{type(e).__name__}: {e}"
-        result.status = "interrupted" if stop is not None and stop.is_set() else "completed"
-    except BaseException:
-        result.status = "interrupted"
-        raise
-    finally:
-        summary = {
-            "runs": {o.pipeline + " " + o.partition: o.status for o in result.outcomes},
-            "hook_errors": result.hook_errors,
-        }
-        with engine.begin() as conn:
-            conn.execute(
-                scheduler_ticks.update()
-                .where(scheduler_ticks.c.tick_id == result.tick_id)
-                .values(
-                    status=result.status,
-                    finished_at=naive_utc(clock()),
-                    slots_due=len(due),
-                    runs_started=sum(
-                        o.status not in ("cancelled", "blocked", "conflict") for o in result.outcomes
-                    ),
-                    summary=json.dumps(summary, sort_keys=True),
-                )
-            )
-    return result
+    return int(tick_id)
 
 
-def _call_hook(spec: str, **kwargs: Any) -> None:
-    module, _, name = spec.partition(":")
-    getattr(importlib.import_module(module), name)(**kwargs)
+def _run_slots(
+    result: TickResult,
+    as_of: dt.datetime,
+    clock: Clock,
+    config: cfgmod.WorkbookConfig,
+    stop: threading.Event | None,
+    on_update: Callable[[Any], None] | None,
+    engine: Engine,
+) -> None:
+    """Run the tick's claimed slots one reference day at a time, oldest first, adding the outcomes
+    to ``result`` as each day ends and settling its slots. Once ``stop`` is set, the remaining
+    days' slots are released unstarted."""
+    from helpers.runs import orchestrate  # the runner (papermill) is only needed when a tick runs
+
+    by_day = sorted(result.slots, key=lambda s: (s.item.reference_day, s.scheduled_for))
+    for _day, group in groupby(by_day, key=lambda s: s.item.reference_day):
+        group_slots = list(group)
+        if stop is not None and stop.is_set():
+            _settle(group_slots, {}, engine)
+            continue
+        day_outcomes = orchestrate.run_items(
+            [s.item for s in group_slots],
+            clock=clock,
+            as_of=as_of,
+            config=config,
+            trigger="scheduler",
+            on_update=on_update or (lambda _o: None),
+            stop=stop,
+        )
+        result.outcomes += day_outcomes
+        _settle(group_slots, {(o.pipeline, o.partition): o for o in day_outcomes}, engine)
+
+
+def _record_tick_end(result: TickResult, slots_due: int, now: dt.datetime, engine: Engine) -> None:
+    """Record the tick's final status, counts and summary (runs by outcome, hook errors)."""
+    summary = {
+        "runs": {o.pipeline + " " + o.partition: o.status for o in result.outcomes},
+        "hook_errors": result.hook_errors,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            scheduler_ticks.update()
+            .where(scheduler_ticks.c.tick_id == result.tick_id)
+            .values(
+                status=result.status,
+                finished_at=naive_utc(now),
+                slots_due=slots_due,
+                runs_started=sum(
+                    o.status not in ("cancelled", "blocked", "conflict") for o in result.outcomes
+                ),
+                summary=json.dumps(summary, sort_keys=True),
+            )
+        )
 
 
 def serve(
@@ -393,10 +417,11 @@ def serve(
     pipelines: Sequence[str] | None = None,
     on_tick: Callable[[TickResult], None] | None = None,
     on_update: Callable[[Any], None] | None = None,
+    hooks: Sequence[TickHook] = (),
 ) -> int:
     """Tick at once (catching up), then at every minute boundary until ``stop`` is set.
 
-    Returns the number of ticks. ``stop`` set during a tick lets running notebooks finish and
+    Every tick calls ``hooks`` (see :func:`tick`). Returns the number of ticks. ``stop`` set during a tick lets running notebooks finish and
     starts nothing new (the tick is recorded ``interrupted`` and its unstarted slots released).
     """
     ticks = 0
@@ -409,6 +434,7 @@ def serve(
             mode="loop",
             stop=stop,
             on_update=on_update,
+            hooks=hooks,
         )
         ticks += 1
         if on_tick is not None:
@@ -427,7 +453,7 @@ def crontab_lines(
     repo: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Crontab lines equivalent to the scheduler (see README "Orchestration and monitoring").
+    """Crontab lines equivalent to the scheduler (see docs/operations.md, "The scheduler and cron").
 
     One line per pipeline on its own schedule, running ``run-all`` for just that pipeline (so it is
     gated on its upstreams) for yesterday's date, plus the monitors every 15 minutes. The one-line

@@ -16,7 +16,7 @@ instead of branching on the engine itself):
   ``read_parquet([...], union_by_name=true, hive_partitioning=false)`` behind a view (columns:
   the union of the files'); Spark reads the list without ``mergeSchema`` (merging reads every
   footer: seconds for a month of files), taking the schema of one file, so callers read sources
-  whose files share one landed schema (``helpers.demo.events.SCHEMAS``) and select their columns;
+  whose files share one landed schema (``helpers.storage.contracts.SCHEMAS``) and select their columns;
 - caching: SQLFrame ignores ``cache()`` on DuckDB ("does not support caching"), so every action
   would recompute its input. :meth:`Engine.materialize` writes a DuckDB table (``CREATE OR
   REPLACE TABLE``) and reads it back; on Spark it is ``cache()``. A plain projection of files

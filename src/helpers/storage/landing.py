@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from helpers.core import paths
 from helpers.core.timeutil import as_utc
+from helpers.storage import contracts
 
 MANIFEST = "_manifest.jsonl"
 
@@ -197,18 +198,10 @@ def _read_delivery(path: Path, d: Delivery, columns: Iterable[str] | None) -> pd
 
 # ---------------------------------------------------------------- screening against the contract
 
-# Event columns holding JSON text (Segment's objects): each must parse as a JSON object.
-JSON_COLUMNS = {"events": ("context", "properties", "traits")}
-
 
 def source_schema(source: str) -> pa.Schema | None:
-    """The landed contract of ``source``: the demo generator's declaration (the extracts' contract)."""
-    from helpers.demo import events, extracts, sources_billing, sources_crm, sources_finance  # noqa: F401  (declare the sources)
-
-    if source in events.SCHEMAS:
-        return events.SCHEMAS[source]
-    spec = extracts.SOURCES.get(source)
-    return spec.schema() if spec is not None else None
+    """The landed contract of ``source`` (see :mod:`helpers.storage.contracts`); ``None`` if none."""
+    return contracts.schema(source)
 
 
 def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
@@ -251,7 +244,7 @@ def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
                 bad.setdefault(i, (f.name, f"{f.name}: {v!r} is not a valid {f.type}", v))
                 cast.append(None)
         columns[f.name] = pa.array(cast, type=f.type)
-    for name in JSON_COLUMNS.get(source, ()):
+    for name in contracts.JSON_COLUMNS.get(source, ()):
         for i, v in enumerate(table.column(name).to_pylist()):
             if v is None or i in bad:
                 continue

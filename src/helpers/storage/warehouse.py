@@ -1,5 +1,9 @@
 """The warehouse: one SQLAlchemy engine, the ops tables, and the atomic partition write.
 
+The run tables (``pipeline_runs``, ``run_scraps``, ``partition_writes``) are defined here; every
+other ops table is defined on :data:`metadata` by the package that owns it and declared with
+:func:`register_tables` when that package is imported.
+
 ``WORKBOOK_WAREHOUSE_URL`` selects the database (any SQLAlchemy 2 URL; PostgreSQL and SQLite
 are tested). The default is a SQLite file under ``runs/`` in WAL mode, so a notebook kernel
 can read while another process writes.
@@ -99,30 +103,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 _engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()  # run-all starts runs from a thread pool
-
-# Modules that define further tables on ``metadata``; imported before the tables are created.
-TABLE_MODULES: tuple[str, ...] = (
-    "helpers.checks.store",
-    "helpers.oncall.alerts",
-    "helpers.runs.scheduler",
-    "helpers.oncall.schedule",
-    "helpers.oncall.notify.delivery",
-    "helpers.oncall.escalation",
-    "helpers.oncall.incidents",
-    "helpers.runbooks.registry",
-)
+# run-all starts runs from a thread pool; held while an engine is created or tables are registered,
+# so a table registered meanwhile is created on the new engine too
+_engines_lock = threading.RLock()
 
 
-def _load_table_modules() -> None:
-    import importlib
+def register_tables(*tables: sa.Table) -> None:
+    """Declare ops tables defined on :data:`metadata` by the package that owns them.
 
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
+    Each owner calls this when it is imported, beside its table definitions; storage imports
+    none of them. The tables are created at once on every engine already open, and
+    :func:`get_engine` creates every table defined so far on each new engine, so a table exists
+    whichever was first: the engine or the owner's import.
+    """
+    foreign = [t.name for t in tables if t.metadata is not metadata]
+    if foreign:
+        raise ValueError(f"register_tables: {foreign} are not defined on warehouse.metadata")
+    with _engines_lock:
+        for engine in _engines.values():
+            _create_tables(engine, tables=list(tables))
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process; creates the ops tables on first use."""
+    """One engine per URL per process; creates the tables defined so far on first use."""
     url = url or warehouse_url()
     engine = _engines.get(url)
     if engine is not None:
@@ -139,14 +142,13 @@ def get_engine(url: str | None = None) -> Engine:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(sa_url, pool_pre_ping=True)
-        _load_table_modules()
         _create_tables(engine)
         _engines[url] = engine
     return engine
 
 
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """``create_all``, tolerating another process creating the same tables at the same moment.
+def _create_tables(engine: Engine, attempts: int = 5, *, tables: list[sa.Table] | None = None) -> None:
+    """``create_all`` (of ``tables``, default all), tolerating another process creating them meanwhile.
 
     ``create_all`` checks then creates; two processes opening a new warehouse together (parallel
     runs, runbooks) can both see a table missing, and the second ``CREATE`` fails with "already
@@ -154,7 +156,7 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
     """
     for attempt in range(attempts):
         try:
-            metadata.create_all(engine)
+            metadata.create_all(engine, tables=tables)
             return
         except sa.exc.DBAPIError as exc:
             text = str(exc.orig).lower()

@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from helpers.checks.monitors import monthly_source_outcome
+from helpers.checks.rules import monthly_source_outcome
 
 pytestmark = pytest.mark.unit
 UTC = dt.UTC

@@ -18,11 +18,11 @@ import pytest
 from conftest import FOCUS_SAMPLE
 from helpers.demo import company as co
 from helpers.demo import sources_finance as fin
-from helpers.demo.extracts import SOURCES
 from helpers.demo.generate import ACCOUNT_SOURCES, COMPANY_SOURCES, company_extracts, generate
-from helpers.demo.sources_finance import CLOUD_LAG_DAYS, FOCUS_COLUMNS, PROVIDERS
+from helpers.demo.sources_finance import CLOUD_LAG_DAYS, PROVIDERS
 from helpers.demo.spec import DemoSpec
 from helpers.storage import landing
+from helpers.storage.contracts import FOCUS_COLUMNS, SOURCES
 
 pytestmark = pytest.mark.unit
 

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.demo import event_faults
 from helpers.demo import events as ev
+from helpers.demo import faults_engagement
 from helpers.demo.faults import registry
+from helpers.demo.generate import generate_events
 from helpers.demo.spec import DemoSpec, FaultSpec
 from helpers.storage import landing
 
@@ -81,7 +82,7 @@ class Run:
 
 
 def generate(root: Path, spec: DemoSpec = SPEC, periods: pd.DataFrame = PERIODS) -> Run:
-    counts, records = ev.generate_events(periods, spec, root=root)
+    counts, records = generate_events(periods, spec, root=root)
     return Run(root, counts, records)
 
 
@@ -303,7 +304,7 @@ def test_clean_data_has_no_fault_symptoms(clean):
 
 def test_event_faults_are_registered_as_streaming():
     reg = registry()
-    for fid in event_faults.EVENT_FAULT_IDS:
+    for fid in faults_engagement.EVENT_FAULT_IDS:
         assert getattr(reg[fid], "streaming", False), fid
         assert reg[fid](FaultSpec(fid), {}, None, None) == []
 
@@ -441,7 +442,7 @@ def test_fault_parameters_are_validated():
     model = ev.EventModel(PERIODS, SPEC)
 
     def activate(text: str) -> None:
-        event_faults.activate(DemoSpec(**{**SPEC.__dict__, "faults": (FaultSpec.parse(text),)}), model)
+        faults_engagement.activate(DemoSpec(**{**SPEC.__dict__, "faults": (FaultSpec.parse(text),)}), model)
 
     with pytest.raises(ValueError, match="outside the generated history"):
         activate("kafka_outage@2025-01-01")
@@ -457,10 +458,10 @@ def test_fault_parameters_are_validated():
         activate("kafka_outage@2026-10-10:hour=3")
     # the same checks without the usage periods, before anything is generated
     with pytest.raises(ValueError, match="max_days=0"):
-        event_faults.validate(FaultSpec.parse("late_events@2026-10-10:max_days=0"), SPEC)
-    event_faults.validate(FaultSpec.parse("data_skew_oom@2026-10-10:account=A1"), SPEC)
+        faults_engagement.validate(FaultSpec.parse("late_events@2026-10-10:max_days=0"), SPEC)
+    faults_engagement.validate(FaultSpec.parse("data_skew_oom@2026-10-10:account=A1"), SPEC)
     # no date: 14 days before the end of the history
-    (fault,) = event_faults.activate(
+    (fault,) = faults_engagement.activate(
         DemoSpec(**{**SPEC.__dict__, "faults": (FaultSpec("kafka_outage"),)}), model
     )
     assert fault.date == END - dt.timedelta(days=14)

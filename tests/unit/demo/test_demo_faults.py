@@ -16,11 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.demo import company as co
-from helpers.demo.business_faults import BUSINESS_FAULT_IDS
-from helpers.demo.extracts import SOURCES
-from helpers.demo.generate import ACCOUNT_SOURCES, COMPANY_SOURCES, FAULTS_FILE, generate
+from helpers.demo.generate import ACCOUNT_SOURCES, BATCH_FAULT_IDS, COMPANY_SOURCES, FAULTS_FILE, generate
 from helpers.demo.spec import DemoSpec, FaultSpec
 from helpers.storage import landing
+from helpers.storage.contracts import SOURCES
 
 pytestmark = pytest.mark.unit
 
@@ -96,7 +95,7 @@ def truth(records: list[dict], source: str | None = None, fault: str | None = No
 # ----------------------------------------------------------------------------- ground truth == diff
 
 
-@pytest.mark.parametrize("fault_id", BUSINESS_FAULT_IDS)
+@pytest.mark.parametrize("fault_id", BATCH_FAULT_IDS)
 def test_ground_truth_names_exactly_the_changed_rows(clean: Path, faulted, fault_id: str) -> None:
     root, records = faulted(fault_id)
     assert records, f"{fault_id}: nothing injected"

@@ -1,13 +1,13 @@
 """MRR, FX, movements, churn classification and daily growth on small hand-made data."""
 
 import datetime as dt
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.core.periods import month_bounds
 from helpers.growth import checks as growth_checks
 from helpers.growth import lifecycle
 from helpers.growth import metrics as growth
@@ -80,19 +80,6 @@ def src_of(events, *, payments=(), invoices=(), usage=(), customers=None) -> Gro
 
 
 IDENTITY = pd.Series({"cus_1": "A1", "cus_2": "A2", "cus_3": "A3"})
-
-
-def test_usd_cents_rounds_half_to_even_like_decimal():
-    rng = np.random.default_rng(3)
-    amounts = rng.integers(-5_000_000, 5_000_000, 2000)
-    micros = rng.integers(500_000, 1_600_000, 2000)
-    amounts[:4], micros[:4] = [1, 3, -1, -3], [500_000] * 4  # exact halves
-    want = [
-        int((Decimal(int(a)) * Decimal(int(m)) / Decimal(1_000_000)).quantize(Decimal(1), ROUND_HALF_EVEN))
-        for a, m in zip(amounts, micros, strict=True)
-    ]
-    assert growth.usd_cents(amounts, micros).tolist() == want
-    assert growth.usd_cents(amounts[:4], micros[:4]).tolist() == [0, 2, 0, -2]
 
 
 def test_rates_on_uses_the_day_then_earlier_then_the_first():
@@ -361,7 +348,7 @@ def no_plan_change_gaps() -> pd.DataFrame:
 
 
 def test_plan_change_findings_compare_a_naive_billing_date_as_utc():
-    start, end = growth.period_bounds("2026-09")
+    start, end = month_bounds("2026-09", tz="UTC")
     assert growth_checks.plan_change_findings(no_plan_change_gaps(), start, end).empty
     # a naive billing date is UTC: billed on 30 September, CRM-dated in October -> in September's findings
     gaps = pd.DataFrame(
@@ -381,6 +368,10 @@ def test_plan_change_findings_compare_a_naive_billing_date_as_utc():
 
 def test_revenue_mismatch_repairs_hold_when_the_crm_has_no_plan_change():
     life = lifecycle.Lifecycle(*[pd.DataFrame()] * 4, plan_gaps=no_plan_change_gaps(), history=pd.DataFrame())
-    state = SimpleNamespace(window=growth.period_bounds("2026-09"), life=life)
-    ok, how = runbooks_growth.repaired(None, state, "growth_revenue_mismatch")
+    state = SimpleNamespace(
+        catalogue_id="growth_revenue_mismatch",
+        window=month_bounds("2026-09", tz="UTC"),
+        month=SimpleNamespace(life=life),
+    )
+    ok, how = runbooks_growth.repaired(None, state)
     assert ok and how.startswith("0 CRM plan change(s)")

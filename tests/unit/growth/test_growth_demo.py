@@ -1,6 +1,6 @@
 """Acceptance on the demo company: figures vs an independent replay, and each Growth fault end to end.
 
-The pipeline's figures (``helpers.growth.metrics`` as the notebooks call it) are compared with a
+The pipeline's figures (``helpers.growth.month``, as the notebooks call it) are compared with a
 recomputation written differently: subscription events replayed day by day in plain Python with
 ``Decimal`` FX, and CRM stage rows counted directly. Then each Growth fault is injected in turn:
 the matching check must fire with evidence naming exactly the injected accounts and rows
@@ -23,12 +23,14 @@ import pytest
 from conftest import demo_landing
 from helpers import checks  # noqa: F401
 from helpers.core import config  # noqa: F401
+from helpers.core.periods import month_bounds
 from helpers.growth import checks as growth_checks  # noqa: F401
 from helpers.growth import (
     entities,  # noqa: F401
     lifecycle,  # noqa: F401
 )
 from helpers.growth import metrics as growth  # noqa: F401
+from helpers.growth.month import build_history, month_from
 from helpers.storage import landing  # noqa: F401
 
 pytestmark = pytest.mark.unit
@@ -68,37 +70,17 @@ def run(
     repair: bool = True,
     reviewed: entities.Reviewed | None = None,
 ) -> Run:
-    src = lifecycle.load_sources(as_of, root=root)
-    res = entities.resolve_sources(src, reviewed=reviewed, enabled=repair)
-    cancels = growth.classify_cancellations(src, grace_days=SETTINGS.grace_period_days)
-    events = growth.effective_events(src.subscriptions, cancels if repair else cancels.iloc[0:0])
-    timeline = growth.mrr_timeline(events, src.fx)
-    life = lifecycle.build(src, events=events, repair=repair)
-    hist = lifecycle.entity_history(life.history, res.entity_of)
+    history = build_history(
+        as_of, settings=SETTINGS, root=root, reviewed=reviewed or entities.Reviewed(), apply_repairs=repair
+    )
+    hist = history.entity_hist
     counted = hist[hist["kind"].isin(list(lifecycle.COUNTED_KINDS))]
     daily = pd.crosstab(counted["effective_at"].dt.date, counted["kind"].map(lifecycle.COUNTED_KINDS))
     monthly, results = {}, {}
     for period in PERIODS:
-        start, end = growth.period_bounds(period)
-        accounts = growth.account_movements(timeline, start, end, res.customer_entity(src.customers))
-        monthly[period] = growth.movement_summary(accounts, period).iloc[0]
-        ctx = checks.CheckContext(
-            "growth_aggregate",
-            period,
-            as_of,
-            None,
-            {
-                "sources": src,
-                "lifecycle": life,
-                "resolution": res,
-                "cancellations": cancels,
-                "events": events,
-                "timeline": timeline,
-                "accounts": accounts,
-                "settings": SETTINGS,
-            },
-        )
-        results[period] = [checks.evaluate(c, ctx) for c in checks.registered("growth_aggregate")]
+        month = month_from(history, period, root=root)
+        monthly[period] = month.summary.iloc[0]
+        results[period] = list(month.evaluate_checks().values())
     return Run(monthly, daily, results)
 
 
@@ -147,9 +129,7 @@ def replay(root: Path, as_of: dt.datetime = AS_OF) -> dict[str, dict[str, float]
     paid_ever: set[str] = set()
     last_reason: dict[str, str] = {}
     snapshots: dict[str, tuple[dict[str, int], set[str], dict[str, str]]] = {}
-    boundaries = [growth.period_bounds(p)[0].date() for p in PERIODS] + [
-        growth.period_bounds(PERIODS[-1])[1].date()
-    ]
+    boundaries = [month_bounds(p)[0].date() for p in PERIODS] + [month_bounds(PERIODS[-1])[1].date()]
     days = iter(sorted(subs.groupby(subs["event_at"].dt.date)))
     day, todays = next(days)
     for boundary in boundaries:
@@ -249,19 +229,15 @@ def test_clean_daily_counts_match_the_crm(clean, clean_root):
 
 
 def test_daily_growth_by_arm_adds_up_to_the_day(clean, clean_root):
-    src = lifecycle.load_sources(AS_OF, root=clean_root)
-    res = entities.resolve_sources(src)
-    events = growth.effective_events(src.subscriptions, growth.classify_cancellations(src, grace_days=14))
-    timeline = growth.mrr_timeline(events, src.fx)
-    hist = lifecycle.entity_history(lifecycle.build(src, events=events).history, res.entity_of)
-    arms = growth.entity_arms(src.assignments, res.entity_of)
+    history = build_history(AS_OF, settings=SETTINGS, root=clean_root, reviewed=entities.Reviewed())
+    arms = growth.entity_arms(history.src.assignments, history.resolution.entity_of)
     net = 0
     for day in pd.date_range("2026-10-01", "2026-10-31").date:
         rows = growth.daily_growth(
             day,
-            timeline=timeline,
-            customer_entity=res.customer_entity(src.customers),
-            entity_hist=hist,
+            timeline=history.timeline,
+            customer_entity=history.customer_entity,
+            entity_hist=history.entity_hist,
             arms=arms,
         )
         totals = growth.assert_arms_add_up(rows)

@@ -17,6 +17,8 @@ from helpers.checks.framework import CheckResult
 from helpers.checks.store import record_results
 from helpers.investor import aggregate as investor
 from helpers.investor import close, report
+from helpers.investor.inputs import load_inputs
+from helpers.investor.metrics import PIPELINE, UPSTREAMS
 from helpers.runs import records as runs
 from helpers.runs.dag import RunItem
 from helpers.storage import warehouse
@@ -74,11 +76,9 @@ def seed_month(*, profit_status: str = "final", failing_check: bool = False) -> 
         ]
     )  # fmt: skip
     ids["investor_aggregate"] = run("investor_aggregate", P, T0 + dt.timedelta(minutes=6))
-    fig = investor.build(investor.load_inputs(P, AS_OF), run_id=ids["investor_aggregate"])
+    fig = investor.build(load_inputs(P, AS_OF), run_id=ids["investor_aggregate"])
     investor.write(fig)
-    checks.run_checks(
-        investor.PIPELINE, P, as_of=AS_OF, run_id=ids["investor_aggregate"], context={"figures": fig}
-    )
+    checks.run_checks(PIPELINE, P, as_of=AS_OF, run_id=ids["investor_aggregate"], context={"figures": fig})
     return ids
 
 
@@ -95,7 +95,7 @@ def test_a_clean_month_is_final_with_every_item_owned(home):
     assert owners["profit_aggregate"] == "DE1/DE2" and owners["growth_aggregate"] == "DE3/DE4"
     assert owners["investor_aggregate"].startswith("team (on call: DE")
     assert {"investor_aggregate.revenue_vs_mrr", "investor_aggregate.engaged_accounts"} <= set(table["item"])
-    assert status.sources == {p: "final" for p in investor.UPSTREAMS}
+    assert status.sources == {p: "final" for p in UPSTREAMS}
     assert status.deadline == dt.datetime(2026, 10, 6, 4, tzinfo=UTC)  # 3rd business day, 23:59:59 New York
 
 

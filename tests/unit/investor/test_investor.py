@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 
 from helpers import checks
+from helpers.core.money import half_even
+from helpers.core.periods import shift_period
 from helpers.investor import aggregate as investor
-from helpers.investor.aggregate import Inputs, Source, SourceRun
+from helpers.investor import cross_checks, metrics
+from helpers.investor.inputs import Inputs, Source, SourceRun, reference_day, upstream_partitions
 from helpers.storage import warehouse
 
 pytestmark = pytest.mark.unit
@@ -62,27 +65,27 @@ def source(
     pipeline: str, table: str, row: dict, *, final: bool = True, reasons: tuple = (), run: str = ""
 ) -> Source:
     rid = run or f"{pipeline}-{P}-20261016T120000-abcdef"
-    part = "2026-09-30" if pipeline == investor.ENGAGEMENT else P
+    part = "2026-09-30" if pipeline == metrics.ENGAGEMENT else P
     return Source(pipeline, table, part, SourceRun(pipeline, part, "succeeded", rid), pd.DataFrame([row]), rid,
                   final, reasons)  # fmt: skip
 
 
 def inputs(*, profit_status: str = "final", engagement: bool = True, margin: float | None = 0.35) -> Inputs:
-    runs_ = {p: SourceRun(p, P, "succeeded", f"{p}-run") for p in investor.UPSTREAMS}
+    runs_ = {p: SourceRun(p, P, "succeeded", f"{p}-run") for p in metrics.UPSTREAMS}
     reasons = ("hr_payroll: payroll for 2026-09 not delivered",) if profit_status != "final" else ()
     out = Inputs(P, AS_OF, dt.date(2026, 9, 30), runs_)
-    out.profit = source(investor.PROFIT, "profit_monthly", profit_row(profit_status, "; ".join(reasons), margin),
+    out.profit = source(metrics.PROFIT, "profit_monthly", profit_row(profit_status, "; ".join(reasons), margin),
                         final=profit_status == "final", reasons=reasons)  # fmt: skip
-    out.growth = source(investor.GROWTH, "growth_mrr_monthly", growth_row())
+    out.growth = source(metrics.GROWTH, "growth_mrr_monthly", growth_row())
     out.growth_accounts = GROWTH_ACCOUNTS
     if engagement:
-        out.engagement = source(investor.ENGAGEMENT, "engagement_monthly", engagement_row())
+        out.engagement = source(metrics.ENGAGEMENT, "engagement_monthly", engagement_row())
         out.engagement_accounts = ENGAGEMENT_ACCOUNTS
     else:
-        out.runs[investor.ENGAGEMENT] = SourceRun(
-            investor.ENGAGEMENT, "2026-09-30", "failed", "e-run", error="boom"
+        out.runs[metrics.ENGAGEMENT] = SourceRun(
+            metrics.ENGAGEMENT, "2026-09-30", "failed", "e-run", error="boom"
         )
-        out.missing[investor.ENGAGEMENT] = out.runs[investor.ENGAGEMENT].describe()
+        out.missing[metrics.ENGAGEMENT] = out.runs[metrics.ENGAGEMENT].describe()
     return out
 
 
@@ -90,21 +93,21 @@ def inputs(*, profit_status: str = "final", engagement: bool = True, margin: flo
 
 
 def test_reference_day_is_the_month_end_or_the_day_before_as_of():
-    assert investor.reference_day(P, AS_OF) == dt.date(2026, 9, 30)
-    assert investor.reference_day("2026-10", AS_OF) == dt.date(2026, 10, 15)
-    assert investor.upstream_partitions("2026-10", AS_OF)[investor.ENGAGEMENT] == "2026-10-15"
+    assert reference_day(P, AS_OF) == dt.date(2026, 9, 30)
+    assert reference_day("2026-10", AS_OF) == dt.date(2026, 10, 15)
+    assert upstream_partitions("2026-10", AS_OF)[metrics.ENGAGEMENT] == "2026-10-15"
     with pytest.raises(ValueError, match="nothing of the month"):
-        investor.reference_day("2026-11", AS_OF)
-    assert investor.shift_period("2026-01", -1) == "2025-12"
-    assert investor.shift_period("2026-09", -12) == "2025-09"
-    assert investor.shift_period("2025-12", 1) == "2026-01"
+        reference_day("2026-11", AS_OF)
+    assert shift_period("2026-01", -1) == "2025-12"
+    assert shift_period("2026-09", -12) == "2025-09"
+    assert shift_period("2025-12", 1) == "2026-01"
 
 
 # ---------------------------------------------------------------- cross-pipeline validation
 
 
 def test_revenue_vs_mrr_explains_the_difference_as_a_bridge():
-    got = investor.revenue_vs_mrr(10_000_000, 10_000, 9_800_000, 10_100_000)
+    got = cross_checks.revenue_vs_mrr(10_000_000, 10_000, 9_800_000, 10_100_000)
     assert got.values == {
         "revenue_mrr_runrate_usd_cents": 9_950_000,
         "revenue_vs_mrr_difference_usd_cents": 50_000,
@@ -113,14 +116,14 @@ def test_revenue_vs_mrr_explains_the_difference_as_a_bridge():
     assert got.passed and "within ±3%" in got.summary
     # the bridge adds up: run-rate - written off + not itemised = revenue
     assert got.table["usd_cents"].iloc[:3].sum() == got.table["usd_cents"].iloc[3] == 10_000_000
-    far = investor.revenue_vs_mrr(9_000_000, 0, 9_800_000, 10_100_000, tolerance=0.03)
+    far = cross_checks.revenue_vs_mrr(9_000_000, 0, 9_800_000, 10_100_000, tolerance=0.03)
     assert not far.passed and "beyond ±3%" in far.summary and far.evidence["unexplained_share"] < -0.09
-    assert investor.revenue_vs_mrr(0, 0, 0, 0).passed  # no MRR and no revenue: nothing to explain
-    assert investor.half_even(5, 2) == 2 and investor.half_even(7, 2) == 4
+    assert cross_checks.revenue_vs_mrr(0, 0, 0, 0).passed  # no MRR and no revenue: nothing to explain
+    assert half_even(5, 2) == 2 and half_even(7, 2) == 4
 
 
 def test_engaged_accounts_follow_companies_through_their_member_accounts():
-    got = investor.engaged_accounts(GROWTH_ACCOUNTS, ENGAGEMENT_ACCOUNTS)
+    got = cross_checks.engaged_accounts(GROWTH_ACCOUNTS, ENGAGEMENT_ACCOUNTS)
     # A1 active; A2 through its member A9; A3 active. A4 churned, T1 a trial, Z0 has no active user.
     assert got.passed and got.values == {"paying_engaged_share": 1.0, "paying_not_engaged": 0}
     assert got.evidence["active_not_paying"] == {
@@ -128,16 +131,16 @@ def test_engaged_accounts_follow_companies_through_their_member_accounts():
         "not paying (trial, grace or never paid)": 1,
     }
     quiet = ENGAGEMENT_ACCOUNTS[ENGAGEMENT_ACCOUNTS["account_id"] != "A3"]
-    low = investor.engaged_accounts(GROWTH_ACCOUNTS, quiet, min_share=0.95)
+    low = cross_checks.engaged_accounts(GROWTH_ACCOUNTS, quiet, min_share=0.95)
     assert not low.passed and low.evidence["not_engaged"] == ["A3"] and "A3" in low.summary
-    assert investor.engaged_accounts(GROWTH_ACCOUNTS.iloc[0:0], ENGAGEMENT_ACCOUNTS).passed
+    assert cross_checks.engaged_accounts(GROWTH_ACCOUNTS.iloc[0:0], ENGAGEMENT_ACCOUNTS).passed
 
 
 def test_figures_consistent_names_a_broken_identity():
     pv = investor.profit_values(profit_row())
     gv = investor.growth_values(growth_row())
-    assert investor.figures_consistent(pv, gv).passed
-    broken = investor.figures_consistent({**pv, "profit_usd_cents": 1}, {**gv, "customers_end": 1})
+    assert cross_checks.figures_consistent(pv, gv).passed
+    broken = cross_checks.figures_consistent({**pv, "profit_usd_cents": 1}, {**gv, "customers_end": 1})
     assert not broken.passed
     assert broken.evidence["broken"] == [
         "profit = revenue - total costs",
@@ -151,7 +154,7 @@ def test_figures_consistent_names_a_broken_identity():
 def test_build_writes_every_metric_with_status_and_provenance():
     fig = investor.build(inputs(profit_status="provisional"), run_id="investor-run")
     m = fig.monthly.set_index("metric")
-    assert list(fig.monthly.columns) == list(investor.COLUMNS)
+    assert list(fig.monthly.columns) == list(metrics.COLUMNS)
     assert fig.monthly["value"].notna().all() and fig.monthly["metric"].is_unique
     assert (
         fig.value("revenue_usd_cents") == 10_000_000 and m.loc["revenue_usd_cents", "value_int"] == 10_000_000
@@ -163,39 +166,39 @@ def test_build_writes_every_metric_with_status_and_provenance():
     assert m.loc["revenue_usd_cents", "status"] == "provisional"
     assert "payroll" in m.loc["revenue_usd_cents", "status_reason"]
     assert m.loc["ending_mrr_usd_cents", "status"] == "final" and m.loc["mau", "status"] == "final"
-    assert m.loc["mau", "source_run_id"] == f"{investor.ENGAGEMENT}-{P}-20261016T120000-abcdef"
+    assert m.loc["mau", "source_run_id"] == f"{metrics.ENGAGEMENT}-{P}-20261016T120000-abcdef"
     # a cross-pipeline figure names both runs and is provisional when one side is
     cross = m.loc["revenue_vs_mrr_unexplained_usd_cents"]
-    assert cross["source_pipeline"] == investor.PIPELINE and cross["status"] == "provisional"
+    assert cross["source_pipeline"] == metrics.PIPELINE and cross["status"] == "provisional"
     assert cross["source_run_id"].split(";") == [
-        f"{investor.PROFIT}-{P}-20261016T120000-abcdef",
-        f"{investor.GROWTH}-{P}-20261016T120000-abcdef",
+        f"{metrics.PROFIT}-{P}-20261016T120000-abcdef",
+        f"{metrics.GROWTH}-{P}-20261016T120000-abcdef",
     ]
     assert fig.status == "provisional"
-    assert fig.provisional_reasons == [f"{investor.PROFIT}: hr_payroll: payroll for 2026-09 not delivered"]
+    assert fig.provisional_reasons == [f"{metrics.PROFIT}: hr_payroll: payroll for 2026-09 not delivered"]
     assert set(fig.cross_checks) == {"figures_consistent", "revenue_vs_mrr", "engaged_accounts"}
     assert investor.build(inputs(), run_id="r").status == "final"
 
 
 def test_a_missing_upstream_leaves_its_figures_out_never_null():
     fig = investor.build(inputs(engagement=False, margin=None), run_id="r")
-    assert not fig.monthly["source_pipeline"].eq(investor.ENGAGEMENT).any()
+    assert not fig.monthly["source_pipeline"].eq(metrics.ENGAGEMENT).any()
     assert "margin" not in set(fig.monthly["metric"])  # no revenue ratio without a margin: no row
     assert "engaged_accounts" not in fig.cross_checks
     assert fig.status == "provisional" and fig.provisional_reasons[0].startswith("engagement_aggregate: ")
-    ctx = checks.CheckContext(investor.PIPELINE, P, AS_OF, "r", {"figures": fig})
-    [upstreams] = [c for c in checks.registered(investor.PIPELINE) if c.id.endswith("upstreams_succeeded")]
+    ctx = checks.CheckContext(metrics.PIPELINE, P, AS_OF, "r", {"figures": fig})
+    [upstreams] = [c for c in checks.registered(metrics.PIPELINE) if c.id.endswith("upstreams_succeeded")]
     result = checks.evaluate(upstreams, ctx)
     assert result.status == "fail" and result.severity == "critical" and "failed" in result.summary
-    assert result.evidence["upstream"] == investor.ENGAGEMENT
+    assert result.evidence["upstream"] == metrics.ENGAGEMENT
 
 
 def test_format_value_for_people():
-    assert investor.format_value(-123456, "usd_cents") == "-$1,234.56"
-    assert investor.format_value(0.2939, "ratio") == "29.4%"
-    assert investor.format_value(3820.23, "users") == "3,820.2"
-    assert investor.format_value(10829, "users") == "10,829"
-    assert investor.format_value(None, "count") == "n/a"
+    assert metrics.format_value(-123456, "usd_cents") == "-$1,234.56"
+    assert metrics.format_value(0.2939, "ratio") == "29.4%"
+    assert metrics.format_value(3820.23, "users") == "3,820.2"
+    assert metrics.format_value(10829, "users") == "10,829"
+    assert metrics.format_value(None, "count") == "n/a"
 
 
 def test_write_is_idempotent_and_reads_back_wide(warehouse_url):
@@ -209,6 +212,6 @@ def test_write_is_idempotent_and_reads_back_wide(warehouse_url):
     assert int(first.set_index("metric").loc["profit_usd_cents", "value_int"]) == 3_500_000
     wide = investor.wide(first)
     assert list(wide["period"]) == [P] and wide.loc[0, "customers_end"] == 102
-    written = warehouse.read_table("partition_writes", where={"table_name": investor.TABLE})
+    written = warehouse.read_table("partition_writes", where={"table_name": metrics.TABLE})
     assert list(written["run_id"]) == ["investor-run"]
     assert investor.read_monthly(["2020-01"]).empty

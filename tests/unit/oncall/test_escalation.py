@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from helpers.core import config as cfgmod
-from helpers.oncall import escalation, incidents
+from helpers.oncall import escalation, handoff, incidents
 from helpers.oncall.notify import BaseChannel, DeliveryError, Message, Notifier, Recipient, list_notifications
 from helpers.storage.warehouse import get_engine
 
@@ -242,7 +242,7 @@ def test_unknown_alert_is_a_lookup_error(env):
 
 
 def test_wired_to_the_alerts_table(home, capsys, monkeypatch):
-    """A failing check opens an alert (issue 4); the CLI escalates, acks and resolves it."""
+    """A failing check opens an alert (``alerts`` table); the CLI escalates, acks and resolves it."""
     from helpers.checks.framework import CheckResult
     from helpers.cli.main import main
     from helpers.oncall import alerts
@@ -291,7 +291,7 @@ def test_handoff_brief_lists_whats_open_at_risk_and_changed(env):
     )
     tick(cfg, store, notifier, "2026-11-13T12:00")
     escalation.acknowledge(cfg, store, "21", at=ny("2026-11-13T12:10"), by="DE4", notifier=notifier)
-    brief = escalation.handoff_brief(cfg, ny("2026-11-16T12:00"), store=store)
+    brief = handoff.handoff_brief(cfg, ny("2026-11-16T12:00"), store=store)
     assert (brief.outgoing, brief.incoming, brief.handoff_at) == ("DE1", "DE2", ny("2026-11-16T09:00"))
     assert [a["alert_id"] for a in brief.open_alerts] == ["20", "21"]
     # Growth's fix deadline is 2 business days of business hours: Tue 17 Nov 11:00, 23 h away
@@ -304,7 +304,7 @@ def test_handoff_brief_lists_whats_open_at_risk_and_changed(env):
     summary = brief.summary()
     assert (summary["open_alerts"], summary["open_incidents"], summary["at_risk"]) == (2, 2, 1)
     # on a Friday the brief is about the coming Monday's handoff
-    assert escalation.handoff_brief(cfg, ny("2026-11-20T15:00"), store=store).incoming == "DE3"
+    assert handoff.handoff_brief(cfg, ny("2026-11-20T15:00"), store=store).incoming == "DE3"
 
 
 def test_scheduler_hook_escalates_the_alerts_table(home, monkeypatch):
@@ -357,3 +357,26 @@ def test_an_alert_of_an_unconfigured_pipeline_still_reaches_the_on_call(env):
     assert tick(cfg, store, notifier, "2026-11-14T03:00") == [("opened", ""), ("notify", "DE1")]
     assert tick(cfg, store, notifier, "2026-11-14T05:00")[0] == ("secondary", "DE4")  # who handed over
     assert incidents.get_incident("31") is None
+
+
+def test_a_stored_alerts_pages_carry_the_callers_annotation(env):
+    """The runbooks sit above on-call: the caller passes their diagnosis lines in."""
+    from dataclasses import replace
+
+    from helpers.oncall.ladder import Step
+    from helpers.oncall.schedule import schedule_for
+
+    cfg, *_ = env
+    stored = alert("7", "profit_aggregate", "2026-11-10T03:00")
+    step = Step("notify", "notify", stored.opened_at)
+
+    def annotate(alert_id):
+        return [f"diagnosis: stale_data ({alert_id})"]
+
+    page = escalation.message_for(schedule_for(cfg), stored, step, annotate=annotate)
+    assert "diagnosis: stale_data (7)" in page.body.splitlines()
+    in_memory = replace(stored, alert_id="drill-7")  # not an id of the alerts table: nothing to add
+    assert (
+        "diagnosis" not in escalation.message_for(schedule_for(cfg), in_memory, step, annotate=annotate).body
+    )
+    assert "diagnosis" not in escalation.message_for(schedule_for(cfg), stored, step).body

@@ -81,7 +81,7 @@ def test_holiday_week_puts_each_pipelines_secondary_on_backup(schedule):
             "growth_daily": "DE3",
             "engagement_aggregate": "DE3",
             "investor_aggregate": "DE2",  # team-owned: who handed the pager over
-            # the reports (issue 8) are team-owned too
+            # the reports are team-owned too
             "month_end_report": "DE2",
             "finance_reconciliation_report": "DE2",
             "weekly_metrics_review": "DE2",

@@ -22,7 +22,8 @@ from helpers import checks  # noqa: F401  (registers the checks)
 from helpers.core import businesscal  # noqa: F401  (registers the checks)
 from helpers.core import config as cfgmod
 from helpers.profit import checks as profit_checks  # noqa: F401  (registers the checks)
-from helpers.profit import pipeline as profit  # noqa: F401  (registers the checks)
+from helpers.profit.aggregate import Aggregate, build_aggregate
+from helpers.profit.inputs import load_inputs
 from helpers.storage import landing  # noqa: F401  (registers the checks)
 from helpers.storage.extract import focus
 
@@ -39,10 +40,10 @@ CHECK_IDS = {c.catalogue_id: c.id for c in checks.registered("profit_aggregate")
 
 def evaluate(
     root: Path, period: str, as_of: dt.datetime = AS_OF
-) -> tuple[profit.Aggregate, dict[str, checks.CheckResult]]:
+) -> tuple[Aggregate, dict[str, checks.CheckResult]]:
     """Build the month as the notebook does and evaluate every profit_aggregate check on it."""
-    inputs = profit.load_inputs(period, as_of, settings=SETTINGS, root=root)
-    agg = profit.build_aggregate(inputs, settings=SETTINGS, calendar=CALENDAR, run_id="test")
+    inputs = load_inputs(period, as_of, settings=SETTINGS, root=root)
+    agg = build_aggregate(inputs, settings=SETTINGS, calendar=CALENDAR, run_id="test")
     ctx = checks.CheckContext("profit_aggregate", period, as_of, "test", {"aggregate": agg})
     return agg, {c.catalogue_id: checks.evaluate(c, ctx) for c in checks.registered("profit_aggregate")}
 
@@ -198,10 +199,8 @@ def csv_totals(path: Path, month: str) -> dict[str, Decimal]:
 def test_a_focus_file_as_the_cloud_source_gives_each_providers_billed_cost(tmp_path):
     root = tmp_path / "landing"
     focus.land_focus(SAMPLE, arrived_at=dt.datetime(2024, 10, 5, 8, tzinfo=dt.UTC), root=root)
-    inputs = profit.load_inputs(
-        "2024-09", dt.datetime(2024, 10, 20, tzinfo=dt.UTC), settings=SETTINGS, root=root
-    )
-    agg = profit.build_aggregate(inputs, settings=SETTINGS, calendar=CALENDAR, run_id="focus")
+    inputs = load_inputs("2024-09", dt.datetime(2024, 10, 20, tzinfo=dt.UTC), settings=SETTINGS, root=root)
+    agg = build_aggregate(inputs, settings=SETTINGS, calendar=CALENDAR, run_id="focus")
     expected = csv_totals(SAMPLE, "2024-09")
     assert set(expected) == {"AWS", "Microsoft", "Oracle"}
     infra = agg.costs[agg.costs["category"] == "infrastructure"]
@@ -217,8 +216,8 @@ def test_a_focus_file_as_the_cloud_source_gives_each_providers_billed_cost(tmp_p
     assert agg.totals["revenue"] == 0 and pd.isna(agg.profit["margin"].item())
     assert agg.profit["margin_null_reason"].item() == "margin = profit / revenue: zero denominator"
     assert agg.profit["status"].item() == "provisional" and agg.recon["status"] == "pending"
-    october = profit.build_aggregate(
-        profit.load_inputs("2024-10", dt.datetime(2024, 11, 20, tzinfo=dt.UTC), settings=SETTINGS, root=root),
+    october = build_aggregate(
+        load_inputs("2024-10", dt.datetime(2024, 11, 20, tzinfo=dt.UTC), settings=SETTINGS, root=root),
         settings=SETTINGS, calendar=CALENDAR, run_id="focus",
     )  # fmt: skip
     assert october.totals["infrastructure"] == 24  # the one Oracle charge billed in October 2024 ($0.24)

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from helpers.core.config import ProfitConfig
-from helpers.profit import pipeline as profit
+from helpers.core.money import MICRO
 from helpers.profit import reconcile
+from helpers.profit.costs import LINE_COLUMNS
 
 pytestmark = pytest.mark.unit
 SETTINGS = ProfitConfig()
@@ -25,7 +26,7 @@ def ours(*rows: tuple) -> pd.DataFrame:
     frame = pd.DataFrame(
         rows, columns=["period", "category", "subcategory", "currency", "amount_local", "usd_cents"]
     )
-    return frame.assign(usd_micro=frame["usd_cents"] * profit.MICRO, rows=1)[profit.LINE_COLUMNS]
+    return frame.assign(usd_micro=frame["usd_cents"] * MICRO, rows=1)[LINE_COLUMNS]
 
 
 def ledger(*rows: tuple) -> pd.DataFrame:
@@ -51,7 +52,7 @@ def expenses(*rows: tuple) -> pd.DataFrame:
         period=pd.to_datetime(frame["incurred"]).dt.strftime("%Y-%m"),
         currency="USD",
         submitted_at=frame["submitted"].dt.tz_localize("UTC") + pd.Timedelta(hours=14),
-        usd_micro=frame["amount"] * profit.MICRO,
+        usd_micro=frame["amount"] * MICRO,
     )
 
 
@@ -189,7 +190,3 @@ def test_finance_period_follows_the_close_rule():
         ("late", "travel", "2026-09-28", "2026-10-08", 1),
     )
     assert reconcile.finance_period(ops, CUTOFFS).tolist() == ["2026-09", "2026-10"]
-    assert (
-        reconcile.usd_cents(25, 1_100_000) == 28 and reconcile.usd_cents(5, 1_100_000) == 6
-    )  # 27.5 -> 28, 5.5 -> 6
-    assert reconcile.usd_cents(15, 1_100_000) == 16 and reconcile.usd_cents(-5, 1_100_000) == -6

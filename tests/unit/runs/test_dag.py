@@ -9,9 +9,9 @@ import pytest
 from helpers.core import config as cfgmod
 from helpers.core import periods
 from helpers.core.businesscal import BusinessCalendar
+from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK
 from helpers.runs import dag, orchestrate, scheduler
 from helpers.runs.dag import Dag, RunItem, UpstreamState
-from helpers.runs.runner import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK
 
 pytestmark = pytest.mark.unit
 D = dt.date

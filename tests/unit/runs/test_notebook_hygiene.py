@@ -1,7 +1,5 @@
 """Every committed notebook: no outputs, a kernelspec, one literal-only parameters cell."""
 
-from pathlib import Path
-
 import nbformat
 import pytest
 

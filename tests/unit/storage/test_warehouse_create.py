@@ -40,3 +40,47 @@ def test_any_other_database_error_still_fails(tmp_path, monkeypatch):
         warehouse.get_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
     assert calls["n"] == 1
     warehouse.dispose_engines()
+
+
+@pytest.fixture
+def owned_table():
+    """A table an owner package defines on the warehouse's metadata (removed afterwards)."""
+    table = sa.Table("t_owned", warehouse.metadata, sa.Column("k", sa.Integer, primary_key=True))
+    yield table
+    warehouse.metadata.remove(table)
+    warehouse.dispose_engines()
+
+
+def test_a_table_registered_after_the_engine_opened_is_created_on_it(tmp_path, owned_table):
+    engine = warehouse.get_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    warehouse.register_tables(owned_table)
+    assert "t_owned" in sa.inspect(engine).get_table_names()
+
+
+def test_a_registered_table_is_created_on_every_new_engine(tmp_path, owned_table):
+    warehouse.register_tables(owned_table)
+    for name in ("a", "b"):
+        engine = warehouse.get_engine(f"sqlite:///{tmp_path / name}.sqlite")
+        assert "t_owned" in sa.inspect(engine).get_table_names()
+
+
+def test_only_tables_of_the_warehouse_metadata_register():
+    stray = sa.Table("t_stray", sa.MetaData(), sa.Column("k", sa.Integer, primary_key=True))
+    with pytest.raises(ValueError, match="t_stray"):
+        warehouse.register_tables(stray)
+
+
+def test_the_owners_tables_exist_whichever_came_first(tmp_path):
+    """storage imports no owner: an owner imported after the engine opened still finds its tables."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sqlalchemy as sa\n"
+        "from helpers.storage import warehouse\n"
+        f"engine = warehouse.get_engine('sqlite:///{tmp_path / 'w.sqlite'}')\n"
+        "assert 'alerts' not in sa.inspect(engine).get_table_names()\n"
+        "from helpers.oncall import alerts\n"
+        "assert alerts.list_alerts(engine=engine) == []\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from helpers.core.config import RetryPolicy
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall.notify.base import Channel, DeliveryError, Message, Recipient
-from helpers.storage.warehouse import get_engine, metadata
+from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 notifications = sa.Table(
     "notifications",
@@ -50,6 +50,8 @@ notifications = sa.Table(
     sa.Index("ix_notifications_alert", "alert_id"),
     sa.Index("ix_notifications_delivery", "delivery_id"),
 )
+
+register_tables(notifications)
 
 FINAL_STATUSES = ("sent", "failed", "gave_up")
 

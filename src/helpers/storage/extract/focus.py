@@ -30,31 +30,22 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 import pandas as pd
 import pyarrow as pa
 
+from helpers.core.money import to_micros
 from helpers.core.timeutil import as_utc
 from helpers.storage import landing
+from helpers.storage.contracts import FOCUS_DECIMALS, FOCUS_MICROS, FOCUS_TIMESTAMPS, KINDS
 from helpers.storage.extract.base import ExtractResult, Kind, quarantine_root
 from helpers.storage.quarantine import QuarantinedRow, ScreenedRows, write_quarantine
 
 NULL = "NULL"
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
-DECIMAL_COLUMNS = (
-    "BilledCost",
-    "ConsumedQuantity",
-    "ContractedCost",
-    "ContractedUnitPrice",
-    "EffectiveCost",
-    "ListCost",
-    "ListUnitPrice",
-    "PricingQuantity",
-)
-TIMESTAMP_COLUMNS = ("BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart")
 # Columns a row cannot be used without: the money, its currency, its periods and its category.
 NOT_NULL = (
     "BilledCost",
@@ -68,16 +59,14 @@ NOT_NULL = (
     "ProviderName",
 )
 REQUIRED_COLUMNS = tuple(sorted({*NOT_NULL, "BillingAccountId", "ServiceCategory", "ServiceName"}))
-MICROS_COLUMNS = {"BilledCost": "BilledCostMicros", "EffectiveCost": "EffectiveCostMicros"}
 LINEAGE_COLUMNS = ("_file", "_line")
 
 # Landed decimals: 20 integer and 18 fractional digits hold any real bill at full precision.
-DECIMAL_SCALE = 18
-DECIMAL_TYPE = pa.decimal128(38, DECIMAL_SCALE)
+DECIMAL_TYPE = KINDS["dec38_18"]
+DECIMAL_SCALE = DECIMAL_TYPE.scale
 _CURRENCY = re.compile(r"[A-Z]{3}")
 # Plain decimal notation with an optional exponent: no spaces, underscores, NaN or Infinity.
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_MICRO = Decimal(1_000_000)
 
 
 class FocusFormatError(ValueError):
@@ -151,7 +140,7 @@ def check_tags(text: str) -> None:
 
 def micros(value: Decimal) -> int:
     """``value`` in millionths of its currency unit, rounded half-even."""
-    return int((value * _MICRO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return to_micros(value)
 
 
 def parse_row(header: Sequence[str], fields: Sequence[str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -165,9 +154,9 @@ def parse_row(header: Sequence[str], fields: Sequence[str]) -> tuple[dict[str, A
                 problems.append((name, "is NULL; expected a value"))
             continue
         try:
-            if name in DECIMAL_COLUMNS:
+            if name in FOCUS_DECIMALS:
                 row[name] = parse_decimal(text)
-            elif name in TIMESTAMP_COLUMNS:
+            elif name in FOCUS_TIMESTAMPS:
                 row[name] = parse_timestamp(text)
             else:
                 if name in NOT_NULL and text == "":
@@ -245,16 +234,16 @@ def read_focus(path: str | Path, *, source: str = "cloud_costs") -> FocusResult:
                 reason = "; ".join(f"{name}: {message}" for name, message in problems)
                 reject(line, reason, raw, problems[0][0])
                 continue
-            for column, derived in MICROS_COLUMNS.items():
+            for column, derived in FOCUS_MICROS.items():
                 row[derived] = micros(row[column])
             row["_file"] = path.name
             row["_line"] = line
             records.append(row)
-    columns = [*header, *MICROS_COLUMNS.values(), *LINEAGE_COLUMNS]
+    columns = [*header, *FOCUS_MICROS.values(), *LINEAGE_COLUMNS]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in TIMESTAMP_COLUMNS:
+    for column in FOCUS_TIMESTAMPS:
         frame[column] = pd.to_datetime(frame[column], utc=True)
-    for column in (*MICROS_COLUMNS.values(), "_line"):
+    for column in (*FOCUS_MICROS.values(), "_line"):
         frame[column] = frame[column].astype("int64")
     return FocusResult(frame, tuple(quarantined), received, path, tuple(header))
 
@@ -263,11 +252,11 @@ def focus_schema(columns: Sequence[str]) -> pa.Schema:
     """The Parquet schema of landed FOCUS rows with these columns (decimals, UTC timestamps, text)."""
 
     def arrow_type(name: str) -> pa.DataType:
-        if name in DECIMAL_COLUMNS:
+        if name in FOCUS_DECIMALS:
             return DECIMAL_TYPE
-        if name in TIMESTAMP_COLUMNS:
-            return pa.timestamp("us", tz="UTC")
-        if name in (*MICROS_COLUMNS.values(), "_line"):
+        if name in FOCUS_TIMESTAMPS:
+            return KINDS["ts"]
+        if name in (*FOCUS_MICROS.values(), "_line"):
             return pa.int64()
         return pa.string()
 

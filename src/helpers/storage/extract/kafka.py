@@ -1,8 +1,8 @@
-"""Frontend events from Kafka into the landing zone, at least once, in the generator's contract.
+"""Frontend events from Kafka into the landing zone, at least once, in the ``events`` source contract.
 
 Messages are JSON objects in the Segment spec shape (``messageId``, ``type``, ``userId``,
 ``anonymousId``, ``timestamp``, ``sentAt``, ``receivedAt``, ``context``, ``properties``, ...).
-Landed rows have exactly the columns of ``helpers.demo.events.EVENTS_SCHEMA`` (the demo
+Landed rows have exactly the columns of ``helpers.storage.contracts.EVENTS_SCHEMA`` (the demo
 generator lands the same shape), partitioned by **received date** by default:
 
 - a message that is a valid Segment v1 event lands in columns (``context``/``properties``/
@@ -20,7 +20,7 @@ generator lands the same shape), partitioned by **received date** by default:
 
 ``receivedAt`` of a raw row is the message's own ``receivedAt`` when it is an ISO timestamp, else
 the broker record's timestamp, else the arrival clock. Kafka provenance (topic, partition,
-offsets) is not a landed column (the generator's schema has none): it is in the quarantine
+offsets) is not a landed column (the contract has none): it is in the quarantine
 records and in the log line of every delivery.
 
 The delivery guarantee comes from the order of three steps, per batch:
@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -69,8 +68,8 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from helpers.core.timeutil import as_utc, parse_as_of
-from helpers.demo.events import EVENTS_SCHEMA
 from helpers.storage import landing
+from helpers.storage.contracts import EVENTS_SCHEMA, JSON_COLUMNS, SCHEMA_VERSION, email_sha256
 from helpers.storage.extract.base import ExtractResult, Kind, quarantine_root
 from helpers.storage.quarantine import QuarantinedRow, write_quarantine
 
@@ -82,9 +81,7 @@ BROKEN = "a flush failed part-way: close this consumer and start a new one (the 
 PartitionBy = Literal["timestamp", "receivedAt"]
 PARTITION_BY: tuple[PartitionBy, ...] = ("timestamp", "receivedAt")
 SEGMENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
-_OBJECTS = ("context", "properties", "traits")
-SCHEMA_VERSION = "1"  # what a Segment message without a ``schema_version`` is
-EVENT_SCHEMA = EVENTS_SCHEMA  # the generator's landed schema: one contract for both writers
+_OBJECTS = JSON_COLUMNS["events"]  # Segment's objects, landed as JSON text
 DEFAULT_CONFIG: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -126,11 +123,6 @@ def _timestamp(event: Mapping[str, Any], key: str) -> dt.datetime | None:
 
 def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def email_sha256(email: Any, salt: str) -> str:
-    """The pseudonym landed instead of an email: sha256 hex of ``salt + email.strip().lower()``."""
-    return hashlib.sha256((salt + str(email).strip().lower()).encode("utf-8")).hexdigest()
 
 
 def pseudonymised(event: dict[str, Any], salt: str) -> dict[str, Any]:
@@ -261,7 +253,7 @@ def partition_time(row: Mapping[str, Any], partition_by: str = "receivedAt") -> 
 
 
 def events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Landing rows as an Arrow table with the generator's schema, ordered as the generator orders
+    """Landing rows as an Arrow table in the contract's schema, ordered as the generator orders
     its files (``receivedAt``, then ``messageId``; raw rows by their text)."""
     ordered = sorted(rows, key=lambda r: (r["receivedAt"], r["messageId"] or "", r["_raw_json"] or ""))
     return pa.Table.from_pylist(ordered, schema=EVENTS_SCHEMA)

@@ -1,10 +1,11 @@
-"""The five engagement faults of the failure catalogue, injected inside the events day loop.
+"""The six Engagement faults of the failure catalogue: five inside the events day loop, and
+``upstream_missing`` in the in-memory extracts.
 
-Product events are never all in memory, so these faults cannot change finished extracts like
-the other injectors: each is registered in the fault registry as a *streaming* injector (calling
-it on in-memory extracts does nothing and returns ``[]``; ``streaming = True``) and does its work
-through :class:`helpers.demo.events.ActiveEventFault` hooks while
-:func:`helpers.demo.events.generate_events` runs, which returns the ground truth.
+Product events are never all in memory, so five of these faults cannot change finished extracts
+like the other injectors: each is registered in the fault registry as a *streaming* injector
+(calling it on in-memory extracts does nothing and returns ``[]``; ``streaming = True``) and does
+its work through :class:`ActiveEventFault` hooks while :func:`helpers.demo.generate.generate_events`
+runs, which returns the ground truth.
 
 Order within a day: ``data_skew_oom`` adds rows, ``schema_change`` converts rows to v2,
 ``duplicate_events`` copies rows, ``late_events`` delays rows, and ``kafka_outage`` drops rows
@@ -22,6 +23,10 @@ duplicate_events   share=0.05, max_copies=3, days=1
 data_skew_oom      share=0.3, account=<a customer covering DATE, seeded>, days=1
 schema_change      version=2, hour=0, broken=0.02, platform=web (web|mobile|all), days=<to end>
 =================  ==========================================================================
+
+``upstream_missing`` (date: END-10) is a batch injector like the Profit and Growth ones, on an
+upstream business source: ``source=subscriptions, days=3, delay_days=5`` -> the deliveries of
+[DATE, DATE+days) arrive delay_days after the window instead of the next morning.
 """
 
 from __future__ import annotations
@@ -31,14 +36,41 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from helpers.demo import columns as col
 from helpers.demo import events as ev
-from helpers.demo.faults import Injected, injector
+from helpers.demo.columns import Batch, batch_len, concat_rows, take_rows
+from helpers.demo.company import epoch_day, to_date
+from helpers.demo.extracts import ARRIVAL, DAY, PARTITION, SCHEDULE, at
+from helpers.demo.faults import FaultContext, Injected, fault_day, injector, iso_day, param, record
+from helpers.demo.ids import hex16, uuid4_words, uuid_strings
 from helpers.demo.spec import DemoSpec, FaultSpec
+from helpers.storage.contracts import SOURCES
 
 EVENT_FAULT_IDS = ("late_events", "kafka_outage", "duplicate_events", "data_skew_oom", "schema_change")
+# The parameters of this module's batch injector (checked before anything is generated).
+PARAMS: dict[str, tuple[str, ...]] = {"upstream_missing": ("source", "days", "delay_days")}
 DEFAULT_DAYS_BEFORE_END = 14
 BROKEN_REASONS = {1: "missing timestamp", 2: "missing account", 3: "missing event_name"}
+
+
+class ActiveEventFault:
+    """One injected engagement fault as the events day loop sees it (the hooks it overrides)."""
+
+    fault_id = ""
+    order = 0  # day hooks run in ascending order
+
+    def on_day(self, rows: ev.DayRows) -> None:
+        """Change one event day's rows (before they are routed to received partitions)."""
+
+    def on_write(self, source: str, partition: int, batch: Batch) -> Batch:
+        """Change the rows about to be written to one partition; return what is written."""
+        return batch
+
+    def records(self) -> list[Injected]:
+        """The ground truth of what the fault did (once the day loop is done)."""
+        return []
 
 
 class StreamingInjector:
@@ -48,7 +80,7 @@ class StreamingInjector:
 
     def __init__(self, fault_id: str) -> None:
         self.fault_id = fault_id
-        self.__doc__ = f"{fault_id}: injected by helpers.demo.events.generate_events (streaming)."
+        self.__doc__ = f"{fault_id}: injected by helpers.demo.generate.generate_events (streaming)."
 
     def __call__(self, fault: FaultSpec, extracts: Any = None, *args: Any, **kwargs: Any) -> list[Injected]:
         return []
@@ -56,19 +88,6 @@ class StreamingInjector:
 
 for _fid in EVENT_FAULT_IDS:
     injector(_fid)(StreamingInjector(_fid))
-
-
-def _param(
-    fault: FaultSpec, name: str, default: Any, kind: type, lo: float | None = None, hi: float | None = None
-) -> Any:
-    raw = fault.params.get(name, default)
-    try:
-        value = kind(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        raise ValueError(f"--fault {fault.as_text()}: {name}={raw!r}: expected a {kind.__name__}") from None
-    if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-        raise ValueError(f"--fault {fault.as_text()}: {name}={raw!r}: expected a value in [{lo}, {hi}]")
-    return value
 
 
 def _choice(fault: FaultSpec, name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -90,7 +109,7 @@ def _iso_ms(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
 
 
-class _Fault(ev.ActiveEventFault):
+class _Fault(ActiveEventFault):
     """Common parts: the fault's date, days, random stream and the affected message ids."""
 
     stream = 0
@@ -112,7 +131,7 @@ class _Fault(ev.ActiveEventFault):
                 f"--fault {fault.as_text()}: date {date} is outside the generated history {spec.start}..{spec.end}"
             )
         self.date = date
-        self.day0 = ev.epoch_day(date)
+        self.day0 = epoch_day(date)
         self.occurrence = occurrence
         self.hi: list[np.ndarray] = []
         self.lo: list[np.ndarray] = []
@@ -124,7 +143,7 @@ class _Fault(ev.ActiveEventFault):
     def active_on(self, day: int, days: int | None) -> bool:
         return day >= self.day0 and (days is None or day < self.day0 + days)
 
-    def keep(self, batch: ev.Batch) -> None:
+    def keep(self, batch: Batch) -> None:
         self.hi.append(batch["hi"])
         self.lo.append(batch["lo"])
 
@@ -132,7 +151,7 @@ class _Fault(ev.ActiveEventFault):
         if not self.hi:
             return []
         # distinct ids: with duplicate_events also injected, a message can be affected in several copies
-        return sorted(set(ev.uuid_strings(np.concatenate(self.hi), np.concatenate(self.lo)).to_pylist()))
+        return sorted(set(uuid_strings(np.concatenate(self.hi), np.concatenate(self.lo)).to_pylist()))
 
     def affected_rows(self) -> int:
         return int(sum(len(h) for h in self.hi))
@@ -150,11 +169,11 @@ class LateEvents(_Fault):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         f = self.fault
-        self.share = _param(f, "share", 0.25, float, 0.0, 1.0)
-        self.min_days = _param(f, "min_days", 1, int, 1, 30)
-        self.max_days = _param(f, "max_days", 3, int, self.min_days, 30)
+        self.share = param(f, "share", 0.25, float, 0.0, 1.0)
+        self.min_days = param(f, "min_days", 1, int, 1, 30)
+        self.max_days = param(f, "max_days", 3, int, self.min_days, 30)
         self.platform = _choice(f, "platform", "mobile", ("mobile", "web", "all"))
-        self.days = _param(f, "days", 1, int, 1)
+        self.days = param(f, "days", 1, int, 1)
         self.sessions: list[np.ndarray] = []
         self.by_delay: dict[str, int] = {}
         self.partitions: set[str] = set()
@@ -174,12 +193,10 @@ class LateEvents(_Fault):
         idx = np.flatnonzero(hit)
         e["recv"][idx] += shift[pos[idx]]
         e["sent"][idx] += shift[pos[idx]]
-        self.keep(ev.take_rows(e, idx))
+        self.keep(take_rows(e, idx))
         for d, n in zip(*np.unique(delay[pos[idx]], return_counts=True), strict=True):
             self.by_delay[str(int(d))] = self.by_delay.get(str(int(d)), 0) + int(n)
-        self.partitions.update(
-            ev.from_epoch_day(int(x)).isoformat() for x in np.unique(e["recv"][idx] // ev.MS_DAY)
-        )
+        self.partitions.update(to_date(int(x)).isoformat() for x in np.unique(e["recv"][idx] // ev.MS_DAY))
         if len(idx):
             self.max_lateness_ms = max(self.max_lateness_ms, int((e["recv"][idx] - e["ts"][idx]).max()))
         m = rows.mobile
@@ -217,7 +234,7 @@ class LateEvents(_Fault):
         ]
         sessions = np.concatenate(self.sessions) if self.sessions else np.zeros(0, np.uint64)
         if self.platform != "web":
-            sids = sorted(ev.hex16(sessions).to_pylist())
+            sids = sorted(hex16(sessions).to_pylist())
             out.append(
                 Injected(
                     fault=self.fault_id,
@@ -241,28 +258,28 @@ class KafkaOutage(_Fault):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.hours = _param(self.fault, "hours", 6, int, 1, 72)
-        self.start_hour = _param(self.fault, "start_hour", 9, int, 0, 23)
+        self.hours = param(self.fault, "hours", 6, int, 1, 72)
+        self.start_hour = param(self.fault, "start_hour", 9, int, 0, 23)
         self.w0 = self.day0 * ev.MS_DAY + self.start_hour * ev.MS_HOUR
         self.w1 = self.w0 + self.hours * ev.MS_HOUR
         self.by_hour: dict[str, int] = {}
         self.by_day: dict[str, int] = {}
 
-    def on_write(self, source: str, partition: int, batch: ev.Batch) -> ev.Batch:
+    def on_write(self, source: str, partition: int, batch: Batch) -> Batch:
         if source != "events" or not batch:
             return batch
         lost = (batch["recv"] >= self.w0) & (batch["recv"] < self.w1)
         if not lost.any():
             return batch
-        gone = ev.take_rows(batch, lost)
+        gone = take_rows(batch, lost)
         self.keep(gone)
         for h, n in zip(*np.unique(gone["recv"] // ev.MS_HOUR, return_counts=True), strict=True):
             key = _iso_ms(int(h) * ev.MS_HOUR)
             self.by_hour[key] = self.by_hour.get(key, 0) + int(n)
         for d, n in zip(*np.unique(gone["ts"] // ev.MS_DAY, return_counts=True), strict=True):
-            key = ev.from_epoch_day(int(d)).isoformat()
+            key = to_date(int(d)).isoformat()
             self.by_day[key] = self.by_day.get(key, 0) + int(n)
-        return ev.take_rows(batch, ~lost)
+        return take_rows(batch, ~lost)
 
     def records(self) -> list[Injected]:
         ids = self.ids()
@@ -299,9 +316,9 @@ class DuplicateEvents(_Fault):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.share = _param(self.fault, "share", 0.05, float, 0.0, 1.0)
-        self.max_copies = _param(self.fault, "max_copies", 3, int, 2, 10)
-        self.days = _param(self.fault, "days", 1, int, 1)
+        self.share = param(self.fault, "share", 0.05, float, 0.0, 1.0)
+        self.max_copies = param(self.fault, "max_copies", 3, int, 2, 10)
+        self.days = param(self.fault, "days", 1, int, 1)
         self.by_copies: dict[str, int] = {}
         self.extra = 0
 
@@ -314,11 +331,11 @@ class DuplicateEvents(_Fault):
         copies = rng.integers(2, self.max_copies + 1, len(picked))
         extra = copies - 1
         src = np.repeat(picked, extra)
-        k = ev._within(extra) + 1  # the k-th retry
-        dup = ev.take_rows(e, src)
+        k = col.within(extra) + 1  # the k-th retry
+        dup = take_rows(e, src)
         dup["recv"] = dup["recv"] + k * rng.integers(1_000, 120_000, len(src))
-        rows.events = ev.concat_rows([e, dup])
-        self.keep(ev.take_rows(e, picked))
+        rows.events = concat_rows([e, dup])
+        self.keep(take_rows(e, picked))
         self.extra += len(src)
         for c, n in zip(*np.unique(copies, return_counts=True), strict=True):
             self.by_copies[str(int(c))] = self.by_copies.get(str(int(c)), 0) + int(n)
@@ -354,8 +371,8 @@ class DataSkew(_Fault):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.share = _param(self.fault, "share", 0.3, float, 0.0, 0.99)
-        self.days = _param(self.fault, "days", 1, int, 1)
+        self.share = param(self.fault, "share", 0.3, float, 0.0, 0.99)
+        self.days = param(self.fault, "days", 1, int, 1)
         self.per_day: dict[str, dict[str, Any]] = {}
         if self.model is not None:
             self._pick_account(self.model)
@@ -388,7 +405,7 @@ class DataSkew(_Fault):
             return
         rng = self.rng(rows.day)
         e = rows.events
-        total = ev.batch_len(e)
+        total = batch_len(e)
         own = int((e["acct"] == self.acct).sum()) if e else 0
         x = max(0, math.ceil((self.share * total - own) / (1.0 - self.share)))
         users = min(self.seats, 3)
@@ -396,9 +413,9 @@ class DataSkew(_Fault):
         sess_keys = rng.bit_generator.random_raw(users).astype(np.uint64)
         ts = rows.day * ev.MS_DAY + np.sort(rng.integers(0, ev.MS_DAY, x))
         sent = ts + rng.integers(20, 1500, x)
-        hi, lo = ev._uuid4_words(rng, x)
+        hi, lo = uuid4_words(rng, x)
         bot = ev.TRACK_EVENTS.index
-        extra: ev.Batch = {
+        extra: Batch = {
             "acct": np.full(x, self.acct, np.int64),
             "seat": seat,
             "platform": np.full(x, ev.WEB, np.int8),
@@ -419,9 +436,9 @@ class DataSkew(_Fault):
         }
         if e:
             extra = {k: extra[k].astype(e[k].dtype) for k in e}
-        rows.events = ev.concat_rows([e, extra])
+        rows.events = concat_rows([e, extra])
         self.keep(extra)
-        self.per_day[ev.from_epoch_day(rows.day).isoformat()] = {
+        self.per_day[to_date(rows.day).isoformat()] = {
             "extra_events": x,
             "account_events": own + x,
             "day_events": total + x,
@@ -448,20 +465,20 @@ class DataSkew(_Fault):
 
 
 class SchemaChange(_Fault):
-    """From DATE the frontend sends the v2 format (see ``events.V2_FORMAT``); some records broken."""
+    """From DATE the frontend sends the v2 format (``contracts.V2_FORMAT``); some records broken."""
 
     fault_id, order, stream = "schema_change", 20, 5
     params_allowed = ("version", "hour", "broken", "platform", "days")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        version = _param(self.fault, "version", 2, int)
+        version = param(self.fault, "version", 2, int)
         if version != 2:
             raise ValueError(f"--fault {self.fault.as_text()}: version={version}: only version 2 is defined")
-        self.hour = _param(self.fault, "hour", 0, int, 0, 23)
-        self.broken = _param(self.fault, "broken", 0.02, float, 0.0, 1.0)
+        self.hour = param(self.fault, "hour", 0, int, 0, 23)
+        self.broken = param(self.fault, "broken", 0.02, float, 0.0, 1.0)
         self.platform = _choice(self.fault, "platform", "web", ("web", "mobile", "all"))
-        self.days = _param(self.fault, "days", None, int, 1)
+        self.days = param(self.fault, "days", None, int, 1)
         self.since = self.day0 * ev.MS_DAY + self.hour * ev.MS_HOUR
         self.bad_hi: list[np.ndarray] = []
         self.bad_lo: list[np.ndarray] = []
@@ -480,7 +497,7 @@ class SchemaChange(_Fault):
         kind = rng.integers(1, 4, len(hit))
         e["version"][hit] = 2
         e["broken"][hit] = np.where(broken, kind, 0)
-        self.keep(ev.take_rows(e, hit))
+        self.keep(take_rows(e, hit))
         bad = hit[broken]
         self.bad_hi.append(e["hi"][bad])
         self.bad_lo.append(e["lo"][bad])
@@ -492,7 +509,7 @@ class SchemaChange(_Fault):
         ids = self.ids()
         unparseable: dict[str, str] = {}
         if self.bad_hi:
-            bad = ev.uuid_strings(np.concatenate(self.bad_hi), np.concatenate(self.bad_lo)).to_pylist()
+            bad = uuid_strings(np.concatenate(self.bad_hi), np.concatenate(self.bad_lo)).to_pylist()
             kinds = np.concatenate(self.bad_kind)
             unparseable = {m: BROKEN_REASONS[int(k)] for m, k in sorted(zip(bad, kinds, strict=True))}
         reasons: dict[str, int] = {}
@@ -538,9 +555,9 @@ def validate(fault: FaultSpec, spec: DemoSpec) -> None:
     FAULT_CLASSES[fault.id](fault, spec, None, 0)
 
 
-def activate(spec: DemoSpec, model: ev.EventModel) -> list[ev.ActiveEventFault]:
+def activate(spec: DemoSpec, model: ev.EventModel) -> list[ActiveEventFault]:
     """The engagement faults of ``spec`` (validated), ready for the day loop."""
-    out: list[ev.ActiveEventFault] = []
+    out: list[ActiveEventFault] = []
     seen: dict[str, int] = {}
     for fault in spec.faults:
         cls = FAULT_CLASSES.get(fault.id)
@@ -549,3 +566,59 @@ def activate(spec: DemoSpec, model: ev.EventModel) -> list[ev.ActiveEventFault]:
         seen[fault.id] = seen.get(fault.id, 0) + 1
         out.append(cls(fault, spec, model, seen[fault.id] - 1))
     return out
+
+
+# ------------------------------------------------------------------ upstream_missing (batch)
+
+
+@injector("upstream_missing")
+def upstream_missing(fault: FaultSpec, ex: dict[str, pd.DataFrame], ctx: FaultContext) -> list[Injected]:
+    """An upstream source's deliveries for ``days`` days from DATE arrive only ``delay_days`` after the window."""
+    w = ctx.world
+    day = fault_day(fault, w, w.end - 9)
+    src = str(fault.params.get("source", "subscriptions"))
+    days = param(fault, "days", 3, int, 1, 366)
+    delay = param(fault, "delay_days", 5, int, 1, 366)
+    if src not in ex:
+        return []
+
+    def held(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+        """Deliveries of the window arrive after it (same time of day); returns the moved arrivals."""
+        part = frame.loc[mask, PARTITION].to_numpy()
+        before = frame.loc[mask, ARRIVAL].to_numpy()
+        late = at(day + days + delay) + (before - at(part)) % DAY
+        frame.loc[mask, ARRIVAL] = np.maximum(late, before)
+        return pd.DataFrame({"p": part, "before": before, "after": frame.loc[mask, ARRIVAL].to_numpy()})
+
+    f = ex[src].copy()
+    hit = ((f[PARTITION] >= day) & (f[PARTITION] < day + days)).to_numpy()
+    moved = [held(f, hit)]
+    ex[src] = f
+    if SCHEDULE in ex:
+        sched = ex[SCHEDULE].copy()
+        mask = (
+            (sched["source"] == src) & (sched[PARTITION] >= day) & (sched[PARTITION] < day + days)
+        ).to_numpy()
+        moved.append(held(sched, mask))
+        ex[SCHEDULE] = sched
+    arrivals = pd.concat(moved, ignore_index=True).drop_duplicates("p")
+    if arrivals.empty:
+        return []
+    return [
+        record(
+            fault,
+            src,
+            day,
+            f"{src} deliveries for {days} day(s) from {iso_day(day)} held back upstream, backfilled {delay} day(s) after",
+            SOURCES[src].key,
+            f.loc[hit, SOURCES[src].key],
+            partitions=[iso_day(p) for p in sorted(arrivals["p"])],
+            arrived_at={
+                iso_day(p): {
+                    "expected": pd.Timestamp(int(b), unit="s", tz="UTC").isoformat(),
+                    "actual": pd.Timestamp(int(a), unit="s", tz="UTC").isoformat(),
+                }
+                for p, b, a in arrivals.sort_values("p").itertuples(index=False)
+            },
+        )
+    ]

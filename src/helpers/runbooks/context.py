@@ -1,0 +1,199 @@
+"""A runbook's parameters made usable: the context every kit function works in, and the Symptom step.
+
+:func:`load_context` turns the notebook's parameters into a :class:`RunbookContext` (the alert, the
+pipelines in scope, the partition, the check, ``as_of``, whether fixes may run) and starts a new fix
+log (:data:`FIX_LOG`, written by :func:`helpers.runbooks.fixes.guarded_fix`). :func:`symptom` shows
+what was observed. Nothing reads the wall clock: runs started by a fix use :func:`as_of_clock`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from helpers.core import config as cfgmod
+from helpers.core.timeutil import as_utc, parse_as_of
+from helpers.oncall import alerts as alertsmod
+from helpers.runbooks.formatting import utc_text
+from helpers.runs.dag import Dag
+
+FAMILIES: tuple[str, ...] = ("profit", "growth", "engagement")
+
+Clock = Callable[[], dt.datetime]
+
+# The fixes recorded since the last load_context (a runbook is one process working one context).
+FIX_LOG: list[Any] = []
+
+
+def as_of_clock(as_of: dt.datetime) -> Clock:
+    """A clock that starts at ``as_of`` and advances with elapsed (monotonic) time.
+
+    Runs started by a fix get start and finish times in the runbook's own time frame, in order,
+    without reading the wall clock.
+    """
+    start, origin = as_utc(as_of), time.monotonic()
+    return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
+
+
+@dataclass
+class RunbookContext:
+    """A runbook's parameters made usable. ``pipeline`` None: every pipeline in ``scope``."""
+
+    runbook: str
+    as_of: dt.datetime
+    apply_fix: bool
+    run_id: str
+    config: cfgmod.WorkbookConfig
+    alert: alertsmod.Alert | None = None
+    pipeline: str | None = None
+    partition: str | None = None
+    check_id: str | None = None
+
+    @property
+    def family(self) -> str | None:
+        """The runbook's pipeline family (``profit/stale_data`` -> ``profit``), if it has one."""
+        head = self.runbook.split("/", 1)[0]
+        return head if "/" in self.runbook and head in FAMILIES else None
+
+    @property
+    def scope(self) -> list[str]:
+        """The pipelines this run looks at: the one named, else the family's, else all of them."""
+        pipes = self.config.pipelines.pipelines
+        if self.pipeline:
+            return [self.pipeline]
+        order = Dag.from_config(self.config.pipelines).order()
+        if self.family:
+            return [p for p in order if pipes[p].family == self.family]
+        return order
+
+    @property
+    def catalogue_id(self) -> str | None:
+        return self.alert.catalogue_id if self.alert else None
+
+    def pipeline_config(self, pipeline: str | None = None) -> cfgmod.Pipeline | None:
+        """The configuration of ``pipeline`` (default: the context's), None if not configured."""
+        return self.config.pipelines.pipelines.get(pipeline or self.pipeline or "")
+
+    @cached_property
+    def snapshot(self) -> Any:
+        """Run records and mart writes as of ``as_of`` (``checks.snapshot.Snapshot``), read once."""
+        from helpers.checks.snapshot import load_snapshot
+
+        return load_snapshot(self.as_of)
+
+    def pipeline_runs(self, pipeline: str) -> pd.DataFrame:
+        """The run records of ``pipeline`` in :attr:`snapshot` (oldest first)."""
+        runs = self.snapshot.runs
+        return runs[runs["pipeline"] == pipeline]
+
+    def pipeline_tables(self, pipeline: str) -> list[str]:
+        """The mart tables ``pipeline`` writes (none when it is not configured)."""
+        from helpers.checks import monitors
+
+        p = self.pipeline_config(pipeline)
+        return monitors.pipeline_tables(p, self.snapshot.writes) if p else []
+
+    def describe(self) -> str:
+        """One line: what this run is about."""
+        mode = "FIX" if self.apply_fix else "diagnose"
+        if self.alert:
+            a = self.alert
+            what = f"alert {a.alert_id} [{a.severity}, {a.status}] {a.check_id} {a.partition}: {a.summary}"
+        else:
+            what = f"no alert: checking {', '.join(self.scope) or 'nothing'}"
+            if self.partition:
+                what += f" partition {self.partition}"
+        return f"{self.runbook} ({mode} mode) as of {utc_text(self.as_of)}: {what}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "runbook": self.runbook,
+            "as_of": self.as_of.isoformat(),
+            "apply_fix": self.apply_fix,
+            "run_id": self.run_id,
+            "alert_id": self.alert.alert_id if self.alert else None,
+            "pipeline": self.pipeline,
+            "partition": self.partition,
+            "check_id": self.check_id,
+            "scope": self.scope,
+        }
+
+
+def load_context(
+    runbook: str,
+    *,
+    as_of: str | dt.datetime,
+    alert_id: str | int = "",
+    pipeline: str = "",
+    partition: str = "",
+    check_id: str = "",
+    apply_fix: bool = False,
+    run_id: str = "manual",
+    config: cfgmod.WorkbookConfig | None = None,
+) -> RunbookContext:
+    """The context of one runbook run, from its parameters (empty strings mean "not given").
+
+    With ``alert_id`` the alert supplies the pipeline, partition and check unless they are given.
+    An unknown alert or pipeline is an error that says where to look. Starts a new fix log.
+    """
+    config = config or cfgmod.get()
+    when = parse_as_of(as_of) if isinstance(as_of, str) else as_utc(as_of)
+    alert = None
+    if str(alert_id).strip():
+        try:
+            number = int(str(alert_id).strip())
+        except ValueError:
+            raise ValueError(
+                f"alert_id: expected a number as listed by `workbook alerts`, got {alert_id!r}"
+            ) from None
+        alert = alertsmod.get_alert(number)
+        if alert is None:
+            raise ValueError(f"alert_id: no alert {number}; `workbook alerts` lists them")
+    pipeline = pipeline or (alert.pipeline if alert else "")
+    if pipeline and pipeline not in config.pipelines.pipelines and not alert:
+        raise ValueError(
+            f"pipeline: {pipeline!r} is not in config; expected one of {', '.join(config.pipelines.pipelines)}"
+        )
+    if alert and pipeline not in config.pipelines.pipelines:
+        pipeline = ""  # an alert about something outside config: look at everything
+    FIX_LOG.clear()
+    return RunbookContext(
+        runbook=runbook,
+        as_of=when,
+        apply_fix=bool(apply_fix),
+        run_id=run_id,
+        config=config,
+        alert=alert,
+        pipeline=pipeline or None,
+        partition=partition or (alert.partition if alert else None) or None,
+        check_id=check_id or (alert.check_id if alert else None) or None,
+    )
+
+
+def symptom(ctx: RunbookContext) -> pd.DataFrame:
+    """What was observed: the alert (or what the runbook will check), and the check's history."""
+    print(ctx.describe())
+    if ctx.alert is None:
+        return pd.DataFrame([ctx.as_json()])
+    a = ctx.alert
+    print("evidence:", json.dumps(a.evidence, default=str)[:600])
+    return check_history(ctx)
+
+
+def check_history(ctx: RunbookContext, *, limit: int = 10) -> pd.DataFrame:
+    """The latest results of the context's check (its partition first), from ``check_results``."""
+    from helpers.checks import store
+
+    cols = ["evaluated_at", "as_of", "check_id", "partition", "status", "severity", "run_id", "summary"]
+    if not ctx.check_id:
+        return pd.DataFrame(columns=cols)
+    rows = store.list_results(check_id=ctx.check_id, limit=200)
+    rows = [r for r in rows if ctx.partition in (None, r["partition"]) and r["as_of"] <= ctx.as_of]
+    return pd.DataFrame(rows[:limit], columns=cols)

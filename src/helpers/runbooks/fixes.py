@@ -1,0 +1,142 @@
+"""The Fix step: act only when ``apply_fix`` is true, record what was done, and what to re-run.
+
+:func:`guarded_fix` runs an action only in fix mode and records it (or what it would do) in the
+context's fix log (:data:`helpers.runbooks.context.FIX_LOG`, read by :func:`fixes`). :func:`rerun`
+re-runs partitions with ``backfill --force --downstream`` at ``ctx.as_of``; :func:`rerun_targets`,
+:func:`date_range_targets` and :func:`describe_targets` say which ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from helpers.checks.framework import json_safe
+from helpers.core.periods import period_days
+from helpers.runbooks.context import FIX_LOG, RunbookContext, as_of_clock
+from helpers.runbooks.evidence import Evidence
+from helpers.runs.dag import Dag, partition_for
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """What :func:`guarded_fix` did: ``applied`` False is a dry run; ``error`` if the action raised."""
+
+    description: str
+    applied: bool
+    result: Any = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return json_safe(
+            {
+                "description": self.description,
+                "applied": self.applied,
+                "result": self.result,
+                "error": self.error,
+            }
+        )
+
+
+def guarded_fix(apply_fix: bool, action: Callable[[], Any], description: str) -> FixRecord:
+    """Run ``action`` only when ``apply_fix`` is true; record what was done (or would be).
+
+    A failing action is recorded with its error and printed, not raised: Verify then shows the
+    check still failing, and the runbook still records its diagnosis.
+    """
+    if not apply_fix:
+        record = FixRecord(description, False)
+        print(f"DRY RUN (apply_fix=False): would {description}")
+    else:
+        print(f"FIX: {description}")
+        try:
+            record = FixRecord(description, True, json_safe(action()))
+            print("done:", json.dumps(record.result, default=str)[:800])
+        except Exception as e:
+            record = FixRecord(description, True, None, f"{type(e).__name__}: {e}")
+            print("FIX FAILED:", record.error)
+            print("".join(traceback.format_exc(limit=4)))
+    FIX_LOG.append(record)
+    return record
+
+
+def fixes() -> list[FixRecord]:
+    """The fixes recorded in this run so far."""
+    return list(FIX_LOG)
+
+
+def rerun(
+    ctx: RunbookContext,
+    partitions: Iterable[tuple[str, str]] | None = None,
+    *,
+    downstream: bool = True,
+) -> list[dict[str, Any]]:
+    """Re-run ``(pipeline, partition)`` pairs (default: the context's) with ``backfill --force``
+    (and ``--downstream``), at ``ctx.as_of``; returns each run's outcome.
+
+    A ``current`` partition (a monitor about now) re-runs the partition holding the day before
+    ``as_of``, as the scheduler would.
+    """
+    from helpers.runs import orchestrate
+
+    pairs = (
+        list(partitions) if partitions is not None else [(p, ctx.partition or "current") for p in ctx.scope]
+    )
+    if downstream:  # a dependant of another target is re-run by that target's --downstream
+        graph = Dag.from_config(ctx.config.pipelines)
+        ups = {p for p, _ in pairs}
+        pairs = [(p, label) for p, label in pairs if not any(p in graph.descendants(u) for u in ups - {p})]
+    clock = as_of_clock(ctx.as_of)
+    out: list[dict[str, Any]] = []
+    for pipeline, label in pairs:
+        p = ctx.config.pipelines.get(pipeline)
+        if label in ("", "current", None):
+            label = partition_for(p, ctx.as_of.date() - dt.timedelta(days=1))
+        first, last = period_days(label)
+        outcomes = orchestrate.backfill(
+            pipeline,
+            first,
+            last,
+            clock=clock,
+            as_of=ctx.as_of,
+            force=True,
+            downstream=downstream,
+            config=ctx.config,
+        )
+        out += [o.as_json() for o in outcomes]
+    return out
+
+
+def describe_targets(targets: Sequence[tuple[str, str]], *, limit: int = 4) -> str:
+    """``profit_aggregate 2026-10, engagement_aggregate 2026-10-01 … (+30 more)`` for messages."""
+    shown = ", ".join(f"{p} {label}" for p, label in targets[:limit])
+    more = f" … (+{len(targets) - limit} more)" if len(targets) > limit else ""
+    return f"{shown}{more}" if targets else "nothing"
+
+
+def rerun_targets(*evidence: Evidence) -> list[tuple[str, str]]:
+    """The ``(pipeline, partition)`` pairs the holding evidence names, in order, without repeats."""
+    out: list[tuple[str, str]] = []
+    for e in evidence:
+        for pipeline, partition in e.data.get("targets", []) if e.holds else []:
+            if (pipeline, partition) not in out:
+                out.append((pipeline, partition))
+    return out
+
+
+def date_range_targets(ctx: RunbookContext, start: str, end: str) -> list[tuple[str, str]]:
+    """Every partition of the pipelines in scope touching ``[start, end]`` (dates; empty: none)."""
+    from helpers.runs.dag import periods_between
+
+    if not start:
+        return []
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end or start)
+    return [
+        (pid, label)
+        for pid in ctx.scope
+        for label in periods_between(ctx.config.pipelines.get(pid), first, last)
+    ]
