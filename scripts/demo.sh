@@ -4,10 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 wb=.venv/bin/workbook
 $wb demo-data
-month="$($wb demo-data --last-complete-month)"
-# The close runs "as of" the 10th of the next month, 12:00 UTC: by then every source of the month has
-# arrived (cloud bills 3-5 days after it, Finance's ledger on its close, the 5th business day).
-as_of="$(.venv/bin/python -c 'import sys; y, m = map(int, sys.argv[1].split("-")); print(f"{y + m // 12:04d}-{m % 12 + 1:02d}-10T12:00:00Z")' "$month")"
+# The close runs "as of" the 16th of the next month, 12:00 UTC: by then every source of the month has
+# arrived (cloud bills 3-5 days after it, Finance's ledger on its close, the 5th business day) and every
+# renewal that failed in the month is out of dunning (paid or churned: the grace period is 14 days).
+# The demo history ends on the last complete month's last day, so the month it can close is the one
+# before: its 16th-of-next-month lies inside the history.
+last="$($wb demo-data --last-complete-month)"
+read -r month as_of < <(.venv/bin/python -c 'import sys; y, m = map(int, sys.argv[1].split("-")); k = y * 12 + m - 2; print(f"{k // 12:04d}-{k % 12 + 1:02d}", f"{(k + 1) // 12:04d}-{(k + 1) % 12 + 1:02d}-16T12:00:00Z")' "$last")
 echo "demo: closing $month as of $as_of (workbook close --month $month --as-of $as_of)"
 # A DRAFT is a result, not an error: the close prints its blockers; its last line is the report's path.
 status=0

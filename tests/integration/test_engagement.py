@@ -228,21 +228,41 @@ def recompute(
         "active_accounts": m["account_id"].nunique(), "events": len(m), "sessions": int(acc["sessions"].sum()),
         "api_requests": len(ma),
     }  # fmt: skip
+    exact = {  # what the marts store: ratios and averages at full precision
+        "stickiness": [sum(users(x, x)["user_id"].nunique() for x in (d - dt.timedelta(days=k) for k in range(30)))
+                       / 30 / users(d - dt.timedelta(days=29), d)["user_id"].nunique() for d in written],
+        "monthly": {"dau_avg": sum(dau_month) / n_days, "stickiness": sum(dau_month) / n_days / monthly["mau"]},
+    }  # fmt: skip
     return {
         "daily": daily,
         "metrics": pd.DataFrame(metrics),
         "monthly": monthly,
         "accounts": acc.sort_index(),
+        "exact": exact,
     }
+
+
+SHOWN = {"stickiness": 4, "dau_avg": 2}  # decimals the expectations are written at (the published precision)
+
+
+def shown(column: str, value: object) -> object:
+    """A stored value as the expectations state it: rounded to :data:`SHOWN` places."""
+    return round(float(value), SHOWN[column]) if column in SHOWN else value
 
 
 def assert_matches(result: EngagementRun, expected: dict) -> None:
     pd.testing.assert_frame_equal(result.daily.reset_index(drop=True), expected["daily"], check_dtype=False)
+    metrics = result.metrics.reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        result.metrics.reset_index(drop=True), expected["metrics"], check_dtype=False
+        metrics.assign(stickiness=metrics["stickiness"].map(lambda v: shown("stickiness", v))),
+        expected["metrics"],
+        check_dtype=False,
     )
     row = result.monthly.iloc[0]
-    assert {k: row[k] for k in expected["monthly"]} == expected["monthly"]
+    assert {k: shown(k, row[k]) for k in expected["monthly"]} == expected["monthly"]
+    # stored at full precision, not rounded
+    assert list(metrics["stickiness"]) == pytest.approx(expected["exact"]["stickiness"], rel=1e-12, abs=0)
+    assert {k: row[k] for k in SHOWN} == pytest.approx(expected["exact"]["monthly"], rel=1e-12, abs=0)
     acc = result.accounts.set_index("account_id")[list(expected["accounts"].columns)].sort_index()
     pd.testing.assert_frame_equal(acc, expected["accounts"], check_dtype=False, check_names=False)
 

@@ -1,10 +1,11 @@
 """Reliability beside the drills: crashes, repeated closes, malformed sources.
 
-(a) A real pipeline run (``workbook run smoke``, a subprocess with its kernel) and a landing
-    writer are SIGKILLed at random points (fixed seed, 10 trials each): no partial partition is
-    ever visible, no half-written file is read, a dead run does not stay ``running`` (the next run
-    finds its process gone and marks it failed) and the next run succeeds with an unkilled run's
-    figures.
+(a) A real pipeline run (``workbook run smoke``, a subprocess with its kernel), a landing writer
+    and a run's final publish (two large staged partitions) are SIGKILLed at random points (fixed
+    seed, 10 trials each): no partial partition is ever visible (a publish leaves the old
+    partitions or the new ones, with a run record to match), no half-written file is read, a dead
+    run does not stay ``running`` (the next run finds its process gone, marks it failed and
+    discards what it staged) and the next run succeeds with an unkilled run's figures.
 (b) The same ``workbook close`` three times leaves identical marts (row checksums).
 (c) Malformed files of every source in ``config/pipelines.yml`` ``sources:`` get an error naming the
     file and row or field, and quarantined rows are counted (accepted + quarantined = received).
@@ -167,6 +168,105 @@ def test_sigkill_of_a_landing_writer_leaves_only_complete_recorded_files(tmp_pat
         frame = landing.read_source("sink", root=root)  # a reader never meets a partial file
         assert len(frame) == rows * len(recorded)
     assert recorded, "nothing was ever written: the trials tested nothing"
+
+
+PUBLISHER = """
+import datetime as dt, os, sys
+import pandas as pd
+import sqlalchemy as sa
+from helpers.runs import records as runs
+from helpers.storage import warehouse
+doublings, value = int(sys.argv[1]), int(sys.argv[2])
+at = dt.datetime(2026, 11, 2, 6, tzinfo=dt.UTC)
+run_id = runs.start_run("smoke", "2026-11-01", now=at, as_of=at, parameters={}, code_version="t")
+os.environ[warehouse.RUNNER_ENV] = run_id  # this process plays the run's kernel, then its runner
+for day in ("2026-11-01", "2026-11-02"):
+    frame = pd.DataFrame({"day": [day], "k": [0], "v": [value]})
+    warehouse.replace_partition("big", frame, {"day": day}, written_at=at, run_id=run_id)
+staging = warehouse.staged_for(run_id)[0].staging_table  # grown in SQL: large partitions, fast
+with warehouse.get_engine().begin() as conn:
+    for i in range(doublings):
+        conn.execute(sa.text(f'INSERT INTO "{staging}" (day, k, v) SELECT day, k + :n, v FROM "{staging}"'),
+                     {"n": 2**i})
+    conn.execute(warehouse.staged_partitions.update().where(warehouse.staged_partitions.c.run_id == run_id)
+                 .values(row_count=2**doublings))
+print(run_id, flush=True)
+runs.finish_run(run_id, status="succeeded", now=at)  # the publish
+print("published", flush=True)
+"""
+
+
+def _big_state() -> tuple[list[tuple], list[tuple]]:
+    """``big``'s partitions (day, rows, min v, max v) and their ``partition_writes`` rows."""
+    with warehouse.get_engine().connect() as conn:
+        big = conn.execute(sa.text("SELECT day, COUNT(*), MIN(v), MAX(v) FROM big GROUP BY day ORDER BY day"))
+        writes = conn.execute(
+            sa.text(
+                "SELECT partition_key, row_count, run_id FROM partition_writes "
+                "WHERE table_name = 'big' ORDER BY partition_key"
+            )
+        )
+        return [tuple(r) for r in big], [tuple(r) for r in writes]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_sigkill_during_a_runs_publish_leaves_the_old_or_the_new_partitions_never_a_mix(warehouse_url):
+    from helpers.runs import records as runs
+
+    rng = random.Random(SEED)
+    doublings = 19
+    rows = 2**doublings  # per partition: two of them
+
+    def spawn(value: int) -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(doublings), str(value)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        run_id = proc.stdout.readline().strip()  # staged: the publish starts now
+        assert run_id, proc.stderr.read()[-2000:]
+        return proc, run_id
+
+    proc, published_by = spawn(1)
+    assert proc.stdout.readline().strip() == "published", proc.stderr.read()[-2000:]
+    proc.wait(timeout=60)
+    proc, published_by = spawn(2)  # an unkilled publish, timed
+    started = time.monotonic()
+    assert proc.stdout.readline().strip() == "published", proc.stderr.read()[-2000:]
+    publish_s = time.monotonic() - started
+    proc.wait(timeout=60)
+    current, killed, seen = 2, 0, set()
+    for trial in range(TRIALS):
+        value = trial + 3
+        proc, run_id = spawn(value)
+        try:
+            proc.wait(timeout=rng.uniform(0.0, 1.5 * publish_s))
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)
+            killed += 1
+        big, writes = _big_state()
+        assert [(day, n) for day, n, _lo, _hi in big] == [("2026-11-01", rows), ("2026-11-02", rows)], big
+        values = {(lo, hi) for _day, _n, lo, hi in big}
+        assert values in ({(current, current)}, {(value, value)}), f"trial {trial}: a mix: {big}"
+        new = values == {(value, value)}
+        # never a succeeded run with unpublished data, nor published data of a run not succeeded
+        assert runs.get_run(run_id).status == ("succeeded" if new else "running"), trial
+        owner = run_id if new else published_by
+        assert writes == [(f'{{"day": "{d}"}}', rows, owner) for d in ("2026-11-01", "2026-11-02")], trial
+        seen.add("new" if new else "old")
+        if new:
+            current, published_by = value, run_id
+    assert killed >= 1, "no publish was killed: the trials tested nothing"
+    assert seen == {"old", "new"} or killed == TRIALS, seen
+    proc, run_id = spawn(99)  # the next run discards what a killed one left staged, and publishes
+    assert proc.stdout.readline().strip() == "published", proc.stderr.read()[-2000:]
+    proc.wait(timeout=60)
+    assert {(lo, hi) for _d, _n, lo, hi in _big_state()[0]} == {(99, 99)}
+    tables = sa.inspect(warehouse.get_engine()).get_table_names()
+    assert [t for t in tables if t.startswith("staging_")] == [] and warehouse.staged_for(run_id) == []
 
 
 # ---------------------------------------------------------------- (b) the same close three times

@@ -104,3 +104,88 @@ def test_a_dead_runner_does_not_hold_the_lock(warehouse_url):
     assert runs.get_run(rid).status == "failed"
     assert "died without recording an end" in runs.get_run(rid).error_summary
     assert runs.get_run(new).status == "running"
+
+
+def typed(day: str, n: int) -> pd.DataFrame:
+    """A frame of every kind of column the marts hold, NULLs included."""
+    return pd.DataFrame(
+        {
+            "day": day,
+            "booked": [dt.date.fromisoformat(day)] * n,
+            "account_id": [f"acc_{i:03d}" for i in range(n)],
+            "amount_cents": [100 * i for i in range(n)],
+            "ratio": [None if i == 1 else i / 3 for i in range(n)],
+            "flag": [i % 2 == 0 for i in range(n)],
+            "at": [pd.Timestamp("2026-11-01 06:00") + pd.Timedelta(minutes=i) for i in range(n)],
+            "note": [None if i == 2 else f"n{i}" for i in range(n)],
+        }
+    )
+
+
+DTYPE = {
+    "day": sa.String(10),
+    "booked": sa.Date(),
+    "amount_cents": sa.BigInteger(),
+    "ratio": sa.Float(),
+    "note": sa.Text(),
+}
+
+
+def stored(table: str) -> tuple[list[tuple], list[tuple]]:
+    """``table``'s rows as stored and its column types as declared."""
+    with warehouse.get_engine().connect() as conn:
+        rows = sorted(tuple(r) for r in conn.execute(sa.text(f'SELECT * FROM "{table}"')))
+        columns = [(c["name"], str(c["type"]), c["nullable"]) for c in sa.inspect(conn).get_columns(table)]
+    return rows, columns
+
+
+def test_a_published_partition_is_stored_as_a_direct_write_would_store_it(warehouse_url, monkeypatch):
+    """Staged, read back by its run and published: the same rows and column types as a direct write."""
+    for day in ("2026-11-01", "2026-11-02"):
+        warehouse.replace_partition("direct", typed(day, 4), {"day": day}, written_at=AS_OF, dtype=DTYPE)
+    rid = runs.start_run("smoke", "2026-11-01", now=AS_OF, as_of=AS_OF, parameters={}, code_version="t")
+    monkeypatch.setenv(warehouse.RUNNER_ENV, rid)
+    for day in ("2026-11-01", "2026-11-02"):  # a new mart: created at the publish
+        warehouse.replace_partition(
+            "via_run", typed(day, 4), {"day": day}, written_at=AS_OF, run_id=rid, dtype=DTYPE
+        )
+    assert not sa.inspect(warehouse.get_engine()).has_table("via_run")
+    pd.testing.assert_frame_equal(
+        warehouse.read_table("via_run", where={"day": "2026-11-02"}),
+        warehouse.read_table("direct", where={"day": "2026-11-02"}),
+    )
+    runs.finish_run(rid, status="succeeded", now=AS_OF)
+    assert stored("via_run") == stored("direct")
+
+    # the next run replaces one partition of the existing mart; its reads see it among the others
+    rid2 = runs.start_run("smoke", "2026-11-02", now=AS_OF, as_of=AS_OF, parameters={}, code_version="t")
+    monkeypatch.setenv(warehouse.RUNNER_ENV, rid2)
+    smaller = typed("2026-11-02", 2)
+    warehouse.replace_partition("via_run", smaller, {"day": "2026-11-02"}, written_at=AS_OF, run_id=rid2)
+    seen = warehouse.read_table("via_run")
+    assert seen.groupby("day").size().to_dict() == {"2026-11-01": 4, "2026-11-02": 2}
+    runs.finish_run(rid2, status="succeeded", now=AS_OF)
+    monkeypatch.delenv(warehouse.RUNNER_ENV)
+    warehouse.replace_partition("direct", smaller, {"day": "2026-11-02"}, written_at=AS_OF)
+    assert stored("via_run") == stored("direct")
+
+
+def test_a_failed_run_leaves_the_warehouse_as_it_was(warehouse_url, monkeypatch):
+    warehouse.replace_partition("mart", frame("2026-11-01", 4), {"day": "2026-11-01"}, written_at=AS_OF)
+    before = stored("mart"), stored("partition_writes")
+    rid = runs.start_run("smoke", "2026-11-01", now=AS_OF, as_of=AS_OF, parameters={}, code_version="t")
+    monkeypatch.setenv(warehouse.RUNNER_ENV, rid)
+    warehouse.replace_partition(
+        "mart", frame("2026-11-01", 9, 3), {"day": "2026-11-01"}, written_at=AS_OF, run_id=rid
+    )
+    warehouse.replace_partition(
+        "mart", frame("2026-11-03", 2), {"day": "2026-11-03"}, written_at=AS_OF, run_id=rid
+    )
+    warehouse.replace_partition(
+        "other", frame("2026-11-01", 2), {"day": "2026-11-01"}, written_at=AS_OF, run_id=rid
+    )
+    assert len(warehouse.read_table("mart")) == 11
+    runs.finish_run(rid, status="failed", now=AS_OF, error_summary="cell 7: ValueError")
+    assert (stored("mart"), stored("partition_writes")) == before
+    names = sa.inspect(warehouse.get_engine()).get_table_names()
+    assert "other" not in names and not [t for t in names if t.startswith("staging_")]

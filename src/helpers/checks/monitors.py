@@ -74,6 +74,7 @@ from helpers.core.catalogue import GENERAL_RUNBOOKS, runbook_path
 from helpers.core.periods import MONTH_LABEL, period_days, previous_month
 from helpers.core.timeutil import UTC, as_utc
 from helpers.runs.dag import Dag
+from helpers.storage import warehouse
 from helpers.storage.warehouse import get_engine
 
 LATE_KINDS = ("freshness", "source_freshness", "run_status", "sla_at_risk", "upstream_at_risk")
@@ -245,12 +246,15 @@ def null_outcome(
     sample_rows: int,
     label: str,
 ) -> Outcome:
-    """Count NULLs in ``columns`` of one partition of ``table``; evidence names columns and rows."""
+    """Count NULLs in ``columns`` of one partition of ``table``; evidence names columns and rows.
+
+    Inside a runner's run, a partition the run staged is read from its staging table.
+    """
     with engine.connect() as conn:
-        t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+        t = sa.Table(warehouse.partition_table(conn, table, where), sa.MetaData(), autoload_with=conn)
         missing = [c for c in columns if c not in t.c]
         present = [c for c in columns if c in t.c]
-        cond = sa.and_(sa.true(), *(t.c[k] == v for k, v in where.items()))
+        cond = sa.and_(sa.true(), *(t.c[k] == warehouse.partition_value(t.c[k], v) for k, v in where.items()))
         total, *non_null = conn.execute(
             sa.select(sa.func.count(), *(sa.func.count(t.c[c]) for c in present)).where(cond)
         ).one()

@@ -1,6 +1,7 @@
 """What the monitors read, loaded once per evaluation: the :class:`Snapshot`.
 
-Run records, mart writes (``partition_writes``, only those made by ``as_of``), landing arrivals
+Run records, mart writes (``partition_writes``, only those made by ``as_of``; inside a runner's run
+with the run's staged partitions in place of their published writes), landing arrivals
 of the pipelines' sources, and the fix deadlines of the open problems: each open alert's own
 deadline, replaced by its incident's where the alert has one (``oncall.incidents``). A resolved
 alert stays in the deadlines while an open ``sla_at_risk`` alert still refers to it, so that
@@ -23,7 +24,7 @@ from helpers.checks.framework import CURRENT, Severity
 from helpers.core.periods import DAY_LABEL, MONTH_LABEL
 from helpers.core.timeutil import as_utc
 from helpers.oncall import alerts as alertsmod
-from helpers.storage import landing
+from helpers.storage import landing, warehouse
 from helpers.storage.warehouse import get_engine, partition_writes, pipeline_runs
 
 
@@ -74,6 +75,21 @@ def partition_label(partition_key: str) -> str | None:
     return None
 
 
+def with_staged(writes: pd.DataFrame, staged: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``writes`` with the partitions of ``staged`` replaced by (or added as) their staged rows.
+
+    Inside a runner's run the run's own partitions are staged, not yet in ``partition_writes``:
+    its checks judge what it is about to publish (``warehouse.staged_writes``).
+    """
+    if not staged:
+        return writes
+    own = pd.DataFrame(list(staged)).reindex(columns=writes.columns)
+    mine = set(zip(own["table_name"], own["partition_key"], strict=True))
+    keep = [k not in mine for k in zip(writes["table_name"], writes["partition_key"], strict=True)]
+    kept = writes[keep]
+    return own if kept.empty else pd.concat([kept, own], ignore_index=True)
+
+
 def _aware(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True)
 
@@ -109,6 +125,7 @@ def load_snapshot(
             ),
             conn,
         )
+        writes = with_staged(writes, warehouse.staged_writes(conn=conn))
     for col in ("as_of", "queued_at", "started_at", "finished_at"):
         runs[col] = _aware(runs[col])
     runs = runs.sort_values(["queued_at", "run_id"], na_position="first", kind="stable")

@@ -1,22 +1,24 @@
 """``workbook close``: the month-end close from the command line (see ``helpers.investor.close``).
 
-Prints the close checklist (each pipeline, each check, its owner) and the report's path. Exit codes:
-0 ok (a DRAFT without ``--final`` is not a failure), 1 a run failed or ``--final`` was refused (the
-blocker is named), 2 usage, 3 something was blocked by an upstream, 4 the same work is running.
+Prints the close checklist (each pipeline, each check, its owner), the month's sign-offs and the
+report's path. Exit codes: 0 ok (a DRAFT without ``--final`` is not a failure), 1 a run failed or
+``--final`` was refused (the blocker or the missing sign-off is named), 2 usage, 3 something was
+blocked by an upstream, 4 the same work is running, 5 ``--final`` on a month already published and
+locked (``workbook reopen`` first).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import getpass
 import sys
 
 from helpers.cli import console
 from helpers.cli.common import as_of_arg, wall_clock
+from helpers.cli.signoff import month_arg, print_signoffs
 from helpers.core import config as cfgmod
 from helpers.core.errors import UsageError
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 CHECKLIST_COLUMNS = ("section", "pipeline", "item", "status", "owner", "detail")
 
 
@@ -25,8 +27,7 @@ def cmd_close(args: argparse.Namespace) -> int:
     from helpers.cli.ops import ProgressBoard, graceful_stop
     from helpers.investor import close
 
-    if not _MONTH.match(args.month or ""):
-        raise UsageError(f"--month: expected a month as YYYY-MM, got {args.month!r}")
+    month_arg(args.month)
     config = cfgmod.get()
     as_of = as_of_arg(args.as_of) or wall_clock()
     try:
@@ -46,6 +47,7 @@ def cmd_close(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_update=board.update,
             stop=stop,
+            by=args.by or getpass.getuser(),
         )
     if args.json:
         console.print_json(result.as_json())
@@ -68,13 +70,17 @@ def cmd_close(args: argparse.Namespace) -> int:
         print(f"first blocker: {status.blocker_lines(1)[0]}")
     if result.finance_pack_html:
         print(f"finance pack: {result.finance_pack_html}")
+    print_signoffs(args.month, result.signoffs, config.required_signoffs, result.missing_signoffs)
+    if result.locked:
+        print(f"nothing run: {result.locked}")
     if result.refused:
         console.error(result.refused)
     if result.published:
-        print(f"published: {result.published}")
-    print(
-        f"report: {result.report_html}" if result.report_html else "report: not rendered (see the runs above)"
-    )
+        print(f"published (version {result.version}): {result.published}")
+    if result.report_html:
+        print(f"report: {result.report_html}")
+    elif not result.locked:
+        print("report: not rendered (see the runs above)")
     return result.exit_code
 
 
@@ -86,8 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--month", required=True, help="the month to close, YYYY-MM")
     p.add_argument("--as-of", help="the 'now' of the runs and checks (ISO, UTC); default: now")
     p.add_argument(
-        "--final", action="store_true", help="publish the report; refused (exit 1) unless nothing blocks it"
+        "--final",
+        action="store_true",
+        help="publish the report and lock the month; refused (exit 1) while anything blocks it or a required "
+        "sign-off is missing, and (exit 5) when the month is already published",
     )
+    p.add_argument("--by", help="who runs the close, for the audit log (default: your login name)")
     p.add_argument(
         "--compare",
         action="store_true",

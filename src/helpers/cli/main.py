@@ -4,7 +4,8 @@ Each module of :data:`VERB_MODULES` registers its verbs. The CLI is the only lay
 wall clock (``helpers.cli.common.wall_clock``).
 
 Exit codes (docs/architecture.md): 0 ok, 1 failed, 2 usage or bad input, 3 blocked by an upstream,
-4 refused because the same work is already running.
+4 refused because the same work is already running, 5 refused because the partition belongs to a
+published month (locked; ``workbook reopen`` unlocks it).
 """
 
 from __future__ import annotations
@@ -13,16 +14,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from helpers.cli import close, console, demo, drill, oncall, ops, runbook
+from helpers.cli import close, console, demo, drill, explain, oncall, ops, runbook, signoff
 from helpers.cli.common import as_of_arg as _as_of
 from helpers.cli.common import wall_clock
 from helpers.core import config as cfgmod
-from helpers.core.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from helpers.core.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, UsageError
 from helpers.runs import records as runs
+from helpers.runs.locks import PartitionLocked
 from helpers.storage.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES = (ops, oncall, demo, runbook, close, drill)
+VERB_MODULES = (ops, oncall, demo, runbook, close, drill, explain, signoff)
+
+EXIT_CODES_HELP = """exit codes:
+  0  ok
+  1  failed (a run, a critical check, a refused --final)
+  2  usage or bad input
+  3  blocked by an upstream that did not succeed
+  4  refused: the same work is already running
+  5  locked: the partition belongs to a published (FINAL) month; `workbook reopen` unlocks it"""
 
 
 # ---------------------------------------------------------------- verbs
@@ -39,6 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=runner.parse_cli_params(args.param),
         progress=not args.quiet,
     )
+    if result.status == "succeeded":
+        from helpers.investor import signoff as signoffs
+
+        signoffs.refresh_all(now=wall_clock())  # a changed figure voids the sign-offs that covered it
     if args.json:
         console.print_json(
             {
@@ -146,11 +160,21 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="workbook", description="Run, watch and repair the data team's pipelines (see README.md)."
+        prog="workbook",
+        description="Run, watch and repair the data team's pipelines (see README.md).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = sub.add_parser("run", help="run one pipeline notebook for one date/period and archive it")
+    p = sub.add_parser(
+        "run",
+        help="run one pipeline notebook for one date/period and archive it",
+        description="Run one pipeline notebook for one date or month and archive it. A partition of a "
+        "published month is locked: the run is refused before it starts (exit 5), naming who signed it off.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("pipeline", help="pipeline id, e.g. profit_aggregate")
     p.add_argument("--date", required=True, help="logical date YYYY-MM-DD (monthly pipelines: YYYY-MM)")
     p.add_argument(
@@ -195,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except runs.RunConflict as e:
         console.error(f"refused: {e}")
         return EXIT_CONFLICT
+    except PartitionLocked as e:
+        console.error(f"refused: {e}")
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         console.error("interrupted")
         return EXIT_FAILED

@@ -104,6 +104,8 @@ class Pipeline(_Strict):
 class CloseConfig(_Strict):
     report_final_business_days: int = Field(default=3, ge=1)
     heightened_from_days_before_month_end: int = Field(default=7, ge=0)
+    # who must sign off before `workbook close --final` publishes; None: every engineer in the rotation
+    required_signoffs: tuple[str, ...] | None = None
 
 
 class RunnerConfig(_Strict):
@@ -422,6 +424,12 @@ class WorkbookConfig(BaseModel):
     team: TeamConfig
     directory: Path
 
+    @property
+    def required_signoffs(self) -> tuple[str, ...]:
+        """Who must sign off a close (``close.required_signoffs``; default: the rotation, in its order)."""
+        found = self.pipelines.close.required_signoffs
+        return tuple(self.team.rotation.order) if found is None else found
+
 
 # ---------------------------------------------------------------- loading
 
@@ -503,12 +511,27 @@ def check_ownership(pipelines: PipelinesConfig, team: TeamConfig, file: Path) ->
         )
 
 
+def check_signoffs(pipelines: PipelinesConfig, team: TeamConfig, file: Path) -> None:
+    """``close.required_signoffs`` names engineers of team.yml, each once."""
+    names = pipelines.close.required_signoffs or ()
+    for i, who in enumerate(names):
+        if who not in team.engineers:
+            raise ConfigError(
+                f"{file}: close.required_signoffs.{i}: expected one of {', '.join(team.engineers)}, got {who!r}"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            f"{file}: close.required_signoffs: an engineer is listed twice ({', '.join(names)})"
+        )
+
+
 def load(directory: Path | None = None) -> WorkbookConfig:
     """Load and cross-check both files from ``directory`` (default: ``paths.config_dir()``)."""
     directory = Path(directory) if directory else paths.config_dir()
     pipelines = load_pipelines(directory / "pipelines.yml")
     team = load_team(directory / "team.yml")
     check_ownership(pipelines, team, directory / "pipelines.yml")
+    check_signoffs(pipelines, team, directory / "pipelines.yml")
     return WorkbookConfig(pipelines=pipelines, team=team, directory=directory)
 
 

@@ -48,6 +48,31 @@ def default_warehouse_path() -> Path:
     return runs_dir() / "warehouse.sqlite"
 
 
+def quarantine_root() -> Path:
+    """``WORKBOOK_QUARANTINE_DIR`` or ``data/quarantine`` (an interactive session points it at its scratch)."""
+    root = os.environ.get("WORKBOOK_QUARANTINE_DIR")
+    return Path(root).resolve() if root else data_dir() / "quarantine"
+
+
+def scratch_dir() -> Path:
+    """``runs/scratch``: the scratch warehouses of notebooks executed outside the runner."""
+    return runs_dir() / "scratch"
+
+
+def scratch_warehouse_path(pipeline: str) -> Path:
+    """``runs/scratch/<pipeline>.sqlite``: where a notebook of ``pipeline`` run by hand writes."""
+    if not pipeline or "/" in pipeline or "\\" in pipeline or pipeline.startswith("."):
+        raise ValueError(
+            f"scratch warehouse: expected a pipeline id such as profit_aggregate, got {pipeline!r}"
+        )
+    return scratch_dir() / f"{pipeline}.sqlite"
+
+
+def scratch_quarantine_dir(pipeline: str) -> Path:
+    """``runs/scratch/<pipeline>.quarantine``: the quarantine files of that notebook run by hand."""
+    return scratch_warehouse_path(pipeline).with_suffix(".quarantine")
+
+
 def notebook_path(relative: str | os.PathLike[str]) -> Path:
     """A notebook path from config, resolved against the repository (absolute paths pass through)."""
     p = Path(relative)

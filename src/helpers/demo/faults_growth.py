@@ -15,7 +15,8 @@ late_account_updates       days=7, share=0.5, min_lag=7, max_lag=10 -> AE entrie
 duplicate_accounts (LAST 8) variants=2, acquisitions=1 -> a second CRM + product account of an existing
                            customer under a name variant; an acquired customer kept separate (parent set)
 growth_revenue_mismatch    contracts=2, upgrades=2, gap_days=60 -> sales contract start ~gap_days before
- (LAST 1)                  billing starts; CRM upgrades backdated 10-20 days before billing's proration
+ (LAST 1)                  billing starts; CRM upgrades backdated 10-20 days before billing's proration;
+                           repriced=0 (share), price_pct=20 -> subscriptions priced above their invoices
 churn_misclassified        count=4, cancel_after_days=2 -> dunning accounts cancelled (payment_failed)
  (LAST 1, 14 days before)  after 2 days while they keep using the product; half of them then pay
 =========================  ===========================================================================
@@ -51,7 +52,7 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "skipped_stage": ("count",),
     "late_account_updates": ("days", "share", "min_lag", "max_lag"),
     "duplicate_accounts": ("variants", "acquisitions"),
-    "growth_revenue_mismatch": ("contracts", "upgrades", "gap_days"),
+    "growth_revenue_mismatch": ("contracts", "upgrades", "gap_days", "repriced", "price_pct"),
     "churn_misclassified": ("count", "cancel_after_days"),
 }
 
@@ -365,15 +366,53 @@ def _hour(frame: pd.DataFrame) -> float:
     return float((int(frame[ARRIVAL].iloc[0]) - (int(frame[PARTITION].iloc[0]) + 1) * DAY) / 3600)
 
 
+def _repriced_subscriptions(
+    fault: FaultSpec, ex: dict[str, pd.DataFrame], ctx: FaultContext, day: int
+) -> list[Injected]:
+    """A real Growth-vs-revenue mismatch (off by default): a ``repriced`` share of the subscriptions
+    paying on or after DATE record a price ``price_pct`` % above what their invoices bill (a coupon
+    or a grandfathered price that billing's subscription objects do not carry), from DATE on. MRR
+    follows the subscriptions, revenue the invoices, so the investor check ``revenue_vs_mrr`` sees
+    the gap; the invoices, payments and Finance's ledger stay as billed."""
+    share = param(fault, "repriced", 0.0, float, 0.0, 1.0)
+    pct = param(fault, "price_pct", 20, int, 1, 500)
+    if share == 0 or "subscriptions" not in ex:
+        return []
+    rng = np.random.default_rng([ctx.spec.seed, co.S_FAULT, 17, (ctx.batch or 0) + 1])  # own stream
+    subs = ex["subscriptions"].copy()
+    from_day = day_of(subs["event_at"].to_numpy()) >= day
+    paying = subs.loc[from_day & (subs["status"] == "active").to_numpy(), "subscription_id"].unique()
+    chosen = np.sort(paying)[rng.random(len(paying)) < share]
+    hit = from_day & subs["subscription_id"].isin(chosen).to_numpy()
+    if not hit.any():
+        return []
+    price = subs.loc[hit, "item_unit_amount"].to_numpy(np.int64)
+    subs.loc[hit, "item_unit_amount"] = (price * (100 + pct) + 50) // 100
+    ex["subscriptions"] = subs
+    return [
+        record(
+            fault,
+            "subscriptions",
+            int(day_of(subs.loc[hit, "event_at"].to_numpy()).min()),
+            f"subscriptions record a price {pct}% above what their invoices bill: MRR above revenue",
+            "event_id",
+            subs.loc[hit, "event_id"],
+            subscriptions=sorted(str(c) for c in chosen),
+        )
+    ]
+
+
 @injector("growth_revenue_mismatch")
 def growth_revenue_mismatch(
     fault: FaultSpec, ex: dict[str, pd.DataFrame], ctx: FaultContext
 ) -> list[Injected]:
-    """Contract start far before the first payment; upgrades backdated in the CRM before billing's proration."""
-    if not ctx.first_chunk:
-        return []
+    """Contract start far before the first payment; upgrades backdated in the CRM before billing's
+    proration; with ``repriced`` > 0, subscriptions whose price is not what their invoices bill."""
     w = ctx.world
     day = fault_day(fault, w, last_month(w))
+    repriced = _repriced_subscriptions(fault, ex, ctx, day)  # every account batch
+    if not ctx.first_chunk:
+        return repriced
     n_con = param(fault, "contracts", 2, int, 0, 1000)
     n_up = param(fault, "upgrades", 2, int, 0, 1000)
     gap = param(fault, "gap_days", 60, int, 20, 720)
@@ -451,7 +490,7 @@ def growth_revenue_mismatch(
                     backdated_days={i: int(b // DAY) for i, b in zip(ids, back, strict=True)},
                 )
             )
-    return out
+    return out + repriced
 
 
 @injector("churn_misclassified")

@@ -8,7 +8,8 @@
 - ``engagement_backfill_requests``: the backfills runs requested (``helpers.engagement.store``).
 
 Column types are given on every write (:data:`MART_TYPES`), so that a first write full of NULLs
-(a pending month) does not fix a column's type as text.
+(a pending month) does not fix a column's type as text. Counts are integers; the ratio and the
+average (``stickiness``, ``dau_avg``) are doubles at full precision, rounded only where shown.
 """
 
 from __future__ import annotations

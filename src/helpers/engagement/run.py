@@ -33,7 +33,8 @@ as pandas frames, in an :class:`EngagementRun`.
 ``userId``, else ``anonymousId``); user ids are account-scoped. DAU(d) = active users on d;
 WAU(d) = distinct active users in the 7 days ending d; MAU(d) = in the 30 days ending d;
 stickiness(d) = the mean DAU over the 30 days ending d / MAU(d) (0 when MAU is 0). Monthly
-figures use the month to date instead of the trailing 30 days. An *active account* has at
+figures use the month to date instead of the trailing 30 days. Ratios and averages (stickiness,
+``dau_avg``) are stored at full precision (doubles); they are rounded only where shown. An *active account* has at
 least one active user in the period. *Platform*: ``context.device.type`` ios/android is mobile,
 anything else web; *api* counts ``api_logs`` requests (deduplicated by ``request_id``) and keys.
 *Sessions* are distinct ``properties.session_id`` per user and platform (a session belongs to
@@ -394,8 +395,8 @@ def _dau_series(per_day: pd.DataFrame, first: dt.date, last: dt.date) -> pd.Seri
 
 
 def _ratio(num: float, den: float) -> float:
-    """num/den rounded to 4 places; 0 when den is 0 (no active users: nothing to be sticky about)."""
-    return round(float(num) / float(den), 4) if den else 0.0
+    """num/den at full precision; 0 when den is 0 (no active users: nothing to be sticky about)."""
+    return float(num) / float(den) if den else 0.0
 
 
 def _metrics(
@@ -440,7 +441,7 @@ def _monthly_row(
         "through_date": month.through,
         "complete": month.complete,
         "days": len(dau),
-        "dau_avg": round(float(dau.mean()), 2) if len(dau) else 0.0,
+        "dau_avg": float(dau.mean()) if len(dau) else 0.0,
         "mau": mau,
         "stickiness": _ratio(dau.mean(), mau),
         "active_accounts": int(look["accounts"].get(f"p{month.period}", 0)),

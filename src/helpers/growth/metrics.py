@@ -39,6 +39,7 @@ from helpers.core.money import convert_cents
 from helpers.core.periods import day_bounds, month_bounds
 from helpers.growth import lifecycle
 from helpers.growth.lifecycle import TIER_RANK, GrowthSources
+from helpers.runs.scraps import glue_all
 from helpers.storage import landing
 
 PAYING = ("active", "past_due")
@@ -557,6 +558,10 @@ MONTHLY_COLUMNS = (
     "nrr",
     "grr",
     "crm_customers_end",
+    "mrr_daily_average_usd_cents",  # the revenue bridge (helpers.growth.runrate.BRIDGE_COLUMNS)
+    "mrr_daily_average_fx_usd_cents",
+    "mrr_unpaid_dunning_usd_cents",
+    "service_credits_usd_cents",
     "status",
 )
 ACCOUNT_COLUMNS = (
@@ -582,7 +587,8 @@ def crm_customers(entity_hist: pd.DataFrame, at: pd.Timestamp) -> int:
 
 
 def monthly_mart(summary: pd.DataFrame, *, status: str, crm_customers_end: int) -> pd.DataFrame:
-    """The ``growth_mrr_monthly`` row: the summary plus ``status`` and the CRM's own customer count."""
+    """The ``growth_mrr_monthly`` row: the summary (with the revenue bridge of
+    :mod:`helpers.growth.runrate`) plus ``status`` and the CRM's own customer count."""
     out = summary.assign(status=status, crm_customers_end=crm_customers_end)
     return out[list(MONTHLY_COLUMNS)]
 
@@ -633,11 +639,8 @@ def check_outcomes(results: list[Any]) -> dict[str, Any]:
 
 
 def glue(scraps: dict[str, Any]) -> None:
-    """``scrapbook.glue`` every scrap (the notebooks' record cell)."""
-    import scrapbook as sb
-
-    for name, value in scraps.items():
-        sb.glue(name, value)
+    """Glue every scrap (the notebooks' record cell); a NULL ``nrr`` or ``grr`` is glued as None."""
+    glue_all(scraps)
 
 
 # ---------------------------------------------------------------- recognised revenue

@@ -24,7 +24,7 @@ from helpers.checks import CheckResult
 from helpers.core.config import GrowthConfig
 from helpers.core.periods import day_bounds, month_bounds
 from helpers.growth import checks as growth_checks
-from helpers.growth import entities, lifecycle
+from helpers.growth import entities, lifecycle, runrate
 from helpers.growth import metrics as growth
 
 
@@ -154,6 +154,8 @@ def build_month(
 def month_from(history: GrowthHistory, period: str, *, root: Path | None = None) -> GrowthMonth:
     """The month ``period`` of ``history``: MRR movements per company, the summary and both marts.
 
+    ``monthly`` carries the revenue bridge of :mod:`helpers.growth.runrate` after the summary.
+
     Several months of one ``as_of`` can share a history; ``root`` is the landing zone the
     month's ``status`` looks at (whether billing delivered every day).
     """
@@ -163,7 +165,10 @@ def month_from(history: GrowthHistory, period: str, *, root: Path | None = None)
     summary = growth.movement_summary(movements, period)  # raises if start + movements != end
     status = growth.period_status(period, history.as_of, root=root)
     crm_end = growth.crm_customers(history.entity_hist, end)
-    monthly = growth.monthly_mart(summary, status=status, crm_customers_end=crm_end)
+    bridge = runrate.revenue_bridge(
+        history.timeline, history.src.fx, history.cancellations, history.src.invoices, start, end
+    )
+    monthly = growth.monthly_mart(summary.assign(**bridge), status=status, crm_customers_end=crm_end)
     crm_of_product = lifecycle.crm_of_product(history.src.crm_accounts)
     accounts = growth.accounts_mart(movements, history.resolution.entity_of, crm_of_product)
     return GrowthMonth(**_shared(history), period=period, start=start, end=end, movements=movements,

@@ -30,6 +30,7 @@ from helpers.investor.cross_checks import (
     ENGAGED_PAYING_MIN_SHARE,
     REVENUE_MRR_TOLERANCE,
     CrossCheck,
+    MrrBridge,
     engaged_accounts,
     figures_consistent,
     revenue_vs_mrr,
@@ -79,7 +80,7 @@ def growth_values(row: Mapping[str, Any]) -> dict[str, Any]:
     ending, customers, start = out["ending_mrr_usd_cents"], out["customers_end"], out["customers_start"]
     out["arr_usd_cents"] = 12 * ending
     out["arpa_usd_cents"] = half_even(ending, customers) if customers else None
-    out["logo_churn_rate"] = round(out["churned_customers"] / start, 6) if start else None
+    out["logo_churn_rate"] = out["churned_customers"] / start if start else None  # full precision
     return out
 
 
@@ -189,6 +190,7 @@ def build(inputs: Inputs, *, run_id: str, tolerance: float = REVENUE_MRR_TOLERAN
             pv["written_off_usd_cents"] or 0,
             gv["starting_mrr_usd_cents"],
             gv["ending_mrr_usd_cents"],
+            bridge=MrrBridge.from_row(inputs.growth.row),
             tolerance=tolerance,
         )
     if inputs.growth is not None and inputs.engagement is not None:

@@ -20,7 +20,15 @@
    something upstream failed. The pack failing fails the close (exit 1) but does not block the
    investor report, whose own rendering is a checklist item.
 6. The checklist (:func:`close_status`) and, with ``final=True``, publication (a copy of the final
-   report under ``runs/published/``) or a refusal naming the blockers.
+   report under ``runs/published/``) or a refusal naming the blockers or the missing sign-offs.
+
+**Sign-off, lock, version.** ``--final`` publishes only when every engineer of
+``close.required_signoffs`` holds a valid sign-off of the month's figures
+(:mod:`helpers.investor.signoff`; the close voids first any whose figures its runs changed). Publishing
+records the version and locks the month (:func:`lock_targets`, :mod:`helpers.investor.publication`):
+afterwards a close of the month runs nothing, and ``--final`` is refused with exit code 5 until
+``workbook reopen``; the next ``--final`` publishes the next version. Every close is an event of the
+month's audit log.
 
 This module is the one place the close checklist is computed. The ``month_end_close`` runbook reads
 it too (:mod:`helpers.investor.runbook`), with two sections of its own that are not part of the
@@ -56,12 +64,18 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from helpers.core import businesscal, paths
+from helpers.core import businesscal
 from helpers.core import config as cfgmod
+from helpers.core.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK
 from helpers.core.periods import period_days, shift_period
 from helpers.core.timeutil import as_utc, naive_utc
+from helpers.engagement.window import DEFAULT_WINDOW_DAYS
+from helpers.engagement.window import PIPELINE as ENGAGEMENT
+from helpers.investor import publication, signoff
 from helpers.investor.inputs import SourceRun, latest_run, load_inputs, reference_day
 from helpers.investor.metrics import UPSTREAMS
+from helpers.investor.publication import published_dir
+from helpers.runs import locks
 from helpers.runs import records as runs
 from helpers.runs.dag import Dag, RunItem
 from helpers.storage import warehouse
@@ -406,6 +420,10 @@ class CloseResult:
     published: Path | None
     refused: str | None
     exit_code: int
+    version: int | None = None  # the version published (or standing published, when locked)
+    locked: str | None = None  # why nothing ran: the month is published and locked
+    signoffs: tuple[signoff.SignOff, ...] = ()  # the month's sign-offs (valid, void, superseded)
+    missing_signoffs: tuple[str, ...] = ()  # required engineers without a valid sign-off
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -418,6 +436,10 @@ class CloseResult:
             "published": str(self.published) if self.published else None,
             "refused": self.refused,
             "exit_code": self.exit_code,
+            "version": self.version,
+            "locked": self.locked,
+            "signoffs": [s.as_json() for s in self.signoffs],
+            "missing_signoffs": list(self.missing_signoffs),
             "runs": [o.as_json() for o in self.outcomes],
             "checklist": self.status.as_json(),
         }
@@ -456,15 +478,22 @@ def _run_wave(
     on_update: Callable[[Any], None],
     stop: threading.Event | None,
 ) -> list[Any]:
-    """Run the items that need it (:func:`_needs_run`) through ``orchestrate.run_items``; skip the rest."""
+    """Run the items that need it (:func:`_needs_run`) through ``orchestrate.run_items``; skip the rest.
+
+    An item that reads one of the wave's re-runs re-runs too (its run would be stale right after);
+    an item on a locked partition is skipped (``helpers.runs.locks``).
+    """
     from helpers.runs import orchestrate
 
     engine = warehouse.get_engine()
     todo, done = [], []
     for it in items:
-        why = _needs_run(it, as_of, parts, history=history, engine=engine)
+        lock = locks.find_lock(locks.PIPELINE, it.pipeline, it.partition, engine=engine)
+        why = None if lock else _needs_run(it, as_of, parts, history=history, engine=engine)
+        if why is None and not lock and any(t.pipeline in READS.get(it.pipeline, ()) for t in todo):
+            why = "an upstream re-runs"
         if why is None:
-            outcome = _skip_outcome(it, "up to date")
+            outcome = _skip_outcome(it, lock.describe() if lock else "up to date")
             on_update(outcome)
             done.append(outcome)
         else:
@@ -497,15 +526,11 @@ def _render(pipeline: str, date: str, params: Mapping[str, Any], *, as_of: dt.da
                    str(result.archive) if result.archive else None)  # fmt: skip
 
 
-def published_dir(period: str) -> Path:
-    """Where a final report of ``period`` is published: ``runs/published/month_end_report/<period>/``."""
-    return paths.runs_dir() / "published" / REPORT / period
-
-
-def publish(status: CloseStatus, report: Any, *, now: dt.datetime) -> Path:
+def publish(status: CloseStatus, report: Any, *, now: dt.datetime, version: int = 1) -> Path:
     """Copy the final report's HTML to :func:`published_dir` with a ``publication.json`` beside it.
 
-    Raises ``ValueError`` naming the first blocker when the close is not final.
+    Raises ``ValueError`` naming the first blocker when the close is not final. Recording the
+    version and locking the month is :func:`helpers.investor.publication.record`'s.
     """
     if not status.final:
         raise ValueError(f"refused to publish {status.period}: " + "; ".join(status.blocker_lines(3)))
@@ -521,6 +546,8 @@ def publish(status: CloseStatus, report: Any, *, now: dt.datetime) -> Path:
         json.dumps(
             {
                 "period": status.period,
+                "version": version,
+                "status": publication.PUBLISHED,
                 "as_of": status.as_of.isoformat(),
                 "report_run_id": report.run_id,
                 "published_at": as_utc(now).isoformat(),
@@ -548,15 +575,23 @@ def run_close(
     workers: int | None = None,
     on_update: Callable[[Any], None] = _ignore,
     stop: threading.Event | None = None,
+    by: str = "?",
 ) -> CloseResult:
-    """Close ``period`` at ``as_of`` (see the module doc); never raises for a failed run."""
+    """Close ``period`` at ``as_of`` (see the module doc); never raises for a failed run.
+
+    ``by``: who runs it, for the audit log. A locked (published) month runs nothing
+    (:func:`_locked_close`).
+    """
     from helpers import checks
     from helpers.runs.orchestrate import exit_code
 
     config = config or cfgmod.get()
     as_of = as_utc(as_of)
     parts = close_partitions(period, as_of)  # raises ValueError for a month that has not started
-    warehouse.get_engine()
+    engine = warehouse.get_engine()
+    lock = locks.month_lock(period, engine=engine)
+    if lock is not None:
+        return _locked_close(period, as_of, lock, final=final, now=clock(), by=by, config=config)
     pipes = config.pipelines.pipelines
     wave = dict(as_of=as_of, clock=clock, config=config, workers=workers, on_update=on_update, stop=stop)
     outcomes: list[Any] = []
@@ -572,6 +607,33 @@ def run_close(
         items = [RunItem(p, parts[p], day) for p in names if p in pipes]
         outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]
     checks.evaluate_monitors(as_of, pipelines=[p for p in parts if p in pipes], now=clock(), config=config)
+    signoff.refresh(period, now=clock(), config=config, engine=engine)  # the runs may have changed figures
+    rendered = _render_reports(period, as_of, final=final, clock=clock, config=config, workers=workers,
+                               on_update=on_update, stop=stop)  # fmt: skip
+    outcomes += rendered
+    report = next((o for o in rendered if o.pipeline == REPORT), None)
+    pack = next((o for o in rendered if o.pipeline == FINANCE_PACK), None)
+    status = close_status(period, as_of, config=config)
+    who = on_call_engineer(config, as_of)
+    status = status.with_items([_report_item(o, config, who) for o in rendered if o.pipeline == REPORT])
+    code = exit_code(outcomes)
+    signoff.log_event(period, "close", by, clock(), f"close as of {as_of:%Y-%m-%d %H:%M}Z: {status.label}"
+                      + ("" if status.final else f" ({len(status.blockers)} blocker(s))"),
+                      {"as_of": as_of.isoformat(), "final": final, "blockers": status.blocker_lines(5)})  # fmt: skip
+    published, refused, version = None, None, None
+    if final:
+        published, refused, version = _publish_final(status, report, now=clock(), by=by, config=config)
+        code = EXIT_FAILED if refused else code
+    return CloseResult(period, as_of, tuple(outcomes), status, report, _html(report), _html(pack), published,
+                       refused, code, version, None, tuple(signoff.list_signoffs(period)),
+                       tuple(signoff.missing(period, config)))  # fmt: skip
+
+
+def _render_reports(period: str, as_of: dt.datetime, *, final: bool, clock: Clock, config: cfgmod.WorkbookConfig,
+                    workers: int | None, on_update: Callable[[Any], None],
+                    stop: threading.Event | None) -> list[Any]:  # fmt: skip
+    """Render the month-end report and the Finance pack in parallel through the runner."""
+    pipes = config.pipelines.pipelines
     renders = [
         (REPORT, period, {"final": final}),
         (FINANCE_PACK, as_of.date().isoformat(), {"period": period}),
@@ -586,22 +648,69 @@ def run_close(
         rendered = [f.result() for f in futures]
     for o in rendered:
         on_update(o)
-    outcomes += rendered
-    report = next((o for o in rendered if o.pipeline == REPORT), None)
-    pack = next((o for o in rendered if o.pipeline == FINANCE_PACK), None)
+    return rendered
+
+
+def _publish_final(status: CloseStatus, report: Any, *, now: dt.datetime, by: str,
+                   config: cfgmod.WorkbookConfig) -> tuple[Path | None, str | None, int | None]:  # fmt: skip
+    """Publish the next version and lock the month, or the refusal: blockers first, then sign-offs."""
+    period = status.period
+    try:
+        lacking = signoff.missing(period, config)
+        if status.final and lacking:
+            raise ValueError(
+                f"refused to publish {period}: no valid sign-off from {', '.join(lacking)} "
+                f"(close.required_signoffs: {', '.join(config.required_signoffs)}); after checking the "
+                f"figures: workbook signoff --month {period} --by NAME"
+            )
+        version = publication.next_version(period)
+        path = publish(status, report, now=now, version=version)
+    except ValueError as e:
+        signoff.log_event(period, "refused", by, now, str(e))
+        return None, str(e), None
+    publication.record(period, version=version, path=path, as_of=status.as_of, report_run_id=report.run_id,
+                       targets=lock_targets(period, config), signed=signoff.valid_signoffs(period), now=now,
+                       by=by)  # fmt: skip
+    return path, None, version
+
+
+def _locked_close(period: str, as_of: dt.datetime, lock: locks.Lock, *, final: bool, now: dt.datetime,
+                  by: str, config: cfgmod.WorkbookConfig) -> CloseResult:  # fmt: skip
+    """The close of a published month: nothing runs; ``--final`` is refused with exit code 5."""
     status = close_status(period, as_of, config=config)
-    who = on_call_engineer(config, as_of)
-    status = status.with_items([_report_item(o, config, who) for o in rendered if o.pipeline == REPORT])
-    published, refused = None, None
-    code = exit_code(outcomes)
-    if final:
-        try:
-            published = publish(status, report, now=clock())
-        except ValueError as e:
-            refused = str(e)
-            code = 1
-    return CloseResult(period, as_of, tuple(outcomes), status, report, _html(report), _html(pack), published,
-                       refused, code)  # fmt: skip
+    pub = publication.current(period)
+    why = lock.describe(period)
+    refused = f"refused to publish {period} again: {why}" if final else None
+    signoff.log_event(period, "refused" if final else "close", by, now,
+                      refused or f"close as of {as_of:%Y-%m-%d %H:%M}Z: locked, nothing run")  # fmt: skip
+    return CloseResult(period, as_of, (), status, None, None, None, Path(pub.path) if pub else None, refused,
+                       EXIT_LOCKED if final else EXIT_OK, pub.version if pub else lock.version, why,
+                       tuple(signoff.list_signoffs(period)), ())  # fmt: skip
+
+
+def lock_targets(
+    period: str, config: cfgmod.WorkbookConfig, *, engine: sa.Engine | None = None
+) -> list[locks.Target]:
+    """What ``--final`` locks: every partition of ``period`` of the pipelines that feed investors.
+
+    Their pipeline partitions (a daily pipeline: each day of the month, and Engagement's first days
+    of the next month, whose trailing window rewrites the month's last days) and the table
+    partitions of the month their runs wrote (``locks.month_tables``).
+    """
+    pipes = investor_pipelines(config)
+    first, last = period_days(period)
+    out: list[locks.Target] = []
+    for pid in pipes:
+        if config.pipelines.pipelines[pid].partition == "month":
+            out.append(locks.Target(locks.PIPELINE, pid, period))
+            continue
+        days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+        out += [locks.Target(locks.PIPELINE, pid, d.isoformat()) for d in days]
+        if pid == ENGAGEMENT:
+            spill = [last + dt.timedelta(days=k) for k in range(1, DEFAULT_WINDOW_DAYS)]
+            why = f"its {DEFAULT_WINDOW_DAYS}-day window rewrites the last days of {period}"
+            out += [locks.Target(locks.PIPELINE, pid, d.isoformat(), why) for d in spill]
+    return out + locks.month_tables(period, pipes, engine=engine)
 
 
 def _pending(pipeline: str, partition: str) -> Any:

@@ -6,11 +6,14 @@ records them as checks of ``investor_aggregate``, run right after the write:
 
 - ``revenue_vs_mrr``: recognised revenue (Profit) against the MRR run-rate (Growth) — the mean
   of starting and ending MRR, i.e. movements assumed mid-month. The difference is explained as a
-  bridge: revenue written off in dunning (``profit_monthly.written_off_usd_cents``: in MRR while
-  past due, never recognised) and a residual that the marts do not itemise (proration lines,
-  service credits, daily vs transaction-date FX, 28-31-day service periods, movements away from
-  mid-month). The check fails when the residual exceeds :data:`REVENUE_MRR_TOLERANCE` of the
-  run-rate.
+  bridge of the items Growth measures (:mod:`helpers.growth.runrate`, in ``growth_mrr_monthly``):
+  the movements on their actual days, FX (revenue converts at each service day's rate, MRR at the
+  rate of the day its amount was set), MRR of dunning episodes that ended in involuntary churn (in
+  MRR while past due, never paid) and service credits (credit notes: revenue, not MRR). What is
+  left is not itemised (28-31-day service periods, proration rounding; a real mismatch shows
+  here); the check fails when it exceeds :data:`REVENUE_MRR_TOLERANCE` of the run-rate. Against
+  a Growth mart without those items the bridge is the run-rate, Profit's write-offs in dunning
+  and the rest (:class:`MrrBridge`).
 - ``engaged_accounts``: companies paying at month end (Growth) that had any active user in the
   month (Engagement, through each company's member accounts). Fails below
   :data:`ENGAGED_PAYING_MIN_SHARE`; the evidence names the paying companies without activity and
@@ -48,29 +51,77 @@ class CrossCheck:
     values: Mapping[str, Any] = field(default_factory=dict)  # metrics it contributes
 
 
+@dataclass(frozen=True)
+class MrrBridge:
+    """Growth's revenue bridge of a month (``growth_mrr_monthly``, :mod:`helpers.growth.runrate`), USD cents."""
+
+    daily_average: int  # day-end MRR averaged over the month's days, at MRR's rates
+    daily_average_fx: int  # the same at each day's rate
+    unpaid_dunning: int  # ... of which from dunning episodes that ended in involuntary churn
+    service_credits: int  # credit notes recognised in the month (negative)
+
+    COLUMNS = {
+        "daily_average": "mrr_daily_average_usd_cents",
+        "daily_average_fx": "mrr_daily_average_fx_usd_cents",
+        "unpaid_dunning": "mrr_unpaid_dunning_usd_cents",
+        "service_credits": "service_credits_usd_cents",
+    }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MrrBridge | None:
+        """The bridge of a ``growth_mrr_monthly`` row; None when the row does not carry it."""
+        values = {k: row.get(c) for k, c in cls.COLUMNS.items()}
+        if any(v is None or pd.isna(v) for v in values.values()):
+            return None
+        return cls(**{k: int(v) for k, v in values.items()})
+
+    @property
+    def implied_revenue(self) -> int:
+        """The revenue the MRR implies: daily MRR at the days' rates, unpaid dunning out, credits in."""
+        return self.daily_average_fx - self.unpaid_dunning + self.service_credits
+
+
+def _itemised(runrate: int, written_off: int, bridge: MrrBridge | None) -> list[tuple[str, str, int, str]]:
+    """The bridge's explained items: (short name, step, USD cents, what it is)."""
+    if bridge is None:
+        return [("written off in dunning", "written off in dunning", -written_off,
+                 "in MRR while past due; never recognised (Profit)")]  # fmt: skip
+    return [
+        ("movement timing", "movements on their days, not at mid-month", bridge.daily_average - runrate,
+         "Growth: each day's closing MRR, averaged over the month's days"),
+        ("FX", "FX: each day's rate, not the rate MRR was set at", bridge.daily_average_fx - bridge.daily_average,
+         "revenue converts at each service day's rate; MRR at the rate of the day its amount was set"),
+        ("unpaid dunning", "in MRR while in dunning, never paid", -bridge.unpaid_dunning,
+         "dunning episodes that ended in involuntary churn (Profit writes their invoices off)"),
+        ("service credits", "service credits", bridge.service_credits,
+         "credit notes over their service days: revenue, not MRR"),
+    ]  # fmt: skip
+
+
 def revenue_vs_mrr(
     revenue: int,
     written_off: int,
     starting_mrr: int,
     ending_mrr: int,
     *,
+    bridge: MrrBridge | None = None,
     tolerance: float = REVENUE_MRR_TOLERANCE,
 ) -> CrossCheck:
-    """Recognised revenue against the MRR run-rate, with the difference explained (module doc)."""
+    """Recognised revenue against the MRR run-rate, with the difference explained (module doc).
+
+    ``bridge``: Growth's items of the month; without it only Profit's ``written_off`` (revenue
+    written off in dunning) is itemised. The bridge table's rows but the last add up to it.
+    """
     runrate = half_even(starting_mrr + ending_mrr, 2)
     difference = revenue - runrate
-    unexplained = difference + written_off  # written-off revenue is in MRR but never recognised
+    items = _itemised(runrate, written_off, bridge)
+    unexplained = revenue - runrate - sum(cents for _, _, cents, _ in items)
     share = unexplained / runrate if runrate else None
-    bridge = pd.DataFrame(
+    table = pd.DataFrame(
         [
             ("MRR run-rate: (starting + ending MRR) / 2", runrate, "Growth: movements assumed mid-month"),
-            ("written off in dunning", -written_off, "in MRR while past due; never recognised (Profit)"),
-            (
-                "not itemised by the marts",
-                unexplained,
-                "proration lines, service credits, daily vs transaction-date FX, 28-31-day service "
-                "periods, movements away from mid-month",
-            ),
+            *((step, cents, what) for _, step, cents, what in items),
+            ("not itemised", unexplained, _NOT_ITEMISED[bridge is None]),
             ("recognised revenue", revenue, "Profit: invoice lines over their service days"),
         ],
         columns=["step", "usd_cents", "what"],
@@ -85,22 +136,32 @@ def revenue_vs_mrr(
         runrate_usd_cents=runrate,
         difference_usd_cents=difference,
         written_off_usd_cents=written_off,
+        itemised={short: cents for short, _, cents, _ in items},
+        itemised_by="growth_mrr_monthly" if bridge else "profit_monthly",
         unexplained_usd_cents=unexplained,
         unexplained_share=None if share is None else round(share, 6),
         tolerance_share=tolerance,
-        bridge=bridge.to_dict("records"),
+        bridge=table.to_dict("records"),
     )
     if share is None:
         return CrossCheck(
-            "revenue_vs_mrr", revenue == 0, "no MRR: revenue cannot be compared", evidence, bridge
+            "revenue_vs_mrr", revenue == 0, "no MRR: revenue cannot be compared", evidence, table
         )
     text = (
-        f"revenue {usd(revenue)} vs MRR run-rate {usd(runrate)}: difference {usd(difference)}, "
-        f"{usd(-written_off)} written off in dunning, {usd(unexplained)} ({share:+.2%}) not itemised"
+        f"revenue {usd(revenue)} vs MRR run-rate {usd(runrate)}: difference {usd(difference)}; "
+        + ", ".join(f"{usd(cents)} {short}" for short, _, cents, _ in items)
+        + f"; {usd(unexplained)} ({share:+.2%}) not itemised"
     )
     passed = abs(share) <= tolerance
     summary = text + (f" (within ±{tolerance:.0%})" if passed else f", beyond ±{tolerance:.0%}")
-    return CrossCheck("revenue_vs_mrr", passed, summary, evidence, bridge, values)
+    return CrossCheck("revenue_vs_mrr", passed, summary, evidence, table, values)
+
+
+_NOT_ITEMISED = {
+    False: "28-31-day service periods, proration rounding",
+    True: "proration lines, service credits, daily vs transaction-date FX, 28-31-day service periods, "
+    "movements away from mid-month",
+}  # by whether Growth's bridge is missing
 
 
 def _members(accounts: pd.DataFrame) -> pd.Series:

@@ -26,6 +26,7 @@ from helpers.core.periods import shift_period
 from helpers.investor import aggregate as investor
 from helpers.investor import charts
 from helpers.investor.close import CloseStatus
+from helpers.investor.explain import RunLink
 from helpers.investor.inputs import latest_run
 from helpers.investor.metrics import BY_NAME, PIPELINE, format_value, readable
 from helpers.storage import warehouse
@@ -142,8 +143,12 @@ def headline(
     return frame
 
 
-def headline_html(table: pd.DataFrame, period: str) -> str:
-    """The headline table as HTML; each value cell carries ``data-metric`` and the exact ``data-value``."""
+def headline_html(table: pd.DataFrame, period: str, *, links: Mapping[str, RunLink] | None = None) -> str:
+    """The headline table as HTML; each value cell carries ``data-metric`` and the exact ``data-value``.
+
+    With ``links`` (:func:`helpers.investor.explain.report_links`) each value links to the archived
+    run that computed it, and its cell names that run in ``data-run``.
+    """
     prev, year = shift_period(period, -1), shift_period(period, -12)
     head = (
         f"<tr><th>Metric</th><th>{period}</th><th>{prev}</th><th>MoM</th><th>{year}</th><th>YoY</th>"
@@ -153,20 +158,33 @@ def headline_html(table: pd.DataFrame, period: str) -> str:
     for r in table.itertuples():
         raw = "" if r.value is None else html.escape(str(r.value))
         cls = "wb-value" + (" wb-provisional" if r.status != "final" else "")
+        text, run = _linked(html.escape(r.text), (links or {}).get(r.metric))
         body.append(
             f'<tr data-metric="{html.escape(r.metric)}"><td>{html.escape(r.label)}</td>'
             f'<td class="{cls}" data-metric="{html.escape(r.metric)}" data-value="{raw}" '
-            f'data-unit="{html.escape(r.unit)}">{html.escape(r.text)}</td>'
+            f'data-unit="{html.escape(r.unit)}"{run}>{text}</td>'
             f"<td>{html.escape(r.previous)}</td><td>{html.escape(r.mom)}</td>"
             f"<td>{html.escape(r.year_ago)}</td><td>{html.escape(r.yoy)}</td>"
             f"<td>{html.escape(r.status)}</td></tr>"
         )
+    linked = " Each value links to the archived run that computed it." if links else ""
     note = (
         "<p style='font-family:sans-serif;font-size:12px'>Money in US dollars; MoM and YoY are relative "
         "changes (percentage points for ratios); <i>italic</i> values are provisional; n/a: no figures "
-        "for that month in the warehouse.</p>"
+        f"for that month in the warehouse.{linked}</p>"
     )
     return f'{STYLE}<table class="wb-kpi" id="headline">{head}{"".join(body)}</table>{note}'
+
+
+def _linked(text: str, link: RunLink | None) -> tuple[str, str]:
+    """A value's text as a link to its run's archived notebook, and the cell's ``data-run`` attribute."""
+    if link is None:
+        return text, ""
+    run = f' data-run="{html.escape(link.run_id)}"'
+    if not link.href:
+        return text, run
+    title = html.escape(f"computed by {link.pipeline} run {link.run_id}")
+    return f'<a href="{html.escape(link.href)}" title="{title}">{text}</a>', run
 
 
 # ---------------------------------------------------------------- the DRAFT/final banner

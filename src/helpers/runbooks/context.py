@@ -23,6 +23,7 @@ from helpers.core.timeutil import as_utc, parse_as_of
 from helpers.oncall import alerts as alertsmod
 from helpers.runbooks.formatting import utc_text
 from helpers.runs.dag import Dag
+from helpers.runs.session import effective_as_of
 
 FAMILIES: tuple[str, ...] = ("profit", "growth", "engagement")
 
@@ -130,6 +131,7 @@ def load_context(
     runbook: str,
     *,
     as_of: str | dt.datetime,
+    now: dt.datetime | None = None,
     alert_id: str | int = "",
     pipeline: str = "",
     partition: str = "",
@@ -140,11 +142,20 @@ def load_context(
 ) -> RunbookContext:
     """The context of one runbook run, from its parameters (empty strings mean "not given").
 
-    With ``alert_id`` the alert supplies the pipeline, partition and check unless they are given.
-    An unknown alert or pipeline is an error that says where to look. Starts a new fix log.
+    An empty ``as_of`` means ``now``: the runbook notebook's one clock read, handed in (the runner
+    always injects ``as_of``). With ``alert_id`` the alert supplies the pipeline, partition and check
+    unless they are given. An unknown alert or pipeline is an error that says where to look. Starts
+    a new fix log.
     """
     config = config or cfgmod.get()
-    when = parse_as_of(as_of) if isinstance(as_of, str) else as_utc(as_of)
+    if isinstance(as_of, dt.datetime):
+        when = as_utc(as_of)
+    elif as_of.strip():
+        when = parse_as_of(as_of)
+    elif now is None:
+        raise ValueError("as_of: empty, and no `now` to default to; give an ISO timestamp (UTC)")
+    else:
+        when = effective_as_of(as_of, now)
     alert = None
     if str(alert_id).strip():
         try:

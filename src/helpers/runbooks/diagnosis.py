@@ -19,6 +19,7 @@ from helpers.runbooks.evidence import Evidence
 from helpers.runbooks.fixes import fixes, rerun_targets
 from helpers.runbooks.formatting import clip
 from helpers.runbooks.verification import Verification, verify
+from helpers.runs.scraps import glue_all
 
 NO_PROBLEM = "no_problem_found"
 # Causes outside the failure catalogue, named after the generic runbook that handles them.
@@ -157,8 +158,6 @@ class Diagnosis:
     def glue(self) -> dict[str, Any]:
         """Record the outcome as scraps: ``diagnosis`` (text), ``cause``, ``evidence``, ``findings``,
         ``fixes`` and ``verification``; returns them."""
-        import scrapbook as sb
-
         scraps = {
             "diagnosis": self.text,
             "cause": self.cause,
@@ -167,6 +166,5 @@ class Diagnosis:
             "fixes": [f.as_json() for f in fixes()],
             "verification": self.verification.as_json() if self.verification else {},
         }
-        for name, value in scraps.items():
-            sb.glue(name, json_safe(value))
+        glue_all({name: json_safe(value) for name, value in scraps.items()})
         return scraps

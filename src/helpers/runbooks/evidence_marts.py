@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from helpers.checks.framework import CheckResult
 from helpers.runbooks.context import RunbookContext
 from helpers.runbooks.evidence import Evidence
+from helpers.storage import warehouse
 from helpers.storage.warehouse import get_engine
 
 
@@ -134,7 +135,9 @@ def duplicate_rows(ctx: RunbookContext) -> Evidence:
         where = json.loads(keys.iloc[-1])
         with engine.connect() as conn:
             t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            cond = sa.and_(sa.true(), *(t.c[k] == v for k, v in where.items()))
+            cond = sa.and_(
+                sa.true(), *(t.c[k] == warehouse.partition_value(t.c[k], v) for k, v in where.items())
+            )
             total = conn.execute(sa.select(sa.func.count()).select_from(t).where(cond)).scalar_one()
             distinct = conn.execute(
                 sa.select(sa.func.count()).select_from(sa.select(t).where(cond).distinct().subquery())

@@ -2,7 +2,8 @@
 
 :func:`guarded_fix` runs an action only in fix mode and records it (or what it would do) in the
 context's fix log (:data:`helpers.runbooks.context.FIX_LOG`, read by :func:`fixes`). :func:`rerun`
-re-runs partitions with ``backfill --force --downstream`` at ``ctx.as_of``; :func:`rerun_targets`,
+re-runs partitions with ``backfill --force --downstream`` at ``ctx.as_of``, refusing up front a
+partition of a published, locked month (:func:`refuse_locked`); :func:`rerun_targets`,
 :func:`date_range_targets` and :func:`describe_targets` say which ones.
 """
 
@@ -90,12 +91,16 @@ def rerun(
         graph = Dag.from_config(ctx.config.pipelines)
         ups = {p for p, _ in pairs}
         pairs = [(p, label) for p, label in pairs if not any(p in graph.descendants(u) for u in ups - {p})]
+    resolved = [
+        (pipeline, partition_for(ctx.config.pipelines.get(pipeline), ctx.as_of.date() - dt.timedelta(days=1)))
+        if label in ("", "current", None)
+        else (pipeline, label)
+        for pipeline, label in pairs
+    ]
+    refuse_locked(ctx, resolved)
     clock = as_of_clock(ctx.as_of)
     out: list[dict[str, Any]] = []
-    for pipeline, label in pairs:
-        p = ctx.config.pipelines.get(pipeline)
-        if label in ("", "current", None):
-            label = partition_for(p, ctx.as_of.date() - dt.timedelta(days=1))
+    for pipeline, label in resolved:
         first, last = period_days(label)
         outcomes = orchestrate.backfill(
             pipeline,
@@ -109,6 +114,24 @@ def rerun(
         )
         out += [o.as_json() for o in outcomes]
     return out
+
+
+def refuse_locked(ctx: RunbookContext, targets: Iterable[tuple[str, str]]) -> None:
+    """Raise ``PartitionLocked`` before a re-run that would rewrite a partition of a published month.
+
+    Every partition of each target (a month label covers its days for a daily pipeline) is looked
+    up in ``helpers.runs.locks``; the error says who signed the month off and names
+    ``workbook reopen``. The runner refuses such a run too; this says so before anything runs.
+    """
+    from helpers.runs import locks
+    from helpers.runs.dag import periods_between
+
+    for pipeline, label in targets:
+        first, last = period_days(label)
+        for partition in periods_between(ctx.config.pipelines.get(pipeline), first, last):
+            lock = locks.find_lock(locks.PIPELINE, pipeline, partition)
+            if lock is not None:
+                raise locks.PartitionLocked(lock, f"{pipeline} {partition}")
 
 
 def describe_targets(targets: Sequence[tuple[str, str]], *, limit: int = 4) -> str:

@@ -247,11 +247,13 @@ def run_all(
 ) -> list[Outcome]:
     """Every pipeline (or ``pipelines``) for the partition holding ``day``, in dependency order.
 
-    Monthly pipelines run the month of ``day`` (month-to-date when ``day`` is mid-month).
+    Monthly pipelines run the month of ``day`` (month-to-date when ``day`` is mid-month). An
+    ``as_of`` before a partition begins is refused (:class:`UsageError`) before anything runs.
     """
     config = config or cfgmod.get()
     chosen = _choose(config, pipelines)
     items = [dagmod.run_item(config.pipelines.pipelines[p], day) for p in chosen]
+    _check_as_of(items, as_of)
     return run_items(
         items,
         clock=clock,
@@ -262,6 +264,13 @@ def run_all(
         on_update=on_update,
         stop=stop,
     )
+
+
+def _check_as_of(items: Sequence[RunItem], as_of: dt.datetime | None) -> None:
+    """Refuse (:class:`UsageError`) an ``as_of`` before a partition of ``items`` begins, before any run."""
+    if as_of is not None:
+        for it in items:
+            runner.check_as_of(it.pipeline, it.partition, as_of)
 
 
 def _choose(config: cfgmod.WorkbookConfig, pipelines: Sequence[str] | None) -> list[str]:
@@ -294,7 +303,8 @@ def backfill(
     """Run ``pipeline`` for each partition touching ``[start, end]`` in order (see module doc).
 
     Partitions whose latest run succeeded are ``skipped`` (reported, not recorded) unless
-    ``force``. Each partition is gated on its upstreams like ``run-all``.
+    ``force``. Each partition is gated on its upstreams like ``run-all``. An ``as_of`` before one
+    of the partitions begins is refused (:class:`UsageError`) before anything runs.
     """
     config = config or cfgmod.get()
     try:
@@ -306,6 +316,7 @@ def backfill(
     except ValueError as e:
         raise UsageError(str(e)) from None
     items = [_clamped_item(target, label, end) for label in labels]
+    _check_as_of(items, as_of)
     for it in items:
         on_update(Outcome(it.pipeline, it.partition, PENDING))
     outcomes = [

@@ -3,7 +3,8 @@
 The lock against two runs of the same pipeline and partition is a partial unique index on
 ``(pipeline, logical_date)`` for active rows, so it holds across processes and machines that
 share the warehouse. A run whose process died without recording its end (a SIGKILLed runner)
-is detected by host and pid and marked failed before a new run takes its place.
+is detected by host and pid and marked failed before a new run takes its place; what it had
+staged is discarded then (:func:`finish_run`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from helpers.core.timeutil import as_utc, naive_utc
-from helpers.storage.warehouse import ACTIVE_STATUSES, get_engine, pipeline_runs, run_scraps
+from helpers.storage.warehouse import (
+    ACTIVE_STATUSES,
+    discard_run,
+    get_engine,
+    pipeline_runs,
+    publish_run,
+    run_scraps,
+)
 
 
 class RunConflict(RuntimeError):
@@ -190,14 +198,21 @@ def finish_run(
     archive_path: str | None = None,
     engine: Engine | None = None,
 ) -> None:
-    engine = engine or get_engine()
+    """Record the end of a run, with what it wrote.
+
+    ``succeeded`` publishes every partition the run staged and records the end in one transaction
+    (``warehouse.publish_run``: all of it or nothing; raises if a write check refuses it); any
+    other status discards what the run staged, with the record (``warehouse.discard_run``).
+    """
     values: dict[str, Any] = dict(status=status, finished_at=naive_utc(now), error_summary=error_summary)
     if failed_cell is not None:
         values["failed_cell"] = failed_cell
     if archive_path is not None:
         values["archive_path"] = archive_path
-    with engine.begin() as conn:
-        conn.execute(pipeline_runs.update().where(pipeline_runs.c.run_id == run_id).values(**values))
+    if status == "succeeded":
+        publish_run(run_id, run_values=values, engine=engine)
+    else:
+        discard_run(run_id, run_values=values, engine=engine)
 
 
 def record_outcome(

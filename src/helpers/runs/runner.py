@@ -2,7 +2,12 @@
 
 :func:`execute_notebook` is the core: it executes any notebook (a pipeline, a runbook, a report)
 into a given archive folder. :func:`run_pipeline` adds what a pipeline run needs around it
-(configuration, parameters, the run record and lock in ``pipeline_runs``).
+(configuration, parameters, the run record and lock in ``pipeline_runs``) and publishes the run:
+its kernel is marked as the run (``warehouse.RUNNER_ENV``), so every mart partition it writes is
+staged, and once the notebook succeeded ``records.finish_run`` publishes them all with the run's
+success in one transaction; a failed, interrupted or killed run leaves every partition as it was.
+The runner owns ``run_id``, ``as_of`` and the partition parameter (refused as ``-p``), and refuses
+an ``as_of`` before the period it builds begins.
 
 One run = one folder (for a pipeline ``runs/<pipeline>/<date>/<run_id>/``) holding:
 
@@ -46,14 +51,21 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import nbformat  # noqa: E402
 import papermill as pm  # noqa: E402
 import yaml  # noqa: E402
+from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
+from papermill.log import logger as papermill_logger  # noqa: E402
+from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 
 from helpers.core import config as cfgmod  # noqa: E402
 from helpers.core import paths, secrets  # noqa: E402
 from helpers.core.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError  # noqa: E402
-from helpers.core.timeutil import as_utc, default_as_of, parse_logical_date  # noqa: E402
+from helpers.core.periods import period_days  # noqa: E402
+from helpers.core.timeutil import UTC, as_utc, default_as_of, parse_logical_date  # noqa: E402
+from helpers.runs import locks  # noqa: E402
 from helpers.runs import records as runs  # noqa: E402
+from helpers.runs.scraps import read_scraps  # noqa: E402
+from helpers.storage.warehouse import RUNNER_ENV  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +117,50 @@ class _RunNotebookManager(NotebookExecutionManager):
             super().save(**kwargs)
 
 
+class _RunClient(PapermillNotebookClient):
+    """papermill's notebook client, starting its kernel with an environment of the runner's choosing."""
+
+    def __init__(self, nb_man: Any, *, kernel_env: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(nb_man, **kwargs)
+        self.kernel_env = dict(kernel_env) if kernel_env is not None else None
+
+    def execute(self, **kwargs: Any) -> Any:
+        if self.kernel_env is not None:
+            kwargs.setdefault("env", dict(self.kernel_env))  # to the kernel manager's start_kernel
+        return super().execute(**kwargs)
+
+
 class _RunEngine(NBClientEngine):
-    """papermill's nbclient engine with :class:`_RunNotebookManager` (``engine_name="workbook"``)."""
+    """papermill's nbclient engine with :class:`_RunNotebookManager` (``engine_name="workbook"``)
+    and :class:`_RunClient` (``kernel_env``: the kernel's whole environment)."""
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: int | None = None,
+        kernel_env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # NBClientEngine.execute_managed_notebook (papermill 2.x), with the client above
+        kwargs = remove_args(["input_path"], **kwargs)
+        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+        final_kwargs = merge_kwargs(
+            safe_kwargs,
+            timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log=papermill_logger,
+            log_output=log_output,
+            stdout_file=stdout_file,
+            stderr_file=stderr_file,
+        )
+        return _RunClient(nb_man, kernel_env=kernel_env, **final_kwargs).execute()
 
     @classmethod
     def execute_notebook(
@@ -219,6 +273,37 @@ def check_parameters(notebook: Path, extra: Mapping[str, Any], *, label: str | N
     return declared
 
 
+def refuse_runner_owned(extra: Mapping[str, Any], date_key: str) -> None:
+    """Raise :class:`UsageError` naming the first parameter of ``extra`` the runner sets itself.
+
+    The runner owns ``run_id`` (the run's provenance), ``as_of`` and the partition parameter
+    ``date_key`` (``period`` or ``run_date``): overriding them would record and lock one run while
+    the notebook computes or stamps another.
+    """
+    how = {
+        "run_id": "each run gets its own id, recorded in pipeline_runs",
+        "as_of": "set it with --as-of",
+        date_key: "choose the partition with --date",
+    }
+    owned = sorted(set(extra) & set(how))
+    if owned:
+        raise UsageError(f"-p {owned[0]}: {owned[0]} is set by the runner; {how[owned[0]]}")
+
+
+def check_as_of(pipeline_id: str, logical_date: str, as_of: dt.datetime) -> None:
+    """Raise :class:`UsageError` when ``as_of`` is before the period ``logical_date`` begins.
+
+    Such a run would see none of the period it builds and replace its partition with nothing.
+    """
+    start = dt.datetime.combine(period_days(logical_date)[0], dt.time(), UTC)
+    if as_utc(as_of) < start:
+        raise UsageError(
+            f"--as-of {as_utc(as_of):%Y-%m-%dT%H:%M:%SZ} is before {pipeline_id} {logical_date} begins "
+            f"({start:%Y-%m-%dT%H:%M:%SZ}): a run as of then sees none of the period it builds. Use an "
+            f"--as-of at or after {start:%Y-%m-%dT%H:%M:%SZ}, or leave it out (default: the period's end)"
+        )
+
+
 def _injected_parameters(
     pipeline: cfgmod.Pipeline,
     logical_date: str,
@@ -228,6 +313,7 @@ def _injected_parameters(
 ) -> dict[str, Any]:
     declared = check_parameters(pipeline.notebook_path, extra, label=pipeline.notebook)
     date_key = "period" if pipeline.partition == "month" else "run_date"
+    refuse_runner_owned(extra, date_key)
     base = {date_key: logical_date, "as_of": as_of.isoformat(), "run_id": run_id}
     params = {k: v for k, v in base.items() if k in declared}
     if date_key not in declared:
@@ -339,19 +425,6 @@ def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> N
     html_path.write_text(body, encoding="utf-8")
 
 
-def read_scraps(nb_path: Path) -> dict[str, tuple[str, Any]]:
-    """``name -> (encoder, JSON-able value)`` of the scraps glued in an executed notebook."""
-    import scrapbook as sb
-
-    out: dict[str, tuple[str, Any]] = {}
-    for name, scrap in sb.read_notebook(str(nb_path)).scraps.items():
-        data = scrap.data
-        if scrap.encoder == "pandas" or hasattr(data, "to_json"):
-            data = json.loads(data.to_json(orient="split", date_format="iso"))
-        out[name] = (scrap.encoder or "json", data)
-    return out
-
-
 class _FileLog:
     """Route papermill's logger (cell output included) to ``run.log`` for the run's duration."""
 
@@ -415,6 +488,7 @@ def execute_notebook(
     log_header: str | None = None,
     record: Mapping[str, Any] | None = None,
     started: dt.datetime | None = None,
+    run_id: str | None = None,
 ) -> ExecutionResult:
     """Execute ``notebook`` with ``parameters`` into the folder ``archive`` (which must not exist).
 
@@ -422,7 +496,9 @@ def execute_notebook(
     beside ``archive`` and renamed in one step, after every file was scrubbed of secrets. A
     failing notebook is archived and reported (``status`` ``failed``), not raised; anything else
     (an interrupt, a full disk) removes the partial folder and propagates. ``record`` adds fields
-    to ``run.json`` (run id, pipeline, ...); ``started`` defaults to ``clock()``. The caller
+    to ``run.json`` (run id, pipeline, ...); ``started`` defaults to ``clock()``. ``run_id`` marks
+    the kernel as the runner's run of that id (``warehouse.RUNNER_ENV``: its writes are staged for
+    the run); without it the kernel has no marker, even if this process has one. The caller
     validates ``parameters`` (see :func:`check_parameters`): they are injected as given.
     """
     started = started or clock()
@@ -439,6 +515,7 @@ def execute_notebook(
             timeout_s=timeout_s,
             progress=progress,
             log_header=log_header,
+            kernel_env=kernel_environment(run_id),
         )
         if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
             shutil.copyfile(notebook, out_nb)
@@ -469,6 +546,7 @@ def _papermill(
     timeout_s: float | None,
     progress: bool,
     log_header: str | None,
+    kernel_env: Mapping[str, str],
 ) -> tuple[str, str | None, int | None]:
     """Execute into ``staging/notebook.ipynb``, logging to ``staging/run.log``.
 
@@ -495,6 +573,7 @@ def _papermill(
                 # per notebook measured on 2 busy cores. The kernel is a one-run process: killed.
                 shutdown_kernel="immediate",
                 engine_name="workbook",
+                kernel_env=kernel_env,
             )
         except Exception as exc:  # the notebook failed; the run is recorded, not raised
             status = "failed"
@@ -503,6 +582,14 @@ def _papermill(
                 failed_cell = _last_executed_cell(out_nb)
             flog.write(f"FAILED: {error}")
     return status, error, failed_cell
+
+
+def kernel_environment(run_id: str | None) -> dict[str, str]:
+    """The environment of a kernel: this process's, marked as the runner's run ``run_id`` if given."""
+    env = {k: v for k, v in os.environ.items() if k != RUNNER_ENV}
+    if run_id is not None:
+        env[RUNNER_ENV] = run_id
+    return env
 
 
 def _write_html_and_scraps(staging: Path, scraps: Mapping[str, tuple[str, Any]], *, hide_code: bool) -> None:
@@ -514,6 +601,15 @@ def _write_html_and_scraps(staging: Path, scraps: Mapping[str, tuple[str, Any]],
     (staging / "scraps.json").write_text(
         json.dumps({k: v for k, (_e, v) in scraps.items()}, indent=2, default=str)
     )
+
+
+def _mark_archive_failed(final: Path, error: str) -> None:
+    """An archive already renamed into place whose publish then failed says so in its ``run.json``."""
+    record = final / "run.json"
+    if record.is_file():
+        data = json.loads(record.read_text())
+        data.update(status="failed", error=secrets.redact(error, secrets.secret_values())[0])
+        record.write_text(json.dumps(data, indent=2))
 
 
 def _run_record(
@@ -538,6 +634,24 @@ def _run_record(
     }
 
 
+def _pipeline_partition(
+    config: cfgmod.WorkbookConfig, pipeline_id: str, date: str, notebook_override: Path | None
+) -> tuple[cfgmod.Pipeline, str]:
+    """The pipeline (its notebook present) and the partition label of ``date``; :class:`UsageError` else."""
+    try:
+        pipeline = config.pipelines.get(pipeline_id)
+    except cfgmod.ConfigError as e:
+        raise UsageError(str(e)) from None
+    if notebook_override is not None:
+        pipeline = pipeline.model_copy(update={"notebook": str(notebook_override)})
+    if not pipeline.notebook_path.exists():
+        raise UsageError(f"{pipeline_id}: notebook {pipeline.notebook} does not exist")
+    try:
+        return pipeline, parse_logical_date(date, pipeline.partition)
+    except ValueError as e:
+        raise UsageError(f"--date: {e}") from None
+
+
 def run_pipeline(
     pipeline_id: str,
     date: str,
@@ -550,22 +664,13 @@ def run_pipeline(
     config: cfgmod.WorkbookConfig | None = None,
     notebook_override: Path | None = None,
 ) -> RunResult:
-    """Run one pipeline for one partition and archive it. Raises :class:`UsageError` on bad input
-    and :class:`runs.RunConflict` when the same pipeline and partition is already running."""
+    """Run one pipeline for one partition and archive it. Raises :class:`UsageError` on bad input, and
+    :class:`runs.RunConflict` (already running) or :class:`locks.PartitionLocked` (a published month)."""
     config = config or cfgmod.get()
-    try:
-        pipeline = config.pipelines.get(pipeline_id)
-    except cfgmod.ConfigError as e:
-        raise UsageError(str(e)) from None
-    if notebook_override is not None:
-        pipeline = pipeline.model_copy(update={"notebook": str(notebook_override)})
-    if not pipeline.notebook_path.exists():
-        raise UsageError(f"{pipeline_id}: notebook {pipeline.notebook} does not exist")
-    try:
-        logical_date = parse_logical_date(date, pipeline.partition)
-    except ValueError as e:
-        raise UsageError(f"--date: {e}") from None
+    pipeline, logical_date = _pipeline_partition(config, pipeline_id, date, notebook_override)
     as_of = as_utc(as_of) if as_of else default_as_of(logical_date, pipeline.partition)
+    check_as_of(pipeline_id, logical_date, as_of)
+    locks.refuse_locked_run(pipeline_id, logical_date)  # a published month: refused before it starts
     started = clock()
     run_id = runs.new_run_id(pipeline_id, logical_date, started)
     parameters = _injected_parameters(pipeline, logical_date, as_of, run_id, dict(params or {}))
@@ -602,6 +707,7 @@ def run_pipeline(
                 "trigger": trigger,
             },
             started=started,
+            run_id=run_id,
         )
         runs.save_scraps(run_id, result.scraps)
         runs.finish_run(
@@ -612,8 +718,10 @@ def run_pipeline(
             failed_cell=result.failed_cell,
             archive_path=str(final),
         )
-    except BaseException as exc:  # interrupted or broken runner: never leave a run 'running'
-        runs.finish_run(run_id, status="failed", now=clock(), error_summary=_error_summary(exc)[0])
+    except BaseException as exc:  # interrupted, refused publish or broken runner: never leave it 'running'
+        error = _error_summary(exc)[0]
+        runs.finish_run(run_id, status="failed", now=clock(), error_summary=error)
+        _mark_archive_failed(final, error)
         raise
     return RunResult(
         run_id, pipeline_id, logical_date, result.status, final, result.error, result.failed_cell

@@ -50,7 +50,8 @@ def source_dir(source: str, root: Path | None = None) -> Path:
     return (root or paths.landing_dir()) / source
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, hex: what the arrival manifest records for each delivery."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -105,7 +106,9 @@ def write_delivery(
             os.fsync(dir_fd)  # the new name survives a power cut, not only a killed process
         finally:
             os.close(dir_fd)
-    delivery = Delivery(source, part, rel, table.num_rows, _sha256(target), as_utc(arrived_at).isoformat())
+    delivery = Delivery(
+        source, part, rel, table.num_rows, file_sha256(target), as_utc(arrived_at).isoformat()
+    )
     manifest = source_dir(source, root) / MANIFEST
     with open(manifest, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(asdict(delivery), sort_keys=True) + "\n")

@@ -75,8 +75,8 @@ class ScreenedRows:
 
 
 def quarantine_dir(source: str, root: Path | None = None) -> Path:
-    """``data/quarantine/<source>`` (``root`` replaces ``data/quarantine``)."""
-    return (root or paths.data_dir() / "quarantine") / source
+    """``data/quarantine/<source>`` (``root``, else :func:`helpers.core.paths.quarantine_root`)."""
+    return (root or paths.quarantine_root()) / source
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")

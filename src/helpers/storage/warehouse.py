@@ -1,30 +1,43 @@
-"""The warehouse: one SQLAlchemy engine, the ops tables, and the atomic partition write.
+"""The warehouse: one SQLAlchemy engine, the ops tables, and the partition write (direct or staged).
 
-The run tables (``pipeline_runs``, ``run_scraps``, ``partition_writes``) are defined here; every
-other ops table is defined on :data:`metadata` by the package that owns it and declared with
-:func:`register_tables` when that package is imported.
+The run tables (``pipeline_runs``, ``run_scraps``, ``partition_writes``, ``staged_partitions``) are
+defined here; every other ops table is defined on :data:`metadata` by the package that owns it and
+declared with :func:`register_tables` when that package is imported.
 
 ``WORKBOOK_WAREHOUSE_URL`` selects the database (any SQLAlchemy 2 URL; PostgreSQL and SQLite
 are tested). The default is a SQLite file under ``runs/`` in WAL mode, so a notebook kernel
 can read while another process writes.
 
-Marts are written only through :func:`replace_partition`: delete the partition and insert its
-rows in one transaction, so readers see the old partition or the new one, never a mix, and
-writing the same rows twice leaves the same table.
+Marts are written only through :func:`replace_partition`. Outside a runner's run it deletes the
+partition and inserts its rows in one transaction, so readers see the old partition or the new
+one, never a mix, and writing the same rows twice leaves the same table. Inside a runner's run
+(the kernel's :data:`RUNNER_ENV` names a run that is ``running``) it *stages* the rows instead, in
+a staging table of the run (``staging_<hash>``, listed in ``staged_partitions``): the live table and
+``partition_writes`` are untouched until the runner, once the whole notebook succeeded, calls
+:func:`publish_run`, which swaps every staged partition into its live table and records the run's
+success in ONE transaction. A run that fails or dies is discarded (:func:`discard_run`): its
+partitions stay as they were. Reads made by the run itself see what it staged
+(:func:`read_table`, :func:`staged_writes`, :func:`partition_table`); nobody else does.
+
+Every write that changes a live partition (a direct write, and each partition of a publish) calls
+the checks registered with :func:`register_write_check` inside its transaction: the hook of the
+lock guard (``helpers.runs.locks``), which refuses to touch a published month.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from helpers.core import paths
 
@@ -86,6 +99,24 @@ partition_writes = sa.Table(
     sa.Column("written_at", sa.DateTime(), nullable=False),
     sa.Column("run_id", sa.String(80), nullable=True),
 )
+
+# The partitions a runner's run has staged and not yet published: one row per partition, naming the
+# run's staging table for that mart (the rows, with the mart's columns). publish_run moves them into
+# partition_writes and the live table; discard_run drops them.
+staged_partitions = sa.Table(
+    "staged_partitions",
+    metadata,
+    sa.Column("run_id", sa.String(80), primary_key=True),
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("partition_key", sa.String(255), primary_key=True),
+    sa.Column("staging_table", sa.String(63), nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("written_at", sa.DateTime(), nullable=False),
+)
+
+# Set by the runner in the environment of the kernel of each run it executes: the run's id. With
+# it (and the run ``running`` in pipeline_runs), replace_partition stages instead of writing.
+RUNNER_ENV = "WORKBOOK_RUN_ID"
 
 
 def warehouse_url() -> str:
@@ -185,6 +216,56 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def partition_value(column: Any, value: Any) -> Any:
+    """``value`` as the column compares it: ISO text becomes a date or datetime for such a column
+    (PostgreSQL compares no DATE with text)."""
+    v = _plain(value)
+    if isinstance(v, str) and isinstance(column.type, sa.DateTime):
+        return dt.datetime.fromisoformat(v)
+    if isinstance(v, str) and isinstance(column.type, sa.Date):
+        return dt.date.fromisoformat(v)
+    return v
+
+
+def _in_partition(t: sa.Table, partition: Mapping[str, Any]) -> sa.ColumnElement[bool]:
+    return sa.and_(*(t.c[k] == partition_value(t.c[k], v) for k, v in partition.items()))
+
+
+def _outside_partition(t: sa.Table, partition: Mapping[str, Any]) -> sa.ColumnElement[bool]:
+    """Rows not in ``partition`` (a NULL partition column is outside it too)."""
+    return sa.or_(
+        *(sa.or_(t.c[k] != partition_value(t.c[k], v), t.c[k].is_(None)) for k, v in partition.items())
+    )
+
+
+# ---------------------------------------------------------------- the write checks (lock guard)
+
+WriteCheck = Callable[[Connection, str, str], None]
+_write_checks: list[WriteCheck] = []
+
+
+def register_write_check(check: WriteCheck) -> WriteCheck:
+    """Have ``check(conn, table, partition_key)`` called before every write of a live partition.
+
+    It runs inside the writing transaction: for a direct :func:`replace_partition`, and for each
+    partition of a :func:`publish_run` (after the run's record was updated, before the swap).
+    Raising refuses the write and rolls back its whole transaction: a refused publish publishes
+    nothing and leaves the run not succeeded. ``helpers.runs.locks`` registers its lock guard here
+    when it is imported. Registering the same function twice keeps one. Returns ``check``.
+    """
+    if check not in _write_checks:
+        _write_checks.append(check)
+    return check
+
+
+def _check_write(conn: Connection, table: str, key: str) -> None:
+    for check in list(_write_checks):
+        check(conn, table, key)
+
+
+# ---------------------------------------------------------------- writing a partition
+
+
 def replace_partition(
     table: str,
     frame: pd.DataFrame,
@@ -201,6 +282,9 @@ def replace_partition(
     transaction. Every row of ``frame`` must belong to the partition (a row outside it would be
     left behind by the next replace), and the frame must have the table's columns. Returns the
     number of rows written.
+
+    Inside a runner's run (module doc) the rows are staged instead, and published with the run;
+    ``run_id`` must then be the run's id (or None). Reads of the run see the staged rows.
     """
     engine = engine or get_engine()
     if not partition:
@@ -216,46 +300,328 @@ def replace_partition(
                 f"(first at index {frame.index[outside][0]!r})"
             )
     with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        if inspector.has_table(table):
-            existing = {c["name"] for c in inspector.get_columns(table)}
-            extra = [c for c in frame.columns if c not in existing]
-            if extra:
-                raise ValueError(f"replace_partition({table!r}): columns {extra} are not in the table")
-            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            cond = sa.and_(*(t.c[k] == _plain(v) for k, v in partition.items()))
-            conn.execute(t.delete().where(cond))
+        staging_run = _staging_run(conn, table, run_id)
+        if staging_run is not None:
+            _stage(conn, table, frame, partition, run_id=staging_run, written_at=written_at, dtype=dtype)
         else:
-            frame.head(0).to_sql(table, conn, index=False, dtype=dict(dtype or {}) or None)
-        if len(frame):
-            frame.to_sql(table, conn, index=False, if_exists="append", chunksize=5000, method="multi")
-        key = partition_key(partition)
-        conn.execute(
-            partition_writes.delete().where(
-                (partition_writes.c.table_name == table) & (partition_writes.c.partition_key == key)
-            )
-        )
-        conn.execute(
-            partition_writes.insert().values(
-                table_name=table,
-                partition_key=key,
-                row_count=len(frame),
-                written_at=written_at,
-                run_id=run_id,
-            )
-        )
+            _write_live(conn, table, frame, partition, run_id=run_id, written_at=written_at, dtype=dtype)
     return len(frame)
+
+
+def _check_columns(conn: Connection, table: str, into: str, frame: pd.DataFrame) -> bool:
+    """Whether ``into`` exists; raises when ``frame`` has columns it lacks (named as ``table``)."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(into):
+        return False
+    existing = {c["name"] for c in inspector.get_columns(into)}
+    extra = [c for c in frame.columns if c not in existing]
+    if extra:
+        raise ValueError(f"replace_partition({table!r}): columns {extra} are not in the table")
+    return True
+
+
+def _write_live(
+    conn: Connection,
+    table: str,
+    frame: pd.DataFrame,
+    partition: Mapping[str, Any],
+    *,
+    run_id: str | None,
+    written_at: dt.datetime,
+    dtype: Mapping[str, Any] | None,
+) -> None:
+    key = partition_key(partition)
+    if _check_columns(conn, table, table, frame):
+        t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+        conn.execute(t.delete().where(_in_partition(t, partition)))
+        _check_write(conn, table, key)  # after the first write: inside the write transaction
+    else:
+        _check_write(conn, table, key)
+        frame.head(0).to_sql(table, conn, index=False, dtype=dict(dtype or {}) or None)
+    if len(frame):
+        frame.to_sql(table, conn, index=False, if_exists="append", chunksize=5000, method="multi")
+    _record_write(conn, table, key, row_count=len(frame), written_at=written_at, run_id=run_id)
+
+
+def _record_write(
+    conn: Connection, table: str, key: str, *, row_count: int, written_at: dt.datetime, run_id: str | None
+) -> None:
+    conn.execute(
+        partition_writes.delete().where(
+            (partition_writes.c.table_name == table) & (partition_writes.c.partition_key == key)
+        )
+    )
+    conn.execute(
+        partition_writes.insert().values(
+            table_name=table, partition_key=key, row_count=row_count, written_at=written_at, run_id=run_id
+        )
+    )
+
+
+# ---------------------------------------------------------------- staging inside a runner's run
+
+
+@dataclass(frozen=True)
+class StagedPartition:
+    """One partition a run staged: its mart, key, row count and the staging table holding the rows."""
+
+    run_id: str
+    table_name: str
+    partition_key: str
+    staging_table: str
+    row_count: int
+    written_at: dt.datetime
+
+    @property
+    def partition(self) -> dict[str, Any]:
+        return json.loads(self.partition_key)
+
+
+def kernel_run_id() -> str | None:
+    """The runner's run this process executes (:data:`RUNNER_ENV`), or None outside a runner kernel."""
+    return os.environ.get(RUNNER_ENV, "").strip() or None
+
+
+def _staging_run(conn: Connection, table: str, run_id: str | None) -> str | None:
+    """The run whose write this is when it must be staged (None: write the live table).
+
+    Staged only in a runner's kernel, and only for its own run while that run is ``running``: a
+    kernel cannot claim another run, nor write for a run that already ended.
+    """
+    marker = kernel_run_id()
+    if marker is None:
+        return None
+    if run_id is not None and run_id != marker:
+        raise ValueError(
+            f"replace_partition({table!r}): run_id {run_id!r} is not the run this kernel executes ({marker!r})"
+        )
+    status = conn.execute(sa.select(pipeline_runs.c.status).where(pipeline_runs.c.run_id == marker)).scalar()
+    if status != "running":
+        state = f"is {status}" if status else "has no run record"
+        raise RuntimeError(f"replace_partition({table!r}): run {marker} {state}; nothing was written")
+    return marker
+
+
+def _staging_name(run_id: str, table: str) -> str:
+    return "staging_" + hashlib.sha1(f"{run_id}\x00{table}".encode()).hexdigest()[:24]
+
+
+def _copy_table(conn: Connection, source: str, target: str) -> sa.Table:
+    """Create ``target`` with the columns (names, types, NULL-ability) of ``source``."""
+    src = sa.Table(source, sa.MetaData(), autoload_with=conn)
+    copy = sa.Table(target, sa.MetaData(), *(sa.Column(c.name, c.type, nullable=c.nullable) for c in src.c))
+    copy.create(conn)
+    return copy
+
+
+def _stage(
+    conn: Connection,
+    table: str,
+    frame: pd.DataFrame,
+    partition: Mapping[str, Any],
+    *,
+    run_id: str,
+    written_at: dt.datetime,
+    dtype: Mapping[str, Any] | None,
+) -> None:
+    """Stage ``frame`` as ``partition`` of ``table`` for ``run_id`` (replacing what it staged there).
+
+    The staging table copies the live table's columns (or, for a new mart, is created from the
+    frame as the live table would be), so a frame the live write would refuse is refused here, at
+    the same cell. The ``staged_partitions`` row is written first: it opens the transaction (also
+    on SQLite, whose driver starts one only at the first write) that the table creation joins.
+    """
+    key = partition_key(partition)
+    name = _staging_name(run_id, table)
+    mine = (
+        (staged_partitions.c.run_id == run_id)
+        & (staged_partitions.c.table_name == table)
+        & (staged_partitions.c.partition_key == key)
+    )
+    conn.execute(staged_partitions.delete().where(mine))
+    conn.execute(
+        staged_partitions.insert().values(
+            run_id=run_id, table_name=table, partition_key=key, staging_table=name,
+            row_count=len(frame), written_at=written_at,
+        )
+    )  # fmt: skip
+    live = _check_columns(conn, table, table, frame)
+    if not _check_columns(conn, table, name, frame):
+        if live:
+            _copy_table(conn, table, name)
+        else:
+            frame.head(0).to_sql(name, conn, index=False, dtype=dict(dtype or {}) or None)
+    staged = sa.Table(name, sa.MetaData(), autoload_with=conn)
+    conn.execute(staged.delete().where(_in_partition(staged, partition)))
+    if len(frame):
+        frame.to_sql(name, conn, index=False, if_exists="append", chunksize=5000, method="multi")
+
+
+def staged_for(
+    run_id: str, *, table: str | None = None, conn: Connection | None = None, engine: Engine | None = None
+) -> list[StagedPartition]:
+    """The partitions ``run_id`` staged and has not published (of ``table``), in a stable order."""
+    q = sa.select(staged_partitions).where(staged_partitions.c.run_id == run_id)
+    if table is not None:
+        q = q.where(staged_partitions.c.table_name == table)
+    q = q.order_by(staged_partitions.c.table_name, staged_partitions.c.partition_key)
+    if conn is None:
+        with (engine or get_engine()).connect() as c:
+            rows = c.execute(q).mappings().all()
+    else:
+        rows = conn.execute(q).mappings().all()
+    return [StagedPartition(**dict(r)) for r in rows]
+
+
+def publish_run(
+    run_id: str, *, run_values: Mapping[str, Any], engine: Engine | None = None
+) -> list[StagedPartition]:
+    """Publish every partition ``run_id`` staged and record ``run_values`` on its run, in ONE transaction.
+
+    For each staged partition (registered write checks first) the live partition is replaced by
+    the staged rows and ``partition_writes`` by the staged bookkeeping; the staging tables are
+    dropped. A process killed meanwhile leaves every partition as it was and the run not
+    succeeded, or all of it done. A run that is no longer ``running`` (declared dead meanwhile)
+    publishes nothing: raises ``RuntimeError`` if it had staged anything. Returns what was published.
+    """
+    engine = engine or get_engine()
+    this_run = pipeline_runs.c.run_id == run_id
+    with engine.begin() as conn:
+        # the run's update is the first statement: it opens the write transaction on every backend
+        running = conn.execute(
+            pipeline_runs.update()
+            .where(this_run & (pipeline_runs.c.status == "running"))
+            .values(**run_values)
+        ).rowcount
+        staged = staged_for(run_id, conn=conn)
+        if not running:
+            if staged:
+                raise RuntimeError(
+                    f"run {run_id} is no longer running: its {len(staged)} staged partition(s) were not published"
+                )
+            conn.execute(pipeline_runs.update().where(this_run).values(**run_values))
+            return []
+        for item in staged:
+            _publish_partition(conn, item)
+        _drop_staged(conn, run_id, staged)
+    return staged
+
+
+def _publish_partition(conn: Connection, item: StagedPartition) -> None:
+    """Replace ``item``'s live partition by its staged rows (inside the publish transaction)."""
+    staged = sa.Table(item.staging_table, sa.MetaData(), autoload_with=conn)
+    if sa.inspect(conn).has_table(item.table_name):
+        live = sa.Table(item.table_name, sa.MetaData(), autoload_with=conn)
+    else:
+        live = _copy_table(conn, item.staging_table, item.table_name)
+    columns = [c.name for c in staged.c]
+    extra = [c for c in columns if c not in live.c]
+    if extra:
+        raise ValueError(f"publish {item.table_name}: staged columns {extra} are not in the table")
+    _check_write(conn, item.table_name, item.partition_key)
+    partition = item.partition
+    conn.execute(live.delete().where(_in_partition(live, partition)))
+    rows = sa.select(*(staged.c[c] for c in columns)).where(_in_partition(staged, partition))
+    conn.execute(live.insert().from_select(columns, rows))
+    _record_write(
+        conn, item.table_name, item.partition_key, row_count=item.row_count, written_at=item.written_at,
+        run_id=item.run_id,
+    )  # fmt: skip
+
+
+def discard_run(
+    run_id: str, *, run_values: Mapping[str, Any] | None = None, engine: Engine | None = None
+) -> list[StagedPartition]:
+    """Drop what ``run_id`` staged (and record ``run_values`` on its run) in one transaction.
+
+    The live tables are untouched: every partition stays as it was before the run. Returns what
+    was discarded.
+    """
+    engine = engine or get_engine()
+    with engine.begin() as conn:
+        if run_values:
+            conn.execute(pipeline_runs.update().where(pipeline_runs.c.run_id == run_id).values(**run_values))
+        staged = staged_for(run_id, conn=conn)
+        _drop_staged(conn, run_id, staged)
+    return staged
+
+
+def _drop_staged(conn: Connection, run_id: str, staged: list[StagedPartition]) -> None:
+    conn.execute(staged_partitions.delete().where(staged_partitions.c.run_id == run_id))
+    for name in sorted({s.staging_table for s in staged}):
+        sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
+
+
+# ---------------------------------------------------------------- reading (a run sees what it staged)
+
+
+def _own_staged(conn: Connection, table: str | None = None) -> list[StagedPartition]:
+    """What this kernel's run staged (of ``table``); empty outside a runner kernel."""
+    run_id = kernel_run_id()
+    return staged_for(run_id, table=table, conn=conn) if run_id else []
+
+
+def staged_writes(*, conn: Connection) -> list[dict[str, Any]]:
+    """This kernel's run's staged partitions as ``partition_writes`` rows with their ``pipeline``.
+
+    What the run's own checks count instead of the published writes of the same partitions
+    (``checks.snapshot``); empty outside a runner kernel.
+    """
+    run_id = kernel_run_id()
+    if run_id is None:
+        return []
+    pipeline = conn.execute(
+        sa.select(pipeline_runs.c.pipeline).where(pipeline_runs.c.run_id == run_id)
+    ).scalar()
+    return [
+        dict(table_name=s.table_name, partition_key=s.partition_key, row_count=s.row_count,
+             written_at=s.written_at, run_id=s.run_id, pipeline=pipeline)
+        for s in staged_for(run_id, conn=conn)
+    ]  # fmt: skip
+
+
+def partition_table(conn: Connection, table: str, partition: Mapping[str, Any]) -> str:
+    """The table holding the rows this process sees for ``partition`` of ``table``.
+
+    The staging table when this kernel's run staged that partition, else ``table`` itself.
+    """
+    key = partition_key(partition)
+    found = [s for s in _own_staged(conn, table) if s.partition_key == key]
+    return found[0].staging_table if found else table
+
+
+def _equal(t: sa.Table, where: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
+    return [t.c[k] == partition_value(t.c[k], v) for k, v in where.items()]
+
+
+def _visible(conn: Connection, table: str, where: Mapping[str, Any]) -> sa.Select:
+    """The rows of ``table`` this process sees, filtered by ``where``, ordered by all columns.
+
+    Outside a run (or for a table the run did not stage) the live rows; else the live rows of
+    the partitions the run did not stage, and its staged rows.
+    """
+    staged = _own_staged(conn, table)
+    if not staged:
+        t = sa.Table(table, sa.MetaData(), autoload_with=conn)  # NoSuchTableError: no such table
+        return sa.select(t).where(*_equal(t, where)).order_by(*t.c)
+    s = sa.Table(staged[0].staging_table, sa.MetaData(), autoload_with=conn)
+    if not sa.inspect(conn).has_table(table):  # a new mart: only what the run staged
+        return sa.select(s).where(*_equal(s, where)).order_by(*s.c)
+    t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+    live = sa.select(t).where(*_equal(t, where), *(_outside_partition(t, p.partition) for p in staged))
+    columns = [s.c[c.name] if c.name in s.c else sa.cast(sa.null(), c.type).label(c.name) for c in t.c]
+    own = sa.select(*columns).where(*_equal(s, where))
+    both = sa.union_all(live, own).subquery()
+    return sa.select(both).order_by(*both.c)
 
 
 def read_table(
     table: str, *, where: Mapping[str, Any] | None = None, engine: Engine | None = None
 ) -> pd.DataFrame:
-    """Rows of ``table`` (optionally filtered by equality), ordered by all columns for stable output."""
+    """Rows of ``table`` (optionally filtered by equality), ordered by all columns for stable output.
+
+    Inside a runner's run, the partitions the run staged read as staged (module doc).
+    """
     engine = engine or get_engine()
     with engine.connect() as conn:
-        t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-        q = sa.select(t)
-        for k, v in (where or {}).items():
-            q = q.where(t.c[k] == _plain(v))
-        q = q.order_by(*t.c)
-        return pd.read_sql(q, conn)
+        return pd.read_sql(_visible(conn, table, where or {}), conn)

@@ -470,6 +470,23 @@ def test_growth_revenue_mismatch(clean: Path, faulted) -> None:
     assert backdated_upgrades(root) == truth(records, "crm_stage_history")
 
 
+def test_growth_revenue_mismatch_repriced_is_a_real_mismatch(clean: Path, faulted) -> None:
+    """The opt-in knob: subscriptions paying from DATE priced 20 % above their invoices; billing's
+    invoices, payments and Finance's ledger stay as billed."""
+    root, records = faulted("growth_revenue_mismatch@2026-08-01:repriced=0.3,contracts=0,upgrades=0")
+    assert [r["source"] for r in records] == ["subscriptions"]
+    changed = changed_keys(clean, root, "subscriptions")
+    assert changed == truth(records, "subscriptions") and changed
+    for source in ("billing_invoices", "billing_payments", "finance_ledger"):
+        assert landing.deliveries(source, root=root) == landing.deliveries(source, root=clean), source
+    before, after = (
+        read(r, "subscriptions").set_index("event_id").loc[sorted(changed)] for r in (clean, root)
+    )
+    assert (after["item_unit_amount"] == (before["item_unit_amount"] * 120 + 50) // 100).all()
+    assert (after["event_at"] >= pd.Timestamp("2026-08-01", tz="UTC")).all()
+    assert set(after["subscription_id"]) == set(records[0]["details"]["subscriptions"])
+
+
 @functools.lru_cache(maxsize=1)
 def _usage() -> pd.DataFrame:
     return co.usage_periods(co.simulate(SPEC)[0])

@@ -122,6 +122,29 @@ def test_revenue_vs_mrr_explains_the_difference_as_a_bridge():
     assert half_even(5, 2) == 2 and half_even(7, 2) == 4
 
 
+def test_revenue_vs_mrr_itemises_growths_bridge():
+    # run-rate 9,950,000; timing -50,000; FX -300,000; unpaid dunning 20,000; credits -30,000
+    bridge = cross_checks.MrrBridge(9_900_000, 9_600_000, 20_000, -30_000)
+    assert bridge.implied_revenue == 9_550_000
+    got = cross_checks.revenue_vs_mrr(9_500_000, 10_000, 9_800_000, 10_100_000, bridge=bridge)
+    assert got.evidence["itemised"] == {
+        "movement timing": -50_000, "FX": -300_000, "unpaid dunning": -20_000, "service credits": -30_000,
+    }  # fmt: skip
+    assert got.values["revenue_vs_mrr_unexplained_usd_cents"] == -50_000  # 9,500,000 - 9,550,000
+    assert got.passed and got.evidence["unexplained_share"] == round(-50_000 / 9_950_000, 6)
+    assert got.table["usd_cents"].iloc[:-1].sum() == got.table["usd_cents"].iloc[-1] == 9_500_000
+    # the same figures without the bridge: FX and the rest look unexplained (-4.4 %) and fail
+    assert not cross_checks.revenue_vs_mrr(9_500_000, 10_000, 9_800_000, 10_100_000).passed
+    # a real mismatch is what the bridge does not explain
+    short = cross_checks.revenue_vs_mrr(9_200_000, 10_000, 9_800_000, 10_100_000, bridge=bridge)
+    assert not short.passed and "beyond ±3%" in short.summary
+    assert short.evidence["unexplained_usd_cents"] == -350_000
+    row = {**growth_row(), **dict(zip(cross_checks.MrrBridge.COLUMNS.values(), (1, 2, 3, 4), strict=True))}
+    assert cross_checks.MrrBridge.from_row(row) == cross_checks.MrrBridge(1, 2, 3, 4)
+    assert cross_checks.MrrBridge.from_row(growth_row()) is None  # a mart without the bridge
+    assert cross_checks.MrrBridge.from_row(pd.Series({**row, "service_credits_usd_cents": None})) is None
+
+
 def test_engaged_accounts_follow_companies_through_their_member_accounts():
     got = cross_checks.engaged_accounts(GROWTH_ACCOUNTS, ENGAGEMENT_ACCOUNTS)
     # A1 active; A2 through its member A9; A3 active. A4 churned, T1 a trial, Z0 has no active user.
@@ -178,6 +201,24 @@ def test_build_writes_every_metric_with_status_and_provenance():
     assert fig.provisional_reasons == [f"{metrics.PROFIT}: hr_payroll: payroll for 2026-09 not delivered"]
     assert set(fig.cross_checks) == {"figures_consistent", "revenue_vs_mrr", "engaged_accounts"}
     assert investor.build(inputs(), run_id="r").status == "final"
+
+
+def test_build_itemises_with_the_bridge_growth_published():
+    with_bridge = inputs()
+    columns = cross_checks.MrrBridge.COLUMNS.values()
+    row = {**growth_row(), **dict(zip(columns, (9_900_000, 9_950_000, 0, 0), strict=True))}
+    with_bridge.growth = source(metrics.GROWTH, "growth_mrr_monthly", row)
+    check = investor.build(with_bridge, run_id="r").cross_checks["revenue_vs_mrr"]
+    assert check.evidence["itemised_by"] == "growth_mrr_monthly"
+    assert check.values["revenue_vs_mrr_unexplained_usd_cents"] == 50_000  # 10,000,000 - 9,950,000
+    plain = investor.build(inputs(), run_id="r").cross_checks["revenue_vs_mrr"]
+    assert plain.evidence["itemised_by"] == "profit_monthly"
+
+
+def test_ratios_are_stored_at_full_precision():
+    values = investor.growth_values({**growth_row(), "customers_start": 7, "churned_customers": 1})
+    assert values["logo_churn_rate"] == 1 / 7  # rounded only for display (format_value)
+    assert metrics.format_value(values["logo_churn_rate"], "ratio") == "14.3%"
 
 
 def test_a_missing_upstream_leaves_its_figures_out_never_null():

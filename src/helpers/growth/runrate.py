@@ -1,0 +1,114 @@
+"""The revenue a month's MRR implies: Growth's side of the investor check ``revenue_vs_mrr``.
+
+Recognised revenue (Profit) and the MRR run-rate (the mean of starting and ending MRR) differ for
+known reasons. :func:`revenue_bridge` measures each of them from Growth's own data, in USD cents, and
+``growth_aggregate`` publishes them in ``growth_mrr_monthly`` (:data:`BRIDGE_COLUMNS`):
+
+- ``mrr_daily_average_usd_cents``: each subscription's MRR at the end of each day of the month
+  (after that day's changes, as revenue counts whole service days), averaged over the month's days,
+  at the rates MRR uses (the day each amount was set). Minus the run-rate: the movements happened
+  on their days, not all at mid-month.
+- ``mrr_daily_average_fx_usd_cents``: the same converted at each day's ``fx_rates`` rate, as revenue
+  is. Minus the previous: the exchange-rate change between the day an amount was set and the days
+  it served.
+- ``mrr_unpaid_dunning_usd_cents``: the part of the previous from days a subscription spent in a
+  dunning episode that ended in involuntary churn (from its ``past_due_at`` to the churn's
+  ``effective_at``): in MRR while past due, never paid, so never recognised.
+- ``service_credits_usd_cents``: billing's credit notes recognised in the month (negative): revenue,
+  not MRR.
+
+So the revenue the MRR implies is ``mrr_daily_average_fx - mrr_unpaid_dunning + service_credits``;
+what is left against recognised revenue (28-31-day service periods, proration rounding) is not
+itemised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from helpers.core.money import convert_cents, half_even
+from helpers.growth.metrics import fx_table_cache, rates_on, recognised_revenue
+
+BRIDGE_COLUMNS = (
+    "mrr_daily_average_usd_cents",
+    "mrr_daily_average_fx_usd_cents",
+    "mrr_unpaid_dunning_usd_cents",
+    "service_credits_usd_cents",
+)
+DAY = pd.Timedelta(days=1)
+
+
+def daily_mrr(timeline: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """One row per subscription and day of ``[start, end)`` on which it has MRR at the day's end.
+
+    The MRR at the end of day *d* is the last event before midnight (``at < d + 1``), as
+    :func:`helpers.growth.metrics.mrr_snapshot` takes it. Columns: ``subscription_id``,
+    ``currency``, ``mrr_local``, ``mrr_usd_cents``, ``day`` (naive UTC midnight).
+    """
+    days = int((end - start) / DAY)
+    tl = timeline.sort_values(["subscription_id", "at", "event_id"], kind="stable").reset_index(drop=True)
+    following = tl.groupby("subscription_id")["at"].shift(-1)
+    # event i holds for the days whose end falls in (at_i, at_next]
+    lo = np.floor((tl["at"] - start) / DAY).clip(0, days).to_numpy(np.int64)
+    hi = np.floor((following - start) / DAY).fillna(days).clip(0, days).to_numpy(np.int64)
+    n = np.maximum(hi - lo, 0) * (tl["mrr_local"].to_numpy(np.int64) > 0)
+    idx = np.repeat(np.arange(len(tl)), n)
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    out = tl.iloc[idx][["subscription_id", "currency", "mrr_local", "mrr_usd_cents"]].reset_index(drop=True)
+    out["day"] = pd.DatetimeIndex(start.tz_convert("UTC").tz_localize(None) + k * DAY)
+    return out
+
+
+def _unpaid_dunning(rows: pd.DataFrame, cancellations: pd.DataFrame) -> pd.Series:
+    """Which ``rows`` fall in a dunning episode that ended in involuntary churn."""
+    if cancellations.empty:
+        return pd.Series(False, index=rows.index)
+    lost = cancellations[cancellations["classification"] == "involuntary"]
+    lost = lost.dropna(subset=["past_due_at", "effective_at"])
+    episodes = pd.DataFrame(
+        {
+            "subscription_id": lost["subscription_id"].to_numpy(),
+            "past_due_at": pd.to_datetime(lost["past_due_at"], utc=True).dt.tz_localize(None).to_numpy(),
+            "effective_at": pd.to_datetime(lost["effective_at"], utc=True).dt.tz_localize(None).to_numpy(),
+        }
+    )
+    m = rows[["subscription_id", "day"]].reset_index().merge(episodes, on="subscription_id")
+    day_end = m["day"] + DAY
+    inside = (day_end > m["past_due_at"]) & (day_end <= m["effective_at"])
+    hit = set(m.loc[inside, "index"])
+    return pd.Series(rows.index.isin(list(hit)), index=rows.index)
+
+
+def revenue_bridge(
+    timeline: pd.DataFrame,
+    fx: pd.DataFrame,
+    cancellations: pd.DataFrame,
+    invoices: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> dict[str, int]:
+    """The month ``[start, end)``'s :data:`BRIDGE_COLUMNS`, in USD cents (module doc).
+
+    ``timeline``: :func:`helpers.growth.metrics.mrr_timeline`; ``cancellations``:
+    :func:`helpers.growth.metrics.classify_cancellations`; ``invoices``: billing's invoice lines
+    (latest status). Averages are rounded half to even once, from the days' cents.
+    """
+    days = int((end - start) / DAY)
+    rows = daily_mrr(timeline, start, end) if len(timeline) else pd.DataFrame()
+    if len(rows):
+        micros = rates_on(rows["day"], rows["currency"], fx_table_cache(fx)).to_numpy()
+        at_day = convert_cents(rows["mrr_local"].to_numpy(np.int64), micros)
+        unpaid = _unpaid_dunning(rows, cancellations).to_numpy()
+        mrr_rates, day_rates = int(rows["mrr_usd_cents"].sum()), int(at_day.sum())
+        dunning = int(at_day[unpaid].sum())
+    else:
+        mrr_rates = day_rates = dunning = 0
+    credits = invoices[invoices["line_type"] == "credit_note"] if len(invoices) else invoices
+    credit_cents = int(recognised_revenue(credits, start, end, fx).sum()) if len(credits) else 0
+    return {
+        "mrr_daily_average_usd_cents": int(half_even(mrr_rates, days)),
+        "mrr_daily_average_fx_usd_cents": int(half_even(day_rates, days)),
+        "mrr_unpaid_dunning_usd_cents": int(half_even(dunning, days)),
+        "service_credits_usd_cents": credit_cents,
+    }
