@@ -10,7 +10,8 @@ $wb demo-data
 # The demo history ends on the last complete month's last day, so the month it can close is the one
 # before: its 16th-of-next-month lies inside the history.
 last="$($wb demo-data --last-complete-month)"
-read -r month as_of < <(.venv/bin/python -c 'import sys; y, m = map(int, sys.argv[1].split("-")); k = y * 12 + m - 2; print(f"{k // 12:04d}-{k % 12 + 1:02d}", f"{(k + 1) // 12:04d}-{(k + 1) % 12 + 1:02d}-16T12:00:00Z")' "$last")
+read -r month as_of < <(.venv/bin/python -c 'import sys; from helpers.core.periods import shift_period as s
+print(s(sys.argv[1], -1), f"{sys.argv[1]}-16T12:00:00Z")' "$last")
 echo "demo: closing $month as of $as_of (workbook close --month $month --as-of $as_of)"
 # A DRAFT is a result, not an error: the close prints its blockers; its last line is the report's path.
 status=0
