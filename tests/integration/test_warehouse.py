@@ -189,3 +189,30 @@ def test_a_failed_run_leaves_the_warehouse_as_it_was(warehouse_url, monkeypatch)
     assert (stored("mart"), stored("partition_writes")) == before
     names = sa.inspect(warehouse.get_engine()).get_table_names()
     assert "other" not in names and not [t for t in names if t.startswith("staging_")]
+
+
+def test_an_older_mart_gains_the_columns_a_newer_version_declares_at_its_next_write(
+    warehouse_url, monkeypatch
+):
+    warehouse.replace_partition("mart", frame("2026-11-01", 3), {"day": "2026-11-01"}, written_at=AS_OF)
+    newer = frame("2026-11-02", 2).assign(bridge_cents=[5, 7], note="x")
+    with pytest.raises(ValueError, match=r"columns \['bridge_cents', 'note'\] are not in the table"):
+        warehouse.replace_partition("mart", newer, {"day": "2026-11-02"}, written_at=AS_OF)
+    monkeypatch.setitem(warehouse._added_columns, "mart", {"bridge_cents": sa.BigInteger()})
+    with pytest.raises(
+        ValueError, match=r"columns \['note'\] are not in the table"
+    ):  # undeclared: still refused
+        warehouse.replace_partition("mart", newer, {"day": "2026-11-02"}, written_at=AS_OF)
+    assert "bridge_cents" not in warehouse.read_table("mart").columns  # the refusal rolled the ALTER back
+    rid = runs.start_run("smoke", "2026-11-02", now=AS_OF, as_of=AS_OF, parameters={}, code_version="t")
+    monkeypatch.setenv(warehouse.RUNNER_ENV, rid)
+    warehouse.replace_partition("mart", newer.drop(columns="note"), {"day": "2026-11-02"}, written_at=AS_OF,
+                                run_id=rid)  # fmt: skip
+    runs.finish_run(rid, status="succeeded", now=AS_OF)
+    monkeypatch.delenv(warehouse.RUNNER_ENV)
+    table = warehouse.read_table("mart").sort_values(["day", "account_id"])
+    assert table["bridge_cents"].isna().tolist() == [True, True, True, False, False]
+    assert table["bridge_cents"].dropna().astype(int).tolist() == [5, 7]
+    [change] = warehouse.read_table("schema_changes").to_dict("records")
+    assert (change["table_name"], change["column_name"], change["run_id"]) == ("mart", "bridge_cents", rid)
+    assert change["column_type"] == "BIGINT"

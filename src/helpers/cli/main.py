@@ -49,10 +49,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=runner.parse_cli_params(args.param),
         progress=not args.quiet,
     )
-    if result.status == "succeeded":
-        from helpers.investor import signoff as signoffs
-
-        signoffs.refresh_all(now=wall_clock())  # a changed figure voids the sign-offs that covered it
     if args.json:
         console.print_json(
             {

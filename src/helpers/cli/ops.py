@@ -44,6 +44,7 @@ STATE_STYLE = {
     "blocked": "yellow",
     "skipped": "dim",
     "conflict": "magenta",
+    "locked": "bold magenta",
     "cancelled": "dim",
 }
 
@@ -222,8 +223,9 @@ def _print_summary(outcomes: Sequence[Any]) -> None:
         counts[o.status] = counts.get(o.status, 0) + 1
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do")
     for o in outcomes:
-        if o.status in ("failed", "blocked", "conflict"):
-            print(f"  {o.pipeline} {o.partition}: {o.status}: {o.reason}", file=sys.stderr)
+        if o.status in ("failed", "blocked", "conflict", "locked"):
+            why = o.reason if (o.reason or "").startswith(f"{o.status}:") else f"{o.status}: {o.reason}"
+            print(f"  {o.pipeline} {o.partition}: {why}", file=sys.stderr)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Recognised revenue (Profit) and the MRR run-rate (the mean of starting and ending MRR) differ for
 known reasons. :func:`revenue_bridge` measures each of them from Growth's own data, in USD cents, and
-``growth_aggregate`` publishes them in ``growth_mrr_monthly`` (:data:`BRIDGE_COLUMNS`):
+``growth_aggregate`` publishes them in ``growth_mrr_monthly`` (:data:`BRIDGE_COLUMNS`, declared to the
+warehouse as added columns, so an older warehouse gains them at its next write):
 
 - ``mrr_daily_average_usd_cents``: each subscription's MRR at the end of each day of the month
   (after that day's changes, as revenue counts whole service days), averaged over the month's days,
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from helpers.core.money import convert_cents, half_even
 from helpers.growth.metrics import fx_table_cache, rates_on, recognised_revenue
+from helpers.storage import warehouse
 
 BRIDGE_COLUMNS = (
     "mrr_daily_average_usd_cents",
@@ -36,6 +39,8 @@ BRIDGE_COLUMNS = (
     "mrr_unpaid_dunning_usd_cents",
     "service_credits_usd_cents",
 )
+# A warehouse built before the bridge existed gains these columns at its next Growth write.
+warehouse.register_added_columns("growth_mrr_monthly", dict.fromkeys(BRIDGE_COLUMNS, sa.BigInteger()))
 DAY = pd.Timedelta(days=1)
 
 

@@ -10,8 +10,10 @@ A sign-off stays valid while the figures it covered stay the same. :func:`refres
 valid sign-off of a month with the figures now in the warehouse; one whose figures changed is marked
 ``void`` with the run that wrote the new figures and what changed, and its engineer is told (a
 notification through ``helpers.oncall.notify``: chat, email and the warehouse inbox, never a page).
-``workbook close``, ``signoff``, ``audit`` and ``run`` refresh before they answer, so a void shows in
-their listings. A second sign-off by the same engineer supersedes the first.
+Every run that publishes a month's investor figures refreshes that month as it publishes
+(:func:`void_on_publish`, a publish listener of the warehouse), whichever command ran it;
+``workbook close``, ``signoff`` and ``audit`` refresh again before they answer. A second sign-off
+by the same engineer supersedes the first.
 
 Every event of a month's close (close, sign-off, void, refused publication, publish, reopen) is a row
 of ``close_audit`` with who, when and what (:func:`log_event`, :func:`audit_events`).
@@ -34,7 +36,7 @@ from helpers.core import config as cfgmod
 from helpers.core.errors import UsageError
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.investor.aggregate import read_monthly
-from helpers.investor.metrics import BY_NAME, PIPELINE, format_value
+from helpers.investor.metrics import BY_NAME, PIPELINE, TABLE, format_value
 from helpers.runs import locks
 from helpers.runs import records as runs
 from helpers.storage import warehouse
@@ -303,6 +305,22 @@ def refresh_all(*, now: dt.datetime, config: cfgmod.WorkbookConfig | None = None
     with engine.connect() as conn:
         periods = sorted(r[0] for r in conn.execute(q).all())
     return [v for p in periods for v in refresh(p, now=now, config=config, engine=engine)]
+
+
+def void_on_publish(run_id: str, published: Sequence[warehouse.StagedPartition], now: dt.datetime,
+                    engine: Engine) -> None:  # fmt: skip
+    """A publish listener (``warehouse.register_publish_listener``): as soon as a run publishes a
+    month of ``investor_monthly`` (from ``workbook run``, ``run-all``, ``backfill``, the scheduler or
+    a runbook's re-run), :func:`refresh` that month, so a sign-off whose figures changed is void and
+    its engineer told at once, not at the next ``close``."""
+    periods = sorted(
+        {item.partition.get("period") for item in published if item.table_name == TABLE} - {None}
+    )
+    for period in periods:
+        refresh(period, now=as_utc(now), engine=engine)
+
+
+warehouse.register_publish_listener(void_on_publish)
 
 
 # ---------------------------------------------------------------- telling people

@@ -18,6 +18,7 @@ from typing import Any
 
 from helpers.checks.framework import json_safe
 from helpers.core.periods import period_days
+from helpers.investor import signoff  # noqa: F401  (its publish listener voids sign-offs a re-run changes)
 from helpers.runbooks.context import FIX_LOG, RunbookContext, as_of_clock
 from helpers.runbooks.evidence import Evidence
 from helpers.runs.dag import Dag, partition_for

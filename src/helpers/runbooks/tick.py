@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from helpers import checks
+from helpers.investor import signoff  # noqa: F401  (its publish listener voids sign-offs a run changes)
 from helpers.oncall import escalation
 from helpers.runbooks import registry
 from helpers.runs.scheduler import TickHook

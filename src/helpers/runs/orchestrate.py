@@ -28,21 +28,23 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from helpers.core import config as cfgmod
-from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_OK, UsageError
+from helpers.core.errors import EXIT_BLOCKED, EXIT_CONFLICT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, UsageError
 from helpers.core.periods import period_days
 from helpers.runs import dag as dagmod
+from helpers.runs import locks, runner
 from helpers.runs import records as runs
-from helpers.runs import runner
 from helpers.runs.dag import Dag, RunItem, UpstreamState
 from helpers.runs.records import RunRecord
 from helpers.runs.runner import Clock
 from helpers.storage.warehouse import get_engine
 
-# States an item goes through; the last five are final. "conflict": the same pipeline and
+# States an item goes through; the last seven are final. "conflict": the same pipeline and
 # partition was already running elsewhere (nothing recorded: that run is the record);
-# "cancelled": never started because the orchestrator was asked to stop.
+# "locked": the partition belongs to a published month and was refused before it started (nothing
+# recorded: the published run stays the record); "cancelled": never started because the
+# orchestrator was asked to stop.
 PENDING, RUNNING = "pending", "running"
-FINAL_STATES = ("succeeded", "failed", "blocked", "skipped", "conflict", "cancelled")
+FINAL_STATES = ("succeeded", "failed", "blocked", "skipped", "conflict", "locked", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,13 @@ def _ignore(_outcome: Outcome) -> None:
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:
-    """1 if anything failed, else 3 if anything was blocked, else 4 on a conflict, else 0."""
+    """1 if anything failed, else 5 if a published month refused a run, else 3 if anything was
+    blocked, else 4 on a conflict, else 0."""
     statuses = {o.status for o in outcomes}
     if "failed" in statuses:
         return EXIT_FAILED
+    if "locked" in statuses:
+        return EXIT_LOCKED
     if "blocked" in statuses:
         return EXIT_BLOCKED
     if "conflict" in statuses:
@@ -115,13 +120,15 @@ def _execute(
     trigger: str,
     config: cfgmod.WorkbookConfig,
 ) -> Outcome:
-    """Run one item; never raises for a failed notebook, a conflict or a bad notebook path."""
+    """Run one item; never raises for a failed notebook, a conflict, a locked month or a bad notebook path."""
     try:
         result = runner.run_pipeline(
             item.pipeline, item.partition, clock=clock, as_of=as_of, trigger=trigger, config=config
         )
     except runs.RunConflict as e:
         return Outcome(item.pipeline, item.partition, "conflict", e.existing.get("run_id"), str(e))
+    except locks.PartitionLocked as e:
+        return Outcome(item.pipeline, item.partition, "locked", None, str(e))
     except (UsageError, cfgmod.ConfigError) as e:
         # It never started (e.g. its notebook is missing): record it, so monitors and `runs` see it.
         reason = f"could not start: {e}"
@@ -228,6 +235,8 @@ def run_items(
 
 
 def _state_from(outcome: Outcome) -> UpstreamState:
+    if outcome.status == "locked":  # refused, nothing ran: the published run still stands
+        return upstream_state(outcome.pipeline, outcome.partition)
     # A conflict means another process is running that partition right now.
     status = "running" if outcome.status == "conflict" else outcome.status
     return UpstreamState(outcome.pipeline, outcome.partition, status, outcome.run_id, outcome.reason)

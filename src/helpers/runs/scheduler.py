@@ -402,7 +402,7 @@ def _record_tick_end(result: TickResult, slots_due: int, now: dt.datetime, engin
                 finished_at=naive_utc(now),
                 slots_due=slots_due,
                 runs_started=sum(
-                    o.status not in ("cancelled", "blocked", "conflict") for o in result.outcomes
+                    o.status not in ("cancelled", "blocked", "conflict", "locked") for o in result.outcomes
                 ),
                 summary=json.dumps(summary, sort_keys=True),
             )

@@ -21,7 +21,9 @@ partitions stay as they were. Reads made by the run itself see what it staged
 
 Every write that changes a live partition (a direct write, and each partition of a publish) calls
 the checks registered with :func:`register_write_check` inside its transaction: the hook of the
-lock guard (``helpers.runs.locks``), which refuses to touch a published month.
+lock guard (``helpers.runs.locks``), which refuses to touch a published month. After a publish has
+committed, the listeners registered with :func:`register_publish_listener` are told what it
+published: the sign-offs (``helpers.investor.signoff``) void there the ones whose figures changed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from helpers.core import paths
+from helpers.core.timeutil import naive_utc
 
 metadata = sa.MetaData()
 
@@ -112,6 +116,18 @@ staged_partitions = sa.Table(
     sa.Column("staging_table", sa.String(63), nullable=False),
     sa.Column("row_count", sa.BigInteger, nullable=False),
     sa.Column("written_at", sa.DateTime(), nullable=False),
+)
+
+# The columns added to existing marts by a newer code version (see register_added_columns): one row
+# per table and column, with when and by which run's write it was added.
+schema_changes = sa.Table(
+    "schema_changes",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("column_name", sa.String(128), primary_key=True),
+    sa.Column("column_type", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.DateTime(), nullable=False),  # naive UTC: the write's written_at
+    sa.Column("run_id", sa.String(80), nullable=True),
 )
 
 # Set by the runner in the environment of the kernel of each run it executes: the run's id. With
@@ -263,6 +279,33 @@ def _check_write(conn: Connection, table: str, key: str) -> None:
         check(conn, table, key)
 
 
+PublishListener = Callable[[str, "Sequence[StagedPartition]", dt.datetime, Engine], None]
+_publish_listeners: list[PublishListener] = []
+
+
+def register_publish_listener(listener: PublishListener) -> PublishListener:
+    """Have ``listener(run_id, published, now, engine)`` called after every :func:`publish_run` that
+    published something, once its transaction has committed (``now``: the run's end).
+
+    A listener that raises does not undo the publish: the error becomes a ``RuntimeWarning`` naming
+    the run and the listener. Registering the same function twice keeps one. Returns ``listener``.
+    """
+    if listener not in _publish_listeners:
+        _publish_listeners.append(listener)
+    return listener
+
+
+def _tell_publish_listeners(run_id: str, published: Sequence[StagedPartition], now: dt.datetime,
+                            engine: Engine) -> None:  # fmt: skip
+    for listener in list(_publish_listeners):
+        try:
+            listener(run_id, published, now, engine)
+        except Exception as e:  # the publish stands; say what did not follow it
+            name = getattr(listener, "__qualname__", repr(listener))
+            warnings.warn(f"run {run_id} published, but {name} failed after it: {type(e).__name__}: {e}",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+
+
 # ---------------------------------------------------------------- writing a partition
 
 
@@ -308,15 +351,52 @@ def replace_partition(
     return len(frame)
 
 
-def _check_columns(conn: Connection, table: str, into: str, frame: pd.DataFrame) -> bool:
-    """Whether ``into`` exists; raises when ``frame`` has columns it lacks (named as ``table``)."""
+# ---------------------------------------------------------------- schema evolution of the marts
+
+_added_columns: dict[str, dict[str, Any]] = {}
+
+
+def register_added_columns(table: str, columns: Mapping[str, Any]) -> None:
+    """Declare columns a newer code version writes to the mart ``table`` ({name: SQLAlchemy type}).
+
+    A warehouse built by an older version lacks them: the first write that carries them adds each
+    one (nullable; the older partitions read NULL there) inside its own transaction, and records it
+    in ``schema_changes``. A column nobody declared is still refused, so a misspelt column never
+    becomes part of a mart. The owner calls this when it is imported, beside the code that writes
+    the columns.
+    """
+    _added_columns.setdefault(table, {}).update(columns)
+
+
+def _add_declared_columns(conn: Connection, table: str, into: str, extra: list[str], *, written_at: dt.datetime,
+                          run_id: str | None) -> None:  # fmt: skip
+    declared = _added_columns.get(table, {})
+    undeclared = [c for c in extra if c not in declared]
+    if undeclared:
+        raise ValueError(f"replace_partition({table!r}): columns {undeclared} are not in the table")
+    preparer = conn.dialect.identifier_preparer
+    for column in extra:
+        kind = sa.types.to_instance(declared[column])
+        ddl = kind.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {preparer.quote(into)} ADD COLUMN {preparer.quote(column)} {ddl}"))
+        if into == table:
+            conn.execute(schema_changes.delete().where((schema_changes.c.table_name == table)
+                                                       & (schema_changes.c.column_name == column)))  # fmt: skip
+            conn.execute(schema_changes.insert().values(table_name=table, column_name=column, column_type=ddl,
+                                                        added_at=naive_utc(written_at), run_id=run_id))  # fmt: skip
+
+
+def _check_columns(conn: Connection, table: str, into: str, frame: pd.DataFrame, *, written_at: dt.datetime,
+                   run_id: str | None) -> bool:  # fmt: skip
+    """Whether ``into`` exists; raises when ``frame`` has columns it lacks (named as ``table``), unless
+    they are declared additions (:func:`register_added_columns`), which are added to ``into``."""
     inspector = sa.inspect(conn)
     if not inspector.has_table(into):
         return False
     existing = {c["name"] for c in inspector.get_columns(into)}
     extra = [c for c in frame.columns if c not in existing]
     if extra:
-        raise ValueError(f"replace_partition({table!r}): columns {extra} are not in the table")
+        _add_declared_columns(conn, table, into, extra, written_at=written_at, run_id=run_id)
     return True
 
 
@@ -331,7 +411,7 @@ def _write_live(
     dtype: Mapping[str, Any] | None,
 ) -> None:
     key = partition_key(partition)
-    if _check_columns(conn, table, table, frame):
+    if _check_columns(conn, table, table, frame, written_at=written_at, run_id=run_id):
         t = sa.Table(table, sa.MetaData(), autoload_with=conn)
         conn.execute(t.delete().where(_in_partition(t, partition)))
         _check_write(conn, table, key)  # after the first write: inside the write transaction
@@ -445,8 +525,8 @@ def _stage(
             row_count=len(frame), written_at=written_at,
         )
     )  # fmt: skip
-    live = _check_columns(conn, table, table, frame)
-    if not _check_columns(conn, table, name, frame):
+    live = _check_columns(conn, table, table, frame, written_at=written_at, run_id=run_id)
+    if not _check_columns(conn, table, name, frame, written_at=written_at, run_id=run_id):
         if live:
             _copy_table(conn, table, name)
         else:
@@ -504,6 +584,9 @@ def publish_run(
         for item in staged:
             _publish_partition(conn, item)
         _drop_staged(conn, run_id, staged)
+    if staged:
+        finished = run_values.get("finished_at")
+        _tell_publish_listeners(run_id, staged, finished or max(i.written_at for i in staged), engine)
     return staged
 
 

@@ -113,6 +113,28 @@ def test_a_signoff_is_bound_to_the_figures_and_runs_and_a_changed_figure_voids_i
     assert events == [("signoff", "DE2"), ("void", "DE2")]
 
 
+def test_a_run_that_publishes_changed_figures_voids_the_signoff_as_it_publishes(home, monkeypatch):
+    from helpers.runs import records as runs
+
+    closing.seed_month()
+    signoff.sign(P, "DE2", now=NOW)
+    rid = runs.start_run("investor_aggregate", P, now=NOW, as_of=AS_OF, parameters={}, code_version="test")
+    fig = investor.build(load_inputs(P, AS_OF), run_id=rid)
+    fig.monthly.loc[fig.monthly["metric"] == "events", ["value", "value_int"]] = [9_500.0, 9_500]
+    monkeypatch.setenv(warehouse.RUNNER_ENV, rid)  # as in the runner's kernel: the write is staged
+    investor.write(fig)
+    monkeypatch.delenv(warehouse.RUNNER_ENV)
+    assert signoff.valid_signoffs(P)  # staged, not published: the signed figures still stand
+    published_at = NOW + dt.timedelta(minutes=7)
+    runs.finish_run(rid, status="succeeded", now=published_at)  # the publish; no refresh called by anyone
+    [void] = signoff.list_signoffs(P)
+    assert (void.status, void.voided_by_run, void.voided_at) == ("void", rid, published_at)
+    told = [
+        n for n in list_notifications() if n["alert_id"] == f"signoff:{P}:1" and n["channel"] == "warehouse"
+    ]
+    assert [n["recipient"] for n in told] == ["DE2"]
+
+
 def test_signing_again_supersedes_and_the_cli_lists_it(home, capsys):
     from helpers.cli import main as cli
 
@@ -200,6 +222,37 @@ def test_the_cli_refuses_a_run_on_a_locked_month_with_exit_5_before_it_starts(ho
         with pytest.raises(SystemExit):
             cli.main(argv)
         assert "5  locked" in capsys.readouterr().out
+
+
+def test_run_all_and_backfill_report_a_locked_month_as_locked_with_exit_5(home, capsys):
+    from helpers.cli import main as cli
+    from helpers.runs import orchestrate
+    from helpers.runs import records as runs
+    from helpers.runs.dag import RunItem
+
+    closing.seed_month()
+    targets = [locks.Target(locks.PIPELINE, p, P) for p in ("profit_aggregate", "profit_unit")]
+    with warehouse.get_engine().begin() as conn:
+        locks.lock_month(P, targets, version=1, locked_at=NOW, signed_off=[("DE1", NOW)], conn=conn)
+    before = len(runs.list_runs())
+    day = dt.date(2026, 9, 30)
+    outcomes = orchestrate.run_items([RunItem("profit_aggregate", P, day), RunItem("profit_unit", P, day)],
+                                     clock=lambda: NOW, as_of=AS_OF, workers=1)  # fmt: skip
+    assert [(o.pipeline, o.status) for o in outcomes] == [
+        ("profit_aggregate", "locked"),
+        ("profit_unit", "locked"),
+    ]
+    assert outcomes[1].reason.startswith("locked: profit_unit 2026-09 belongs to 2026-09, published FINAL")
+    assert orchestrate.exit_code(outcomes) == EXIT_LOCKED
+    assert orchestrate.exit_code([*outcomes, Outcome("x", P, "failed")]) == 1  # a failure still comes first
+    argv = ["backfill", "profit_aggregate", "--from", "2026-09-01", "--to", "2026-09-30", "--force", "--no-checks",
+            "--quiet", "--as-of", AS_OF.isoformat()]  # fmt: skip
+    assert cli.main(argv) == EXIT_LOCKED
+    out, err = capsys.readouterr()
+    assert (
+        "1 locked" in out and "  profit_aggregate 2026-09: locked: profit_aggregate 2026-09 belongs to" in err
+    )
+    assert len(runs.list_runs()) == before  # refused before starting: nothing recorded
 
 
 # ---------------------------------------------------------------- publish, reopen, restate
