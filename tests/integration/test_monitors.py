@@ -78,8 +78,10 @@ def test_checks_and_alerts_cli_end_to_end(warehouse_url):
     assert not {"t_down.nulls.chain_table", "t_down.row_count.chain_table", "t_down.freshness"} & still_open
     [resolved] = [a for a in alerts.list_alerts() if a.check_id == "t_down.nulls.chain_table"]
     assert resolved.status == "resolved" and resolved.resolved_at == T + 23 * H
-    human = workbook("alerts", "--as-of", (T + 23 * H).isoformat())
+    human = workbook("alerts", "--as-of", (T + 23 * H).isoformat(), "--wide")  # every column
     assert "t_down.nulls.chain_table" in human.stdout and "resolved" in human.stdout
+    narrow = workbook("alerts", "--as-of", (T + 23 * H).isoformat(), env={"COLUMNS": "100"})
+    assert max(map(len, narrow.stdout.splitlines())) <= 100 and "resolved" in narrow.stdout
 
 
 def test_alert_dedup_index_holds_on_each_backend(warehouse_url):

@@ -329,7 +329,7 @@ def test_escalation_pages_through_every_channel(home, http_server, smtp_server):
     pd = [r["json"]["event_action"] for r in http_server.requests if r["path"] == "/pd"]
     assert pd == ["trigger", "acknowledge", "resolve"]
     slack = [r["json"]["text"] for r in http_server.requests if r["path"] == "/slack"]
-    assert slack[0].startswith("[critical] profit_aggregate: 25 h old (alert 42)")
+    assert slack[0].startswith("[critical] profit_aggregate: 25 h old (incident 1, alert 42)")
     assert slack[1].startswith("Acknowledged:") and slack[2].startswith("Resolved:")
     assert len(handler.mails) == 2  # the page and the resolution; no mail for the ack
     warehouse_rows = [r for r in list_notifications(alert_id="42") if r["channel"] == "warehouse"]

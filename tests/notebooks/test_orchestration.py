@@ -88,8 +88,8 @@ def test_run_all_in_dependency_order_blocks_behind_a_failure_and_alerts(home):
     assert (
         alerts[("t_after_fail.upstream_at_risk.smoke_fail", "current")]["catalogue_id"] == "upstream_missing"
     )
-    human = workbook("alerts", "--open", "--as-of", "2026-11-03T08:00:00Z")
-    assert "smoke_fail.run_status" in human.stdout and "2h 0m" in human.stdout
+    human = workbook("alerts", "--open", "--wide", "--as-of", "2026-11-03T08:00:00Z")
+    assert "smoke_fail.run_status" in human.stdout and "2 h 0 min" in human.stdout
 
     # an upstream that never ran for the date blocks too
     code, out = cli_json("run-all", "--date", "2026-11-01", "--as-of", AS_OF, "--pipelines", "t_down")

@@ -550,7 +550,15 @@ def upstream_checks(env: _Env, p: cfgmod.Pipeline, so_far: Sequence[CheckResult]
     """One check per upstream: late if any of its lateness checks in ``so_far`` failed."""
     out = []
     for up in p.depends_on:
-        late = [r for r in so_far if r.pipeline == up and r.failed and r.kind in LATE_KINDS]
+        late = [
+            r
+            for r in so_far
+            if r.pipeline == up
+            and r.failed
+            and r.kind in LATE_KINDS
+            # an open problem's fix deadline is not the upstream's data being late
+            and r.evidence.get("deadline_kind") != "fix_deadline"
+        ]
 
         def outcome(up: str = up, late: list[CheckResult] = late) -> Outcome:
             if not late:

@@ -3,7 +3,7 @@
 Run records, mart writes (``partition_writes``, only those made by ``as_of``; inside a runner's run
 with the run's staged partitions in place of their published writes), landing arrivals
 of the pipelines' sources, and the fix deadlines of the open problems: each open alert's own
-deadline, replaced by its incident's where the alert has one (``oncall.incidents``). A resolved
+deadline, replaced by its incident's where the alert belongs to one (``oncall.incidents``). A resolved
 alert stays in the deadlines while an open ``sla_at_risk`` alert still refers to it, so that
 alert can resolve once the fix is met.
 """
@@ -151,7 +151,8 @@ def load_snapshot(
 def fix_deadlines(
     alerts: Sequence[alertsmod.Alert], *, as_of: dt.datetime, engine: Engine
 ) -> list[FixDeadline]:
-    """The alerts' fix deadlines, each replaced by its incident's where the alert has one.
+    """The fix deadlines of the open problems: each open incident's (one for all its alerts), and
+    the own deadline of an alert in no open incident.
 
     An incident's deadline comes with its own severity and catalogue id; an incident whose alert
     is not among ``alerts`` (resolved, or kept in another store) still counts.
@@ -159,6 +160,7 @@ def fix_deadlines(
     from helpers.oncall import incidents  # the incidents opened from alerts, with their deadlines
 
     by_id = {str(a.alert_id): a for a in alerts}
+    grouped = {a for a, inc in incidents.memberships(engine=engine).items() if inc.status == "open"}
     out: dict[str, FixDeadline] = {
         str(a.alert_id): FixDeadline(
             str(a.alert_id),
@@ -173,7 +175,9 @@ def fix_deadlines(
             a.runbook,
         )
         for a in alerts
-        if a.fix_deadline is not None and a.kind not in alertsmod.NO_FIX_DEADLINE_KINDS
+        if a.fix_deadline is not None
+        and a.kind not in alertsmod.NO_FIX_DEADLINE_KINDS
+        and str(a.alert_id) not in grouped  # its incident's deadline covers it
     }
     for item in incidents.open_incidents(as_of=as_of, engine=engine):
         alert = by_id.get(str(item.alert_id))

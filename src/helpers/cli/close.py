@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from helpers.cli import console
 from helpers.cli.common import as_of_arg, wall_clock
@@ -20,6 +22,22 @@ from helpers.core import config as cfgmod
 from helpers.core.errors import UsageError
 
 CHECKLIST_COLUMNS = ("section", "pipeline", "item", "status", "owner", "detail")
+
+
+def print_incidents(month: str, items: Sequence[Any], shown: int = 5) -> None:
+    """The incidents open for the month, with their owners (critical ones keep it DRAFT)."""
+    if not items:
+        print(f"open incidents touching {month}: none")
+        return
+    blocking = sum(not i.ok for i in items)
+    print(
+        f"open incidents touching {month}: {len(items)} ({blocking} critical about the month: no FINAL while open)"
+    )
+    for i in sorted(items, key=lambda i: i.ok)[:shown]:
+        mark = "blocks" if not i.ok else "about now"
+        print(f"  {console.ellipsize(i.item, 64)}  {mark}, owner {i.owner}")
+    if len(items) > shown:
+        print(f"  and {len(items) - shown} more: workbook incidents")
 
 
 def cmd_close(args: argparse.Namespace) -> int:
@@ -61,6 +79,7 @@ def cmd_close(args: argparse.Namespace) -> int:
     passed = sum(i.ok for i in result.status.items if i.section == "checks")
     total = sum(i.section == "checks" for i in result.status.items)
     print(f"{passed} of {total} checks pass" + (" (passing ones not listed: --brief)" if args.brief else ""))
+    print_incidents(args.month, [i for i in result.status.items if i.section == "incidents"])
     for o in result.outcomes:
         if o.status in ("failed", "blocked", "conflict"):
             print(f"  {o.pipeline} {o.partition}: {o.status}: {o.reason}", file=sys.stderr)

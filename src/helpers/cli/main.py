@@ -11,10 +11,11 @@ published month (locked; ``workbook reopen`` unlocks it).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from helpers.cli import close, console, demo, drill, explain, oncall, ops, runbook, signoff
+from helpers.cli import close, console, demo, drill, explain, oncall, ops, rotation, runbook, signoff
 from helpers.cli.common import as_of_arg as _as_of
 from helpers.cli.common import wall_clock
 from helpers.core import config as cfgmod
@@ -24,11 +25,11 @@ from helpers.runs.locks import PartitionLocked
 from helpers.storage.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES = (ops, oncall, demo, runbook, close, drill, explain, signoff)
+VERB_MODULES = (ops, oncall, rotation, demo, runbook, close, drill, explain, signoff)
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
-  1  failed (a run, a critical check, a refused --final)
+  1  failed (a run, a critical check, a refused --final, a failed tick step, a reader gone: `| head`)
   2  usage or bad input
   3  blocked by an upstream that did not succeed
   4  refused: the same work is already running
@@ -47,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clock=wall_clock,
         as_of=_as_of(args.as_of),
         params=runner.parse_cli_params(args.param),
-        progress=not args.quiet,
+        progress=not args.quiet and console.is_terminal(sys.stderr),  # no bar into a log or a pipe
     )
     if args.json:
         console.print_json(
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of", help="the 'now' the run computes against (ISO, UTC); default: end of the period"
     )
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="extra notebook parameter")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (none unless on a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_run)
 
@@ -205,10 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; its exit code. A reader that goes away (``workbook alerts | head -1``) ends the
+    command quietly with exit code 1 (see :func:`reader_gone`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return reader_gone()
     except (UsageError, cfgmod.ConfigError, ValueError) as e:
         console.error(str(e))
         return EXIT_USAGE
@@ -221,6 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.error("interrupted")
         return EXIT_FAILED
+
+
+def reader_gone() -> int:
+    """The reader of stdout went away: stop writing, without a traceback, and exit 1.
+
+    As Python's documentation recommends (signal module, "Note on SIGPIPE"): point stdout at
+    ``/dev/null`` so the interpreter's final flush does not fail again. Exit code 1 (failed: the
+    output was not all written), as Python itself uses for an unhandled ``EPIPE``.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor (a test's capture)
+        pass
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Verbs for running many pipelines and watching them: run-all, backfill, scheduler, checks, alerts.
+"""Verbs for running many pipelines and watching them: run-all, backfill, scheduler, tick, checks, alerts.
 
 Exit codes as everywhere: 0 ok, 1 failed, 2 usage, 3 blocked by an upstream, 4 already running.
-``checks`` exits 1 when any critical check fails, so cron and CI can react to it.
+``checks`` exits 1 when any critical check fails, so cron and CI can react to it; ``tick`` exits 1
+when one of its steps failed (the others still ran).
 
 Signals: ``backfill`` turns SIGTERM into an interrupt at once (the run in flight is recorded
 failed; re-running the same command resumes). ``run-all`` and ``scheduler`` stop gracefully on the
@@ -18,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from helpers.cli import console
 from helpers.cli.common import as_of_arg, wall_clock
+from helpers.cli.console import LAST, NEVER, Column, format_age, id_key
 from helpers.core import config as cfgmod
 from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from helpers.oncall import alerts as alertsmod
@@ -34,7 +36,7 @@ from helpers.runbooks import tick
 from helpers.runs.dag import Dag
 
 if TYPE_CHECKING:
-    pass
+    from helpers.runs.scheduler import HookOutcome
 
 STATE_STYLE = {
     "pending": "dim",
@@ -55,12 +57,13 @@ STATE_STYLE = {
 class ProgressBoard:
     """A live table of each pipeline's state (stderr), updated from ``on_update`` callbacks.
 
-    On a terminal it redraws in place; elsewhere rich prints only the final table.
+    Only on a terminal: when stderr is a pipe or a file (cron, CI, ``2>log``) it draws nothing, and
+    the command's summary says how the runs ended.
     """
 
     def __init__(self, title: str, *, enabled: bool = True) -> None:
         self.title = title
-        self.enabled = enabled
+        self.enabled = enabled and console.is_terminal(sys.stderr)
         self.rows: dict[tuple[str, str], Any] = {}
         self.lock = threading.Lock()
         self.live: Live | None = None
@@ -169,7 +172,7 @@ def _after_runs_checks(
 
 
 def _print_changes(changes: Sequence[alertsmod.AlertChange]) -> None:
-    opened = [c for c in changes if c.action == "opened"]
+    opened = sorted((c for c in changes if c.action == "opened"), key=lambda c: id_key(c.alert_id))
     for c in opened:
         print(f"alert {c.alert_id} opened: {c.severity} {c.check_id} {c.partition}", file=sys.stderr)
     resolved = sum(c.action == "resolved" for c in changes)
@@ -332,9 +335,122 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- tick
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    """``workbook tick``: what every scheduler tick does after its runs, on its own.
+
+    Evaluate the monitors, diagnose the new alerts with their runbooks, escalate
+    (``runbooks.tick.scheduler_hooks``, through ``runs.scheduler.run_hooks`` like the scheduler).
+    A failing step is reported and exits 1; the steps after it still run. No pipeline runs and no
+    ``scheduler_ticks`` row: the built-in scheduler's catch-up window is left alone.
+    """
+    from helpers.oncall.notify import list_notifications
+    from helpers.runs import scheduler
+
+    config = cfgmod.get()
+    as_of = as_of_arg(args.as_of) or wall_clock()
+    seen = list_notifications(limit=1)
+    last_id = int(seen[0]["notification_id"]) if seen else 0
+    outcomes = scheduler.run_hooks(
+        tick.scheduler_hooks(),
+        as_of=as_of,
+        clock=wall_clock,
+        pipelines=Dag.from_config(config.pipelines).order(),
+        config=config,
+    )
+    sent = [n for n in list_notifications(limit=100_000) if int(n["notification_id"]) > last_id]
+    summary = tick_summary(outcomes, sent)
+    failed = [o for o in outcomes if o.error is not None]
+    if args.json:
+        console.print_json({"as_of": as_of, "exit_code": EXIT_FAILED if failed else EXIT_OK, **summary})
+    elif not args.quiet:
+        print_tick_summary(as_of, summary)
+    for o in failed:
+        console.error(f"tick step {o.name} failed: {o.error}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def tick_summary(outcomes: Sequence[HookOutcome], sent: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a tick did, from its steps' return values and the notifications recorded meanwhile."""
+    out: dict[str, Any] = {
+        "steps": [{"step": o.name, "ok": o.error is None, "error": o.error} for o in outcomes],
+        "checks": None,
+        "alerts": {"opened": [], "updated": [], "resolved": []},
+        "diagnoses": [],
+        "notifications": {"sent": 0, "failed": 0, "by_recipient": {}},
+    }
+    for o in outcomes:
+        value = o.value
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, list) for v in value):
+            results, changes = value  # checks.evaluate_monitors
+            out["checks"] = {
+                "evaluated": len(results),
+                "failing": sum(bool(getattr(r, "failed", False)) for r in results),
+                "critical": sum(
+                    bool(getattr(r, "failed", False)) and getattr(r, "severity", "") == "critical"
+                    for r in results
+                ),
+            }
+            for c in changes:
+                out["alerts"].setdefault(c.action, []).append(c.alert_id)
+        elif isinstance(value, list) and all(hasattr(v, "runbook") and hasattr(v, "cause") for v in value):
+            out["diagnoses"] += [  # registry.diagnose_new_alerts
+                {"alert_id": r.alert_id, "runbook": r.runbook, "status": r.status, "cause": r.cause}
+                for r in value
+            ]
+    for kind in out["alerts"]:
+        out["alerts"][kind] = sorted(out["alerts"][kind], key=id_key)
+    out["diagnoses"].sort(key=lambda d: id_key(d["alert_id"]))
+    notes = out["notifications"]
+    for n in sent:
+        if n["status"] == "sent":
+            notes["sent"] += 1
+            notes["by_recipient"][n["recipient"]] = notes["by_recipient"].get(n["recipient"], 0) + 1
+        elif n["status"] in ("failed", "gave_up"):
+            notes["failed"] += 1
+    return out
+
+
+def print_tick_summary(as_of: dt.datetime, summary: Mapping[str, Any]) -> None:
+    """The tick's summary for people: a few lines, each fitting the terminal."""
+    width, mark = console.output_width(), console.ellipsis_for()
+    lines = [f"tick at {as_of:%Y-%m-%d %H:%M}Z"]
+    checks = summary["checks"]
+    if checks is not None:
+        lines.append(
+            f"  checks: {checks['evaluated']} evaluated, {checks['failing']} failing "
+            f"({checks['critical']} critical)"
+        )
+    alerts = summary["alerts"]
+    lines.append(
+        "  alerts: "
+        + ", ".join(f"{len(alerts.get(k, []))} {k}" for k in ("opened", "updated", "resolved"))
+        + (f" (opened: {', '.join(str(a) for a in alerts['opened'])})" if alerts.get("opened") else "")
+    )
+    lines.append(f"  diagnosed: {len(summary['diagnoses'])} alert(s)")
+    for d in summary["diagnoses"]:
+        lines.append(f"    alert {d['alert_id']}: {d['runbook']}: {d['cause'] or d['status']}")
+    notes = summary["notifications"]
+    who = ", ".join(f"{k} {v}" for k, v in sorted(notes["by_recipient"].items()))
+    lines.append(
+        f"  notifications: {notes['sent']} sent, {notes['failed']} failed" + (f" ({who})" if who else "")
+    )
+    for line in lines:
+        print(console.ellipsize(line, width, mark=mark) if len(line) > width else line)
+
+
 # ---------------------------------------------------------------- checks and alerts
 
-CHECK_COLUMNS = ("check_id", "pipeline", "partition", "status", "severity", "summary")
+CHECK_COLUMNS = (
+    Column("check_id", "check", shrink=LAST, min_width=24),
+    Column("pipeline", shrink=LAST, min_width=12),
+    Column("partition", shrink=NEVER, drop=2),
+    Column("status", shrink=NEVER),
+    Column("severity", shrink=NEVER),
+    Column("summary", min_width=30),
+)
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
@@ -362,49 +478,44 @@ def cmd_checks(args: argparse.Namespace) -> int:
         )
     elif not args.quiet:
         shown = [r for r in results if args.all or r.failed]
-        rows = [{**r.as_json(), "summary": r.summary[:110]} for r in shown]
         console.print_table(
-            rows, CHECK_COLUMNS, title=f"Checks as of {as_of:%Y-%m-%d %H:%M}Z", empty="every check passed"
+            [r.as_json() for r in shown],
+            CHECK_COLUMNS,
+            title=f"Checks as of {as_of:%Y-%m-%d %H:%M}Z",
+            empty="every check passed",
+            wide=args.wide,
         )
         print(f"{len(results)} checks, {sum(r.failed for r in results)} failing ({len(critical)} critical)")
         _print_changes(changes)
     return EXIT_FAILED if critical else EXIT_OK
 
 
+# Left out first when the terminal is narrow (``drop``): partition, check, diagnosis, runbook
+# (`workbook runbook --alert ID` finds it).
 ALERT_COLUMNS = (
-    "alert_id",
-    "severity",
-    "status",
-    "pipeline",
-    "owner",
-    "check_id",
-    "partition",
-    "age",
-    "runbook",
-    "summary",
-    "diagnosis",
+    Column("alert_id", "id", shrink=NEVER),
+    Column("severity", shrink=NEVER),
+    Column("status", shrink=NEVER),
+    Column("pipeline", shrink=LAST, min_width=12),
+    Column("owner", shrink=NEVER),
+    Column("check_id", "check", shrink=LAST, drop=5, min_width=20),
+    Column("partition", shrink=NEVER, drop=6),
+    Column("age", shrink=NEVER),
+    Column("runbook", shrink=LAST, drop=3, min_width=14),
+    Column("summary", min_width=24),
+    Column("diagnosis", drop=4, min_width=30),
 )
 
 
-def format_age(delta: dt.timedelta) -> str:
-    """``2d 4h``, ``3h 20m``, ``12m``."""
-    minutes = max(int(delta.total_seconds() // 60), 0)
-    days, rem = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {mins}m"
-    return f"{mins}m"
-
-
 def cmd_alerts(args: argparse.Namespace) -> int:
-    """``workbook alerts``."""
+    """``workbook alerts``: by id (as numbers); one line each, fitting the terminal unless ``--wide``."""
     config = cfgmod.get()
     if args.pipeline:
         _pipelines_arg(args.pipeline, config)
     as_of = as_of_arg(args.as_of) or wall_clock()
-    found = alertsmod.list_alerts(open_only=args.open, pipeline=args.pipeline)
+    found = sorted(
+        alertsmod.list_alerts(open_only=args.open, pipeline=args.pipeline), key=lambda a: id_key(a.alert_id)
+    )
     from helpers.runbooks import (
         registry as runbooks,  # alerts arrive diagnosed: show the runbook's diagnosis and link
     )
@@ -414,6 +525,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         out = []
         for a in found:
             item = a.as_json(as_of)
+            item["age"] = format_age(a.age(as_of))
             item["diagnosis"] = diag[a.alert_id].as_json() if a.alert_id in diag else None
             out.append(item)
         console.print_json(out)
@@ -428,14 +540,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             "check_id": a.check_id,
             "partition": a.partition,
             "age": format_age(a.age(as_of)),
-            "runbook": a.runbook,
-            "summary": a.summary[:90],
-            "diagnosis": (diag[a.alert_id].line if a.alert_id in diag else "")[:120],
+            "runbook": a.runbook
+            if args.wide or not a.runbook
+            else runbooks.Runbook.from_path(a.runbook).name,
+            "summary": a.summary,
+            "diagnosis": diag[a.alert_id].line if a.alert_id in diag else "",
         }
         for a in found
     ]
     title = f"{'Open alerts' if args.open else 'Alerts'} as of {as_of:%Y-%m-%d %H:%M}Z"
-    console.print_table(rows, ALERT_COLUMNS, title=title, empty="no alerts")
+    console.print_table(rows, ALERT_COLUMNS, title=title, empty="no alerts", wide=args.wide)
     return EXIT_OK
 
 
@@ -476,12 +590,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="with --once: print the tick as JSON")
     p.set_defaults(func=cmd_scheduler)
 
+    p = sub.add_parser(
+        "tick",
+        help="evaluate the monitors, diagnose new alerts, escalate (what cron and the scheduler call)",
+        description="One tick without runs: evaluate the monitors (opening, updating and resolving "
+        "alerts), diagnose the new alerts with their runbooks, then escalate and notify. The built-in "
+        "scheduler does the same after each tick's runs; every line of `scheduler --crontab` calls it. "
+        "Exit 1 when a step failed (the others still ran).",
+    )
+    p.add_argument("--as-of", help="the tick's time (ISO, UTC); default: now")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (exit code only)")
+    p.add_argument("--json", action="store_true", help="print what the tick did as JSON")
+    p.set_defaults(func=cmd_tick)
+
     p = sub.add_parser("checks", help="evaluate the monitors and update the alerts (exit 1 on a critical)")
     p.add_argument("--pipeline", help="only this pipeline (and what its checks need from upstream)")
     p.add_argument("--as-of", help="evaluate as of this time (ISO, UTC); default: now")
     p.add_argument("--all", action="store_true", help="list passing checks too")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing (exit code only)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--wide", action="store_true", help="every column, nothing cut (rows may wrap)")
     p.set_defaults(func=cmd_checks)
 
     p = sub.add_parser("alerts", help="list alerts with severity, owner, runbook and age")
@@ -489,4 +617,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline")
     p.add_argument("--as-of", help="age as of this time (ISO, UTC); default: now")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--wide", action="store_true", help="every column, nothing cut (rows may wrap)")
     p.set_defaults(func=cmd_alerts)

@@ -2,7 +2,14 @@
 
 Country, subdivision and time zone come from ``config/team.yml`` (``calendar``). Observed
 holidays count (Independence Day 2026 falls on a Saturday and is observed on Friday 3 July), so
-the calendar matches what the ``holidays`` package says for the configured country.
+the calendar matches what the ``holidays`` package says for the configured country. The team's
+*major* holidays (``calendar.major_holidays``, the on-call schedule's holiday weeks and comp
+days) are the public holidays whose name starts with a configured name (:func:`major_holidays`).
+
+A time the team writes (``workbook oncall now --at``) is read in the team's time zone
+(:meth:`BusinessCalendar.local_instant`): a date alone means that day at noon local (the instant
+that decides which rotation week a day belongs to), a date and time without an offset is local
+wall time, and a value with an offset or ``Z`` is taken as given.
 
 Deadlines are instants in UTC computed from local dates: "end of day D" means local midnight at
 the end of D in the team's time zone (``end_of_day``), so "by end of Friday" and "by the end of
@@ -12,6 +19,8 @@ the 3rd business day" mean the same thing in New York whatever the UTC offset th
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -25,12 +34,42 @@ if TYPE_CHECKING:
     from helpers.core.config import TeamConfig
 
 FRIDAY = 4
+NOON = dt.time(12, 0)
 
 
 @lru_cache(maxsize=32)
 def _holidays(country: str, subdivision: str | None, year: int) -> dict[dt.date, str]:
     # One year at a time: the package computes lazily per year, and caching keeps look-ups cheap.
     return dict(holidays_lib.country_holidays(country, subdiv=subdivision, years=year, observed=True))
+
+
+@dataclass(frozen=True)
+class Holiday:
+    """A major holiday on a date; ``observed`` when it is the weekday a weekend holiday moves to."""
+
+    date: dt.date
+    name: str
+    observed: bool = False
+
+
+def _is_major(name: str, majors: Sequence[str]) -> bool:
+    base = name.removesuffix(" (observed)").strip().lower()
+    return any(base.startswith(m.strip().lower()) for m in majors)
+
+
+def major_holidays(team: TeamConfig, years: Iterable[int]) -> list[Holiday]:
+    """The configured major holidays of ``years`` (observed days included), by date.
+
+    Names match as prefixes ("Thanksgiving" matches "Thanksgiving Day"), never as substrings.
+    """
+    cal = team.calendar
+    out: set[Holiday] = set()
+    for year in years:
+        for day, names in _holidays(cal.country, cal.subdivision, year).items():
+            for name in names.split("; "):  # the package joins two holidays on one day with "; "
+                if _is_major(name, cal.major_holidays):
+                    out.add(Holiday(day, name, observed=name.endswith("(observed)")))
+    return sorted(out, key=lambda h: (h.date, h.name))
 
 
 class BusinessCalendar:
@@ -131,6 +170,28 @@ class BusinessCalendar:
     def start_of_day(self, day: dt.date) -> dt.datetime:
         """Local midnight at the start of ``day``, as aware UTC."""
         return dt.datetime.combine(day, dt.time(), self.tz).astimezone(UTC)
+
+    def noon(self, day: dt.date) -> dt.datetime:
+        """Local noon of ``day``, as aware UTC: the instant a date alone stands for."""
+        return dt.datetime.combine(day, NOON, self.tz).astimezone(UTC)
+
+    def local_instant(self, text: str) -> dt.datetime:
+        """A time the team writes, as aware UTC (see the module doc).
+
+        ``2026-12-24`` is noon local that day; ``2026-12-24T08:00`` is 08:00 local;
+        ``2026-12-24T08:00:00Z`` and ``...-05:00`` are taken as given.
+        """
+        s = text.strip()
+        try:
+            if len(s) == 10:
+                return self.noon(dt.date.fromisoformat(s))
+            value = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+        except ValueError:
+            raise ValueError(
+                f"expected a date YYYY-MM-DD (noon in {self.tz.key}) or a date and time such as "
+                f"2026-12-24T08:00 (local) or 2026-12-24T13:00:00Z, got {text!r}"
+            ) from None
+        return as_utc(value.replace(tzinfo=self.tz) if value.tzinfo is None else value)
 
     def is_business_hours(self, ts: dt.datetime) -> bool:
         """Within ``business_hours`` of a business day, in the team's time zone."""

@@ -83,6 +83,8 @@ class Pipeline(_Strict):
     partition: Literal["day", "month"]
     owners: Owners
     depends_on: tuple[str, ...] = ()
+    # pipelines whose marts it reads without waiting for them (no gating): lineage for incidents
+    reads: tuple[str, ...] = ()
     schedule: str
     sla: SLA
     timeout_minutes: float = Field(default=30, gt=0)
@@ -99,6 +101,11 @@ class Pipeline(_Strict):
     @property
     def notebook_path(self) -> Path:
         return paths.notebook_path(self.notebook)
+
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        """Every pipeline whose marts it reads: ``depends_on`` (gated) then ``reads`` (not gated)."""
+        return tuple(dict.fromkeys((*self.depends_on, *self.reads)))
 
 
 class CloseConfig(_Strict):
@@ -237,12 +244,15 @@ class PipelinesConfig(_Strict):
     @model_validator(mode="after")
     def _graph(self) -> PipelinesConfig:
         for pid, p in self.pipelines.items():
-            for up in p.depends_on:
-                if up not in self.pipelines:
-                    raise ValueError(f"pipelines.{pid}.depends_on: unknown pipeline {up!r}")
+            for field, ups in (("depends_on", p.depends_on), ("reads", p.reads)):
+                for up in ups:
+                    if up not in self.pipelines:
+                        raise ValueError(f"pipelines.{pid}.{field}: unknown pipeline {up!r}")
         order = topological_order({k: v.depends_on for k, v in self.pipelines.items()})
         if order is None:
             raise ValueError("pipelines: depends_on forms a cycle")
+        if topological_order({k: v.lineage for k, v in self.pipelines.items()}) is None:
+            raise ValueError("pipelines: depends_on and reads together form a cycle")
         if self.sources:
             for pid, p in self.pipelines.items():
                 unknown = [s for s in p.sources if s not in self.sources]
@@ -346,6 +356,8 @@ class Escalation(_Strict):
     lead_after_minutes: int = 240
     renotify_minutes: int = 30
     cross_team_after_minutes: int = Field(default=0, ge=0)  # 0: with the first notification
+    # a cause that fails again within this many minutes of its incident's resolution re-opens it
+    reopen_within_minutes: int = Field(default=120, ge=0)
     # failure-catalogue id -> contacts key
     cross_team: dict[str, str] = Field(default_factory=lambda: dict(catalogue.CROSS_TEAM))
 

@@ -6,7 +6,7 @@ pipelines through the orchestrator at the spec's ``as_of``, then one scheduler t
 production hooks (monitors, "alerts arrive diagnosed", escalation), and grades:
 
 - **detected**: the checks that failed, and whether an alert with ``catalogue_id == id`` opened;
-- **routed**: the notifications the escalation hook sent for that alert (recipient, channel, at)
+- **routed**: the notifications the escalation hook sent for that alert's incident (recipient, channel, at)
   against ``routing.route`` (who the on-call schedule says, and when);
 - **diagnosed**: the cause and diagnosis the hook's runbook recorded (must name the fault's id);
 - **repaired**: after the outside world recovers where the fault is a delivery that never came
@@ -289,7 +289,8 @@ def _ok(outcomes: Sequence[Any], what: str) -> None:
 
 
 # Tables a seeded warehouse is emptied of: the sandbox starts with runs and marts, no incidents.
-_SEED_CLEARED = ("alerts", "check_results", "notifications", "alert_timeline", "runbook_runs", "incidents")
+_SEED_CLEARED = ("alerts", "check_results", "notifications", "alert_timeline", "runbook_runs", "incidents",
+                 "incident_alerts")  # fmt: skip
 
 
 class Baselines:
@@ -400,7 +401,7 @@ def _detected(spec: DrillSpec) -> Detected:
 
 
 def _routed(spec: DrillSpec, alert_id: int | None) -> Routed:
-    from helpers.oncall import alerts, routing
+    from helpers.oncall import alerts, incidents, routing
     from helpers.oncall import schedule as oncall
 
     if alert_id is None:
@@ -408,7 +409,10 @@ def _routed(spec: DrillSpec, alert_id: int | None) -> Routed:
     alert = alerts.get_alert(alert_id)
     config = cfgmod.get()
     schedule = oncall.schedule_for(config)
-    route = routing.route(schedule, alert.pipeline, alert.opened_at)
+    inc = incidents.incident_of(str(alert_id))  # only incidents page: on their lead alert
+    pipeline, opened_at = (inc.pipeline, inc.opened_at) if inc else (alert.pipeline, alert.opened_at)
+    paged = inc.alert_id if inc else str(alert_id)
+    route = routing.route(schedule, pipeline, opened_at)
     expected = [r.key for r in route.recipients]
     with warehouse.get_engine().connect() as conn:
         rows = conn.execute(
@@ -417,7 +421,7 @@ def _routed(spec: DrillSpec, alert_id: int | None) -> Routed:
                 "WHERE alert_id = :a AND step = (SELECT step FROM notifications WHERE alert_id = :a "
                 "ORDER BY notification_id LIMIT 1) ORDER BY notification_id"
             ),
-            {"a": str(alert_id)},
+            {"a": paged},
         ).mappings()
         sent = []
         for r in rows:
@@ -436,11 +440,15 @@ def _routed(spec: DrillSpec, alert_id: int | None) -> Routed:
 
 
 def _diagnosed(spec: DrillSpec, alert_id: int | None) -> Diagnosed:
+    from helpers.oncall import incidents
     from helpers.runbooks import registry as runbooks
 
     if alert_id is None:
         return Diagnosed(None, None, "no alert to diagnose", None, False)
-    run = runbooks.latest_diagnoses([alert_id]).get(alert_id)
+    inc = incidents.incident_of(str(alert_id))  # a symptom is diagnosed through its incident's lead
+    lead = int(inc.alert_id) if inc is not None and inc.alert_id.isdigit() else alert_id
+    found = runbooks.latest_diagnoses([alert_id, lead])
+    run = found.get(alert_id) or found.get(lead)
     if run is None:
         return Diagnosed(None, None, "the tick's hook recorded no diagnosis", None, False)
     ok = run.status == "succeeded" and run.cause == spec.id

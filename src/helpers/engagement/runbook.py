@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.checks.framework import CheckResult
-from helpers.core.catalogue import CATALOGUE
+from helpers.core.catalogue import CATALOGUE, SOURCE_GROUPS
 from helpers.engagement import event_contract, evidence, store
 from helpers.engagement.evidence import landed_events, mart_rows, outage_window
 from helpers.engagement.inputs import load
@@ -157,6 +157,18 @@ class State:
     def day(self) -> str | None:
         """The day the runbook looks at (None when the check was never recorded)."""
         return self.check.data.get("partition")
+
+
+def stream_stopped(diag: kit.Diagnosis, ctx: kit.RunbookContext) -> kit.Evidence | None:
+    """For an alert about the ``events`` source's freshness (routed to ``kafka_outage`` by its
+    source): the stream stopped arriving, as the symptom and a finding. Otherwise nothing is
+    recorded (None): the stream monitor is the symptom."""
+    sources = SOURCE_GROUPS["kafka_outage"]
+    if ctx.alert is None or kit.alerted_source(ctx) not in sources:
+        return None
+    stopped = diag.symptom(kit.sources_stopped(ctx, sources, what="event stream"))
+    reason = "the event stream stopped arriving (broker down or producer cannot connect)"
+    return diag.finding("kafka_outage", reason, stopped)
 
 
 def load_state(ctx: kit.RunbookContext, catalogue_id: str) -> State:

@@ -45,8 +45,11 @@ reflects the checks as they are now).
 the month is final (:class:`CloseStatus`): each pipeline's latest run for its partition succeeded,
 every check recorded with those runs passes (domain checks, row counts, NULLs, the investor
 aggregate's cross-pipeline validations), the monitors about the month (run status, the close SLA)
-pass, the investor aggregate ran after its upstreams' latest successes, and Profit, Growth and
-Engagement are ``final`` for the month. Anything else is a blocker, listed with its owner.
+pass, the investor aggregate ran after its upstreams' latest successes, Profit, Growth and
+Engagement are ``final`` for the month, and no critical incident about the month is open (the
+close groups the alerts its checks opened into incidents, without paging: the next tick pages;
+every open incident touching the close is listed with its owner, those about now included). Anything else is a blocker,
+listed with its owner.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from helpers.investor import publication, signoff
 from helpers.investor.inputs import SourceRun, latest_run, load_inputs, reference_day
 from helpers.investor.metrics import UPSTREAMS
 from helpers.investor.publication import published_dir
+from helpers.oncall import escalation
 from helpers.runs import locks
 from helpers.runs import records as runs
 from helpers.runs.dag import Dag, RunItem
@@ -310,6 +314,7 @@ def close_status(
     for row in monitors.itertuples():
         add("monitors", row.pipeline, f"{row.check_id} {row.partition}", row.status == "pass",
             f"{row.status} ({row.severity}): {row.summary}")  # fmt: skip
+    items += incident_items(period, parts, as_of, config=config, engine=engine, who=who)
     inputs = load_inputs(period, as_of, engine=engine)
     sources: dict[str, str] = {}
     for pid in UPSTREAMS:
@@ -327,6 +332,49 @@ def close_status(
             why = "; ".join(src.reasons) or "every source delivered"
             add("sources", pid, f"figures for {period} are final", src.final, f"{src.status}: {why}")
     return CloseStatus(period, as_of, inputs.reference_day, deadline, tuple(items), sources)
+
+
+def open_incidents_of(
+    pipelines: Sequence[str], as_of: dt.datetime, *, config: cfgmod.WorkbookConfig, engine: sa.Engine
+) -> list[Any]:
+    """The incidents open at ``as_of`` that touch the close: about one of ``pipelines`` or reaching a
+    pipeline that feeds investors."""
+    from helpers.oncall import incidents
+
+    feeds = set(pipelines)
+    return [
+        inc
+        for inc in incidents.open_incidents(as_of, engine=engine)
+        if inc.pipeline in feeds or set(inc.at_risk) & feeds
+    ]
+
+
+def incident_partitions(incident_id: int, *, engine: sa.Engine) -> set[str]:
+    """The partitions its active alerts are about (``current`` for a monitor about now)."""
+    from helpers.oncall import alerts, incidents
+
+    found = (alerts.get_alert(int(a), engine=engine) for a, _r in incidents.members(incident_id, engine=engine)
+             if a.isdigit())  # fmt: skip
+    return {a.partition for a in found if a is not None and a.status in alerts.ACTIVE}
+
+
+def incident_items(period: str, parts: Mapping[str, str], as_of: dt.datetime, *, config: cfgmod.WorkbookConfig,
+                   engine: sa.Engine, who: str | None) -> list[CloseItem]:  # fmt: skip
+    """One item per open incident touching the close, with its owner. An incident whose alerts are
+    about the month (a partition of it, or one the close builds) blocks it when critical; one about
+    now (a source late today, a pipeline behind this week) is listed, and does not."""
+    items = []
+    for inc in open_incidents_of(list(parts), as_of, config=config, engine=engine):
+        owner = owner_label(inc.pipeline, config, who)
+        about = {p for p in incident_partitions(inc.incident_id, engine=engine)
+                 if p.startswith(period) or p in parts.values()}  # fmt: skip
+        blocking = inc.severity == "critical" and bool(about)
+        scope = f"about {', '.join(sorted(about))}" if about else f"about now, not {period}'s figures"
+        detail = (f"{inc.severity}, {scope}, fix by {inc.fix_deadline:%Y-%m-%d %H:%M} UTC"
+                  + (f"; reaches {', '.join(inc.at_risk)}" if inc.at_risk else ""))  # fmt: skip
+        items.append(CloseItem("incidents", inc.pipeline, f"incident {inc.incident_id}: {inc.cause or inc.summary}",
+                               not blocking, detail, owner))  # fmt: skip
+    return items
 
 
 # ---------------------------------------------------------------- what the close runbook adds
@@ -607,6 +655,7 @@ def run_close(
         items = [RunItem(p, parts[p], day) for p in names if p in pipes]
         outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]
     checks.evaluate_monitors(as_of, pipelines=[p for p in parts if p in pipes], now=clock(), config=config)
+    escalation.group(config, escalation.WarehouseAlerts(), as_of, engine=engine)  # the incidents it lists
     signoff.refresh(period, now=clock(), config=config, engine=engine)  # the runs may have changed figures
     rendered = _render_reports(period, as_of, final=final, clock=clock, config=config, workers=workers,
                                on_update=on_update, stop=stop)  # fmt: skip

@@ -11,7 +11,8 @@ An alert is keyed by ``(check_id, partition)``: at most one *active* alert (``op
 
 Every alert carries what routing (:mod:`helpers.oncall.routing`) needs: pipeline, owner and owners,
 severity, the failure-catalogue id (from which routing derives the cross-team contact,
-``escalation.cross_team`` in team.yml), the runbook path, whether month-end heightened monitoring
+``escalation.cross_team`` in team.yml), the runbook that diagnoses it (by its failing source or
+upstream: ``core.catalogue.runbook_for``), whether month-end heightened monitoring
 applies, and the fix deadline (the pipeline's ``sla.fix_business_days`` in business days from
 opening, via ``businesscal``), which the "SLA at risk" monitor watches. This is
 the hook for incidents: anything with an ``opened_at`` and a ``fix_deadline`` is tracked.
@@ -32,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from helpers.checks.framework import CheckResult
-from helpers.core import businesscal
+from helpers.core import businesscal, catalogue
 from helpers.core import config as cfgmod
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import get_engine, metadata, register_tables
@@ -259,14 +260,17 @@ def _apply(
             )
         )
         return AlertChange(existing["alert_id"], "updated", result.check_id, result.partition, severity)
+    route = catalogue.runbook_for(result.check_id, result.pipeline, pipelines=config.pipelines.pipelines,
+                                  evidence=result.evidence, catalogue_id=result.catalogue_id,
+                                  runbook=result.runbook)  # fmt: skip
     values = dict(
         check_id=result.check_id,
         partition=result.partition,
         pipeline=result.pipeline,
         kind=result.kind,
         severity=result.severity,
-        catalogue_id=result.catalogue_id,
-        runbook=result.runbook,
+        catalogue_id=result.catalogue_id or route.catalogue_id,
+        runbook=route.runbook,
         status="open",
         opened_at=naive_utc(as_of),
         last_seen_at=naive_utc(as_of),

@@ -1,8 +1,10 @@
-"""Driving each alert's escalation ladder, acknowledgement and resolution, and the alert timeline.
+"""Driving each incident's escalation ladder, acknowledgement and resolution.
 
-The plan's "When Things Go Wrong" (docs/plan.md), per alert, on the pipeline's watched time
-(``routing.WatchClock``: real time for the weekly rotation, business time plus month-end days for
-Growth):
+Only incidents page: at every tick the active alerts are grouped into incidents, one per cause
+(``oncall.grouping``, ``oncall.causes``), and each open incident climbs one ladder, recorded on the
+timeline of its lead alert. The plan's "When Things Go Wrong" (docs/plan.md), per incident, on the
+lead pipeline's watched time (``routing.WatchClock``: real time for the weekly rotation, business
+time plus month-end days for Growth):
 
 ==============  ====================================================================
 ``notify``      the routed people (``routing.route``), at once or at the next watched instant
@@ -10,21 +12,22 @@ Growth):
                 opening and every ``renotify_minutes`` (30) after that
 ``secondary``   the pipeline's secondary owner joins after ``secondary_after_minutes`` (2 h)
 ``lead``        the team lead after ``lead_after_minutes`` (4 h)
-``cross_team``  the contact of a cross-team cause (``escalation.cross_team`` maps the alert's
+``cross_team``  the contact of a cross-team cause (``escalation.cross_team`` maps the lead alert's
                 failure-catalogue id to a contact) after ``cross_team_after_minutes`` (0)
 ==============  ====================================================================
 
 The steps and when they are due are computed in ``oncall.ladder`` (pure); this module takes them.
-An acknowledgement stops the ladder; resolving closes the alert and its incident. ``workbook
-escalate --as-of TS`` (the scheduler's tick) computes the steps due by ``as_of`` from the alert,
-the schedule and the timeline, claims each step in ``alert_timeline`` (unique per alert, step and
-person, so two ticks never send the same step twice) and then sends it; running it again at the
-same ``as_of`` does nothing. A tick that comes late sends only the latest reminder it missed, not
-every one. The timeline records every step: ``opened``, ``deferred`` (waiting for business
-hours), the notifications, ``ack`` and ``resolve``.
+A new symptom joining an open incident pages nobody. Acknowledging any alert of an incident stops
+its ladder; an incident resolves when all its alerts have, and everyone it paged hears so once.
+``workbook escalate --as-of TS`` (and ``workbook tick``, the scheduler's tick) computes the steps
+due by ``as_of``, claims each step in ``alert_timeline`` (unique per alert, step and person, so two
+ticks never send the same step twice) and then sends it; running it again at the same ``as_of``
+does nothing. A tick that comes late sends only the latest reminder it missed, not every one.
 
-Alerts come from the ``alerts`` table (:mod:`helpers.oncall.alerts`) through :class:`WarehouseAlerts`; anything with the
-fields of :class:`~helpers.oncall.ladder.AlertLike` works (tests use :class:`MemoryAlerts`).
+Alerts come from the ``alerts`` table (:mod:`helpers.oncall.alerts`) through :class:`WarehouseAlerts`;
+anything with the fields of :class:`~helpers.oncall.ladder.AlertLike` works (tests use
+:class:`MemoryAlerts`). An alert of a pipeline outside the configuration (no SLA, no owner) climbs
+a ladder of its own.
 
 A notification can carry more lines about its alert: the caller passes an ``annotate`` function
 (alert id -> lines; the CLI passes the runbook registry's diagnosis and its link), since the
@@ -36,40 +39,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from helpers.core.config import WorkbookConfig
-from helpers.core.timeutil import as_utc, naive_utc
-from helpers.oncall import alerts, routing
+from helpers.core.timeutil import as_utc
+from helpers.oncall import alerts, grouping, routing
 from helpers.oncall import incidents as incmod
 from helpers.oncall.ladder import EVENT_OF_STEP, AlertLike, Step, due_steps
 from helpers.oncall.notify import Message, Notifier, Recipient
 from helpers.oncall.schedule import Schedule, schedule_for
-from helpers.storage.warehouse import get_engine, metadata, register_tables
-
-alert_timeline = sa.Table(
-    "alert_timeline",
-    metadata,
-    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("alert_id", sa.String(64), nullable=False),
-    sa.Column("at", sa.DateTime(), nullable=False),  # naive UTC: when it happened (the tick's as_of)
-    sa.Column(
-        "step", sa.String(24), nullable=False
-    ),  # opened|deferred|notify|renotify|secondary|lead|cross_team|ack|resolve|incident
-    sa.Column("who", sa.String(64), nullable=False, default=""),
-    sa.Column("channel", sa.String(120), nullable=False, default=""),  # channels used, comma-separated
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-    sa.Column("step_key", sa.String(64), nullable=False),  # e.g. notify, renotify:3
-    sa.Column("due_at", sa.DateTime(), nullable=True),  # when the ladder made it due
-    sa.UniqueConstraint("alert_id", "step_key", "who", name="ux_alert_timeline_step"),
-    sa.Index("ix_alert_timeline_alert", "alert_id"),
-)
-
-register_tables(alert_timeline)
+from helpers.oncall.timeline import TimelineEntry, alert_timeline, claim, timeline
+from helpers.storage.warehouse import get_engine
 
 # Lines a notification about an alert adds, by alert id (see the module doc).
 Annotator = Callable[[int | str], Sequence[str]]
@@ -168,70 +151,6 @@ class WarehouseAlerts:
 # ---------------------------------------------------------------- the timeline
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    alert_id: str
-    at: dt.datetime
-    step: str
-    who: str
-    channel: str
-    detail: str
-    step_key: str
-    due_at: dt.datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in self.__dict__.items()}
-
-
-def timeline(alert_id: str, *, engine: Engine | None = None) -> list[TimelineEntry]:
-    """The alert's timeline in order."""
-    q = (
-        sa.select(alert_timeline)
-        .where(alert_timeline.c.alert_id == str(alert_id))
-        .order_by(alert_timeline.c.at, alert_timeline.c.entry_id)
-    )
-    with (engine or get_engine()).connect() as conn:
-        rows = conn.execute(q).mappings().all()
-    return [
-        TimelineEntry(
-            alert_id=r["alert_id"],
-            at=as_utc(r["at"]),
-            step=r["step"],
-            who=r["who"],
-            channel=r["channel"],
-            detail=r["detail"],
-            step_key=r["step_key"],
-            due_at=as_utc(r["due_at"]) if r["due_at"] is not None else None,
-        )
-        for r in rows
-    ]
-
-
-def _claim(entries: Sequence[TimelineEntry], engine: Engine) -> bool:
-    """Insert the entries of one step atomically; False when another tick already recorded it."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                alert_timeline.insert(),
-                [
-                    dict(
-                        alert_id=e.alert_id,
-                        at=naive_utc(e.at),
-                        step=e.step,
-                        who=e.who,
-                        channel=e.channel,
-                        detail=e.detail,
-                        step_key=e.step_key,
-                        due_at=naive_utc(e.due_at),
-                    )
-                    for e in entries
-                ],
-            )
-        return True
-    except IntegrityError:
-        return False
-
-
 # ---------------------------------------------------------------- messages
 
 
@@ -252,19 +171,27 @@ def message_for(
         "acknowledge": "Acknowledged: ",
         "resolve": "Resolved: ",
     }.get(event, "")
-    subject = f"{prefix}[{alert.severity}] {alert.pipeline}: {alert.summary} (alert {alert.alert_id})"
+    incident = alert.lines() if isinstance(alert, grouping.IncidentSubject) else []
+    ref = alert.reference if isinstance(alert, grouping.IncidentSubject) else f"alert {alert.alert_id}"
+    subject = f"{prefix}[{alert.severity}] {alert.pipeline}: {alert.summary} ({ref})"
     stored = annotate is not None and str(alert.alert_id).isdigit()
     diagnosis = tuple(annotate(alert.alert_id)) if stored else ()  # e.g. the pre-executed diagnosis
     body = "\n".join(
         line
         for line in (
             step.detail,
+            *incident,
             f"check: {alert.check_id}"
             + (f" (failure catalogue: {alert.catalogue_id})" if alert.catalogue_id else ""),
             f"opened: {schedule.local(alert.opened_at):%a %Y-%m-%d %H:%M %Z}",
             f"runbook: {alert.runbook}" if alert.runbook else "",
             *diagnosis,
             f"acknowledge: workbook ack {alert.alert_id} --by YOU"
+            + (
+                f" (acknowledges incident {alert.incident_id})"
+                if isinstance(alert, grouping.IncidentSubject)
+                else ""
+            )
             if event in ("trigger", "renotify", "escalate")
             else "",
         )
@@ -299,7 +226,8 @@ def escalate_alert(
     engine: Engine,
     annotate: Annotator | None = None,
 ) -> list[TimelineEntry]:
-    """Take the steps of one alert due at ``as_of``; returns the timeline entries written."""
+    """Take the steps of one ladder (an incident's, or a lone alert's) due at ``as_of``; returns the
+    timeline entries written."""
     alert_id = str(alert.alert_id)
     past = timeline(alert_id, engine=engine)
     steps = due_steps(
@@ -313,30 +241,15 @@ def escalate_alert(
         when = step.due_at if message is None else as_utc(as_of)
         entries = [
             TimelineEntry(
-                alert_id,
-                when,
-                step.step,
-                r.key,
-                channels,
-                f"{r.role}: {step.detail}",
-                step.key,
-                step.due_at,
+                alert_id, when, step.step, r.key, channels, f"{r.role}: {step.detail}", step.key, step.due_at
             )
             for r in step.recipients
         ] or [TimelineEntry(alert_id, when, step.step, "", "", step.detail, step.key, step.due_at)]
-        if not _claim(entries, engine):
+        if not claim(entries, engine):
             continue
         written.extend(entries)
         if message is not None:
             notifier.send(message, step.recipients, at=as_of)
-    notified = any(e.step_key == "notify" for e in past) or any(e.step_key == "notify" for e in written)
-    known = alert.pipeline in cfg.pipelines.pipelines  # an unconfigured pipeline has no fix SLA
-    if (
-        known
-        and notified
-        and incmod.needs_incident(getattr(alert, "kind", None), alert.severity, acknowledged=False)
-    ):
-        written.extend(_ensure_incident(schedule, alert, "critical", as_of, engine))
     return written
 
 
@@ -350,27 +263,70 @@ def escalate(
     schedule: Schedule | None = None,
     annotate: Annotator | None = None,
 ) -> list[TimelineEntry]:
-    """One tick of every active alert's ladder at ``as_of`` (idempotent for the same ``as_of``).
-
-    Also closes the loop on notified alerts that were resolved elsewhere (a passing check), and
-    retries deliveries that failed on earlier ticks. Alerts opened after ``as_of`` are left for a
-    later tick.
+    """One tick at ``as_of`` (idempotent for the same ``as_of``): group the active alerts into
+    incidents, one per cause (``oncall.grouping``), climb each open incident's ladder, close the
+    incidents whose alerts all resolved (telling whoever was paged), and retry deliveries that
+    failed on earlier ticks. Alerts opened after ``as_of`` are left for a later tick; an alert of a
+    pipeline outside the configuration (no SLA, no owner) climbs a ladder of its own.
     """
     engine = engine or get_engine()
     schedule = schedule or schedule_for(cfg, engine=engine)
     as_of = as_utc(as_of)
+    active = sorted((a for a in store.active() if as_utc(a.opened_at) <= as_of),
+                    key=lambda a: (as_utc(a.opened_at), _numeric(a.alert_id)))  # fmt: skip
+    lookup = _lookup(store)
+    subjects, changes = grouping.incident_subjects(cfg, schedule, active, as_of, lookup=lookup, engine=engine)
+    lone: list[AlertLike] = [a for a in active if a.pipeline not in cfg.pipelines.pipelines]
     written: list[TimelineEntry] = []
-    for alert in sorted(store.active(), key=lambda a: (as_utc(a.opened_at), str(a.alert_id))):
-        if as_utc(alert.opened_at) > as_of:
+    for subject in [*subjects, *lone]:
+        if subject.status == "resolved":
             continue
         written.extend(
-            escalate_alert(cfg, schedule, alert, as_of, notifier=notifier, engine=engine, annotate=annotate)
+            escalate_alert(cfg, schedule, subject, as_of, notifier=notifier, engine=engine, annotate=annotate)
         )
-    written.extend(
-        close_resolved(cfg, schedule, store, as_of, notifier=notifier, engine=engine, annotate=annotate)
-    )
+    written.extend(e for e in changes if claim([e], engine))
+    written.extend(close_resolved(cfg, schedule, store, as_of, notifier=notifier, engine=engine, annotate=annotate,
+                                  active=[str(a.alert_id) for a in active]))  # fmt: skip
     notifier.redeliver(at=as_of)
     return written
+
+
+def group(
+    cfg: WorkbookConfig,
+    store: AlertStore,
+    as_of: dt.datetime,
+    *,
+    engine: Engine | None = None,
+    schedule: Schedule | None = None,
+) -> list[grouping.IncidentSubject]:
+    """Group the active alerts into incidents at ``as_of`` without paging anyone (``workbook close``
+    does, so that it lists the incidents its checks opened); the next tick pages them."""
+    engine = engine or get_engine()
+    schedule = schedule or schedule_for(cfg, engine=engine)
+    as_of = as_utc(as_of)
+    active = sorted((a for a in store.active() if as_utc(a.opened_at) <= as_of),
+                    key=lambda a: (as_utc(a.opened_at), _numeric(a.alert_id)))  # fmt: skip
+    subjects, changes = grouping.incident_subjects(
+        cfg, schedule, active, as_of, lookup=_lookup(store), engine=engine
+    )
+    for entry in changes:
+        claim([entry], engine)
+    return subjects
+
+
+def _numeric(alert_id: int | str) -> tuple[int, str]:
+    text = str(alert_id)
+    return (int(text) if text.isdigit() else 0, text)
+
+
+def _lookup(store: AlertStore) -> grouping.Lookup:
+    def get(alert_id: str) -> AlertLike | None:
+        try:
+            return store.get(str(alert_id))
+        except ValueError:  # an id from another store (e.g. a drill's in-memory alerts)
+            return None
+
+    return get
 
 
 def close_resolved(
@@ -382,12 +338,49 @@ def close_resolved(
     notifier: Notifier,
     engine: Engine,
     annotate: Annotator | None = None,
+    active: Sequence[str] | None = None,
 ) -> list[TimelineEntry]:
-    """Record and announce the resolution of notified alerts resolved outside ``workbook resolve``.
+    """Resolve the open incidents none of whose alerts is active any more (their checks pass, or
+    someone resolved them): the incident closes, its lead's timeline says so, and everyone it
+    paged hears it once; a lone alert (outside the configuration) the same way."""
+    active = [str(a.alert_id) for a in store.active()] if active is None else list(active)
+    lookup = _lookup(store)
+    out: list[TimelineEntry] = []
+    for inc, resolved_at, note in grouping.finished_incidents(active, as_of, lookup=lookup, engine=engine):
+        lead = lookup(inc.alert_id)
+        entry = TimelineEntry(inc.alert_id, resolved_at, "resolve", "", "", note, "resolve")
+        incmod.resolve_incident_id(inc.incident_id, at=resolved_at, note=note, engine=engine)
+        if not claim([entry], engine):
+            continue
+        out.append(entry)
+        subject = grouping.subject_of(inc.incident_id, lead, engine=engine)
+        _announce_resolution(cfg, schedule, subject, note, resolved_at, as_of, notifier, engine, annotate)
+    out.extend(_close_lone(cfg, schedule, store, as_of, notifier=notifier, engine=engine, annotate=annotate))
+    return out
 
-    A passing check resolves its alert in the alerts table; the people paged (and PagerDuty's
-    incident, by ``dedup_key``) hear of it here, and the alert's incident closes.
-    """
+
+def _announce_resolution(cfg: WorkbookConfig, schedule: Schedule, subject: AlertLike, note: str,
+                         resolved_at: dt.datetime, as_of: dt.datetime, notifier: Notifier, engine: Engine,
+                         annotate: Annotator | None) -> None:  # fmt: skip
+    engaged = _engaged(cfg, timeline(str(subject.alert_id), engine=engine))
+    if engaged:
+        step = Step("resolve", "resolve", resolved_at, detail=f"resolved: {note}")
+        notifier.send(
+            message_for(schedule, subject, step, event="resolve", annotate=annotate), engaged, at=as_of
+        )
+
+
+def _close_lone(
+    cfg: WorkbookConfig,
+    schedule: Schedule,
+    store: AlertStore,
+    as_of: dt.datetime,
+    *,
+    notifier: Notifier,
+    engine: Engine,
+    annotate: Annotator | None,
+) -> list[TimelineEntry]:
+    """Announce the resolution of notified alerts that are in no incident (outside the configuration)."""
     q = sa.select(alert_timeline.c.alert_id, alert_timeline.c.step).where(
         alert_timeline.c.step.in_(("notify", "resolve"))
     )
@@ -395,57 +388,21 @@ def close_resolved(
         rows = conn.execute(q.distinct()).all()
     notified = {a for a, step in rows if step == "notify"}
     closed = {a for a, step in rows if step == "resolve"}
+    in_incidents = set(incmod.memberships(engine=engine)) | {
+        i.alert_id for i in incmod.list_incidents(engine=engine)
+    }
     out: list[TimelineEntry] = []
-    for alert_id in sorted(notified - closed):
-        try:
-            alert = store.get(alert_id)
-        except ValueError:  # an id from another store (e.g. a drill's in-memory alerts)
-            continue
+    for alert_id in sorted(notified - closed - in_incidents, key=_numeric):
+        alert = _lookup(store)(alert_id)
         if alert is None or alert.resolved_at is None or as_utc(alert.resolved_at) > as_of:
             continue
         note = getattr(alert, "resolution", None) or "resolved"
         entry = TimelineEntry(alert_id, as_utc(alert.resolved_at), "resolve", "", "", note, "resolve")
-        if not _claim([entry], engine):
-            continue
-        out.append(entry)
-        incmod.resolve_incident(alert_id, at=alert.resolved_at, note=note, engine=engine)
-        step = Step("resolve", "resolve", as_utc(alert.resolved_at), detail=f"resolved: {note}")
-        engaged = _engaged(cfg, timeline(alert_id, engine=engine))
-        notifier.send(
-            message_for(schedule, alert, step, event="resolve", annotate=annotate), engaged, at=as_of
-        )
+        if claim([entry], engine):
+            out.append(entry)
+            _announce_resolution(cfg, schedule, alert, note, as_utc(alert.resolved_at), as_of, notifier, engine,
+                                 annotate)  # fmt: skip
     return out
-
-
-def _ensure_incident(
-    schedule: Schedule, alert: AlertLike, reason: str, at: dt.datetime, engine: Engine
-) -> list[TimelineEntry]:
-    incident, new = incmod.open_incident(
-        schedule,
-        alert_id=str(alert.alert_id),
-        pipeline=alert.pipeline,
-        severity=alert.severity,
-        summary=alert.summary,
-        opened_at=alert.opened_at,
-        reason=reason,
-        check_id=alert.check_id,
-        catalogue_id=alert.catalogue_id,
-        engine=engine,
-    )
-    if not new:
-        return []
-    entry = TimelineEntry(
-        str(alert.alert_id),
-        as_utc(at),
-        "incident",
-        "",
-        "",
-        f"incident {incident.incident_id} opened ({reason}); fix by "
-        f"{schedule.local(incident.fix_deadline):%a %Y-%m-%d %H:%M %Z}",
-        "incident",
-        incident.fix_deadline,
-    )
-    return [entry] if _claim([entry], engine) else []
 
 
 def _engaged(cfg: WorkbookConfig, entries: Sequence[TimelineEntry]) -> list[Recipient]:
@@ -470,17 +427,22 @@ def acknowledge(
     notifier: Notifier,
     engine: Engine | None = None,
     annotate: Annotator | None = None,
+    note: str | None = None,
 ) -> TimelineEntry:
-    """Acknowledge an alert: the ladder stops, an incident opens, the engaged people hear of it.
+    """Acknowledge an alert and so its incident: the incident's ladder stops, its other alerts are
+    acknowledged too, and the people it engaged hear who took it.
 
     ``by`` defaults to the first person notified (else whoever the alert routes to now). A second
-    acknowledgement returns the first one unchanged.
+    acknowledgement returns the first one unchanged. An alert not yet in an incident (before the
+    first tick) is acknowledged alone; the incident it joins at the next tick starts acknowledged.
     """
     engine = engine or get_engine()
     schedule = schedule_for(cfg, engine=engine)
     alert = _get(store, alert_id)
-    past = timeline(str(alert_id), engine=engine)
-    previous = next((e for e in past if e.step == "ack"), None)
+    inc = incmod.incident_of(str(alert_id), engine=engine)
+    ladder = inc.alert_id if inc is not None else str(alert_id)
+    past = timeline(ladder, engine=engine)
+    previous = next((e for e in timeline(str(alert_id), engine=engine) if e.step == "ack"), None)
     if previous is not None:
         return previous
     if alert.status == "resolved":
@@ -491,20 +453,29 @@ def acknowledge(
         first = next((e.who for e in past if e.step_key == "notify"), None)
         by = first or routing.route(schedule, alert.pipeline, at).recipients[0].key
     person = routing.recipient(cfg.team, by)  # validates the name
-    entry = TimelineEntry(
-        str(alert_id), as_utc(at), "ack", person.key, "cli", f"acknowledged by {person.label}", "ack"
-    )
-    if not _claim([entry], engine):
+    what = f"acknowledged by {person.label}" + (f" (incident {inc.incident_id})" if inc is not None else "")
+    what += f": {note.strip()}" if note and note.strip() else ""
+    entry = TimelineEntry(str(alert_id), as_utc(at), "ack", person.key, "cli", what, "ack")
+    if not claim([entry], engine):
         return next(e for e in timeline(str(alert_id), engine=engine) if e.step == "ack")
     store.acknowledge(str(alert_id), by=person.key, at=at)
-    known = alert.pipeline in cfg.pipelines.pipelines
-    if known and incmod.needs_incident(getattr(alert, "kind", None), alert.severity, acknowledged=True):
-        _ensure_incident(schedule, alert, "acknowledged", at, engine)
-    step = Step("ack", "ack", as_utc(at), detail=f"acknowledged by {person.label}")
+    subject: AlertLike = alert
+    if inc is not None:
+        first_ack = incmod.acknowledge_incident(inc.incident_id, by=person.key, at=at, engine=engine)
+        if ladder != str(alert_id):
+            claim([TimelineEntry(ladder, as_utc(at), "ack", person.key, "cli", what, "ack")], engine)
+        for other, _role in incmod.members(inc.incident_id, engine=engine):
+            found = _lookup(store)(other)
+            if found is not None and found.status == "open":
+                store.acknowledge(other, by=person.key, at=at)
+        if not first_ack:
+            return entry  # the incident was acknowledged already: its people know
+        subject = grouping.subject_of(inc.incident_id, _lookup(store)(inc.alert_id), engine=engine)
     engaged = _engaged(cfg, past)
     if engaged:
+        step = Step("ack", "ack", as_utc(at), detail=what)
         notifier.send(
-            message_for(schedule, alert, step, event="acknowledge", annotate=annotate), engaged, at=at
+            message_for(schedule, subject, step, event="acknowledge", annotate=annotate), engaged, at=at
         )
     return entry
 
@@ -521,7 +492,8 @@ def resolve(
     engine: Engine | None = None,
     annotate: Annotator | None = None,
 ) -> TimelineEntry:
-    """Resolve an alert with a note: the alert, its incident and the PagerDuty incident close."""
+    """Resolve an alert with a note. Its incident resolves with it when no other alert of the
+    incident is still active (the people it paged hear so, and PagerDuty's incident closes)."""
     if not note or not note.strip():
         raise ValueError("resolve: --note is required (what was wrong and what fixed it)")
     engine = engine or get_engine()
@@ -533,15 +505,25 @@ def resolve(
         return previous
     who = routing.recipient(cfg.team, by).key if by else ""
     entry = TimelineEntry(str(alert_id), as_utc(at), "resolve", who, "cli", note.strip(), "resolve")
-    if not _claim([entry], engine):
+    if not claim([entry], engine):
         return next(e for e in timeline(str(alert_id), engine=engine) if e.step == "resolve")
     if alert.status != "resolved":
         store.resolve(str(alert_id), at=at, note=note.strip())
-    incmod.resolve_incident(str(alert_id), at=at, note=note.strip(), engine=engine)
-    engaged = _engaged(cfg, past)
-    if engaged:
-        step = Step("resolve", "resolve", as_utc(at), detail=f"resolved: {note.strip()}")
-        notifier.send(message_for(schedule, alert, step, event="resolve", annotate=annotate), engaged, at=at)
+    inc = incmod.incident_of(str(alert_id), engine=engine)
+    if inc is None or inc.status != "open":
+        _announce_resolution(cfg, schedule, alert, note.strip(), as_utc(at), at, notifier, engine, annotate)
+        return entry
+    lookup = _lookup(store)
+    others = [a for a, _r in incmod.members(inc.incident_id, engine=engine) if a != str(alert_id)]
+    if any((o := lookup(a)) is not None and o.status != "resolved" for a in others):
+        return entry  # a symptom resolved; the incident goes on
+    incmod.resolve_incident_id(inc.incident_id, at=at, note=note.strip(), engine=engine)
+    if inc.alert_id != str(alert_id):
+        claim(
+            [TimelineEntry(inc.alert_id, as_utc(at), "resolve", who, "cli", note.strip(), "resolve")], engine
+        )
+    subject = grouping.subject_of(inc.incident_id, lookup(inc.alert_id), engine=engine)
+    _announce_resolution(cfg, schedule, subject, note.strip(), as_utc(at), at, notifier, engine, annotate)
     return entry
 
 

@@ -124,7 +124,7 @@ def incident_rows(as_of: dt.datetime, *, within: dt.timedelta, engine: Engine) -
             "pipeline": i.pipeline,
             "fix_deadline": i.fix_deadline,
             "hours_left": round(i.time_left(as_of).total_seconds() / 3600, 1),
-            "at_risk": i.at_risk(as_of, within=within),
+            "at_risk": i.deadline_at_risk(as_of, within=within),
             "summary": i.summary,
         }
         for i in incmod.open_incidents(as_of, engine=engine)

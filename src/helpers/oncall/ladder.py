@@ -95,8 +95,8 @@ def plan(schedule: Schedule, alert: AlertLike, *, until: dt.datetime) -> list[St
     joins: list[tuple[dt.datetime, Recipient]] = [(first.notify_at, r) for r in first.recipients]
     secondary_at = clock.advance(opened, esc.secondary_after_minutes)
     if secondary_at <= until:
-        who = schedule.secondary_for(alert.pipeline, secondary_at)
-        r = routing.engineer(team, who, "secondary")
+        # the secondary owner, or whoever backs up when that is the person paged first
+        r = routing.recipient(team, schedule.backup_for(alert.pipeline, secondary_at).who, "secondary")
         steps.append(
             Step(
                 "secondary",

@@ -187,8 +187,9 @@ def responders(
         people.append((state.engineer, "on_call"))
         reasons.append(f"{state.engineer} is on call (week of {state.week.week_of})")
         if state.holiday_week:
-            people.append((schedule.secondary_for(pipeline_id, at), "backup"))
-            reasons.append("holiday week: secondary on backup")
+            backup = schedule.backup_for(pipeline_id, at)
+            people.append((backup.who, "backup"))
+            reasons.append(f"holiday week: {backup.who} on backup ({backup.reason})")
         if state.month_end:
             people.extend((o, "month_end") for o in schedule.owners_of(pipeline_id))
             reasons.append("last week of the month: owners notified too")
@@ -201,11 +202,12 @@ def responders(
         people.append((p.owners.primary, "owner"))
         reasons.append("business-hours pipeline: its primary owner in business hours")
         if state.holiday_week:
-            people.append((schedule.secondary_for(pipeline_id, at), "backup"))
-            reasons.append("holiday week: secondary on backup")
+            backup = schedule.backup_for(pipeline_id, at)
+            people.append((backup.who, "backup"))
+            reasons.append(f"holiday week: {backup.who} on backup ({backup.reason})")
     seen: dict[str, Recipient] = {}
     for who, role in people:
-        seen.setdefault(who, engineer(schedule.team, who, role))
+        seen.setdefault(who, recipient(schedule.team, who, role))
     return mode, tuple(seen.values()), "; ".join(reasons)
 
 

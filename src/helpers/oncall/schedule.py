@@ -7,14 +7,17 @@ The plan's "On-Call Schedule" (docs/plan.md), with the data from ``config/team.y
   across daylight-saving changes. Week ``k`` belongs to ``rotation.order[k % len(order)]``.
 - **Swaps.** ``Swap(week_of, a, b, requested_at)``: in that rotation week whichever of ``a`` and
   ``b`` holds the pager hands it to the other. Trading two weeks is two swaps. A swap is refused
-  unless it is requested at least ``oncall.swap_notice_days`` (7) days before the week's handoff.
-  Swaps live in ``team.yml`` (reviewed, planned ones) and in the warehouse table ``oncall_swaps``
-  (what ``workbook oncall swap`` records, with the request time); both apply.
+  unless it is requested at least ``oncall.swap_notice_days`` (7) days before the week's handoff;
+  an *emergency cover* inside that notice is accepted before the handoff when both engineers and
+  the team lead agree. Swaps live in ``team.yml`` (reviewed, planned ones) and in the warehouse
+  (what ``workbook oncall swap`` records, :mod:`helpers.oncall.swaps`); both apply. A recorded
+  swap can be cancelled before its week starts; the cancellation is recorded, not deleted.
 - **Holiday weeks.** A rotation week is a holiday week when one of the configured major holidays
-  (``calendar.major_holidays``, matched as name prefixes against the ``holidays`` package, observed
-  days included, so "Thanksgiving" matches "Thanksgiving Day") falls in it; a day belongs to the
-  week holding its local noon, so a Monday holiday belongs to the week that starts that morning.
-  In a holiday week each pipeline's secondary owner is on backup.
+  (``calendar.major_holidays``, :func:`helpers.core.businesscal.major_holidays`) falls in it; a
+  day belongs to the week holding its local noon, so a Monday holiday belongs to the week that
+  starts that morning. In a holiday week each pipeline has a backup (:meth:`Schedule.backup_for`):
+  its secondary owner, unless that is the engineer on call, then its other owner, then the team
+  lead; never the engineer on call.
 - **Month-end.** The last ``close.heightened_from_days_before_month_end`` (7) local days of every
   month: everyone is on deck. (The close itself, through the report deadline, is monitored by
   ``businesscal.close_window``; on-call's "last week of the month" ends with the month.)
@@ -23,72 +26,32 @@ The plan's "On-Call Schedule" (docs/plan.md), with the data from ``config/team.y
   context; if a swap made that the same person, the next engineer in the rotation order.
 
 Everything here is a pure function of the configuration, the swaps and an explicit time, except
-the small storage helpers at the end (``oncall_swaps``, ``oncall_comp_choices``).
+the storage helpers at the end (recording and cancelling swaps, ``oncall_comp_choices``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
 import icalendar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from helpers.core.businesscal import BusinessCalendar
+from helpers.core.businesscal import BusinessCalendar, Holiday, major_holidays
 from helpers.core.config import ConfigError, PipelinesConfig, Swap, TeamConfig, WorkbookConfig
 from helpers.core.periods import last_day_of_month
 from helpers.core.timeutil import UTC, as_utc, naive_utc
+from helpers.oncall import swaps as swapstore
+from helpers.oncall.swaps import LEAD, SwapEvent, SwapRecord, SwapRefused, stored_swaps
 from helpers.storage.warehouse import get_engine, metadata, register_tables
 
 WEEK = dt.timedelta(days=7)
-NOON = dt.time(12, 0)
 ICS_PRODID = "-//Pipeline Maintenance Workbook//on-call schedule//EN"
 ICS_DOMAIN = "pipeline-maintenance-workbook"
-
-
-class SwapRefused(ValueError):
-    """A swap request breaks a rule (notice, who is on call, unknown engineer)."""
-
-
-# ---------------------------------------------------------------- holidays
-
-
-@dataclass(frozen=True)
-class Holiday:
-    """A major holiday on a date; ``observed`` when it is the weekday a weekend holiday moves to."""
-
-    date: dt.date
-    name: str
-    observed: bool = False
-
-
-@lru_cache(maxsize=64)
-def _country_holidays(country: str, subdivision: str | None, year: int) -> tuple[tuple[dt.date, str], ...]:
-    entries = holidays_lib.country_holidays(country, subdiv=subdivision, years=year, observed=True)
-    return tuple(sorted(entries.items()))
-
-
-def _is_major(name: str, majors: Sequence[str]) -> bool:
-    base = name.removesuffix(" (observed)").strip().lower()
-    return any(base.startswith(m.strip().lower()) for m in majors)
-
-
-def major_holidays(team: TeamConfig, years: Iterable[int]) -> list[Holiday]:
-    """The configured major holidays of ``years`` (observed days included), by date."""
-    cal = team.calendar
-    out: set[Holiday] = set()
-    for year in years:
-        for day, names in _country_holidays(cal.country, cal.subdivision, year):
-            for name in names.split("; "):  # the package joins two holidays on one day with "; "
-                if _is_major(name, cal.major_holidays):
-                    out.add(Holiday(day, name, observed=name.endswith("(observed)")))
-    return sorted(out, key=lambda h: (h.date, h.name))
 
 
 # ---------------------------------------------------------------- the schedule
@@ -126,6 +89,18 @@ class RotationWeek:
 
 
 @dataclass(frozen=True)
+class Backup:
+    """Who backs up the on-call engineer for a pipeline, and why that person (``who``: DEn or lead)."""
+
+    pipeline: str
+    who: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"pipeline": self.pipeline, "who": self.who, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class OnCall:
     """Who is on call at one instant: the pager holder, holiday backups, and who is on deck."""
 
@@ -135,6 +110,7 @@ class OnCall:
     backups: Mapping[str, str] = field(default_factory=dict)  # pipeline -> backup (holiday weeks)
     month_end: bool = False
     on_deck: tuple[str, ...] = ()  # everyone at month-end; else the on-call and the backups
+    backup_reasons: Mapping[str, str] = field(default_factory=dict)  # pipeline -> why that backup
 
     @property
     def holiday_week(self) -> bool:
@@ -147,6 +123,7 @@ class OnCall:
             "week": self.week.as_json(),
             "holiday_week": self.holiday_week,
             "backups": dict(self.backups),
+            "backup_reasons": dict(self.backup_reasons),
             "month_end": self.month_end,
             "on_deck": list(self.on_deck),
         }
@@ -277,6 +254,39 @@ class Schedule:
             return previous
         return self.order[(self.order.index(current) + 1) % len(self.order)]
 
+    def first_responder(self, pipeline_id: str, at: dt.datetime) -> str:
+        """Who an alert of ``pipeline_id`` reaches first: the engineer on call, or for a
+        business-hours pipeline (Growth) its primary owner."""
+        p = self.pipelines.pipelines.get(pipeline_id)
+        if p is None or p.owners.team or p.sla.oncall_mode == "weekly_rotation":
+            return self.engineer_at(at)
+        return p.owners.primary
+
+    def backup_for(self, pipeline_id: str, at: dt.datetime) -> Backup:
+        """Who backs up :meth:`first_responder` for ``pipeline_id`` at ``at``: never that person.
+
+        The pipeline's secondary owner (for a team-owned one, :meth:`secondary_for`); when that is
+        the first responder (the engineer on call), the pipeline's other owner; when both are, the
+        team lead (``lead``). Routing's holiday backup and the ladder's second person are this one.
+        """
+        first = self.first_responder(pipeline_id, at)
+        p = self.pipelines.pipelines.get(pipeline_id)
+        if p is None or p.owners.team:
+            handed_over = self.week(self.week_index(at) - 1).engineer != first
+            role = "handed the pager over" if handed_over else "next in rotation"
+            candidates = [(self.secondary_for(pipeline_id, at), role)]
+        else:
+            candidates = [
+                (p.owners.secondary or p.owners.primary, "secondary owner"),
+                (p.owners.primary, "other owner"),
+            ]
+        skipped: list[str] = []
+        for who, role in candidates:
+            if who != first:
+                return Backup(pipeline_id, who, "; ".join([*skipped, role]))
+            skipped = [f"{who} is on call" if who == self.engineer_at(at) else f"{who} is paged first"]
+        return Backup(pipeline_id, LEAD, "; ".join([*skipped, "team lead"]))
+
     def owners_of(self, pipeline_id: str) -> tuple[str, ...]:
         """Primary and secondary owner; every engineer for a team-owned (or unconfigured) pipeline."""
         p = self.pipelines.pipelines.get(pipeline_id)
@@ -288,18 +298,21 @@ class Schedule:
         """Who is on call at ``at``: the pager holder, holiday backups, and who is on deck."""
         at = as_utc(at)
         week = self.week_at(at)
-        backups = (
-            {pid: self.secondary_for(pid, at) for pid in self.pipelines.pipelines}
-            if week.holiday_week
-            else {}
-        )
+        chosen = [self.backup_for(pid, at) for pid in self.pipelines.pipelines] if week.holiday_week else []
+        backups = {b.pipeline: b.who for b in chosen}
         month_end = self.is_month_end(at)
         if month_end:
             on_deck = tuple(self.team.engineers)
         else:
             on_deck = tuple(dict.fromkeys([week.engineer, *sorted(backups.values())]))
         return OnCall(
-            at=at, week=week, engineer=week.engineer, backups=backups, month_end=month_end, on_deck=on_deck
+            at=at,
+            week=week,
+            engineer=week.engineer,
+            backups=backups,
+            month_end=month_end,
+            on_deck=on_deck,
+            backup_reasons={b.pipeline: b.reason for b in chosen},
         )
 
     # ------------------------------------------------------------ swaps
@@ -322,12 +335,17 @@ class Schedule:
             )
         deadline = week.start - dt.timedelta(days=notice_days)
         requested = as_utc(swap.requested_at)
+        if requested >= week.start:
+            raise SwapRefused(
+                f"swap refused: {when} has started (requested {self._local(requested)}); a swap moves a "
+                "whole week, so it is recorded before the handoff; for the running week call the team lead"
+            )
         if requested > deadline:
             ahead = (week.start - requested).total_seconds() / 86400
             raise SwapRefused(
                 f"swap refused: {swap.a} <-> {swap.b} for {when} needs {notice_days} days' notice, "
                 f"i.e. a request by {self._local(deadline)}; it was requested {self._local(requested)}, "
-                f"{ahead:.1f} days ahead"
+                f"{ahead:.1f} days ahead (an emergency cover needs both engineers and the team lead to agree)"
             )
 
     def with_swap(self, swap: Swap) -> Schedule:
@@ -338,7 +356,7 @@ class Schedule:
     # ------------------------------------------------------------ helpers
 
     def _noon(self, day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, NOON, self.tz).astimezone(UTC)
+        return self.calendar.noon(day)
 
     def _local(self, ts: dt.datetime) -> str:
         return as_utc(ts).astimezone(self.tz).strftime("%a %Y-%m-%d %H:%M %Z")
@@ -443,11 +461,9 @@ def _week_description(schedule: Schedule, week: RotationWeek) -> str:
         lines.append(f"Swapped (scheduled: {week.scheduled}).")
     if week.holidays:
         names = ", ".join(f"{h.name} {h.date:%a %d %b}" for h in week.holidays)
-        backups = {p: schedule.secondary_for(p, week.start) for p in schedule.pipelines.pipelines}
+        backups = [schedule.backup_for(p, week.start) for p in schedule.pipelines.pipelines]
         lines.append(
-            f"Holiday week ({names}): secondary owners on backup: "
-            + ", ".join(f"{p}={who}" for p, who in backups.items())
-            + "."
+            f"Holiday week ({names}): backups: " + ", ".join(f"{b.pipeline}={b.who}" for b in backups) + "."
         )
     if week.month_end_days:
         lines.append(f"Month-end from {week.month_end_days[0]:%a %d %b}: everyone on deck.")
@@ -484,7 +500,7 @@ class EngineerLoad:
     on_call_weeks: int
     holiday_weeks: int  # on call in a week holding a major holiday
     holidays_on_call: int  # major holidays (actual days) spent on call: the comp ledger's entries
-    backup_weeks: int  # holiday weeks on backup as a secondary owner without holding the pager
+    backup_weeks: int  # holiday weeks on backup (Schedule.backup_for) without holding the pager
     month_end_days_on_call: int  # month-end days holding the pager (everyone is on deck then)
 
     def as_json(self) -> dict[str, Any]:
@@ -507,7 +523,7 @@ def load_by_engineer(schedule: Schedule, year: int) -> list[EngineerLoad]:
         backup = 0
         for w in weeks:
             if w.holiday_week and w.engineer != who:
-                if who in {schedule.secondary_for(pid, w.start) for pid in schedule.pipelines.pipelines}:
+                if who in {schedule.backup_for(pid, w.start).who for pid in schedule.pipelines.pipelines}:
                     backup += 1
         out.append(
             EngineerLoad(
@@ -595,17 +611,6 @@ def comp_summary(ledger: Sequence[CompEntry], loads: Sequence[EngineerLoad]) -> 
 
 # ---------------------------------------------------------------- storage
 
-oncall_swaps = sa.Table(
-    "oncall_swaps",
-    metadata,
-    sa.Column("swap_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("week_of", sa.String(10), nullable=False),  # local date of the week's handoff
-    sa.Column("a", sa.String(32), nullable=False),
-    sa.Column("b", sa.String(32), nullable=False),
-    sa.Column("requested_at", sa.DateTime(), nullable=False),  # naive UTC
-    sa.UniqueConstraint("week_of", "a", "b", name="ux_oncall_swaps_week_pair"),
-)
-
 oncall_comp_choices = sa.Table(
     "oncall_comp_choices",
     metadata,
@@ -615,26 +620,11 @@ oncall_comp_choices = sa.Table(
     sa.Column("chosen_at", sa.DateTime(), nullable=False),  # naive UTC
 )
 
-register_tables(oncall_swaps, oncall_comp_choices)
-
-
-def stored_swaps(*, engine: Engine | None = None) -> list[Swap]:
-    """The swaps ``workbook oncall swap`` recorded, by request time."""
-    with (engine or get_engine()).connect() as conn:
-        rows = conn.execute(sa.select(oncall_swaps).order_by(oncall_swaps.c.requested_at)).mappings().all()
-    return [
-        Swap(
-            week_of=dt.date.fromisoformat(r["week_of"]),
-            a=r["a"],
-            b=r["b"],
-            requested_at=as_utc(r["requested_at"]),
-        )
-        for r in rows
-    ]
+register_tables(oncall_comp_choices)
 
 
 def schedule_for(cfg: WorkbookConfig, *, engine: Engine | None = None) -> Schedule:
-    """The schedule with the ``team.yml`` swaps and the stored ones applied.
+    """The schedule with the ``team.yml`` swaps and the recorded ones in effect applied.
 
     The ``team.yml`` swaps obey the same rules as recorded ones: a bad one is a configuration
     error naming it.
@@ -655,27 +645,85 @@ def record_swap(
     week: dt.date,
     requested_at: dt.datetime,
     *,
+    by: str | None = None,
+    emergency: bool = False,
+    approved_by: Sequence[str] = (),
+    reason: str | None = None,
     engine: Engine | None = None,
-) -> Swap:
+) -> SwapRecord:
     """Check and store a swap of ``a`` and ``b`` in the rotation week holding ``week``.
 
-    Raises :class:`SwapRefused` (notice, nobody of the two on call, a repeat of a recorded swap).
+    ``by`` (default ``a``) records it: one of the two engineers or the lead. With ``emergency``
+    the notice period does not apply, but the week must not have started and ``a``, ``b`` and
+    the lead must all agree (``by`` plus ``approved_by``). Raises :class:`SwapRefused` naming
+    the rule (notice, nobody of the two on call, a repeat, a missing agreement, an unknown person).
     """
     engine = engine or get_engine()
+    event = swapstore.request_event(
+        cfg.team, a, b, requested_at, by=by, emergency=emergency, approved_by=approved_by, reason=reason
+    )
     schedule = schedule_for(cfg, engine=engine)
     week_of = schedule.week(schedule.week_index_of_date(week)).week_of
     swap = Swap(week_of=week_of, a=a, b=b, requested_at=as_utc(requested_at))
-    pair = {a, b}
-    if any(s.week_of == week_of and {s.a, s.b} == pair for s in schedule.swaps):
+    if any(s.week_of == week_of and {s.a, s.b} == {a, b} for s in schedule.swaps):
         raise SwapRefused(f"swap refused: {a} and {b} already swapped the week of {week_of}")
-    schedule.check_swap(swap)
-    with engine.begin() as conn:
-        conn.execute(
-            oncall_swaps.insert().values(
-                week_of=week_of.isoformat(), a=a, b=b, requested_at=naive_utc(requested_at)
-            )
+    schedule.check_swap(swap, notice_days=0 if emergency else None)
+    swap_id = swapstore.store_swap(swap, event, engine=engine)
+    return next(r for r in swapstore.swap_records(engine=engine) if r.swap_id == swap_id)
+
+
+def cancel_swap(
+    cfg: WorkbookConfig,
+    swap_id: int,
+    by: str,
+    at: dt.datetime,
+    *,
+    reason: str | None = None,
+    engine: Engine | None = None,
+) -> SwapRecord:
+    """Cancel recorded swap ``swap_id`` before its week starts; the cancellation is recorded.
+
+    ``by`` is one of its two engineers or the lead. Refused (:class:`SwapRefused`) for an unknown
+    or already cancelled swap, a week that has started, or when a later swap of that week only
+    applies because of this one (cancel that one first).
+    """
+    engine = engine or get_engine()
+    records = swapstore.swap_records(engine=engine)
+    record = next((r for r in records if r.swap_id == swap_id), None)
+    if record is None:
+        known = ", ".join(r.ref for r in records) or "none recorded"
+        raise SwapRefused(f"unknown swap {swap_id}; expected a recorded swap id ({known})")
+    s = record.swap
+    by = swapstore.person(cfg.team, by, "cancelled by")
+    if by not in (s.a, s.b, LEAD):
+        raise SwapRefused(
+            f"cancel refused: swap {swap_id} is {s.a} <-> {s.b}; {by} is neither, nor the {LEAD}"
         )
-    return swap
+    if record.cancellation is not None:
+        c = record.cancellation
+        raise SwapRefused(
+            f"cancel refused: swap {swap_id} was already cancelled by {c.by} at {c.at:%Y-%m-%d %H:%M}Z"
+        )
+    schedule = schedule_for(cfg, engine=engine)
+    week = schedule.week(schedule.week_index_of_date(s.week_of))
+    if as_utc(at) >= week.start:
+        raise SwapRefused(
+            f"cancel refused: swap {swap_id} is for the week of {week.week_of}, which started "
+            f"{schedule._local(week.start)}; a swap is cancelled before its week starts"
+        )
+    without = Schedule(
+        cfg.team, cfg.pipelines, [x for x in schedule.swaps if x != s], calendar=schedule.calendar
+    )
+    still = without.week(week.index).swaps
+    for other in week.swaps:
+        if other != s and other not in still:
+            ref = next((r.ref for r in records if r.swap == other and not r.cancelled), "in team.yml")
+            raise SwapRefused(
+                f"cancel refused: swap {ref} ({other.a} <-> {other.b}, same week) only applies after "
+                f"swap {swap_id}; cancel swap {ref} first"
+            )
+    swapstore.add_swap_event(swap_id, SwapEvent("cancelled", by, as_utc(at), (), reason), engine=engine)
+    return next(r for r in swapstore.swap_records(engine=engine) if r.swap_id == swap_id)
 
 
 def stored_comp_choices(
@@ -702,6 +750,10 @@ def record_comp_choice(
 
     Refused unless ``engineer`` was (or will be) on call on that major holiday.
     """
+    if engineer not in cfg.team.engineers:
+        raise ValueError(
+            f"comp choice: unknown engineer {engineer!r}; expected one of {', '.join(cfg.team.engineers)}"
+        )
     if choice not in cfg.team.oncall.comp_choices:
         raise ValueError(
             f"comp choice: expected one of {', '.join(cfg.team.oncall.comp_choices)}, got {choice!r}"

@@ -44,6 +44,7 @@ import pandas as pd
 from helpers import checks
 from helpers.checks import store
 from helpers.checks.framework import CheckResult
+from helpers.core import catalogue
 from helpers.core.periods import shift_period
 from helpers.profit import reconcile
 from helpers.profit.aggregate import Aggregate, build_aggregate
@@ -221,6 +222,60 @@ def _months_in_history(state: State, months: Iterable[str]) -> list[str]:
     first = str(arr["partition"].min())[:7] if len(arr) else "0000-00"
     last = f"{state.ctx.as_of:%Y-%m}"
     return sorted({m for m in months if m and first <= m <= last})
+
+
+# ---------------------------------------------------------------- sources that stopped
+
+# The sources each Profit runbook diagnoses when they stop delivering (a source-freshness alert routes
+# here by its source: ``helpers.core.catalogue.SOURCE_GROUPS``).
+STOPPED_SOURCES: dict[str, tuple[str, ...]] = {
+    cid: catalogue.SOURCE_GROUPS[cid]
+    for cid in ("missing_subscription_data", "expenses_wrong_month", "finance_mismatch")
+}
+STOPPED_REASONS: dict[str, str] = {
+    "missing_subscription_data": "database not syncing: a billing source stopped delivering",
+    "expenses_wrong_month": "a cost source stopped delivering (cloud bill, operations, payroll)",
+    "finance_mismatch": "Finance's ledger not delivered",
+}
+
+
+def routed_by_source(state: State) -> bool:
+    """The alert is about the freshness of one of the runbook's sources (:data:`STOPPED_SOURCES`):
+    a source-freshness alert, an upstream's routed here, a fix deadline of one."""
+    return (
+        state.ctx.alert is not None and kit.alerted_source(state.ctx) in STOPPED_SOURCES[state.catalogue_id]
+    )
+
+
+def sources_stopped(state: State) -> kit.Evidence:
+    """The runbook's sources that stopped delivering (:data:`STOPPED_SOURCES`), as the
+    source-freshness monitors judge them now; the plan re-extracts the partitions they owe and
+    re-runs the months those fall in (the source system may hold them by now)."""
+    ev = kit.sources_stopped(state.ctx, STOPPED_SOURCES[state.catalogue_id])
+    if not ev.holds:
+        return ev
+    missing: dict[str, list[str]] = ev.data.get("missing") or {}
+    months = {d[:7] for days in missing.values() for d in days}
+    plan = Plan(
+        [
+            {"source": s, "days": days, "why": "deliveries that never arrived"}
+            for s, days in missing.items()
+            if days
+        ],
+        _months_in_history(state, months),
+    )
+    ev.data["plan"] = plan.as_json()
+    return ev
+
+
+def stopped_finding(diag: kit.Diagnosis, state: State) -> kit.Evidence | None:
+    """For an alert routed here by its source (:func:`routed_by_source`): :func:`sources_stopped` as
+    the symptom (the runbook's own check may pass: the month built is complete) and as a finding of
+    the runbook's cause. Otherwise nothing is recorded (None): the runbook's check is the symptom."""
+    if not routed_by_source(state):
+        return None
+    stopped = diag.symptom(sources_stopped(state))
+    return diag.finding(state.catalogue_id, STOPPED_REASONS[state.catalogue_id], stopped)
 
 
 # ---------------------------------------------------------------- finance_mismatch
@@ -548,7 +603,8 @@ UPSTREAM_PIPELINE_LATE = "upstream pipeline late"
 NOT_ENOUGH_COMPUTE = "not enough compute"
 JOB_FAILED = "job failed"
 SCHEDULER_FAILED = "job scheduler failed"
-FRESHNESS_RERUNS = (JOB_FAILED, NOT_ENOUGH_COMPUTE, UPSTREAM_PIPELINE_LATE)
+NEVER_RUN = "never run"
+FRESHNESS_RERUNS = (JOB_FAILED, NOT_ENOUGH_COMPUTE, UPSTREAM_PIPELINE_LATE, NEVER_RUN)
 FRESHNESS_SOURCES = UPSTREAM_DATA_DELAYED
 
 

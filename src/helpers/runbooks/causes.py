@@ -14,8 +14,13 @@ from helpers.runbooks.evidence import Evidence
 
 
 def freshness_cause(ctx: RunbookContext, pipeline: str | None = None) -> str:
-    """What the freshness monitor calls lateness of this pipeline's family (stale_data for Profit)."""
+    """What the freshness monitor calls lateness of this pipeline's family (stale_data for Profit);
+    for the context's own source-freshness check, the source's cause (``catalogue.SOURCE``)."""
 
+    if pipeline is None and ctx.check_id:
+        ref = catalogue.parse_check_id(ctx.check_id, ctx.pipeline)
+        if ref.kind == "source_freshness" and ref.subject in catalogue.SOURCE:
+            return catalogue.SOURCE[ref.subject]
     p = ctx.pipeline_config(pipeline or (ctx.scope[0] if ctx.scope else None))
     family = p.family if p else (ctx.family or "profit")
     return catalogue.FRESHNESS.get(family, "stale_data")

@@ -75,6 +75,12 @@ class RunbookContext:
         return order
 
     @property
+    def month(self) -> str | None:
+        """The month the context is about: its partition when that is a month (``YYYY-MM``)."""
+        part = self.partition or ""
+        return part if len(part) == 7 and part[4:5] == "-" else None
+
+    @property
     def catalogue_id(self) -> str | None:
         return self.alert.catalogue_id if self.alert else None
 
@@ -127,6 +133,22 @@ class RunbookContext:
         }
 
 
+def _alert(alert_id: str | int) -> alertsmod.Alert | None:
+    """The alert a runbook is given (None for an empty id); an unknown one says where to look."""
+    if not str(alert_id).strip():
+        return None
+    try:
+        number = int(str(alert_id).strip())
+    except ValueError:
+        raise ValueError(
+            f"alert_id: expected a number as listed by `workbook alerts`, got {alert_id!r}"
+        ) from None
+    alert = alertsmod.get_alert(number)
+    if alert is None:
+        raise ValueError(f"alert_id: no alert {number}; `workbook alerts` lists them")
+    return alert
+
+
 def load_context(
     runbook: str,
     *,
@@ -142,31 +164,24 @@ def load_context(
 ) -> RunbookContext:
     """The context of one runbook run, from its parameters (empty strings mean "not given").
 
-    An empty ``as_of`` means ``now``: the runbook notebook's one clock read, handed in (the runner
-    always injects ``as_of``). With ``alert_id`` the alert supplies the pipeline, partition and check
-    unless they are given. An unknown alert or pipeline is an error that says where to look. Starts
-    a new fix log.
+    An empty ``as_of`` means the alert's last evaluation (``last_seen_at``: the runbook sees what
+    the alert saw) when ``alert_id`` is given, else ``now``: the runbook notebook's one clock read,
+    handed in (the runner always injects ``as_of``). With ``alert_id`` the alert supplies the
+    pipeline, partition and check unless they are given. An unknown alert or pipeline is an error
+    that says where to look. Starts a new fix log.
     """
     config = config or cfgmod.get()
+    alert = _alert(alert_id)
     if isinstance(as_of, dt.datetime):
         when = as_utc(as_of)
     elif as_of.strip():
         when = parse_as_of(as_of)
+    elif alert is not None:
+        when = as_utc(alert.last_seen_at)
     elif now is None:
         raise ValueError("as_of: empty, and no `now` to default to; give an ISO timestamp (UTC)")
     else:
         when = effective_as_of(as_of, now)
-    alert = None
-    if str(alert_id).strip():
-        try:
-            number = int(str(alert_id).strip())
-        except ValueError:
-            raise ValueError(
-                f"alert_id: expected a number as listed by `workbook alerts`, got {alert_id!r}"
-            ) from None
-        alert = alertsmod.get_alert(number)
-        if alert is None:
-            raise ValueError(f"alert_id: no alert {number}; `workbook alerts` lists them")
     pipeline = pipeline or (alert.pipeline if alert else "")
     if pipeline and pipeline not in config.pipelines.pipelines and not alert:
         raise ValueError(

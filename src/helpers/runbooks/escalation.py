@@ -119,7 +119,7 @@ def escalate_to(
     secondary_at = clock.advance(opened, esc.secondary_after_minutes)
     add(
         "secondary",
-        routing.engineer(team, schedule.secondary_for(pipeline, secondary_at), "secondary"),
+        routing.recipient(team, schedule.backup_for(pipeline, secondary_at).who, "secondary"),
         secondary_at,
         f"still broken {esc.secondary_after_minutes} min after opening",
     )

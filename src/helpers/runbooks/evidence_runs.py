@@ -196,6 +196,29 @@ def scheduler_health(ctx: RunbookContext, *, grace_hours: float = 1.0) -> Eviden
     return Evidence(False, detail, frame, {"last_tick": last_tick})
 
 
+def never_run(ctx: RunbookContext) -> Evidence:
+    """Never run: pipelines in scope with no run recorded by ``ctx.as_of`` (nothing scheduled or
+    started them here; e.g. reports, which ``workbook close`` and their schedules render). Its
+    ``targets`` are each one's partition for the day before ``as_of``."""
+    rows = []
+    for pid in ctx.scope:
+        p = ctx.pipeline_config(pid)
+        runs = ctx.pipeline_runs(pid)
+        runs = runs[runs["as_of"].isna() | (runs["as_of"] <= pd.Timestamp(ctx.as_of))]
+        if p is not None and not len(runs):
+            label = partition_for(p, ctx.as_of.date() - dt.timedelta(days=1))
+            rows.append(dict(pipeline=pid, partition=label, schedule=p.schedule))
+    frame = pd.DataFrame(rows, columns=["pipeline", "partition", "schedule"])
+    if not len(frame):
+        return Evidence(False, f"every pipeline in scope has run ({', '.join(ctx.scope)})", frame)
+    detail = "; ".join(
+        f"{r.pipeline}: no run recorded by {utc_text(ctx.as_of)} (schedule {r.schedule}); "
+        f"run it: workbook run {r.pipeline}"
+        for r in frame.itertuples()
+    )
+    return Evidence(True, detail, frame, {"targets": frame[["pipeline", "partition"]].values.tolist()})
+
+
 def _runs_frame(ctx: RunbookContext, pipelines: Sequence[str], lookback_days: int) -> pd.DataFrame:
     runs = ctx.snapshot.runs
     runs = runs[runs["pipeline"].isin(list(pipelines)) & (runs["status"] != "skipped")].copy()
@@ -207,10 +230,12 @@ def _runs_frame(ctx: RunbookContext, pipelines: Sequence[str], lookback_days: in
 
 
 def failed_runs(ctx: RunbookContext, *, lookback_days: int = 7) -> Evidence:
-    """Partitions whose latest run failed or was blocked, in the last ``lookback_days`` days."""
-    runs = _runs_frame(ctx, ctx.scope, lookback_days)
-    if ctx.partition and ctx.partition != "current" and len(runs):
-        runs = runs[runs["logical_date"] == ctx.partition]
+    """Partitions whose latest run failed or was blocked, in the last ``lookback_days`` days (the
+    context's partition, when it has one, however old: an alert stays open past the lookback)."""
+    label = ctx.partition if ctx.partition and ctx.partition != "current" else None
+    runs = _runs_frame(ctx, ctx.scope, lookback_days if label is None else 100 * 366)
+    if label is not None and len(runs):
+        runs = runs[runs["logical_date"] == label]
     cols = ["pipeline", "partition", "run_id", "status", "error", "html"]
     if not len(runs):
         return Evidence(False, f"no runs in the last {lookback_days} days", pd.DataFrame(columns=cols))

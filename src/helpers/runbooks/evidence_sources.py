@@ -329,3 +329,70 @@ def late_deliveries(ctx: RunbookContext) -> Evidence:
         for (p, label), r, rows in zip(parts.index, parts.itertuples(), parts["rows"], strict=True)
     )
     return Evidence(True, detail, frame, {"targets": [list(k) for k in parts.index]})
+
+
+def alerted_source(ctx: RunbookContext) -> str | None:
+    """The source whose freshness check the context is about (``*.source_freshness.<source>``)."""
+    from helpers.core.catalogue import parse_check_id
+
+    if not ctx.check_id:
+        return None
+    ref = parse_check_id(ctx.check_id, ctx.pipeline)
+    return ref.subject if ref.kind == "source_freshness" else None
+
+
+def sources_stopped(ctx: RunbookContext, sources: Sequence[str], *, what: str = "source") -> Evidence:
+    """Sources that stopped delivering: the source-freshness monitors of ``sources`` (those the
+    config's pipelines read), evaluated at ``ctx.as_of`` as the scheduler evaluates them, and for
+    each failing one its last delivery and the partitions missing since (``data["missing"]``:
+    source -> partitions, daily sources' days up to the day before ``as_of``).
+
+    The same verdict as the alert's (monthly sources judged against their due day), so a source
+    the monitors call late is never "on its usual rhythm" here.
+    """
+    from helpers.checks import monitors
+
+    pipes = ctx.config.pipelines.pipelines
+    readers = sorted({pid for pid, p in pipes.items() if set(p.sources) & set(sources)})
+    cols = ["source", "pipelines", "status", "severity", "summary", "last_partition", "last_arrival"]
+    if not readers:
+        return Evidence(False, f"no pipeline reads {', '.join(sources)}", pd.DataFrame(columns=cols))
+    results = monitors.evaluate_monitors(ctx.as_of, pipelines=readers, config=ctx.config)
+    arrivals = landing_arrivals(sources, as_of=ctx.as_of, cadences=_cadences(ctx)).set_index("source")
+    rows, missing = [], {}
+    for source in sources:
+        mine = [r for r in results if r.kind == "source_freshness" and r.check_id.endswith(f".{source}")]
+        if not mine:
+            continue
+        worst = next((r for r in mine if r.failed), mine[0])
+        last = arrivals["last_partition"].get(source) if source in arrivals.index else None
+        last = None if last is None or pd.isna(last) else str(last)
+        rows.append(dict(source=source, pipelines=", ".join(sorted({r.pipeline for r in mine})),
+                         status=worst.status, severity=worst.severity, summary=worst.summary,
+                         last_partition=last,
+                         last_arrival=arrivals["last_arrival"].get(source) if source in arrivals.index else None))  # fmt: skip
+        if worst.failed:
+            missing[source] = _missing_partitions(ctx, source, last)
+    frame = pd.DataFrame(rows, columns=cols)
+    late = frame[frame["status"] != "pass"] if len(frame) else frame
+    if not len(late):
+        return Evidence(False, f"every {what} delivered on time ({', '.join(frame['source'])})", frame)
+    parts = [
+        f"{r.source} stopped: {r.summary}"
+        + (f"; last partition delivered {r.last_partition}" if r.last_partition else "; nothing delivered")
+        for r in late.itertuples()
+    ]
+    return Evidence(True, "; ".join(parts), frame, {"late": late["source"].tolist(), "missing": missing})
+
+
+def _missing_partitions(ctx: RunbookContext, source: str, last: str | None) -> list[str]:
+    """The daily partitions a stopped source owes, from the one after ``last`` to the day before
+    ``as_of`` (a monthly source: the month after ``last``)."""
+    spec = ctx.config.pipelines.sources.get(source)
+    if last is None:
+        return []
+    day = dt.date.fromisoformat(last)
+    if spec is not None and spec.cadence == "monthly":
+        return [first_of_next_month(day).isoformat()]
+    end = ctx.as_of.date() - dt.timedelta(days=1)
+    return [(day + dt.timedelta(days=k)).isoformat() for k in range(1, (end - day).days + 1)]

@@ -59,9 +59,10 @@ def incident_state(ctx: RunbookContext) -> Evidence:
         ]
     rows = []
     for a in items:
-        inc = incidents.get_incident(str(a.alert_id))
+        inc = incidents.incident_of(str(a.alert_id))
         deadline = inc.fix_deadline if inc else a.fix_deadline
-        steps = {e.step for e in escalation.timeline(str(a.alert_id))}
+        ladder = inc.alert_id if inc else str(a.alert_id)  # an incident pages on its lead alert's timeline
+        steps = {e.step for e in escalation.timeline(ladder)}
         rows.append(
             dict(
                 alert_id=a.alert_id,

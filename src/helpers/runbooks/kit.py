@@ -24,9 +24,9 @@ Where each part lives:
   made usable, :func:`symptom`, :func:`check_history`, :func:`as_of_clock`.
 - :mod:`helpers.runbooks.evidence` (:class:`Evidence`) and the evidence functions, which read the
   warehouse and the landing zone *as of* ``ctx.as_of``: :mod:`~helpers.runbooks.evidence_sources`
-  (:func:`landing_arrivals`, :func:`late_sources`, :func:`stale_partitions`, :func:`source_volume`,
+  (:func:`landing_arrivals`, :func:`late_sources`, :func:`sources_stopped`, :func:`stale_partitions`, :func:`source_volume`,
   :func:`late_deliveries`), :mod:`~helpers.runbooks.evidence_runs` (:func:`mart_freshness`,
-  :func:`upstream_pipelines`, :func:`scheduler_health`, :func:`failed_runs`, :func:`compute_pressure`),
+  :func:`upstream_pipelines`, :func:`scheduler_health`, :func:`never_run`, :func:`failed_runs`, :func:`compute_pressure`),
   :mod:`~helpers.runbooks.evidence_marts` (:func:`row_count_anomalies`, :func:`null_columns`,
   :func:`duplicate_rows`); :mod:`helpers.runbooks.causes` names a condition's cause per family.
 - :mod:`helpers.runbooks.diagnosis`: :class:`Diagnosis` concludes with one line and a ``cause`` (a
@@ -79,18 +79,21 @@ from helpers.runbooks.evidence_runs import (
     compute_pressure,
     failed_runs,
     mart_freshness,
+    never_run,
     notebook_errors,
     scheduler_health,
     upstream_pipelines,
 )
 from helpers.runbooks.evidence_sources import (
     SOURCE_ALIASES,
+    alerted_source,
     chase_note,
     landing_arrivals,
     landing_sources,
     late_deliveries,
     late_sources,
     source_volume,
+    sources_stopped,
     stale_partitions,
 )
 from helpers.runbooks.fixes import (
@@ -156,9 +159,12 @@ __all__ = [
     "landing_sources",
     "late_deliveries",
     "late_sources",
+    "sources_stopped",
+    "alerted_source",
     "load_context",
     "made_inside",
     "mart_freshness",
+    "never_run",
     "missing_columns",
     "notebook_errors",
     "null_cause",

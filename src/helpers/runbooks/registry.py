@@ -4,11 +4,13 @@ A runbook is a notebook under ``notebooks/runbooks/`` (outline in docs/runbooks.
 :mod:`helpers.runbooks.kit`). Its name is its path there without ``.ipynb``: ``row_count_anomaly``,
 ``profit/stale_data``.
 
-- :func:`resolve` picks the runbook of an alert: the alert's own ``runbook`` path when that file
-  exists, else the generic runbook for the check's kind (:data:`GENERIC_BY_KIND`; e.g. a Profit
-  row-count drop points at ``profit/missing_subscription_data.ipynb``, and until that is written
-  ``row_count_anomaly`` runs instead). :func:`find` resolves a name, catalogue id or path typed
-  by a person.
+- :func:`resolve_alert` picks the runbook of an alert: its route
+  (:func:`helpers.core.catalogue.runbook_for`, the one place that maps a check to the runbook that
+  diagnoses it: by the failing source or upstream, else by the pipeline's family), and where that
+  notebook is missing the generic runbook for the check's kind (:func:`resolve`,
+  :data:`GENERIC_BY_KIND`). A route that points at an upstream also names the pipeline, check and
+  partition the runbook looks at (:func:`parameters_for`). :func:`find` resolves a name, catalogue
+  id or path typed by a person.
 - :func:`run_runbook` executes it with :func:`helpers.runs.runner.execute_notebook` into
   ``runs/incidents/<alert_id>/<run_id>/`` (without an alert ``runs/runbooks/<name>/<run_id>/``),
   reads back the ``diagnosis``, ``cause`` and ``evidence`` scraps and records the run in the
@@ -43,10 +45,19 @@ from sqlalchemy.exc import IntegrityError
 
 from helpers.core import config as cfgmod
 from helpers.core import paths
-from helpers.core.catalogue import FAMILY, GENERAL_RUNBOOKS, RUNBOOKS_DIR, runbook_path
+from helpers.core.catalogue import (
+    FAMILY,
+    GENERAL_RUNBOOKS,
+    RUNBOOKS_DIR,
+    Route,
+    parse_check_id,
+    runbook_for,
+    runbook_path,
+)
 from helpers.core.errors import UsageError
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.oncall import alerts as alertsmod
+from helpers.oncall import escalation, incidents
 from helpers.runbooks.context import Clock, as_of_clock
 from helpers.storage.warehouse import get_engine, metadata, register_tables
 
@@ -169,6 +180,7 @@ class Resolution:
     runbook: Runbook | None
     requested: str | None = None
     note: str = ""
+    route: Route | None = None
 
 
 def generic_for(kind: str, check_id: str) -> str:
@@ -206,11 +218,54 @@ def resolve(
     return Resolution(generic, wanted, note)
 
 
-def resolve_alert(alert: alertsmod.Alert) -> Resolution:
-    """:func:`resolve` for an alert."""
-    return resolve(
-        runbook=alert.runbook, kind=alert.kind, check_id=alert.check_id, catalogue_id=alert.catalogue_id
+def route_alert(alert: alertsmod.Alert, config: cfgmod.WorkbookConfig | None = None) -> Route:
+    """The alert's route (:func:`helpers.core.catalogue.runbook_for`) under the current config."""
+    config = config or cfgmod.get()
+    return runbook_for(
+        alert.check_id,
+        alert.pipeline,
+        pipelines=config.pipelines.pipelines,
+        evidence=alert.evidence,
+        catalogue_id=alert.catalogue_id,
+        runbook=alert.runbook,
     )
+
+
+def resolve_alert(alert: alertsmod.Alert, config: cfgmod.WorkbookConfig | None = None) -> Resolution:
+    """The runbook of an alert: its route's (:func:`route_alert`); where that notebook is missing,
+    :func:`resolve`'s generic runbook for its kind, with the route's recorded as requested."""
+    route = route_alert(alert, config)
+    found = resolve(runbook=route.runbook, kind=alert.kind, check_id=alert.check_id)
+    return Resolution(found.runbook, found.requested, found.note, route)
+
+
+def route_parameters(alert: alertsmod.Alert, runbook: Runbook, route: Route | None = None) -> dict[str, str]:
+    """What an alert's runbook looks at: the alert's pipeline, partition and check, or, when its
+    route points at an upstream and ``runbook`` is the route's, the upstream's."""
+    out = {"pipeline": alert.pipeline, "partition": alert.partition, "check_id": alert.check_id}
+    route = route or route_alert(alert)
+    if route.name != runbook.name:
+        return out
+    for key in out:
+        value = getattr(route, key)
+        if value:
+            out[key] = value
+    watched = _deadline_of(alert)
+    if watched is not None and route_alert(watched).runbook == route.runbook:  # the problem whose fix is late
+        out.update(pipeline=watched.pipeline, partition=watched.partition, check_id=watched.check_id)
+    return out
+
+
+def _deadline_of(alert: alertsmod.Alert) -> alertsmod.Alert | None:
+    """The alert whose fix deadline a ``<pipeline>.sla.fix_deadline.<id>`` alert watches, if any."""
+    ref = parse_check_id(alert.check_id, alert.pipeline)
+    if ref.kind != "sla_at_risk" or not ref.subject.startswith("fix_deadline."):
+        return None
+    watched = alert.evidence.get("alert_id") or ref.subject.removeprefix("fix_deadline.")
+    try:
+        return alertsmod.get_alert(int(watched))
+    except (TypeError, ValueError):
+        return None
 
 
 def find(name: str) -> Runbook:
@@ -326,8 +381,9 @@ def parameters_for(
     apply_fix: bool = False,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parameters to inject: the standard ones the notebook declares, then ``extra`` (checked:
-    declared, never a secret)."""
+    """The parameters to inject: the standard ones the notebook declares (an alert's: its id, and
+    the pipeline, partition and check its route looks at), then ``extra`` (checked: declared, never
+    a secret)."""
     from helpers.runs import runner
 
     extra = dict(extra or {})
@@ -338,12 +394,7 @@ def parameters_for(
         "run_id": run_id,
     }
     if alert is not None:
-        base.update(
-            alert_id=str(alert.alert_id),
-            pipeline=alert.pipeline,
-            partition=alert.partition,
-            check_id=alert.check_id,
-        )
+        base.update(alert_id=str(alert.alert_id), **route_parameters(alert, runbook))
     params = {k: v for k, v in base.items() if k in declared}
     params.update(extra)
     return params
@@ -594,8 +645,12 @@ def _claim(alert_id: int, as_of: dt.datetime, now: dt.datetime, engine: Engine) 
 
 
 def undiagnosed(as_of: dt.datetime, *, engine: Engine | None = None) -> list[alertsmod.Alert]:
-    """Active alerts opened by ``as_of`` with no runbook run recorded: critical first, then oldest."""
+    """Active alerts opened by ``as_of`` with no runbook run recorded, critical first, then oldest:
+    the lead of each incident and the alerts in none (a symptom is its incident's cause's to
+    explain: its lead's diagnosis covers it)."""
     engine = _engine(engine)
+    symptoms = {a for inc in incidents.list_incidents(open_only=True, engine=engine)
+                for a, role in incidents.members(inc.incident_id, engine=engine) if role == "symptom"}  # fmt: skip
     with engine.connect() as conn:
         done = {
             r
@@ -606,7 +661,7 @@ def undiagnosed(as_of: dt.datetime, *, engine: Engine | None = None) -> list[ale
     waiting = [
         a
         for a in alertsmod.list_alerts(open_only=True, limit=10_000, engine=engine)
-        if a.alert_id not in done and a.opened_at <= as_utc(as_of)
+        if a.alert_id not in done and str(a.alert_id) not in symptoms and a.opened_at <= as_utc(as_of)
     ]
     return sorted(waiting, key=lambda a: (a.severity != "critical", a.opened_at, a.alert_id))
 
@@ -624,7 +679,8 @@ def diagnose_new_alerts(
 ) -> list[RunbookRun]:
     """A scheduler tick hook (``runbooks.tick.scheduler_hooks``): alerts arrive diagnosed.
 
-    Every active alert opened by ``as_of`` without a diagnosis gets its runbook run in diagnose
+    The active alerts are grouped into incidents first (without paging: ``escalation.group``);
+    then the lead of each new incident, and each alert in none, gets its runbook run in diagnose
     mode at ``as_of`` (``runner.workers`` at a time, at most ``limit`` per tick; the rest next
     tick). The hook runs before escalation, so the first notification carries the diagnosis; to
     keep paging prompt, no new runbook starts once ``budget_s`` seconds have passed (the claim is
@@ -636,6 +692,7 @@ def diagnose_new_alerts(
     clock = as_of_clock(now)  # the tick's own frame, advanced by elapsed time
     origin = time.monotonic()
     claimed: list[tuple[alertsmod.Alert, int]] = []
+    escalation.group(config, escalation.WarehouseAlerts(engine=engine), as_of, engine=engine)
     for alert in undiagnosed(as_of, engine=engine):
         if len(claimed) >= limit:
             break

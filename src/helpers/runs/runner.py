@@ -80,6 +80,49 @@ warnings.filterwarnings(
 # Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
 KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
 
+# ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys: once
+# per notebook run. The runner's kernels listen on localhost only and get CurveZMQ keys when their
+# kernelspec supports it (jupyter_client's ``transport_encryption="auto"``); for a kernelspec that
+# does not, this one line is dropped from the kernel's stderr (everything else passes through).
+KERNEL_TCP_WARNING = b"Kernel is running over TCP without encryption"
+
+
+def _encryption_option() -> dict[str, str]:
+    """``transport_encryption="auto"`` where this jupyter_client knows it (8.10+), else nothing."""
+    from jupyter_client.manager import KernelManager
+
+    return (
+        {"transport_encryption": "auto"} if KernelManager.class_traits().get("transport_encryption") else {}
+    )
+
+
+@contextmanager
+def kernel_stderr(target: Any = None) -> Iterator[int]:
+    """A file descriptor for a kernel's stderr: lines go on to ``target`` (default: this process's
+    stderr) as they come, except ipykernel's :data:`KERNEL_TCP_WARNING`.
+
+    A daemon thread copies the lines until the last writer (the kernel, its children) closes the pipe.
+    """
+    read_fd, write_fd = os.pipe()
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as pipe:
+            for line in pipe:
+                if KERNEL_TCP_WARNING in line:
+                    continue
+                out = target if target is not None else sys.stderr
+                try:
+                    out.write(line.decode("utf-8", errors="replace"))
+                    out.flush()
+                except (OSError, ValueError):  # our stderr is gone: keep draining the pipe
+                    pass
+
+    threading.Thread(target=pump, name="kernel-stderr", daemon=True).start()
+    try:
+        yield write_fd
+    finally:
+        os.close(write_fd)  # the kernel holds its own copy until it exits
+
 
 class _RunNotebookManager(NotebookExecutionManager):
     """papermill's manager without its two saves per cell.
@@ -127,7 +170,11 @@ class _RunClient(PapermillNotebookClient):
     def execute(self, **kwargs: Any) -> Any:
         if self.kernel_env is not None:
             kwargs.setdefault("env", dict(self.kernel_env))  # to the kernel manager's start_kernel
-        return super().execute(**kwargs)
+        for key, value in _encryption_option().items():
+            kwargs.setdefault(key, value)
+        with kernel_stderr() as stderr_fd:
+            kwargs.setdefault("stderr", stderr_fd)  # to the kernel's Popen: see KERNEL_TCP_WARNING
+            return super().execute(**kwargs)
 
 
 class _RunEngine(NBClientEngine):
@@ -565,7 +612,7 @@ def _papermill(
                 kernel_name=kernel_name,
                 execution_timeout=int(timeout_s) if timeout_s else None,
                 log_output=True,
-                progress_bar=progress,
+                progress_bar=progress and _stderr_is_terminal(),  # never a bar into a log or a pipe
                 cwd=str(notebook.parent),
                 extra_arguments=[f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES],
                 # The outputs are in once the last cell finished; a graceful shutdown then waits
@@ -582,6 +629,13 @@ def _papermill(
                 failed_cell = _last_executed_cell(out_nb)
             flog.write(f"FAILED: {error}")
     return status, error, failed_cell
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def kernel_environment(run_id: str | None) -> dict[str, str]:

@@ -20,8 +20,9 @@ late data lands in the figures being closed (on the 1st both rules give the prev
 
 After the runs, each tick calls the hooks its caller passes in, in order (the ``workbook scheduler``
 command passes the production ones: evaluate the monitors, diagnose the new alerts, escalate);
-a failing hook is recorded on the tick, never fatal. The hooks live in the packages above this one,
-which is why they are passed in rather than imported here.
+a failing hook is recorded on the tick, never fatal (:func:`run_hooks`, which ``workbook tick``
+calls on its own: a tick without runs, not recorded in ``scheduler_ticks``). The hooks live in the
+packages above this one, which is why they are passed in rather than imported here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import logging
 import os
 import shlex
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -314,12 +316,8 @@ def tick(
     try:
         result.slots = [s for s in due if _claim(s, result.tick_id, clock(), engine)]
         _run_slots(result, as_of, clock, config, stop, on_update, engine)
-        for hook in hooks:
-            try:
-                hook(as_of=as_of, now=clock(), pipelines=chosen, config=config)
-            except Exception as e:  # a broken monitor must not stop the schedule
-                log.exception("tick hook %s failed", hook_name(hook))
-                result.hook_errors[hook_name(hook)] = f"{type(e).__name__}: {e}"
+        outcomes = run_hooks(hooks, as_of=as_of, clock=clock, pipelines=chosen, config=config)
+        result.hook_errors = {o.name: o.error for o in outcomes if o.error is not None}
         result.status = "interrupted" if stop is not None and stop.is_set() else "completed"
     except BaseException:
         result.status = "interrupted"
@@ -327,6 +325,41 @@ def tick(
     finally:
         _record_tick_end(result, len(due), clock(), engine)
     return result
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """What one tick hook returned, or the error it raised (``module:function: Type: message``)."""
+
+    name: str
+    value: Any = None
+    error: str | None = None
+
+
+def run_hooks(
+    hooks: Sequence[TickHook],
+    *,
+    as_of: dt.datetime,
+    clock: Clock,
+    pipelines: Sequence[str],
+    config: cfgmod.WorkbookConfig,
+) -> list[HookOutcome]:
+    """Call each hook in order as ``hook(as_of=, now=clock(), pipelines=, config=)``.
+
+    A failing hook is logged and recorded in its outcome; the hooks after it still run (a broken
+    monitor must not stop paging). What every tick does after its runs, and all ``workbook tick`` does.
+    """
+    outcomes: list[HookOutcome] = []
+    for hook in hooks:
+        name = hook_name(hook)
+        try:
+            value = hook(as_of=as_utc(as_of), now=clock(), pipelines=list(pipelines), config=config)
+        except Exception as e:
+            log.exception("tick hook %s failed", name)
+            outcomes.append(HookOutcome(name, error=f"{type(e).__name__}: {e}"))
+        else:
+            outcomes.append(HookOutcome(name, value=value))
+    return outcomes
 
 
 def hook_name(hook: TickHook) -> str:
@@ -452,19 +485,24 @@ def crontab_lines(
     *,
     repo: Path | None = None,
     env: Mapping[str, str] | None = None,
+    workbook: Path | None = None,
 ) -> list[str]:
     """Crontab lines equivalent to the scheduler (see docs/operations.md, "The scheduler and cron").
 
-    One line per pipeline on its own schedule, running ``run-all`` for just that pipeline (so it is
-    gated on its upstreams) for yesterday's date, plus the monitors every 15 minutes. The one-line
-    alternative, ``scheduler --once`` every minute, is printed commented out: it adds catch-up, the
-    close-window rule for monthly pipelines and the tick hooks.
+    One line per pipeline on its own schedule: ``run-all`` for just that pipeline (so it is gated on
+    its upstreams) for yesterday's date, then ``workbook tick`` whatever the run's outcome (a failed
+    run is exactly what must page); and ``workbook tick`` every 15 minutes, so monitors, diagnoses
+    and escalation keep going between runs. The one-line alternative, ``scheduler --once`` every
+    minute (runs and tick with catch-up and the close-window rule), is printed commented out. Logs
+    go to ``<WORKBOOK_HOME>/runs/cron.log`` (the checkout's ``runs/`` without one), absolute paths.
     """
-    repo = repo or paths.repo_root()
+    repo = (repo or paths.repo_root()).resolve()
     env = os.environ if env is None else env
-    cd = f"cd {shlex.quote(str(repo))} &&"
-    wb = ".venv/bin/workbook"
-    log_file = "runs/cron.log"
+    home = Path(env["WORKBOOK_HOME"]).resolve() if env.get("WORKBOOK_HOME") else repo
+    wb = _cron_quote(str(workbook or default_workbook_script(repo)))
+    log_file = _cron_quote(str(home / "runs" / "cron.log"))
+    cd = f"cd {_cron_quote(str(repo))} &&"
+    tick_cmd = f"{wb} tick -q >> {log_file} 2>&1"
     lines = [
         "# Pipeline Maintenance Workbook: generated by `workbook scheduler --crontab`.",
         "# Schedules are UTC: CRON_TZ needs cronie (most distributions); elsewhere run cron in UTC.",
@@ -477,17 +515,30 @@ def crontab_lines(
             lines.append(f"{var}={env[var]}")
     lines += [
         "",
-        "# Everything the built-in scheduler does (catch-up, close-window rule, monitors), one line:",
-        f"# * * * * * {cd} {wb} scheduler --once >> runs/scheduler.log 2>&1",
+        "# Everything the built-in scheduler does (catch-up, close-window rule, the tick), one line:",
+        f"# * * * * * {cd} {wb} scheduler --once -q >> {log_file} 2>&1",
         "",
-        "# Or one line per pipeline (yesterday's data; monthly pipelines run its month-to-date):",
+        "# Or one line per pipeline (yesterday's data; monthly pipelines run its month-to-date), each",
+        "# followed by a tick (monitors, diagnosis of new alerts, escalation), even when the run failed:",
     ]
     graph = Dag.from_config(config.pipelines)
     for pid in graph.order():
         p = config.pipelines.pipelines[pid]
         lines.append(
             f"{p.schedule} {cd} {wb} run-all --pipelines {pid} --date "
-            f'"$(date -u -d yesterday +\\%F)" -q >> {log_file} 2>&1'
+            f'"$(date -u -d yesterday +\\%F)" --no-checks -q >> {log_file} 2>&1; {tick_cmd}'
         )
-    lines.append(f"*/15 * * * * {cd} {wb} checks -q >> {log_file} 2>&1")
+    lines += ["", "# The tick between runs: alerts open, get diagnosed and page within 15 minutes:"]
+    lines.append(f"*/15 * * * * {cd} {tick_cmd}")
     return lines
+
+
+def default_workbook_script(repo: Path) -> Path:
+    """The ``workbook`` script of the running interpreter's environment, else ``<repo>/.venv/bin/workbook``."""
+    beside = Path(sys.executable).parent / "workbook"
+    return beside if beside.is_file() else repo / ".venv" / "bin" / "workbook"
+
+
+def _cron_quote(text: str) -> str:
+    """Shell-quoted, with ``%`` escaped (cron turns a bare ``%`` into a newline)."""
+    return shlex.quote(text).replace("%", "\\%")

@@ -126,7 +126,9 @@ schema_changes = sa.Table(
     sa.Column("table_name", sa.String(128), primary_key=True),
     sa.Column("column_name", sa.String(128), primary_key=True),
     sa.Column("column_type", sa.String(64), nullable=False),
-    sa.Column("added_at", sa.DateTime(), nullable=False),  # naive UTC: the write's written_at
+    sa.Column(
+        "added_at", sa.DateTime(), nullable=True
+    ),  # naive UTC: the write's written_at (None: an ops table)
     sa.Column("run_id", sa.String(80), nullable=True),
 )
 
@@ -204,11 +206,47 @@ def _create_tables(engine: Engine, attempts: int = 5, *, tables: list[sa.Table] 
     for attempt in range(attempts):
         try:
             metadata.create_all(engine, tables=tables)
+            _add_missing_columns(engine, tables if tables is not None else list(metadata.sorted_tables))
             return
         except sa.exc.DBAPIError as exc:
             text = str(exc.orig).lower()
-            if attempt == attempts - 1 or not ("already exists" in text or "duplicate key" in text):
+            raced = ("already exists", "duplicate key", "duplicate column")
+            if attempt == attempts - 1 or not any(r in text for r in raced):
                 raise
+
+
+def _add_missing_columns(engine: Engine, tables: list[sa.Table]) -> None:
+    """Add to an ops table of an older warehouse the nullable columns a newer version defines.
+
+    An ops table only ever gains nullable columns; each one added is recorded in ``schema_changes``
+    (without a time: nothing below the CLI reads the clock, and none is at hand here).
+    """
+    inspector = sa.inspect(engine)
+    missing = [
+        (t, c)
+        for t in tables
+        if inspector.has_table(t.name)
+        for c in t.columns
+        if c.name not in {col["name"] for col in inspector.get_columns(t.name)}
+    ]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        preparer = conn.dialect.identifier_preparer
+        for table, column in missing:
+            if not column.nullable:
+                raise RuntimeError(
+                    f"warehouse: {table.name}.{column.name} is missing and NOT NULL: cannot add it"
+                )
+            ddl = column.type.compile(dialect=conn.dialect)
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {ddl}"
+                )
+            )
+            if table.name != schema_changes.name:
+                conn.execute(schema_changes.insert().values(table_name=table.name, column_name=column.name,
+                                                            column_type=ddl, added_at=None, run_id=None))  # fmt: skip
 
 
 def dispose_engines() -> None:

@@ -136,6 +136,27 @@ def test_monitor_results_about_the_month_count_and_those_about_now_do_not(home):
     assert (blocker.section, blocker.item) == ("monitors", "investor_aggregate.sla.month_end_close 2026-09")
 
 
+def test_a_critical_incident_about_the_month_blocks_and_one_about_now_is_listed(home):
+    from helpers.core import config as cfgmod
+    from helpers.oncall import alerts, escalation
+
+    seed_month()
+    about_month = result("profit_aggregate", "profit_aggregate.reconciles", None, status="fail")  # 2026-09
+    about_now = result("growth_aggregate", "growth_aggregate.source_freshness.crm_accounts", None, status="fail",
+                       partition="current", kind="source_freshness")  # fmt: skip
+    alerts.sync([about_month, about_now])
+    escalation.group(cfgmod.get(), escalation.WarehouseAlerts(), AS_OF)  # as the close does, paging no one
+    status = close.close_status(P, AS_OF)
+    listed = {i.item: i for i in status.items if i.section == "incidents"}
+    assert len(listed) == 2 and not status.final
+    blocking = [i for i in listed.values() if not i.ok]
+    assert [i.pipeline for i in blocking] == ["profit_aggregate"] and blocking[0].owner == "DE1/DE2"
+    assert "about 2026-09" in blocking[0].detail
+    [now] = [i for i in listed.values() if i.ok]
+    assert now.item.endswith("source crm_accounts is late or missing") and "about now" in now.detail
+    assert [b.section for b in status.blockers] == ["incidents"]
+
+
 # ---------------------------------------------------------------- idempotent and resumable
 
 

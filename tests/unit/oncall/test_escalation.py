@@ -90,7 +90,7 @@ def test_profit_alert_at_3am_climbs_the_ladder_when_nobody_acknowledges(env):
     assert ("lead", "lead", ny("2026-11-10T07:00")) in steps
     # a critical alert that was notified is an incident with Profit's 3-business-day deadline
     (incident,) = incidents.open_incidents(ny("2026-11-10T07:00"))
-    assert incident.alert_id == "1" and incident.reason == "critical"
+    assert incident.alert_id == "1" and incident.reason == "cause"
     assert incident.fix_deadline == ny("2026-11-17T00:00")  # Veterans Day (Nov 11) does not count
 
 
@@ -104,8 +104,9 @@ def test_ack_stops_the_ladder(env):
     for at in ("2026-11-10T03:30", "2026-11-10T05:00", "2026-11-10T07:00", "2026-11-11T07:00"):
         assert tick(cfg, store, notifier, at) == [], at
     assert [e for e, _s, _w in channel.sent] == ["trigger", "acknowledge"]
-    # acknowledging says it needs work: a warning becomes an incident too
-    assert incidents.get_incident("2").reason == "acknowledged"
+    # the alert's incident (every cause is one) is acknowledged with it
+    inc = incidents.get_incident("2")
+    assert (inc.acknowledged_by, inc.acknowledged_at) == ("DE1", ny("2026-11-10T03:20"))
     again = escalation.acknowledge(cfg, store, "2", at=ny("2026-11-10T04:00"), by="DE2", notifier=notifier)
     assert (again.who, again.at) == ("DE1", ny("2026-11-10T03:20"))
 
@@ -226,10 +227,11 @@ def test_resolve_closes_alert_incident_and_ladder(env):
     assert incidents.open_incidents(ny("2026-12-21T12:00")) == []
     assert tick(cfg, store, notifier, "2026-12-21T15:00") == []
     assert channel.sent[-1][0] == "resolve"
-    # Christmas week: DE3 is on call and Engagement's secondary (the backup) at once: one page
+    # Christmas week: DE3 is on call and Engagement's secondary at once: the other owner backs up
     assert [(e.step, e.who) for e in escalation.timeline("10")] == [
         ("opened", ""),
         ("notify", "DE3"),
+        ("notify", "DE1"),
         ("incident", ""),
         ("resolve", "DE3"),
     ]
@@ -330,7 +332,7 @@ def test_scheduler_hook_escalates_the_alerts_table(home, monkeypatch):
     escalation.scheduler_hook(as_of=at, now=at, pipelines=["growth_aggregate"], config=cfg)
     escalation.scheduler_hook(as_of=ny("2026-11-16T09:01"), now=at, pipelines=[], config=cfg)
     steps = [(e.step, e.who) for e in escalation.timeline(str(change.alert_id))]
-    assert steps[:3] == [("opened", ""), ("deferred", ""), ("notify", "DE3")]
+    assert steps[:4] == [("opened", ""), ("deferred", ""), ("incident", ""), ("notify", "DE3")]
 
 
 def test_an_alert_resolved_by_a_passing_check_closes_the_loop(env):

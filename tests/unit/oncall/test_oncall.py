@@ -70,7 +70,7 @@ def test_who_is_on_call(schedule, at, engineer, week_of, holiday, month_end, on_
     assert state.on_deck == on_deck
 
 
-def test_holiday_week_puts_each_pipelines_secondary_on_backup(schedule):
+def test_holiday_week_puts_each_pipelines_secondary_on_backup_unless_on_call(schedule):
     for at, holiday in (("2026-11-26T12:00", "Thanksgiving Day"), ("2026-12-25T12:00", "Christmas Day")):
         state = schedule.on_call_at(ny(at))
         assert [h.name for h in state.week.holidays] == [holiday]
@@ -79,7 +79,7 @@ def test_holiday_week_puts_each_pipelines_secondary_on_backup(schedule):
             "profit_unit": "DE1",
             "growth_aggregate": "DE4",
             "growth_daily": "DE3",
-            "engagement_aggregate": "DE3",
+            "engagement_aggregate": "DE1",  # its secondary DE3 is on call: its other owner
             "investor_aggregate": "DE2",  # team-owned: who handed the pager over
             # the reports are team-owned too
             "month_end_report": "DE2",

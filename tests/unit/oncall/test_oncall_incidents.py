@@ -81,8 +81,8 @@ def test_open_incidents_feed_the_sla_monitor(home):
     assert not new_again and again.incident_id == inc.incident_id
     assert incidents.open_incidents(ny("2026-11-25T09:59")) == []
     (seen,) = incidents.open_incidents(ny("2026-11-30T12:00"))
-    assert not seen.at_risk(ny("2026-11-30T12:00"))
-    assert seen.at_risk(ny("2026-12-01T00:00"))  # 24 h before the deadline
+    assert not seen.deadline_at_risk(ny("2026-11-30T12:00"))
+    assert seen.deadline_at_risk(ny("2026-12-01T00:00"))  # 24 h before the deadline
     assert seen.as_json(ny("2026-12-01T12:00"))["hours_left"] == 12.0
     incidents.resolve_incident("41", at=ny("2026-12-01T15:00"), note="ledger re-synced")
     assert incidents.open_incidents(ny("2026-12-01T16:00")) == []

@@ -72,7 +72,13 @@ def schedule() -> oncall.Schedule:
         ),
         # a holiday week adds the secondary as backup
         ("profit_aggregate", "2026-11-23T22:00", "2026-11-23T22:00", [("DE3", "on_call"), ("DE2", "backup")]),
-        ("engagement_aggregate", "2026-12-22T03:00", "2026-12-22T03:00", [("DE3", "on_call")]),  # DE3 is both
+        # DE3 is on call and Engagement's secondary: the other owner backs up
+        (
+            "engagement_aggregate",
+            "2026-12-22T03:00",
+            "2026-12-22T03:00",
+            [("DE3", "on_call"), ("DE1", "backup")],
+        ),
         (
             "investor_aggregate",
             "2026-12-22T03:00",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -163,9 +164,17 @@ def test_crontab_lines_cover_every_pipeline(cfg, tmp_path):
     text = "\n".join(lines)
     assert "CRON_TZ=UTC" in lines and "WORKBOOK_HOME=/srv/wb" in lines
     assert "WORKBOOK_WAREHOUSE_URL=" not in text  # a secret: never written into a crontab
+    wb = "/opt/wb/bin/workbook"
+    lines = scheduler.crontab_lines(cfg, repo=tmp_path, env={"WORKBOOK_HOME": "/srv/wb"}, workbook=Path(wb))
     for pid, p in cfg.pipelines.pipelines.items():
         line = next(ln for ln in lines if f"--pipelines {pid} " in ln)
-        assert line.startswith(p.schedule + f" cd {tmp_path} && .venv/bin/workbook run-all")
+        assert line.startswith(p.schedule + f" cd {tmp_path} && {wb} run-all")
         assert r"$(date -u -d yesterday +\%F)" in line  # % escaped for cron
+        assert line.endswith(
+            f"; {wb} tick -q >> /srv/wb/runs/cron.log 2>&1"
+        )  # a tick even after a failed run
     assert any("scheduler --once" in ln for ln in lines)
-    assert any(" checks " in ln for ln in lines if not ln.startswith("#"))
+    assert any(
+        ln.endswith(f"{wb} tick -q >> /srv/wb/runs/cron.log 2>&1") for ln in lines if ln.startswith("*/15")
+    )
+    assert not any(" checks " in ln for ln in lines if not ln.startswith("#"))
