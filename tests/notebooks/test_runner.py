@@ -83,7 +83,7 @@ def test_failing_notebook_exit_1_archived_with_error(home):
     assert code == 1
     assert result["status"] == "failed"
     assert "ValueError: source file for 2026-10-31 is missing column 'amount'" in result["error"]
-    assert result["failed_cell"] == 4  # the fifth cell (0-based index, markdown counted)
+    assert result["failed_cell"] == 5  # the sixth cell (0-based index, markdown and the defaults counted)
     archive = Path(result["archive"])
     assert (archive / "notebook.ipynb").exists() and (archive / "notebook.html").exists()
     assert json.loads((archive / "scraps.json").read_text()) == {"started": True}

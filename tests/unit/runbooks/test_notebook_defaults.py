@@ -17,7 +17,8 @@ DATE_LITERAL = re.compile(r"=\s*(?:[rbuf]?[\"'])?\s*\d{4}-\d{2}(?:-\d{2})?(?:[T 
 
 def parameters_cells() -> list[tuple[Path, str]]:
     found = []
-    for path in sorted((REPO / "notebooks").rglob("*.ipynb")):
+    notebooks = [*(REPO / "notebooks").rglob("*.ipynb"), *(REPO / "tests" / "fixtures").rglob("*.ipynb")]
+    for path in sorted(notebooks):
         if ".ipynb_checkpoints" in path.parts:
             continue
         for cell in json.loads(path.read_text())["cells"]:
