@@ -405,7 +405,7 @@ def tick_summary(outcomes: Sequence[HookOutcome], sent: Sequence[Mapping[str, An
     out["diagnoses"].sort(key=lambda d: id_key(d["alert_id"]))
     notes = out["notifications"]
     for n in sent:
-        if n["status"] == "sent":
+        if n["status"] == "sent" and n["channel"] == "warehouse":  # the inbox: one row per person and message
             notes["sent"] += 1
             notes["by_recipient"][n["recipient"]] = notes["by_recipient"].get(n["recipient"], 0) + 1
         elif n["status"] in ("failed", "gave_up"):
@@ -435,7 +435,8 @@ def print_tick_summary(as_of: dt.datetime, summary: Mapping[str, Any]) -> None:
     notes = summary["notifications"]
     who = ", ".join(f"{k} {v}" for k, v in sorted(notes["by_recipient"].items()))
     lines.append(
-        f"  notifications: {notes['sent']} sent, {notes['failed']} failed" + (f" ({who})" if who else "")
+        f"  notifications: {notes['sent']} to people, {notes['failed']} deliveries failed"
+        + (f" ({who})" if who else "")
     )
     for line in lines:
         print(console.ellipsize(line, width, mark=mark) if len(line) > width else line)
