@@ -1,22 +1,38 @@
 """Charts for notebooks and reports: trends, waterfalls, breakdowns and freshness.
 
 Every chart is readable without colour (line styles, markers, hatches and direct labels carry
-the meaning; colour only repeats it) and takes plain pandas objects. Functions return the
-matplotlib ``Figure`` and never call ``plt.show()``: notebooks display the figure, reports embed it.
+the meaning; colour only repeats it) and takes plain pandas objects. Functions return a
+:class:`Chart` (a matplotlib ``Figure`` that displays itself as a PNG) and never touch pyplot:
+a notebook cell that returns one shows the image, inline in its archived HTML too; reports embed it.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.ticker
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)  # headless by default; a notebook's inline backend still wins
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+class Chart(Figure):
+    """A figure that shows itself as a PNG wherever IPython displays it: JupyterLab, a plain kernel, a
+    runner's run and so its archived HTML, whatever matplotlib backend is active. It is not
+    registered with pyplot, so a cell that returns it shows it once and nothing leaks between cells.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        return buf.getvalue()
+
+
+def _chart(width: float, height: float) -> tuple[Chart, Axes]:
+    fig = Chart(figsize=(width, height))
+    return fig, fig.subplots()
+
 
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -56,7 +72,7 @@ def trend(
     labels: dict[str, str] | None = None,
 ) -> Figure:
     """Lines over time, one style and marker per series, each labelled at its last point."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = _chart(8, 3.6)
     for i, col in enumerate(series):
         name = (labels or {}).get(col, col)
         ax.plot(
@@ -82,7 +98,7 @@ def waterfall(steps: Sequence[tuple[str, float]], *, title: str, start_label: st
     ``steps`` is ``[(start_label, start), (movement, delta), ..., (end_label, end)]``; totals are
     solid dark bars, increases plain mid-grey, decreases light grey with hatching, every bar labelled.
     """
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = _chart(8, 3.8)
     running = 0.0
     for i, (name, value) in enumerate(steps):
         is_total = name in (start_label, end_label)
@@ -109,7 +125,7 @@ def stacked_breakdown(
     frame: pd.DataFrame, *, x: str, parts: Sequence[str], title: str, money: bool = True
 ) -> Figure:
     """Stacked bars by category with a distinct hatch per part (cost breakdown by category/provider)."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = _chart(8, 3.8)
     bottom = pd.Series(0.0, index=frame.index)
     for i, part in enumerate(parts):
         values = frame[part].fillna(0).astype(float)
@@ -128,7 +144,7 @@ def freshness(
 ) -> Figure:
     """Horizontal bars of data age against warning and critical thresholds (hours)."""
     frame = frame.sort_values(age_hours)
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(frame) + 1.2))
+    fig, ax = _chart(8, 0.4 * len(frame) + 1.2)
     y = range(len(frame))
     status = [
         "critical" if a > c else "warning" if a > w else "ok"
