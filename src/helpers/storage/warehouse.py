@@ -232,21 +232,25 @@ def _add_missing_columns(engine: Engine, tables: list[sa.Table]) -> None:
     if not missing:
         return
     with engine.begin() as conn:
-        preparer = conn.dialect.identifier_preparer
         for table, column in missing:
             if not column.nullable:
                 raise RuntimeError(
                     f"warehouse: {table.name}.{column.name} is missing and NOT NULL: cannot add it"
                 )
-            ddl = column.type.compile(dialect=conn.dialect)
-            conn.execute(
-                sa.text(
-                    f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {ddl}"
-                )
-            )
-            if table.name != schema_changes.name:
-                conn.execute(schema_changes.insert().values(table_name=table.name, column_name=column.name,
-                                                            column_type=ddl, added_at=None, run_id=None))  # fmt: skip
+            _add_column(conn, table.name, column.name, column.type, record=table.name != schema_changes.name)
+
+
+def _add_column(conn: Connection, table: str, column: str, kind: Any, *, record: bool,
+                added_at: dt.datetime | None = None, run_id: str | None = None) -> None:  # fmt: skip
+    """``ALTER TABLE table ADD COLUMN column kind`` (nullable), recorded in ``schema_changes`` if ``record``."""
+    preparer = conn.dialect.identifier_preparer
+    ddl = sa.types.to_instance(kind).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(column)} {ddl}"))
+    if record:
+        mine = (schema_changes.c.table_name == table) & (schema_changes.c.column_name == column)
+        conn.execute(schema_changes.delete().where(mine))
+        conn.execute(schema_changes.insert().values(table_name=table, column_name=column, column_type=ddl,
+                                                    added_at=naive_utc(added_at), run_id=run_id))  # fmt: skip
 
 
 def dispose_engines() -> None:
@@ -412,16 +416,10 @@ def _add_declared_columns(conn: Connection, table: str, into: str, extra: list[s
     undeclared = [c for c in extra if c not in declared]
     if undeclared:
         raise ValueError(f"replace_partition({table!r}): columns {undeclared} are not in the table")
-    preparer = conn.dialect.identifier_preparer
-    for column in extra:
-        kind = sa.types.to_instance(declared[column])
-        ddl = kind.compile(dialect=conn.dialect)
-        conn.execute(sa.text(f"ALTER TABLE {preparer.quote(into)} ADD COLUMN {preparer.quote(column)} {ddl}"))
-        if into == table:
-            conn.execute(schema_changes.delete().where((schema_changes.c.table_name == table)
-                                                       & (schema_changes.c.column_name == column)))  # fmt: skip
-            conn.execute(schema_changes.insert().values(table_name=table, column_name=column, column_type=ddl,
-                                                        added_at=naive_utc(written_at), run_id=run_id))  # fmt: skip
+    for column in extra:  # the live mart's additions are recorded; a run's staging table follows it
+        _add_column(
+            conn, into, column, declared[column], record=into == table, added_at=written_at, run_id=run_id
+        )
 
 
 def _check_columns(conn: Connection, table: str, into: str, frame: pd.DataFrame, *, written_at: dt.datetime,

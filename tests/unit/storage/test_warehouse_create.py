@@ -84,3 +84,31 @@ def test_the_owners_tables_exist_whichever_came_first(tmp_path):
         "assert alerts.list_alerts(engine=engine) == []\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_older_warehouse_gains_the_nullable_columns_of_its_ops_tables_when_opened(tmp_path):
+    from helpers.oncall import incidents  # defines the incidents table on the metadata
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the incidents table as an earlier version created it
+        db.execute(
+            "CREATE TABLE incidents (incident_id INTEGER PRIMARY KEY, alert_id VARCHAR(64) NOT NULL UNIQUE, "
+            "pipeline VARCHAR(64) NOT NULL, check_id VARCHAR(160), catalogue_id VARCHAR(40), "
+            "severity VARCHAR(8) NOT NULL, summary TEXT NOT NULL, reason VARCHAR(32) NOT NULL, "
+            "opened_at DATETIME NOT NULL, fix_deadline DATETIME NOT NULL, status VARCHAR(10) NOT NULL, "
+            "resolved_at DATETIME, resolution TEXT)"
+        )
+        db.execute(
+            "INSERT INTO incidents VALUES (1, '7', 'profit_aggregate', NULL, NULL, 'critical', 's', 'critical', "
+            "'2026-11-01 00:00:00', '2026-11-04 00:00:00', 'open', NULL, NULL)"
+        )
+    try:
+        engine = warehouse.get_engine(f"sqlite:///{path}")
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("incidents")}
+        assert {"cause_key", "cause", "acknowledged_at", "acknowledged_by", "at_risk"} <= columns
+        [old] = incidents.list_incidents(engine=engine)  # the old row reads, its new fields empty
+        assert (old.alert_id, old.cause_key, old.at_risk) == ("7", None, ())
+        added = warehouse.read_table("schema_changes", engine=engine)
+        assert set(added.loc[added["table_name"] == "incidents", "column_name"]) >= {"cause_key", "at_risk"}
+    finally:
+        warehouse.dispose_engines()
