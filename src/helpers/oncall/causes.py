@@ -167,7 +167,7 @@ def cause_of(
     if evidence.get("deadline_kind") == "fix_deadline":
         watched = str(evidence.get("alert_id", ""))
         if watched in (incident_causes or {}):
-            return _from_key(str((incident_causes or {})[watched]), alert)
+            return from_key(str((incident_causes or {})[watched]), alert.summary)
         if watched in lineage.by_id and watched != str(alert.alert_id):
             return cause_of(lineage.by_id[watched], lineage, incident_causes=incident_causes)
     if kind not in LINEAGE_KINDS:
@@ -178,7 +178,8 @@ def cause_of(
     return check_cause(alert) if kind == "row_count" else pipeline_cause(alert.pipeline)
 
 
-def _from_key(key: str, alert: AlertLike) -> Cause:
+def from_key(key: str, summary: str = "") -> Cause:
+    """The cause a stored key names (an incident's ``cause_key``); ``summary`` for a check's."""
     kind, _, rest = key.partition(":")
     if kind == "source":
         return source_cause(rest)
@@ -186,7 +187,7 @@ def _from_key(key: str, alert: AlertLike) -> Cause:
         return run_cause(rest)
     if kind == "pipeline":
         return pipeline_cause(rest)
-    return Cause(key, "check", rest.rsplit(":", 1)[0], alert.summary or rest)
+    return Cause(key, "check", rest.rsplit(":", 1)[0], summary or rest)
 
 
 def group(

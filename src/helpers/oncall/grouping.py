@@ -230,9 +230,7 @@ def _refreshed(
     if severity != inc.severity:
         changes["severity"] = severity
     if inc.cause_key:
-        cause = causes.Cause(
-            inc.cause_key, inc.cause_key.split(":", 1)[0], inc.cause_key.split(":")[1], inc.cause or ""
-        )
+        cause = causes.from_key(inc.cause_key, inc.cause or "")
         reach = tuple(dict.fromkeys((*inc.at_risk, *causes.at_risk(cause, members, cfg.pipelines))))
         if reach != inc.at_risk:
             changes["at_risk"] = reach
