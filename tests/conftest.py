@@ -240,3 +240,18 @@ def home_with_demo(home: Path, landing: Path) -> Path:
         target.unlink() if target.is_symlink() else shutil.rmtree(target)
     target.symlink_to(landing, target_is_directory=True)
     return home
+
+
+@pytest.fixture
+def trap():
+    """A local trap posing as the browser's proxy: every request a page makes is recorded (tests/chromium.py)."""
+    import threading
+
+    from chromium import Trap
+
+    server = Trap()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -1,4 +1,4 @@
-"""Figures and tables of the reports: the month-end investor report, the Finance pack, the weekly review.
+"""Figures and tables of the month-end investor report.
 
 The report notebooks stay thin: each cell calls one function here and displays what it returns.
 Everything reads the marts (``investor_monthly`` first: the figures investors see, each with the
@@ -13,7 +13,6 @@ against the warehouse without parsing formatted money.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import io
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,6 @@ from helpers.investor import aggregate as investor
 from helpers.investor import charts
 from helpers.investor.close import CloseStatus
 from helpers.investor.explain import RunLink
-from helpers.investor.inputs import latest_run
 from helpers.investor.metrics import BY_NAME, PIPELINE, format_value, readable
 from helpers.storage import warehouse
 
@@ -405,79 +403,6 @@ def provisional(period: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     ]
 
 
-def reconciliation(period: str) -> tuple[pd.DataFrame, str]:
-    """Profit against Finance's ledger: the month's differences by class and cause, and the status."""
-    recon = _table("finance_reconciliation", where={"period": period})
-    profit = _table("profit_monthly", where={"period": period})
-    status = str(profit["reconciliation_status"].iloc[0]) if len(profit) else "no Profit figures"
-    if recon.empty:
-        return pd.DataFrame(columns=["class", "cause", "expected", "lines", "amount"]), status
-    g = recon.groupby(["difference_class", "cause", "expected"], as_index=False).agg(
-        lines=("line_id", "nunique"), cents=("component_usd_cents", "sum")
-    )
-    g = g[g["cents"] != 0].sort_values("cents", key=lambda s: s.abs(), ascending=False)
-    g["amount"] = g["cents"].map(lambda c: format_value(c, "usd_cents"))
-    g["cause"] = g["cause"].replace("", "(none)")
-    return g.rename(columns={"difference_class": "class"})[
-        ["class", "cause", "expected", "lines", "amount"]
-    ], status
-
-
-def reconciliation_lines(period: str, *, limit: int = 25) -> pd.DataFrame:
-    """The ledger lines with a difference, largest first (ours minus Finance)."""
-    recon = _table("finance_reconciliation", where={"period": period})
-    if recon.empty:
-        return pd.DataFrame(columns=["line_id", "ours", "finance", "difference", "explained by"])
-    lines = recon.groupby("line_id", as_index=False).agg(
-        ours=("our_usd_cents", "first"), finance=("finance_usd_cents", "first"),
-        diff=("difference_usd_cents", "first"),
-    )  # fmt: skip
-    parts = recon[recon["component_usd_cents"].fillna(0) != 0]
-    labels = parts["difference_class"].str.cat(parts["cause"].fillna(""), sep="/").str.rstrip("/")
-    causes = labels.groupby(parts["line_id"]).agg(lambda s: ", ".join(sorted(set(s))))
-    lines["causes"] = lines["line_id"].map(causes).fillna("")
-    lines = lines[lines["diff"].fillna(0) != 0].sort_values("diff", key=lambda s: s.abs(), ascending=False)
-    out = pd.DataFrame(
-        {
-            "line_id": lines["line_id"],
-            "ours": lines["ours"].map(lambda c: format_value(c, "usd_cents")),
-            "finance": lines["finance"].map(lambda c: format_value(c, "usd_cents")),
-            "difference": lines["diff"].map(lambda c: format_value(c, "usd_cents")),
-            "explained by": lines["causes"],
-        }
-    )
-    return out.head(limit).reset_index(drop=True)
-
-
-def validations(period: str, run_id: str | None) -> pd.DataFrame:
-    """The investor aggregate's cross-pipeline validations as recorded with its run."""
-    from helpers.checks import store
-
-    if not run_id:
-        return pd.DataFrame(columns=["check", "status", "summary"])
-    rows = [r for r in store.list_results(run_id=run_id) if r["partition"] == period]
-    latest: dict[str, dict[str, Any]] = {}
-    for r in sorted(rows, key=lambda r: r["result_id"]):
-        latest[r["check_id"]] = r
-    return pd.DataFrame(
-        [(k, v["status"], v["summary"]) for k, v in sorted(latest.items())],
-        columns=["check", "status", "summary"],
-    )
-
-
-def bridge(period: str, run_id: str | None) -> pd.DataFrame:
-    """The revenue vs MRR bridge recorded with the investor run (evidence of ``revenue_vs_mrr``)."""
-    from helpers.checks import store
-
-    found = store.list_results(run_id=run_id, check_id=f"{PIPELINE}.revenue_vs_mrr") if run_id else []
-    steps = found[0]["evidence"].get("bridge") if found else None
-    if not steps:
-        return pd.DataFrame(columns=["step", "amount", "what"])
-    frame = pd.DataFrame(steps)
-    frame["amount"] = frame["usd_cents"].map(lambda c: format_value(c, "usd_cents"))
-    return frame[["step", "amount", "what"]]
-
-
 # ---------------------------------------------------------------- provenance
 
 
@@ -528,192 +453,3 @@ def metric_provenance(period: str, frame: pd.DataFrame | None = None) -> pd.Data
     frame = monthly(period, months=1) if frame is None else frame
     mine = frame[frame["period"] == period]
     return readable(mine).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- weekly review
-
-
-def week_days(run_date: str | dt.date) -> list[dt.date]:
-    """The 7 days ending ``run_date``."""
-    last = dt.date.fromisoformat(str(run_date))
-    return [last - dt.timedelta(days=k) for k in range(6, -1, -1)]
-
-
-WEEKLY_SOURCES: dict[str, tuple[str, str, str]] = {
-    # figure -> (table, column, aggregation over the week)
-    "events": ("engagement_metrics_daily", "events", "sum"),
-    "dau (mean)": ("engagement_metrics_daily", "dau", "mean"),
-    "wau (week end)": ("engagement_metrics_daily", "wau", "last"),
-    "mau (week end)": ("engagement_metrics_daily", "mau", "last"),
-    "stickiness (week end)": ("engagement_metrics_daily", "stickiness", "last"),
-    "api requests": ("engagement_metrics_daily", "api_requests", "sum"),
-    "new accounts": ("growth_daily", "new_accounts", "sum"),
-    "churned accounts": ("growth_daily", "churned", "sum"),
-    "net new MRR (USD)": ("growth_daily", "net_new_mrr_usd_cents", "sum"),
-}
-
-
-def daily_frames(engine: sa.Engine | None = None) -> dict[str, pd.DataFrame]:
-    """The daily marts the weekly review reads (``growth_daily`` summed over its arms of one experiment)."""
-    out = {}
-    for table in sorted({t for t, _c, _a in WEEKLY_SOURCES.values()}):
-        frame = _table(table, engine=engine)
-        if not frame.empty:
-            frame["date"] = pd.to_datetime(frame["date"]).dt.date
-            if table == "growth_daily" and "experiment" in frame.columns:
-                first = sorted(frame["experiment"].unique())[0]  # each experiment's arms add up to the day
-                frame = (
-                    frame[frame["experiment"] == first].groupby("date", as_index=False).sum(numeric_only=True)
-                )
-        out[table] = frame
-    return out
-
-
-def weekly_figures(run_date: str, frames: Mapping[str, pd.DataFrame], *, weeks: int = 4) -> pd.DataFrame:
-    """Each weekly figure for the week ending ``run_date`` and the ``weeks`` weeks before it (pure).
-
-    A week's figure is computed only from the days the mart has; ``days`` says how many of 7.
-    """
-    last = dt.date.fromisoformat(str(run_date))
-    rows = []
-    for k in range(weeks, -1, -1):
-        end = last - dt.timedelta(weeks=k)
-        days = set(week_days(end))
-        row: dict[str, Any] = {"week ending": end.isoformat()}
-        covered = 0
-        for figure, (table, column, how) in WEEKLY_SOURCES.items():
-            frame = frames.get(table, pd.DataFrame())
-            if frame.empty or column not in frame.columns:
-                row[figure] = None
-                continue
-            mine = frame[frame["date"].isin(days)].sort_values("date")
-            covered = max(covered, len(mine))
-            if mine.empty:
-                row[figure] = None
-            elif how == "sum":
-                row[figure] = float(mine[column].sum())
-            elif how == "mean":
-                row[figure] = float(mine[column].mean())
-            else:
-                row[figure] = float(mine[column].iloc[-1])
-            if figure.endswith("(USD)") and row[figure] is not None:
-                row[figure] = row[figure] / 100
-        row["days with data"] = covered
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def weekly_anomalies(weekly: pd.DataFrame, *, variance: float = 0.20, min_points: int = 2) -> pd.DataFrame:
-    """The latest week against the median of the trailing weeks: more than ``variance`` off is flagged.
-
-    The rule of the row-count monitor (docs/monitoring.md, "Monitors"): relative change against a trailing median,
-    no verdict with fewer than ``min_points`` trailing weeks.
-    """
-    if weekly.empty:
-        return pd.DataFrame(columns=["figure", "this week", "trailing median", "change", "flag"])
-    this, trailing = weekly.iloc[-1], weekly.iloc[:-1]
-    rows = []
-    for figure in WEEKLY_SOURCES:
-        cur = this.get(figure)
-        points = [v for v in trailing[figure] if v is not None and pd.notna(v)] if figure in trailing else []
-        if cur is None or pd.isna(cur) or len(points) < min_points:
-            rows.append((figure, _num(cur), "n/a", "n/a", "no verdict (too little history)"))
-            continue
-        med = float(pd.Series(points).median())
-        rel = (float(cur) - med) / abs(med) if med else (0.0 if float(cur) == 0 else float("inf"))
-        flag = "ANOMALY" if abs(rel) > variance else "ok"
-        rows.append((figure, _num(cur), _num(med), "n/a" if rel == float("inf") else f"{rel:+.1%}", flag))
-    return pd.DataFrame(rows, columns=["figure", "this week", "trailing median", "change", "flag"])
-
-
-def _num(v: Any) -> str:
-    if v is None or pd.isna(v):
-        return "n/a"
-    v = float(v)
-    return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.3f}"
-
-
-def week_alerts(run_date: str, *, engine: sa.Engine | None = None) -> pd.DataFrame:
-    """Alerts opened in the week ending ``run_date``: severity, pipeline, check, status, summary."""
-    from helpers.oncall import alerts
-
-    days = week_days(run_date)
-    start = dt.datetime.combine(days[0], dt.time(), dt.UTC)
-    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), dt.UTC)
-    found = [a for a in alerts.list_alerts(limit=5000, engine=engine) if start <= a.opened_at < end]
-    return pd.DataFrame(
-        [(a.opened_at.strftime("%Y-%m-%d"), a.severity, a.pipeline, a.check_id, a.status, a.summary[:120])
-         for a in sorted(found, key=lambda a: (a.opened_at, a.alert_id))],
-        columns=["opened", "severity", "pipeline", "check", "status", "summary"],
-    )  # fmt: skip
-
-
-def week_runs(run_date: str, *, engine: sa.Engine | None = None) -> pd.DataFrame:
-    """Runs of the week's partitions (days of the week, and its months) that did not succeed."""
-    from helpers.runs import records as runs
-
-    days = {d.isoformat() for d in week_days(run_date)}
-    months = {d[:7] for d in days}
-    rows = [
-        (r.pipeline, r.logical_date, r.status, r.run_id, (r.error_summary or "")[:120])
-        for r in runs.list_runs(limit=2000, engine=engine)
-        if (r.logical_date in days or r.logical_date in months) and r.status in ("failed", "blocked")
-    ]
-    return pd.DataFrame(rows, columns=["pipeline", "partition", "status", "run id", "error"])
-
-
-# ---------------------------------------------------------------- the Finance reconciliation pack
-
-
-def pack_period(run_date: str, period: str = "") -> str:
-    """The month the Finance meeting of ``run_date`` reconciles: ``period``, else the month before."""
-    if period:
-        return period
-    return shift_period(str(run_date)[:7], -1)
-
-
-def reconciliation_by_category(period: str) -> pd.DataFrame:
-    """Ours against Finance's ledger per P&L category (USD): revenue, salaries, infrastructure, operations."""
-    recon = _table("finance_reconciliation", where={"period": period})
-    if recon.empty:
-        return pd.DataFrame(columns=["category", "ours", "finance", "difference", "unexpected"])
-    lines = recon.drop_duplicates("line_id")
-    unexpected = recon[~recon["expected"].astype(bool)].groupby("category")["component_usd_cents"].sum()
-    g = lines.groupby("category").agg(ours=("our_usd_cents", "sum"), finance=("finance_usd_cents", "sum"))
-    g["difference"] = g["ours"] - g["finance"]
-    g["unexpected"] = unexpected.reindex(g.index).fillna(0)
-    out = g.reset_index()
-    for c in ("ours", "finance", "difference", "unexpected"):
-        out[c] = out[c].map(lambda v: format_value(v, "usd_cents"))
-    return out
-
-
-def pipeline_checks(pipeline: str, partition: str, *, engine: sa.Engine | None = None) -> pd.DataFrame:
-    """The checks recorded with a pipeline's latest run of ``partition``: check, status, summary."""
-    from helpers.checks import store
-
-    run = latest_run(pipeline, partition, engine=engine)
-    if run.run_id is None:
-        return pd.DataFrame(columns=["check", "status", "severity", "summary"])
-    latest: dict[str, dict[str, Any]] = {}
-    for r in sorted(store.list_results(run_id=run.run_id, engine=engine), key=lambda r: r["result_id"]):
-        latest[r["check_id"]] = r
-    return pd.DataFrame(
-        [(k, v["status"], v["severity"], v["summary"][:160]) for k, v in sorted(latest.items())],
-        columns=["check", "status", "severity", "summary"],
-    )
-
-
-def cross_team_items(as_of: dt.datetime, config: Any, *, engine: sa.Engine | None = None) -> pd.DataFrame:
-    """Open alerts whose cause lies with another team, with the contact to bring to the meeting."""
-    from helpers.oncall import alerts
-
-    mapping = config.team.escalation.cross_team
-    rows = []
-    for a in alerts.list_alerts(open_only=True, limit=5000, engine=engine):
-        key = mapping.get(a.catalogue_id or "")
-        if key is None or a.opened_at > as_of:
-            continue
-        contact = config.team.contacts[key]
-        rows.append((contact.team, contact.name, a.alert_id, a.pipeline, a.check_id, a.summary[:120]))
-    return pd.DataFrame(rows, columns=["team", "contact", "alert", "pipeline", "check", "summary"])

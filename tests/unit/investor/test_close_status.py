@@ -16,7 +16,7 @@ from helpers import checks
 from helpers.checks.framework import CheckResult
 from helpers.checks.store import record_results
 from helpers.investor import aggregate as investor
-from helpers.investor import close, report
+from helpers.investor import close, pack, report, weekly
 from helpers.investor.inputs import load_inputs
 from helpers.investor.metrics import PIPELINE, UPSTREAMS
 from helpers.runs import records as runs
@@ -233,18 +233,18 @@ def test_weekly_review_flags_what_moved_more_than_the_monitor_variance():
     eng = pd.DataFrame({"date": days, "events": 1000, "dau": 50, "wau": 200, "mau": 400, "stickiness": 0.125,
                         "api_requests": 100})  # fmt: skip
     eng.loc[eng["date"] >= dt.date(2026, 10, 19), "events"] = 1500  # the last week: +50 %
-    weekly = report.weekly_figures("2026-10-25", {"engagement_metrics_daily": eng}, weeks=3)
-    assert list(weekly["week ending"]) == ["2026-10-04", "2026-10-11", "2026-10-18", "2026-10-25"]
+    figures = weekly.weekly_figures("2026-10-25", {"engagement_metrics_daily": eng}, weeks=3)
+    assert list(figures["week ending"]) == ["2026-10-04", "2026-10-11", "2026-10-18", "2026-10-25"]
     assert (
-        weekly["events"].tolist() == [7000.0, 7000.0, 7000.0, 10500.0] and weekly["days with data"].max() == 7
+        figures["events"].tolist() == [7000.0, 7000.0, 7000.0, 10500.0]
+        and figures["days with data"].max() == 7
     )
-    flags = report.weekly_anomalies(weekly, variance=0.2).set_index("figure")
+    flags = weekly.weekly_anomalies(figures, variance=0.2).set_index("figure")
     assert flags.loc["events", "flag"] == "ANOMALY" and flags.loc["events", "change"] == "+50.0%"
     assert flags.loc["dau (mean)", "flag"] == "ok"
     assert flags.loc["new accounts", "flag"].startswith("no verdict")
     assert (
-        report.pack_period("2026-11-10") == "2026-10"
-        and report.pack_period("2026-11-10", "2026-09") == "2026-09"
+        pack.pack_period("2026-11-10") == "2026-10" and pack.pack_period("2026-11-10", "2026-09") == "2026-09"
     )
 
 
