@@ -37,7 +37,8 @@ STATUS_CLASS = {
     "running": "wb-info", "queued": "wb-info", "skipped": "wb-none", "pending": "wb-none",
     "warn": "wb-warn", "late": "wb-warn", "at risk": "wb-warn", "blocked": "wb-warn", "provisional": "wb-warn",
     "failed": "wb-bad", "fail": "wb-bad", "error": "wb-bad", "breached": "wb-bad", "critical": "wb-bad",
-    "conflict": "wb-bad", "cancelled": "wb-none", "locked": "wb-info",
+    "conflict": "wb-bad", "cancelled": "wb-none", "locked": "wb-info", "published": "wb-ok",
+    "withdrawn": "wb-none",
 }  # fmt: skip
 
 

@@ -20,7 +20,8 @@ One run = one folder (for a pipeline ``runs/<pipeline>/<date>/<run_id>/``) holdi
 
 The folder is assembled under a hidden temporary name beside its final place and renamed in
 one step, so it appears complete or not at all. Secrets are scrubbed from every file before
-the rename.
+the rename. Then the run history page ``runs/index.html`` is rewritten (:mod:`helpers.runs.history`);
+rendering ``notebook.html`` is :mod:`helpers.runs.render`'s.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,20 +62,13 @@ from helpers.core import paths, secrets  # noqa: E402
 from helpers.core.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError  # noqa: E402
 from helpers.core.periods import period_days  # noqa: E402
 from helpers.core.timeutil import UTC, as_utc, default_as_of, parse_logical_date  # noqa: E402
-from helpers.runs import locks  # noqa: E402
+from helpers.runs import history, locks  # noqa: E402
 from helpers.runs import records as runs  # noqa: E402
+from helpers.runs.render import render_html, warm_renderer  # noqa: E402  # also runner.render_html
 from helpers.runs.scraps import read_scraps  # noqa: E402
 from helpers.storage.warehouse import RUNNER_ENV  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-# scrapbook's scraps are outputs of their own mimetype that HTML cannot show (by design: they are
-# data, read back with read_scraps); nbconvert would warn once per scrap. A process-wide filter, not
-# catch_warnings around the export: runs render from several threads, and catch_warnings is not
-# thread-safe (it restores the filter list it saw, dropping another thread's).
-warnings.filterwarnings(
-    "ignore", message=r"Your element with mimetype\(s\) dict_keys\(\['application/scrapbook"
-)
 
 # Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
 KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
@@ -403,75 +396,6 @@ def _last_executed_cell(nb_path: Path) -> int | None:
     return last
 
 
-@lru_cache(maxsize=2)
-def _html_exporter(hide_code: bool) -> Any:
-    """One exporter per process and flavour: nbconvert compiles the template's ten Jinja files
-    per exporter (0.17 s), and its first use imports nbconvert, mistune, pygments and bs4
-    (0.5-0.8 s). Used under :data:`_RENDER_LOCK` (an exporter keeps per-render state)."""
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(
-        template_name="selfcontained",
-        extra_template_basedirs=[str(paths.TEMPLATES_DIR)],
-        embed_images=True,
-        exclude_input=hide_code,
-        exclude_input_prompt=hide_code,
-        exclude_output_prompt=hide_code,
-    )
-
-
-_RENDER_LOCK = threading.Lock()
-_WARM_LOCK = threading.Lock()
-_warm_thread: threading.Thread | None = None
-
-
-def _warm_renderer() -> None:
-    try:  # Linux: this thread only, so that it takes the CPU the kernels leave idle
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
-    except (AttributeError, OSError):
-        pass
-    nb = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_markdown_cell("# warm"),
-            nbformat.v4.new_code_cell(
-                "1",
-                execution_count=1,
-                outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)],
-            ),
-        ],
-        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
-    )
-    try:
-        for hide_code in (False, True):
-            with _RENDER_LOCK:
-                _html_exporter(hide_code).from_notebook_node(nb)
-    except Exception as exc:  # the real render reports its own failure
-        log.debug("warming the HTML renderer failed: %s", exc)
-
-
-def warm_renderer() -> threading.Thread:
-    """Import nbconvert and compile the template in a background thread, once per process.
-
-    A run starts it when its first cell starts (the kernel is up), so the first rendering of a
-    process does not pay ≈ 1 s on the run's critical path: the thread runs at a low priority
-    while the kernel computes and this process waits. :func:`render_html` waits for it.
-    Returns the thread."""
-    global _warm_thread
-    with _WARM_LOCK:
-        if _warm_thread is None:
-            _warm_thread = threading.Thread(target=_warm_renderer, name="warm-html-renderer", daemon=True)
-            _warm_thread.start()
-        return _warm_thread
-
-
-def render_html(nb_path: Path, html_path: Path, *, hide_code: bool = False) -> None:
-    """Render to a self-contained HTML file (our template: nothing fetched from a CDN)."""
-    warm_renderer().join()
-    with _RENDER_LOCK:
-        body, _ = _html_exporter(hide_code).from_filename(str(nb_path))
-    html_path.write_text(body, encoding="utf-8")
-
-
 class _FileLog:
     """Route papermill's logger (cell output included) to ``run.log`` for the run's duration."""
 
@@ -581,7 +505,22 @@ def execute_notebook(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    refresh_history(archive, now=finished)
     return ExecutionResult(status, archive, started, finished, error, failed_cell, scraps)
+
+
+def refresh_history(archive: Path, *, now: dt.datetime) -> None:
+    """Rewrite the run history page (``runs/index.html``) when ``archive`` lies under ``runs/``.
+
+    A failure to write it is logged as a warning: it never fails the run.
+    """
+    root = paths.runs_dir()
+    try:
+        if not archive.resolve().is_relative_to(root.resolve()):
+            return  # an archive outside runs/ (a test's, a tool's) is not part of the history
+        history.refresh(root, now=now)
+    except Exception as exc:
+        log.warning("the run history page %s was not written: %s", root / history.INDEX, exc)
 
 
 def _papermill(
@@ -776,6 +715,8 @@ def run_pipeline(
         error = _error_summary(exc)[0]
         runs.finish_run(run_id, status="failed", now=clock(), error_summary=error)
         _mark_archive_failed(final, error)
+        if final.is_dir():  # the page listed it as it was renamed into place: show it failed
+            refresh_history(final, now=clock())
         raise
     return RunResult(
         run_id, pipeline_id, logical_date, result.status, final, result.error, result.failed_cell
