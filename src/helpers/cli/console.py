@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from helpers.core.timeutil import format_age  # noqa: F401  (re-exported: the CLI formats ages from here)
+
 # Width of a table written to a pipe or a file when COLUMNS is not set.
 PIPE_WIDTH = 100
 # Characters between two table columns (SIMPLE_HEAD box without its edge, one space of padding).
@@ -141,18 +143,6 @@ def ellipsize(text: str, width: int, *, mark: str = "…") -> str:
             keep = head[:cut] if boundaries == _SPACES else head[: min(cut + 1, room)]
             return keep.rstrip(" ,;:") + mark
     return text[:room] + mark
-
-
-def format_age(delta: dt.timedelta) -> str:
-    """A duration for people: ``3 d 4 h``, ``5 h 12 min``, ``40 min`` (negative: ``0 min``)."""
-    minutes = max(int(delta.total_seconds() // 60), 0)
-    days, rem = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rem, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {mins} min"
-    return f"{mins} min"
 
 
 def format_left(delta: dt.timedelta) -> str:

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from helpers.cli import close, console, demo, drill, explain, oncall, ops, rotation, runbook, signoff
+from helpers.cli import board, close, console, demo, drill, explain, oncall, ops, rotation, runbook, signoff
 from helpers.cli.common import as_of_arg as _as_of
 from helpers.cli.common import wall_clock
 from helpers.core import config as cfgmod
@@ -25,7 +25,7 @@ from helpers.runs.locks import PartitionLocked
 from helpers.storage.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
-VERB_MODULES = (ops, oncall, rotation, demo, runbook, close, drill, explain, signoff)
+VERB_MODULES = (ops, oncall, rotation, demo, runbook, close, drill, explain, signoff, board)
 
 EXIT_CODES_HELP = """exit codes:
   0  ok

@@ -27,7 +27,8 @@ from rich.live import Live
 from rich.table import Table
 
 from helpers.cli import console
-from helpers.cli.common import as_of_arg, wall_clock
+from helpers.cli.board import refresh_status_page
+from helpers.cli.common import as_of_arg, interrupt_on_sigterm, wall_clock
 from helpers.cli.console import LAST, NEVER, Column, format_age, id_key
 from helpers.core import config as cfgmod
 from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
@@ -119,20 +120,6 @@ def graceful_stop(label: str) -> Iterator[threading.Event]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C: the run in flight is recorded failed and its lock released."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _date_arg(text: str, flag: str) -> dt.date:
@@ -363,6 +350,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     sent = [n for n in list_notifications(limit=100_000) if int(n["notification_id"]) > last_id]
     summary = tick_summary(outcomes, sent)
     failed = [o for o in outcomes if o.error is not None]
+    refresh_status_page(as_of, wall_clock())
     if args.json:
         console.print_json({"as_of": as_of, "exit_code": EXIT_FAILED if failed else EXIT_OK, **summary})
     elif not args.quiet:

@@ -59,3 +59,15 @@ def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     SQLite drops offsets, so every backend stores UTC without one.
     """
     return as_utc(value).replace(tzinfo=None) if value is not None else None
+
+
+def format_age(delta: dt.timedelta) -> str:
+    """A duration for people: ``3 d 4 h``, ``5 h 12 min``, ``40 min`` (negative: ``0 min``)."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, rem = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rem, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min"
