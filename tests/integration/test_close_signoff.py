@@ -1,10 +1,11 @@
 """A closed month is signed off, locked, reopened and restated: the whole story through the real CLI,
 on SQLite and on PostgreSQL, on a small demo company.
 
-close -> sign-offs (one missing: --final refused, naming who) -> --final publishes version 1 and locks
-the month -> a run on it is refused with exit code 5 -> reopen withdraws the report (kept) -> a late
-expense re-runs Profit and the investor aggregate: every sign-off is void and its engineer told ->
-new sign-offs -> --final publishes version 2, opening with a Restated table.
+close -> sign-offs (one missing: --final refused, naming who) -> --final publishes version 1, its PDF
+beside it, and locks the month -> a run on it is refused with exit code 5 -> reopen withdraws the
+report and its PDF (kept) -> a late expense re-runs Profit and the investor aggregate: every sign-off
+is void and its engineer told -> new sign-offs -> --final, with Chromium hidden, publishes version 2
+(no PDF: the close says how to install Chromium), opening with a Restated table.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import demo_landing
+from conftest import demo_landing, need_service
 from helpers.cli.main import main
+from helpers.core import browser
 from helpers.investor import aggregate as investor
 from helpers.oncall.notify import list_notifications
 from helpers.runs import records as runs
@@ -51,7 +53,8 @@ class Report(HTMLParser):
             self.order.append(str(a["id"]))
         if tag == "tr" and "data-old" in a:
             self._row = str(a["data-metric"])
-            self.restated[self._row] = {"old": a["data-old"] or "", "new": a["data-new"] or "", "cells": ""}
+            self.restated[self._row] = {"old": a["data-old"] or "", "new": a["data-new"] or "", "cells": "",
+                                        "runs": a.get("data-runs") or ""}  # fmt: skip
 
     def handle_data(self, data: str) -> None:
         if self._row is not None:
@@ -81,7 +84,9 @@ def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]
 
 
 def close(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:
-    return cli_json(capsys, "close", "--month", P, "--as-of", AS_OF, "--by", "DE1", "-q", *extra)
+    return cli_json(
+        capsys, "close", "--month", P, "--as-of", AS_OF, "--by", "DE1", "-q", "--history", "0", *extra
+    )
 
 
 def late_expense(root: Path) -> None:
@@ -144,6 +149,18 @@ def test_sign_off_lock_reopen_and_restate_a_month(company, capsys):
     v1_page = published.read_text()
     assert report_of(published).status == "FINAL" and "restated" not in report_of(published).order
     assert {s["engineer"]: s["status"] for s in v1["signoffs"]} == dict.fromkeys(TEAM, "valid")
+    chromium = browser.find_chromium() is not None
+    pdf = published.with_name(f"investor_report_{P}.pdf")
+    meta = json.loads((published.parent / "publication.json").read_text())
+    if chromium:  # the published report, printed beside it
+        assert v1["pdf"] == str(pdf) and v1["pdf_note"] is None and meta["pdf"] == pdf.name
+        assert pdf.read_bytes()[:5] == b"%PDF-" and browser.pdf_pages(pdf) >= 1
+    else:
+        assert v1["pdf"] is None and browser.INSTALL_HINT in v1["pdf_note"] and meta["pdf"] is None
+    code, listed = cli_json(capsys, "publications", "--month", P)
+    assert [(p["version"], p["status"], p["pdf"]) for p in listed] == [
+        (1, "published", str(pdf) if chromium else None)
+    ]
 
     # 4. a run on the locked month is refused before it starts (exit 5), naming who signed off and when
     before = len(runs.list_runs(pipeline="profit_aggregate"))
@@ -164,6 +181,7 @@ def test_sign_off_lock_reopen_and_restate_a_month(company, capsys):
     kept = Path(reopened["withdrawn_to"])
     assert not published.exists() and kept.read_text() == v1_page
     assert json.loads((kept.parent / "publication.json").read_text())["status"] == "withdrawn"
+    assert not pdf.exists() and kept.with_suffix(".pdf").exists() == chromium  # the PDF is withdrawn with it
     told = {n["recipient"] for n in list_notifications() if n["alert_id"] == f"reopen:{P}:1"}
     assert set(TEAM) | {"lead"} <= told
 
@@ -190,15 +208,26 @@ def test_sign_off_lock_reopen_and_restate_a_month(company, capsys):
     assert code == 0 and third["status"] == "FINAL", third["checklist"]["blockers"]
     for who in TEAM:
         assert cli_json(capsys, "signoff", "--month", P, "--by", who)[0] == 0
-    code, v2 = close(capsys, "--final")
-    assert code == 0 and v2["version"] == 2 and Path(v2["published"]) == published
+    # no Chromium: the close still publishes, and says how to get PDFs
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(browser, "find_chromium", lambda: None)
+        code, out, err = cli(capsys, "close", "--month", P, "--as-of", AS_OF, "--by", "DE1", "-q", "--history",
+                             "0", "--final")  # fmt: skip
+    assert code == 0 and f"published (version 2): {published}\n" in out and "pdf: " not in out
+    assert err.count(browser.INSTALL_HINT) == 1 and "the HTML is published" in err
+    assert json.loads((published.parent / "publication.json").read_text())["pdf"] is None and not pdf.exists()
+    code, listed = cli_json(capsys, "publications", "--month", P)
+    assert [(p["version"], p["status"], p["pdf"] is None) for p in listed] == [
+        (1, "withdrawn", not chromium),
+        (2, "published", True),
+    ]
+    v2 = {"version": 2, "published": str(published)}
     page = report_of(v2["published"])
     assert page.status == "FINAL" and page.order[:3] == ["report-status", "restated", "headline"]
     row = page.restated["operations_usd_cents"]
     assert (int(row["old"]), int(row["new"])) == (old_operations, old_operations + CORRECTION)
-    assert profit["run_id"] in row["cells"] and {"total_cost_usd_cents", "profit_usd_cents"} <= set(
-        page.restated
-    )
+    assert profit["run_id"] in row["runs"] and "Profit figures recomputed" in row["cells"]
+    assert {"total_cost_usd_cents", "profit_usd_cents"} <= set(page.restated)
     assert "revenue_usd_cents" not in page.restated  # unchanged figures are not restated
 
     # 8. the audit log has every event of the month, in order, with who
@@ -211,3 +240,5 @@ def test_sign_off_lock_reopen_and_restate_a_month(company, capsys):
     ]  # fmt: skip
     assert [e["who"] for e in events if e["event"] in ("void", "reopen")] == ["DE1", *TEAM]
     assert "published FINAL version 2" in events[-1]["what"]
+    if not chromium:
+        need_service(f"headless Chromium for the published PDF ({browser.INSTALL_HINT})")

@@ -47,7 +47,17 @@ def test_sources_stopping_at_a_month_end_page_once_per_source_and_resolve_when_d
         home, demo_landing(tmp_path_factory, accounts=40, months=3, seed=11, end="2026-10-31", events=True)
     )
 
-    proc = workbook("close", "--month", "2026-10", "--as-of", "2026-11-20T12:00:00Z", "--json", timeout=900)
+    proc = workbook(
+        "close",
+        "--month",
+        "2026-10",
+        "--as-of",
+        "2026-11-20T12:00:00Z",
+        "--json",
+        "--history",
+        "0",
+        timeout=900,
+    )
     closed = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     listed = [b for b in closed["checklist"]["items"] if b["section"] == "incidents"]

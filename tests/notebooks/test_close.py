@@ -74,7 +74,7 @@ def set_profit_notebook(path: str) -> None:
 
 
 def close(*extra: str) -> tuple[int, dict]:
-    proc = workbook("close", "--month", P, "--as-of", AS_OF, "--json", *extra, timeout=900)
+    proc = workbook("close", "--month", P, "--as-of", AS_OF, "--json", "--history", "0", *extra, timeout=900)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     return proc.returncode, json.loads(proc.stdout)
 

@@ -47,7 +47,7 @@ def closed(tmp_path_factory):
             tmp_path_factory, accounts=60, months=3, seed=7, end="2026-10-31", events=True
         )
         home_with_demo(home, landing_root)
-        proc = workbook("close", "--month", P, "--as-of", AS_OF, "--json", timeout=900)
+        proc = workbook("close", "--month", P, "--as-of", AS_OF, "--json", "--history", "0", timeout=900)
         assert proc.stdout.strip(), proc.stderr[-3000:]
         result = json.loads(proc.stdout)
         assert {o["pipeline"]: o["status"] for o in result["runs"]}["investor_aggregate"] == "succeeded", (

@@ -24,7 +24,9 @@ AS_OF = dt.datetime(2026, 10, 16, 12, tzinfo=dt.UTC)  # September closes FINAL a
 def test_every_catalogue_runbook_finds_no_problem_on_a_clean_closed_month(home, tmp_path_factory):
     landing = demo_landing(tmp_path_factory, accounts=60, months=3, seed=7, end="2026-10-31", events=True)
     home_with_demo(home, landing)
-    proc = workbook("close", "--month", "2026-09", "--as-of", AS_OF.isoformat(), "--json", timeout=900)
+    proc = workbook(
+        "close", "--month", "2026-09", "--as-of", AS_OF.isoformat(), "--json", "--history", "0", timeout=900
+    )
     closed = json.loads(proc.stdout)
     assert proc.returncode == 0 and closed["status"] == "FINAL", closed["checklist"]["blockers"]
 

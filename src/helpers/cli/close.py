@@ -1,7 +1,10 @@
-"""``workbook close``: the month-end close from the command line (see ``helpers.investor.close``).
+"""``workbook close`` and ``publications``: the month-end close from the command line (see
+``helpers.investor.close``), and what is published.
 
-Prints the close checklist (each pipeline, each check, its owner), the month's sign-offs and the
-report's path. Exit codes: 0 ok (a DRAFT without ``--final`` is not a failure), 1 a run failed or
+``close`` builds the trailing months' missing investor figures (``--history N``, default 12), then
+prints the close checklist (each pipeline, each check, its owner), which trend months are missing,
+the month's sign-offs and the report's path; with ``--final``, the published HTML and its PDF.
+``publications`` lists every published version with its HTML and PDF. Exit codes: 0 ok (a DRAFT without ``--final`` is not a failure), 1 a run failed or
 ``--final`` was refused (the blocker or the missing sign-off is named), 2 usage, 3 something was
 blocked by an upstream, 4 the same work is running, 5 ``--final`` on a month already published and
 locked (``workbook reopen`` first).
@@ -16,12 +19,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from helpers.cli import console
+from helpers.cli.board import refresh_status_page
 from helpers.cli.common import as_of_arg, wall_clock
+from helpers.cli.console import LAST, NEVER, Column
 from helpers.cli.signoff import month_arg, print_signoffs
 from helpers.core import config as cfgmod
 from helpers.core.errors import UsageError
 
 CHECKLIST_COLUMNS = ("section", "pipeline", "item", "status", "owner", "detail")
+DEFAULT_HISTORY = 12  # helpers.investor.history.DEFAULT_MONTHS (not imported: the CLI stays light to load)
+PUBLICATION_COLUMNS = (
+    Column("period", "month", shrink=NEVER),
+    Column("version", shrink=NEVER),
+    Column("status", shrink=NEVER),
+    Column("published", shrink=NEVER),
+    Column("by", shrink=LAST, min_width=4, drop=1),
+    Column("folder", shrink=LAST, min_width=12),
+    Column("files", min_width=10),
+)
 
 
 def print_incidents(month: str, items: Sequence[Any], shown: int = 5) -> None:
@@ -52,6 +67,7 @@ def cmd_close(args: argparse.Namespace) -> int:
         close.close_partitions(args.month, as_of)
     except ValueError as e:
         raise UsageError(f"--month/--as-of: {e}") from None
+    history = history_arg(args)
     title = f"close {args.month} as of {as_of:%Y-%m-%d %H:%M}Z"
     quiet = args.quiet or args.json
     with graceful_stop("close") as stop, ProgressBoard(title, enabled=not quiet) as board:
@@ -60,13 +76,14 @@ def cmd_close(args: argparse.Namespace) -> int:
             as_of=as_of,
             clock=wall_clock,
             final=args.final,
-            compare=args.compare,
+            history=history,
             config=config,
             workers=args.workers,
             on_update=board.update,
             stop=stop,
             by=args.by or getpass.getuser(),
         )
+    refresh_status_page(as_of, wall_clock())
     if args.json:
         console.print_json(result.as_json())
         return result.exit_code
@@ -83,6 +100,8 @@ def cmd_close(args: argparse.Namespace) -> int:
     for o in result.outcomes:
         if o.status in ("failed", "blocked", "conflict"):
             print(f"  {o.pipeline} {o.partition}: {o.status}: {o.reason}", file=sys.stderr)
+    if result.history is not None:
+        print(result.history.summary())
     status = result.status
     print(f"status: {status.label}" + ("" if status.final else f" ({len(status.blockers)} blocker(s))"))
     if not status.final:
@@ -96,6 +115,10 @@ def cmd_close(args: argparse.Namespace) -> int:
         console.error(result.refused)
     if result.published:
         print(f"published (version {result.version}): {result.published}")
+        if result.pdf:
+            print(f"pdf: {result.pdf}")
+        elif result.pdf_note:
+            print(f"warning: {result.pdf_note}", file=sys.stderr)
     if result.report_html:
         print(f"report: {result.report_html}")
     elif not result.locked:
@@ -103,8 +126,45 @@ def cmd_close(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def history_arg(args: argparse.Namespace) -> int:
+    """``--history N`` (default 12; 0: none); ``--compare``, its deprecated alias, is ``--history 12``."""
+    if args.compare:
+        print("note: --compare is deprecated: the close builds the 12 months before by default (--history N)",
+              file=sys.stderr)  # fmt: skip
+    history = DEFAULT_HISTORY if args.history is None else args.history
+    if history < 0:
+        raise UsageError(
+            f"--history: expected how many months before --month to build (0 or more), got {history}"
+        )
+    return history
+
+
+def cmd_publications(args: argparse.Namespace) -> int:
+    """Every published version of the investor report (``--month``: one month's), with its HTML and PDF."""
+    from helpers.investor import publication
+
+    period = month_arg(args.month) if args.month else None
+    found = publication.publications(period)
+    if args.json:
+        console.print_json([p.as_json() for p in found])
+        return 0
+    root = publication.published_dir("x").parent
+    rows = [
+        {"period": p.period, "version": p.version, "status": p.status,
+         "published": f"{p.published_at:%Y-%m-%d %H:%M}Z", "by": p.published_by,
+         "folder": str(p.html.parent.relative_to(root)) if p.html.is_relative_to(root) else str(p.html.parent),
+         "files": "html + pdf" if p.pdf else "html, no pdf"}
+        for p in found
+    ]  # fmt: skip
+    console.print_table(rows, PUBLICATION_COLUMNS, title="Published investor reports",
+                        empty="nothing published yet: workbook close --month M --final publishes")  # fmt: skip
+    if found:
+        print(f"folders under {root}/ (why a pdf is missing: publication.json there)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``close`` to the ``workbook`` parser."""
+    """Add ``close`` and ``publications`` to the ``workbook`` parser."""
     p = sub.add_parser(
         "close", help="month-end close: run the month's DAG, checks and report; print the checklist"
     )
@@ -118,12 +178,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--by", help="who runs the close, for the audit log (default: your login name)")
     p.add_argument(
-        "--compare",
-        action="store_true",
-        help="first build the figures of the month before and a year before when missing (MoM, YoY)",
+        "--history",
+        type=int,
+        metavar="N",
+        help=f"also build the missing investor figures of the N months before --month, for the report's "
+        f"trends, MoM and YoY (default {DEFAULT_HISTORY}; 0: none; months the landing zone does not cover "
+        "are left out, published ones never re-run)",
     )
+    p.add_argument("--compare", action="store_true", help="deprecated: the default (--history 12)")
     p.add_argument("--workers", type=int, help="parallel runs (default: runner.workers in config)")
     p.add_argument("--brief", action="store_true", help="list only the checks that do not pass")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print the result (runs, checklist, paths) as JSON")
     p.set_defaults(func=cmd_close)
+
+    p = sub.add_parser(
+        "publications", help="published investor reports: every version, its HTML and PDF, or withdrawn"
+    )
+    p.add_argument("--month", help="only this month, YYYY-MM")
+    p.add_argument("--json", action="store_true", help="print the versions as JSON")
+    p.set_defaults(func=cmd_publications)

@@ -3,15 +3,16 @@
 "Month-end close is sacred" (the plan, docs/plan.md). ``workbook close --month M`` runs
 :func:`run_close`:
 
-1. *Comparison months* (``compare=True``): the month before and the same month a year earlier get
-   their investor figures first (Profit, Growth, Engagement of their last day, the investor
-   aggregate) when they have none yet, so the report can show month-over-month and
-   year-over-year changes.
-2. *Wave A*: ``profit_aggregate``, ``growth_aggregate`` and ``profit_unit`` for M (``profit_unit``
+1. *Wave A*: ``profit_aggregate``, ``growth_aggregate`` and ``profit_unit`` for M (``profit_unit``
    because Engagement's per-account join reads ``profit_unit_monthly`` and ``growth_accounts_monthly``
    without declaring them in ``depends_on``; its ``upstream_missing`` check fails without them).
-3. *Wave B*: ``engagement_aggregate`` for the month's reference day (its last day, or the day before
+2. *Wave B*: ``engagement_aggregate`` for the month's reference day (its last day, or the day before
    ``as_of`` mid-month), then ``investor_aggregate`` for M, gated on its upstreams like ``run-all``.
+3. *The trailing months* (``history``, default 12: :mod:`helpers.investor.history`): each of the
+   months before M that the landing zone covers and that has no succeeded investor aggregate gets
+   its figures built in the same two waves (Engagement of its last day), so the report's trends have
+   their points and MoM/YoY; published months are never re-run, and a failure there is an outcome
+   (exit 1) that leaves M's own figures alone. :attr:`CloseResult.history` names what is missing.
 4. The monitors of those pipelines at ``as_of`` (``checks.evaluate_monitors``), so run failures and
    the close SLA are alerts.
 5. The reports, through the runner (archived, validated like any run): ``month_end_report`` for M
@@ -20,7 +21,8 @@
    something upstream failed. The pack failing fails the close (exit 1) but does not block the
    investor report, whose own rendering is a checklist item.
 6. The checklist (:func:`close_status`) and, with ``final=True``, publication (a copy of the final
-   report under ``runs/published/``) or a refusal naming the blockers or the missing sign-offs.
+   report under ``runs/published/``, printed to PDF beside it when Chromium is installed) or a
+   refusal naming the blockers or the missing sign-offs.
 
 **Sign-off, lock, version.** ``--final`` publishes only when every engineer of
 ``close.required_signoffs`` holds a valid sign-off of the month's figures
@@ -38,8 +40,9 @@ month (what the ``*.sla.month_end_close`` monitor watches) and whether an alert 
 **Idempotent and resumable.** A run is skipped when its partition's latest run succeeded at the
 same ``as_of`` and (for a dependant) started after its upstreams' latest successes finished; so a
 second close at the same ``as_of`` only re-evaluates and re-renders, and a close after a failure
-re-runs what failed and what depends on it. The report is re-rendered every time (it is cheap and
-reflects the checks as they are now).
+re-runs what failed and what depends on it; a trailing month built once is not rebuilt (which runs,
+skips and re-runs: :mod:`helpers.investor.waves`). The report is re-rendered every time (it is cheap
+and reflects the checks as they are now).
 
 **DRAFT or final.** The report is final only when every close check passes and every source for
 the month is final (:class:`CloseStatus`): each pipeline's latest run for its partition succeeded,
@@ -55,8 +58,6 @@ listed with its owner.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,14 +71,18 @@ import sqlalchemy as sa
 from helpers.core import businesscal
 from helpers.core import config as cfgmod
 from helpers.core.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK
-from helpers.core.periods import period_days, shift_period
+from helpers.core.periods import period_days
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.engagement.window import DEFAULT_WINDOW_DAYS
 from helpers.engagement.window import PIPELINE as ENGAGEMENT
-from helpers.investor import publication, signoff
+from helpers.investor import history as trailing
+from helpers.investor import publication, signoff, waves
 from helpers.investor.inputs import SourceRun, latest_run, load_inputs, reference_day
 from helpers.investor.metrics import UPSTREAMS
-from helpers.investor.publication import published_dir
+from helpers.investor.publication import published_dir  # noqa: F401  (where a close publishes)
+from helpers.investor.waves import READS, WAVE_A, WAVE_B, stale_reason  # noqa: F401  (the close's names)
+from helpers.investor.waves import needs_run as _needs_run  # noqa: F401
+from helpers.investor.waves import run_wave as _run_wave
 from helpers.oncall import escalation
 from helpers.runs import locks
 from helpers.runs import records as runs
@@ -86,16 +91,6 @@ from helpers.storage import warehouse
 
 REPORT = "month_end_report"
 FINANCE_PACK = "finance_reconciliation_report"
-WAVE_A = ("profit_aggregate", "growth_aggregate", "profit_unit")
-WAVE_B = ("engagement_aggregate", "investor_aggregate")
-COMPARISON = ("profit_aggregate", "growth_aggregate", "engagement_aggregate", "investor_aggregate")
-# Upstreams that gate a re-run ("stale" when one of them succeeded after the dependant started):
-# the declared ones, plus Engagement's reads of profit_unit and growth_aggregate marts.
-READS: dict[str, tuple[str, ...]] = {
-    "profit_unit": ("profit_aggregate",),
-    "engagement_aggregate": ("profit_unit", "growth_aggregate"),
-    "investor_aggregate": UPSTREAMS,
-}
 MONITOR_KINDS = ("run_status", "sla_at_risk")  # monitors about the month (not about "now")
 
 Clock = Callable[[], dt.datetime]
@@ -249,24 +244,6 @@ def _monitor_rows(pipelines: Sequence[str], partitions: Sequence[str], as_of: dt
     frame = frame[(frame["kind"] != "sla_at_risk") | frame["check_id"].str.endswith(".sla.month_end_close")]
     frame = frame.sort_values("result_id").drop_duplicates(["check_id", "partition"], keep="last")
     return frame.sort_values(["pipeline", "check_id"]).reset_index(drop=True)
-
-
-def stale_reason(pipeline: str, partition: str, parts: Mapping[str, str], *,
-                 engine: sa.Engine | None = None) -> str | None:  # fmt: skip
-    """Why ``pipeline``'s latest success is older than what it reads (None: up to date)."""
-    mine = runs.list_runs(
-        pipeline=pipeline, logical_date=partition, status="succeeded", limit=1, engine=engine
-    )
-    if not mine or mine[0].started_at is None:
-        return None
-    later = []
-    for up in READS.get(pipeline, ()):
-        found = runs.list_runs(
-            pipeline=up, logical_date=parts[up], status="succeeded", limit=1, engine=engine
-        )
-        if found and found[0].finished_at is not None and found[0].finished_at > mine[0].started_at:
-            later.append(f"{up} {parts[up]} (run {found[0].run_id})")
-    return f"upstream(s) re-ran after it: {', '.join(later)}" if later else None
 
 
 def close_status(
@@ -472,6 +449,9 @@ class CloseResult:
     locked: str | None = None  # why nothing ran: the month is published and locked
     signoffs: tuple[signoff.SignOff, ...] = ()  # the month's sign-offs (valid, void, superseded)
     missing_signoffs: tuple[str, ...] = ()  # required engineers without a valid sign-off
+    history: trailing.History | None = None  # the trailing months (None: a locked close ran nothing)
+    pdf: Path | None = None  # the published report printed to PDF
+    pdf_note: str | None = None  # why a published report has no PDF
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -482,6 +462,8 @@ class CloseResult:
             "report": str(self.report_html) if self.report_html else None,
             "finance_pack": str(self.finance_pack_html) if self.finance_pack_html else None,
             "published": str(self.published) if self.published else None,
+            "pdf": str(self.pdf) if self.pdf else None,
+            "pdf_note": self.pdf_note,
             "refused": self.refused,
             "exit_code": self.exit_code,
             "version": self.version,
@@ -489,72 +471,9 @@ class CloseResult:
             "signoffs": [s.as_json() for s in self.signoffs],
             "missing_signoffs": list(self.missing_signoffs),
             "runs": [o.as_json() for o in self.outcomes],
+            "history": self.history.as_json() if self.history else None,
             "checklist": self.status.as_json(),
         }
-
-
-def _needs_run(item: RunItem, as_of: dt.datetime, parts: Mapping[str, str], *, history: bool,
-               engine: sa.Engine) -> str | None:  # fmt: skip
-    """Why ``item`` must run (None: its latest run is good enough, so the close skips it)."""
-    run = latest_run(item.pipeline, item.partition, engine=engine)
-    if not run.succeeded:
-        return "no succeeded run" if run.status is None else f"latest run {run.status}"
-    if history:
-        return None
-    if run.as_of is None or as_utc(run.as_of) != as_utc(as_of):
-        return f"latest success was as of {run.as_of.isoformat() if run.as_of else '?'}"
-    return stale_reason(item.pipeline, item.partition, parts, engine=engine)
-
-
-def _skip_outcome(item: RunItem, reason: str) -> Any:
-    """The outcome reported for a run the close did not need (its latest success's id)."""
-    from helpers.runs.orchestrate import Outcome
-
-    found = runs.list_runs(pipeline=item.pipeline, logical_date=item.partition, status="succeeded", limit=1)
-    return Outcome(item.pipeline, item.partition, "skipped", found[0].run_id if found else None, reason)
-
-
-def _run_wave(
-    items: Sequence[RunItem],
-    *,
-    as_of: dt.datetime,
-    parts: Mapping[str, str],
-    history: bool,
-    clock: Clock,
-    config: cfgmod.WorkbookConfig,
-    workers: int | None,
-    on_update: Callable[[Any], None],
-    stop: threading.Event | None,
-) -> list[Any]:
-    """Run the items that need it (:func:`_needs_run`) through ``orchestrate.run_items``; skip the rest.
-
-    An item that reads one of the wave's re-runs re-runs too (its run would be stale right after);
-    an item on a locked partition is skipped (``helpers.runs.locks``).
-    """
-    from helpers.runs import orchestrate
-
-    engine = warehouse.get_engine()
-    todo, done = [], []
-    for it in items:
-        lock = locks.find_lock(locks.PIPELINE, it.pipeline, it.partition, engine=engine)
-        why = None if lock else _needs_run(it, as_of, parts, history=history, engine=engine)
-        if why is None and not lock and any(t.pipeline in READS.get(it.pipeline, ()) for t in todo):
-            why = "an upstream re-runs"
-        if why is None:
-            outcome = _skip_outcome(it, lock.describe() if lock else "up to date")
-            on_update(outcome)
-            done.append(outcome)
-        else:
-            todo.append(it)
-    if todo:
-        done += orchestrate.run_items(todo, clock=clock, as_of=as_of, config=config, workers=workers,
-                                      trigger="close", on_update=on_update, stop=stop)  # fmt: skip
-    return done
-
-
-def comparison_periods(period: str) -> list[str]:
-    """The months the report compares with: a year earlier and the month before (oldest first)."""
-    return [shift_period(period, -12), shift_period(period, -1)]
 
 
 def _render(pipeline: str, date: str, params: Mapping[str, Any], *, as_of: dt.datetime, clock: Clock,
@@ -578,33 +497,17 @@ def publish(status: CloseStatus, report: Any, *, now: dt.datetime, version: int 
     """Copy the final report's HTML to :func:`published_dir` with a ``publication.json`` beside it.
 
     Raises ``ValueError`` naming the first blocker when the close is not final. Recording the
-    version and locking the month is :func:`helpers.investor.publication.record`'s.
+    version and locking the month is :func:`helpers.investor.publication.record`'s; the PDF,
+    :func:`helpers.investor.publication.print_pdf`'s once that succeeded.
     """
     if not status.final:
         raise ValueError(f"refused to publish {status.period}: " + "; ".join(status.blocker_lines(3)))
     if report is None or report.status != "succeeded" or not report.archive:
         raise ValueError(f"refused to publish {status.period}: the report did not render")
-    target = published_dir(status.period)
-    target.mkdir(parents=True, exist_ok=True)
-    html = target / f"investor_report_{status.period}.html"
-    tmp = html.with_suffix(".html.partial")
-    shutil.copyfile(Path(report.archive) / "notebook.html", tmp)
-    tmp.replace(html)
-    (target / "publication.json").write_text(
-        json.dumps(
-            {
-                "period": status.period,
-                "version": version,
-                "status": publication.PUBLISHED,
-                "as_of": status.as_of.isoformat(),
-                "report_run_id": report.run_id,
-                "published_at": as_utc(now).isoformat(),
-                "sources": dict(status.sources),
-            },
-            indent=2,
-        )
-    )
-    return html
+    meta = {"period": status.period, "version": version, "status": publication.PUBLISHED,
+            "as_of": status.as_of.isoformat(), "report_run_id": report.run_id,
+            "published_at": as_utc(now).isoformat(), "sources": dict(status.sources)}  # fmt: skip
+    return publication.write_files(status.period, Path(report.archive) / "notebook.html", meta)
 
 
 def _ignore(_outcome: Any) -> None:
@@ -618,7 +521,7 @@ def run_close(
     as_of: dt.datetime,
     clock: Clock,
     final: bool = False,
-    compare: bool = False,
+    history: int = trailing.DEFAULT_MONTHS,
     config: cfgmod.WorkbookConfig | None = None,
     workers: int | None = None,
     on_update: Callable[[Any], None] = _ignore,
@@ -627,7 +530,8 @@ def run_close(
 ) -> CloseResult:
     """Close ``period`` at ``as_of`` (see the module doc); never raises for a failed run.
 
-    ``by``: who runs it, for the audit log. A locked (published) month runs nothing
+    ``by``: who runs it, for the audit log; ``history``: how many months before ``period`` get their
+    missing investor figures built (0: none). A locked (published) month runs nothing
     (:func:`_locked_close`).
     """
     from helpers import checks
@@ -643,17 +547,12 @@ def run_close(
     pipes = config.pipelines.pipelines
     wave = dict(as_of=as_of, clock=clock, config=config, workers=workers, on_update=on_update, stop=stop)
     outcomes: list[Any] = []
-    if compare:
-        items = []
-        for cmp in comparison_periods(period):
-            last = period_days(cmp)[1]
-            cparts = {p: (last.isoformat() if p == "engagement_aggregate" else cmp) for p in COMPARISON}
-            items += [RunItem(p, cparts[p], last) for p in COMPARISON]
-        outcomes += _run_wave(items, parts=parts, history=True, **wave)  # type: ignore[arg-type]
     day = reference_day(period, as_of)
     for names in (WAVE_A, WAVE_B):
         items = [RunItem(p, parts[p], day) for p in names if p in pipes]
         outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]
+    trend, built = waves.build_history(period, history, wave)
+    outcomes += built
     checks.evaluate_monitors(as_of, pipelines=[p for p in parts if p in pipes], now=clock(), config=config)
     escalation.group(config, escalation.WarehouseAlerts(), as_of, engine=engine)  # the incidents it lists
     signoff.refresh(period, now=clock(), config=config, engine=engine)  # the runs may have changed figures
@@ -669,13 +568,15 @@ def run_close(
     signoff.log_event(period, "close", by, clock(), f"close as of {as_of:%Y-%m-%d %H:%M}Z: {status.label}"
                       + ("" if status.final else f" ({len(status.blockers)} blocker(s))"),
                       {"as_of": as_of.isoformat(), "final": final, "blockers": status.blocker_lines(5)})  # fmt: skip
-    published, refused, version = None, None, None
+    published, refused, version, pdf, pdf_note = None, None, None, None, None
     if final:
         published, refused, version = _publish_final(status, report, now=clock(), by=by, config=config)
         code = EXIT_FAILED if refused else code
+        if published is not None:
+            pdf, pdf_note = publication.print_pdf(published)
     return CloseResult(period, as_of, tuple(outcomes), status, report, _html(report), _html(pack), published,
                        refused, code, version, None, tuple(signoff.list_signoffs(period)),
-                       tuple(signoff.missing(period, config)))  # fmt: skip
+                       tuple(signoff.missing(period, config)), trend, pdf, pdf_note or None)  # fmt: skip
 
 
 def _render_reports(period: str, as_of: dt.datetime, *, final: bool, clock: Clock, config: cfgmod.WorkbookConfig,
@@ -732,9 +633,9 @@ def _locked_close(period: str, as_of: dt.datetime, lock: locks.Lock, *, final: b
     refused = f"refused to publish {period} again: {why}" if final else None
     signoff.log_event(period, "refused" if final else "close", by, now,
                       refused or f"close as of {as_of:%Y-%m-%d %H:%M}Z: locked, nothing run")  # fmt: skip
-    return CloseResult(period, as_of, (), status, None, None, None, Path(pub.path) if pub else None, refused,
+    return CloseResult(period, as_of, (), status, None, None, None, pub.html if pub else None, refused,
                        EXIT_LOCKED if final else EXIT_OK, pub.version if pub else lock.version, why,
-                       tuple(signoff.list_signoffs(period)), ())  # fmt: skip
+                       tuple(signoff.list_signoffs(period)), (), None, pub.pdf if pub else None)  # fmt: skip
 
 
 def lock_targets(

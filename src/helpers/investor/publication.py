@@ -1,12 +1,15 @@
 """Published versions of a month's investor report: publish and lock, reopen and withdraw, restate.
 
 ``workbook close --final`` publishes version 1 of a month (``helpers.investor.close`` decides when):
-the report is copied to :func:`published_dir`, and one transaction records the publication in
-``close_publications`` (version, report run, the figures as published, the sign-offs), locks the
-month's partitions (``helpers.runs.locks``) and writes the audit event.
+the report is copied to :func:`published_dir` (:func:`write_files`), and one transaction records the
+publication in ``close_publications`` (version, report run, the figures as published, the sign-offs),
+locks the month's partitions (``helpers.runs.locks``) and writes the audit event. Then the published
+HTML is printed to ``investor_report_<M>.pdf`` beside it (:func:`print_pdf`, headless Chromium with
+the network off); without Chromium, or when it fails, the HTML stands published alone and
+``publication.json`` says why there is no PDF.
 
 ``workbook reopen --month M --by DE1 --reason TEXT`` (:func:`reopen`) releases the locks, withdraws
-the published report (it moves, with its ``publication.json`` marked ``withdrawn`` and a
+the published report (it moves, its PDF and its ``publication.json`` marked ``withdrawn`` and a
 ``WITHDRAWN.txt`` saying who, when and why, to ``withdrawn/v<N>/`` beside it: kept, never deleted),
 records it in the audit log and tells the team. The next ``--final`` publishes version N+1, whose
 report opens with the *Restated* table (:func:`restated`): each figure that differs from the
@@ -19,6 +22,7 @@ import datetime as dt
 import html
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,20 +98,41 @@ class Publication:
             as_utc(r["withdrawn_at"]) if r["withdrawn_at"] else None, r["withdrawn_by"], r["withdraw_reason"],
         )  # fmt: skip
 
+    @property
+    def html(self) -> Path:
+        """Where the report is now: a published one in this workbook's :func:`published_dir` (``path``
+        is absolute, and the workbook's home may have been copied or moved since), else ``path``."""
+        if self.status == PUBLISHED:
+            return published_dir(self.period) / Path(self.path).name
+        return Path(self.path)
+
+    @property
+    def pdf(self) -> Path | None:
+        """The report printed to PDF beside its HTML (None: none was written, see ``publication.json``)."""
+        found = pdf_of(self.html)
+        return found if found.is_file() else None
+
     def as_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         for k in ("published_at", "as_of", "withdrawn_at"):
             out[k] = out[k].isoformat() if out[k] else None
         out["signed_off"] = [list(x) for x in self.signed_off]
+        out["pdf"] = str(self.pdf) if self.pdf else None
         out.pop("figures")
         return out
 
 
-def publications(period: str, *, engine: Engine | None = None) -> list[Publication]:
-    """Every version of ``period``'s report, oldest first."""
-    q = sa.select(close_publications).where(close_publications.c.period == period)
+def publications(period: str | None = None, *, engine: Engine | None = None) -> list[Publication]:
+    """Every version of ``period``'s report (every month's: None), oldest month and version first."""
+    q = sa.select(close_publications)
+    if period is not None:
+        q = q.where(close_publications.c.period == period)
     with (engine or warehouse.get_engine()).connect() as conn:
-        rows = conn.execute(q.order_by(close_publications.c.version)).mappings().all()
+        rows = (
+            conn.execute(q.order_by(close_publications.c.period, close_publications.c.version))
+            .mappings()
+            .all()
+        )
     return [Publication.from_row(r) for r in rows]
 
 
@@ -133,6 +158,49 @@ def published_figures(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- publishing and locking
+
+
+def pdf_of(report_html: Path) -> Path:
+    """Where the PDF of a published report goes: beside it, ``investor_report_<M>.pdf``."""
+    return report_html.with_suffix(".pdf")
+
+
+def write_files(period: str, report_html: Path, meta: Mapping[str, Any]) -> Path:
+    """Copy the final report to :func:`published_dir` as ``investor_report_<M>.html`` with
+    ``publication.json`` (``meta``) beside it; the HTML is complete or absent."""
+    target = published_dir(period)
+    target.mkdir(parents=True, exist_ok=True)
+    out = target / f"investor_report_{period}.html"
+    tmp = out.with_suffix(".html.partial")
+    shutil.copyfile(report_html, tmp)
+    tmp.replace(out)
+    pdf_of(out).unlink(missing_ok=True)  # a PDF left by an earlier version is not this version's
+    (target / "publication.json").write_text(json.dumps(dict(meta), indent=2))
+    return out
+
+
+def print_pdf(report_html: Path) -> tuple[Path | None, str]:
+    """Print the published report to PDF beside it (headless Chromium, network off), and say so in
+    ``publication.json`` (``pdf``: its file name, or null with ``pdf_note``: why there is none).
+
+    Never raises for the browser: ``(None, why)`` when Chromium is missing or fails; the HTML stays
+    published either way.
+    """
+    from helpers.core import browser
+
+    pdf, note = pdf_of(report_html), ""
+    try:
+        browser.print_pdf(report_html, pdf)
+    except browser.BrowserMissing:
+        note = f"no PDF: headless Chromium was not found ({browser.INSTALL_HINT}); the HTML is published"
+    except Exception as e:  # a browser crash or timeout is a warning, never a failed publication
+        note = f"no PDF: Chromium failed ({type(e).__name__}: {str(e)[-300:]}); the HTML is published"
+    meta = report_html.parent / "publication.json"
+    if meta.exists():
+        data = json.loads(meta.read_text())
+        data.update(pdf=None if note else pdf.name, pdf_note=note or None)
+        meta.write_text(json.dumps(data, indent=2))
+    return (None, note) if note else (pdf, "")
 
 
 def record(
@@ -191,8 +259,8 @@ class Reopened:
 
 
 def _withdraw_files(pub: Publication, *, by: str, at: dt.datetime, reason: str) -> Path | None:
-    """Move the published report and its ``publication.json`` to ``withdrawn/v<N>/``, marked withdrawn."""
-    source = Path(pub.path)
+    """Move the published report, its PDF and its ``publication.json`` to ``withdrawn/v<N>/``, marked withdrawn."""
+    source = pub.html
     if not source.exists():
         return None
     target = source.parent / "withdrawn" / f"v{pub.version}"
@@ -208,6 +276,8 @@ def _withdraw_files(pub: Publication, *, by: str, at: dt.datetime, reason: str) 
     )
     moved = target / source.name
     os.replace(source, moved)
+    if pdf_of(source).exists():
+        os.replace(pdf_of(source), pdf_of(moved))
     if meta.exists():
         meta.unlink()  # its content, marked withdrawn, is in the version's folder
     return moved
@@ -310,13 +380,11 @@ def restated_html(period: str, frame: pd.DataFrame | None = None, *, engine: Eng
         return ""
     last = withdrawn[-1]
     table = restated(period, frame, engine=engine)
-    head = (
-        f"<tr><th>Figure</th><th>Was (version {last.version})</th><th>Now</th><th>Changed by run(s)</th></tr>"
-    )
+    head = f"<tr><th>Figure</th><th>Was (version {last.version})</th><th>Now</th><th>Why it changed</th></tr>"
     body = "".join(
         f'<tr data-metric="{html.escape(r.metric)}" data-old="{_attr(r.old_value)}" '
-        f'data-new="{_attr(r.new_value)}"><td>{html.escape(r.label)}</td><td>{html.escape(r.old)}</td>'
-        f"<td>{html.escape(r.new)}</td><td>{html.escape(r.changed_by)}</td></tr>"
+        f'data-new="{_attr(r.new_value)}" data-runs="{_attr(r.changed_by)}"><td>{html.escape(r.label)}</td>'
+        f"<td>{html.escape(r.old)}</td><td>{html.escape(r.new)}</td><td>{html.escape(_why(r.changed_by))}</td></tr>"
         for r in table.itertuples()
     )
     if not body:
@@ -327,9 +395,26 @@ def restated_html(period: str, frame: pd.DataFrame | None = None, *, engine: Eng
         f"{last.withdrawn_by}: {last.withdraw_reason})."
     )
     return (
-        '<div id="restated" style="font-family:sans-serif"><h2>Restated</h2>'
+        '<div id="restated"><h2>Restated</h2>'
         f'<p>{html.escape(intro)}</p><table class="wb-kpi" id="restated-table">{head}{body}</table></div>'
     )
+
+
+_SOURCES = {"profit_aggregate": "Profit", "growth_aggregate": "Growth", "engagement_aggregate": "Engagement"}
+
+
+def _why(changed_by: str) -> str:
+    """Why a restated figure changed, in words (the run ids stay in the row's ``data-runs``)."""
+    if changed_by == "(removed)":
+        return "no longer reported"
+    found = []
+    for rid in changed_by.split(", "):
+        pipeline = rid.split("-", 1)[0]
+        if pipeline in _SOURCES and _SOURCES[pipeline] not in found:
+            found.append(_SOURCES[pipeline])
+    if not found:
+        return "recomputed from the same source figures"
+    return f"{' and '.join(found)} figures recomputed from corrected data"
 
 
 def _attr(value: Any) -> str:
