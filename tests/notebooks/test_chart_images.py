@@ -1,7 +1,8 @@
 """Charts render: every pipeline notebook that draws one shows it as an inline image in its archive.
 
 The runner's archived HTML is what the team opens; a chart must be a picture there (and in
-JupyterLab), not ``<Figure size 800x380 with 1 Axes>``.
+JupyterLab), not ``<Figure size 800x380 with 1 Axes>``, and its ``<img>`` says what it plots (``alt``
+text, ``data-points``: the template reads them from the chart's PNG metadata).
 """
 
 from __future__ import annotations
@@ -41,3 +42,5 @@ def test_every_pipeline_that_draws_a_chart_archives_it_as_an_inline_image(home, 
         page = (Path(result["archive"]) / "notebook.html").read_text()
         assert INLINE_PNG.search(page), p.id
         assert "<Figure size" not in page, p.id  # no chart left as its text repr
+        described = re.search(r'<img [^>]*alt="([^"]+)"[^>]*data-points="(\d+)"', page)
+        assert described and int(described.group(2)) >= 1, p.id  # says what it plots (alt text, points)

@@ -392,7 +392,14 @@ class NotifyConfig(_Strict):
     retry: RetryPolicy = RetryPolicy()
 
 
+class Company(_Strict):
+    """Who the figures are about: the name the investor report carries in its header and title."""
+
+    name: str = Field(default="Acme Analytics", min_length=1)
+
+
 class TeamConfig(_Strict):
+    company: Company = Company()
     calendar: Calendar = Calendar()
     engineers: dict[str, Person]
     team_lead: Person

@@ -1,7 +1,10 @@
 """The Finance reconciliation pack: our Profit against Finance's ledger, the CRM findings, the
 cross-pipeline validations and the open problems that need another team.
 
-The notebook ``notebooks/reports/finance_reconciliation.ipynb`` calls these functions.
+The notebook ``notebooks/reports/finance_reconciliation.ipynb`` calls these functions. The pack also
+holds the engineering side of the month-end investor report: the close checklist, what is
+provisional and why, and the runs behind every figure (the investor report itself keeps to the
+figures, their sources in plain words and their definitions).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sqlalchemy as sa
 
 from helpers.core.periods import shift_period
 from helpers.investor.inputs import latest_run
-from helpers.investor.metrics import PIPELINE, format_value
-from helpers.investor.report import _table
+from helpers.investor.metrics import PIPELINE, format_value, readable
+from helpers.investor.report import _table, monthly
 
 
 def reconciliation(period: str) -> tuple[pd.DataFrame, str]:
@@ -143,3 +146,58 @@ def cross_team_items(as_of: dt.datetime, config: Any, *, engine: sa.Engine | Non
         contact = config.team.contacts[key]
         rows.append((contact.team, contact.name, a.alert_id, a.pipeline, a.check_id, a.summary[:120]))
     return pd.DataFrame(rows, columns=["team", "contact", "alert", "pipeline", "check", "summary"])
+
+
+# ---------------------------------------------------------------- the close and the runs behind the figures
+
+
+def close_checklist(period: str, as_of: dt.datetime) -> pd.DataFrame:
+    """The month-end close checklist of ``period`` at ``as_of`` (``helpers.investor.close``): blockers first."""
+    from helpers.investor import close
+
+    table = close.close_status(period, as_of).checklist()
+    order = table["status"].map({"BLOCKER": 0, "ok": 1})
+    return table.assign(_o=order).sort_values(["_o", "section", "pipeline"], kind="stable").drop(columns="_o")
+
+
+def provisional(period: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What is provisional in the month's investor figures and why, per source pipeline."""
+    from helpers.investor import report
+
+    return report.provisional(period, frame)
+
+
+def provenance(
+    period: str, frame: pd.DataFrame | None = None, *, engine: sa.Engine | None = None
+) -> pd.DataFrame:
+    """Every run the month's investor figures come from: pipeline, partition, run id, as of, code version."""
+    from helpers.runs import records as runs
+
+    frame = monthly(period, months=1, engine=engine) if frame is None else frame
+    mine = frame[frame["period"] == period]
+    ids: dict[str, str] = {}
+    for pipeline, source in zip(mine["source_pipeline"], mine["source_run_id"], strict=True):
+        for rid in str(source or "").split(";"):
+            if rid and rid != "None":
+                ids.setdefault(rid, pipeline)
+    for rid in mine["run_id"].dropna().unique():
+        ids.setdefault(str(rid), PIPELINE)
+    rows = []
+    for rid in sorted(ids):
+        rec = runs.get_run(rid, engine=engine)
+        used = (mine["source_run_id"].astype(str).str.contains(rid, regex=False)) | (mine["run_id"] == rid)
+        rows.append(
+            {"run id": rid, "pipeline": rec.pipeline if rec else ids[rid], "partition": rec.logical_date if rec else "",
+             "status": rec.status if rec else "unknown",
+             "as of": f"{rec.as_of:%Y-%m-%d %H:%M} UTC" if rec and rec.as_of else "",
+             "finished": f"{rec.finished_at:%Y-%m-%d %H:%M:%S} UTC" if rec and rec.finished_at else "",
+             "code version": (rec.code_version or "") if rec else "", "metrics": int(used.sum())}
+        )  # fmt: skip
+    columns = ["run id", "pipeline", "partition", "status", "as of", "finished", "code version", "metrics"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def metric_provenance(period: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per investor metric of ``period``: its value, status and the run that produced it."""
+    frame = monthly(period, months=1) if frame is None else frame
+    return readable(frame[frame["period"] == period]).reset_index(drop=True)

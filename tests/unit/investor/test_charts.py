@@ -20,7 +20,7 @@ def test_waterfall_bars_bridge_start_to_end(tmp_path):
     # each movement starts where the previous one ended; the churn bar is hatched (readable without colour)
     assert bars[1].get_y() == 100_000 and bars[2].get_y() == 112_000
     assert bars[3].get_y() == 109_000 and bars[3].get_height() == 8_000 and bars[3].get_hatch() == "///"
-    assert [t.get_text() for t in fig.axes[0].texts] == ["$100.0k", "+$12.0k", "+$5.0k", "-$8.0k", "$109.0k"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["$100k", "+$12.0k", "+$5.0k", "-$8.0k", "$109k"]
     fig.savefig(tmp_path / "w.png")
 
 
