@@ -16,7 +16,7 @@ from helpers import checks
 from helpers.checks.framework import CheckResult
 from helpers.checks.store import record_results
 from helpers.investor import aggregate as investor
-from helpers.investor import close, pack, report, weekly
+from helpers.investor import close, pack, report
 from helpers.investor.inputs import load_inputs
 from helpers.investor.metrics import PIPELINE, UPSTREAMS
 from helpers.runs import records as runs
@@ -228,21 +228,7 @@ def test_banner_says_draft_with_its_blockers_or_final(home):
     ) and "published" in report.banner_html(final, published=True)
 
 
-def test_weekly_review_flags_what_moved_more_than_the_monitor_variance():
-    days = pd.date_range("2026-09-28", "2026-10-25", freq="D").date
-    eng = pd.DataFrame({"date": days, "events": 1000, "dau": 50, "wau": 200, "mau": 400, "stickiness": 0.125,
-                        "api_requests": 100})  # fmt: skip
-    eng.loc[eng["date"] >= dt.date(2026, 10, 19), "events"] = 1500  # the last week: +50 %
-    figures = weekly.weekly_figures("2026-10-25", {"engagement_metrics_daily": eng}, weeks=3)
-    assert list(figures["week ending"]) == ["2026-10-04", "2026-10-11", "2026-10-18", "2026-10-25"]
-    assert (
-        figures["events"].tolist() == [7000.0, 7000.0, 7000.0, 10500.0]
-        and figures["days with data"].max() == 7
-    )
-    flags = weekly.weekly_anomalies(figures, variance=0.2).set_index("figure")
-    assert flags.loc["events", "flag"] == "ANOMALY" and flags.loc["events", "change"] == "+50.0%"
-    assert flags.loc["dau (mean)", "flag"] == "ok"
-    assert flags.loc["new accounts", "flag"].startswith("no verdict")
+def test_the_pack_period_is_the_last_closed_month_unless_named():
     assert (
         pack.pack_period("2026-11-10") == "2026-10" and pack.pack_period("2026-11-10", "2026-09") == "2026-09"
     )
