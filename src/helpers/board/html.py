@@ -335,5 +335,10 @@ def write_board(
     runs_root: Path | None = None,
 ) -> tuple[Board, Path]:
     """Collect the board at ``as_of`` and write its page under ``runs_root``; the board and the page's path."""
+    from helpers.runs import history
+
     board = collect(as_of, now=now, config=config, engine=engine, runs_root=runs_root)
-    return board, write(board, page_path(runs_root))
+    page = write(board, page_path(runs_root))
+    if not (page.parent.parent / history.INDEX).is_file() or not history.links_board(page.parent.parent):
+        history.refresh(page.parent.parent, now=now)  # the run history links the board once it exists
+    return board, page

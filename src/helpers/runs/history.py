@@ -513,6 +513,14 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
+def links_board(runs_root: Path) -> bool:
+    """Whether ``runs/index.html`` already links the status board (it is rebuilt once the board exists)."""
+    try:
+        return f'href="{BOARD}"' in (runs_root / INDEX).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
 def refresh(runs_root: Path | None = None, *, now: dt.datetime | None = None) -> Path:
     """Rebuild ``runs/index.html`` from the archive folders; returns its path.
 

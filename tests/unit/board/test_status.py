@@ -181,6 +181,8 @@ def test_the_page_has_every_section_and_links_the_failed_run(home):
     assert '<meta http-equiv="refresh" content="60">' in text
     assert "http://" not in text and "https://" not in text  # nothing fetched from anywhere
     assert not list(path.parent.glob(".*partial"))  # written under a temporary name, renamed
+    index = (home / "runs" / "index.html").read_text()  # the run history links the board from now on
+    assert 'href="status/index.html"' in index and "not written yet" not in index
 
 
 def test_a_section_that_cannot_be_read_says_so_and_the_others_still_show(home, monkeypatch):
