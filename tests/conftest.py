@@ -30,6 +30,7 @@ TEST_PIPELINES = {
     "smoke": {"notebook": FIXTURE_NOTEBOOKS / "smoke.ipynb", "timeout_minutes": 5},
     "smoke_fail": {"notebook": FIXTURE_NOTEBOOKS / "fail.ipynb", "timeout_minutes": 5},
     "smoke_sleep": {"notebook": FIXTURE_NOTEBOOKS / "sleep.ipynb", "timeout_minutes": 5},
+    "leak": {"notebook": FIXTURE_NOTEBOOKS / "leak.ipynb", "timeout_minutes": 5},  # secret scrub probe
     # A dependency chain for the orchestration tests: t_down doubles smoke's partition into
     # chain_table and runs its checks; t_after_fail depends on the pipeline that always fails.
     "t_down": {

@@ -132,7 +132,7 @@ def test_backfill_killed_midway_resumes_and_matches_an_uninterrupted_backfill(ho
     resumed = [(o["partition"], o["status"]) for o in out["outcomes"]]
     assert resumed == [("2026-11-01", "skipped"), ("2026-11-02", "succeeded")]  # picks up where it stopped
     dead = [r for r in runs.list_runs(pipeline="smoke", status="failed")]
-    assert len(dead) == 1 and "died without recording an end" in dead[0].error_summary
+    assert len(dead) == 1 and "runner died" in dead[0].error_summary
 
     ref_engine = warehouse.get_engine(f"sqlite:///{reference / 'runs' / 'warehouse.sqlite'}")
     pd.testing.assert_frame_equal(

@@ -332,4 +332,7 @@ def _json_default(v: Any) -> Any:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    """``error: message`` on stderr, with every secret (in any encoding) redacted."""
+    from helpers.core import secrets
+
+    sys.stderr.write(f"error: {secrets.redact(message, secrets.secret_values())[0]}\n")

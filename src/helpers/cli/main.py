@@ -22,10 +22,15 @@ from helpers.core import config as cfgmod
 from helpers.core.errors import EXIT_CONFLICT, EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, UsageError
 from helpers.runs import records as runs
 from helpers.runs.locks import PartitionLocked
+from helpers.runs.reaper import reap_dead_runs
 from helpers.storage.warehouse import RUN_STATUSES
 
 # Modules that add verbs: each has ``register(subparsers)``; its handlers return an exit code.
 VERB_MODULES = (ops, oncall, rotation, demo, runbook, close, drill, explain, signoff, board)
+# Verbs that read runs: dead runs (their runner process gone) are marked failed first (reaper).
+REAPING_VERBS = frozenset(
+    {"run", "runs", "status", "checks", "tick", "run-all", "backfill", "close", "scheduler", "runbook"}
+)
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
@@ -211,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.verb in REAPING_VERBS:
+            reap_dead_runs(wall_clock())
         code = int(args.func(args))
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at interpreter exit
         return code

@@ -2,9 +2,10 @@
 
 The lock against two runs of the same pipeline and partition is a partial unique index on
 ``(pipeline, logical_date)`` for active rows, so it holds across processes and machines that
-share the warehouse. A run whose process died without recording its end (a SIGKILLed runner)
-is detected by host and pid and marked failed before a new run takes its place; what it had
-staged is discarded then (:func:`finish_run`).
+share the warehouse. A run records its runner's host, pid and process start time; a run whose
+process died without recording its end (a SIGKILLed runner) is detected by them
+(:func:`runner_alive`) and closed by :func:`mark_dead`: every command that reads runs calls
+``helpers.runs.reaper.reap_dead_runs`` first, and a new run of the same partition does it too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from helpers.core import secrets
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.storage.warehouse import (
     ACTIVE_STATUSES,
@@ -106,16 +108,70 @@ def new_run_id(pipeline: str, logical_date: str, now: dt.datetime) -> str:
     return f"{pipeline}-{logical_date}-{as_utc(now):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _process_alive(host: str | None, pid: int | None) -> bool:
+# Two readings of one process's start time differ by clock-tick rounding at most.
+CREATE_TIME_TOLERANCE_S = 1.0
+
+
+def process_created() -> float:
+    """This process's start time (epoch seconds), recorded with its pid: a reused pid has another."""
+    return psutil.Process().create_time()
+
+
+def runner_alive(host: str | None, pid: int | None, created: float | None = None) -> bool:
+    """Whether the runner process of a run recorded with ``host``, ``pid`` and ``created`` still runs.
+
+    A run of another host (or without a pid) is taken as alive: its processes cannot be seen from
+    here, that host's own commands judge it. Here a run is dead when no process has its pid, the
+    process is a zombie, or the pid now belongs to a process started at another time (pid reuse).
+    ``created`` is ``None`` for runs recorded before start times were: the pid alone decides.
+    """
     if host != socket.gethostname() or pid is None:
-        return True  # another machine's run: trust its record
-    if pid == os.getpid():
         return True
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return created is None or abs(proc.create_time() - created) <= CREATE_TIME_TOLERANCE_S
     except psutil.NoSuchProcess:
         return False
+
+
+def died_message(pid: int | None, host: str | None) -> str:
+    """The error of a run whose runner process died without recording its end."""
+    return f"runner died (pid {pid} on {host}, no longer running)"
+
+
+def mark_dead(
+    run_id: str, *, pid: int | None, host: str | None, now: dt.datetime, engine: Engine | None = None
+) -> bool:
+    """Close the active run ``run_id`` whose runner died: ``failed``, what it staged discarded.
+
+    The staged partitions are dropped first (the live tables never see them), then the run is
+    claimed by a conditional UPDATE (only while still ``queued``/``running``), so of two commands
+    closing it at once exactly one gets ``True``; a crash in between leaves it active, to be closed
+    again. The caller checked that the runner is dead (:func:`runner_alive`).
+    """
+    engine = engine or get_engine()
+    discard_run(run_id, engine=engine)
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            pipeline_runs.update()
+            .where((pipeline_runs.c.run_id == run_id) & pipeline_runs.c.status.in_(ACTIVE_STATUSES))
+            .values(status="failed", finished_at=naive_utc(now), error_summary=died_message(pid, host))
+        ).rowcount
+    return bool(claimed)
+
+
+def active_runs(*, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Every ``queued`` or ``running`` run record, oldest first."""
+    engine = engine or get_engine()
+    q = (
+        sa.select(pipeline_runs)
+        .where(pipeline_runs.c.status.in_(ACTIVE_STATUSES))
+        .order_by(pipeline_runs.c.queued_at, pipeline_runs.c.run_id)
+    )
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings().all()]
 
 
 def active_run(pipeline: str, logical_date: str, *, engine: Engine | None = None) -> dict[str, Any] | None:
@@ -155,7 +211,7 @@ def start_run(
         pipeline=pipeline,
         logical_date=logical_date,
         as_of=naive_utc(as_of),
-        parameters=json.dumps(dict(parameters), sort_keys=True, default=str),
+        parameters=_redacted(json.dumps(dict(parameters), sort_keys=True, default=str)),
         status="running",
         trigger=trigger,
         queued_at=naive_utc(now),
@@ -163,6 +219,7 @@ def start_run(
         code_version=code_version,
         host=socket.gethostname(),
         pid=os.getpid(),
+        process_created=process_created(),
     )
     for _attempt in range(2):
         try:
@@ -173,15 +230,9 @@ def start_run(
             existing = active_run(pipeline, logical_date, engine=engine)
             if existing is None:
                 continue  # it finished between our insert and our look: try again
-            if _process_alive(existing["host"], existing["pid"]):
+            if runner_alive(existing["host"], existing["pid"], existing.get("process_created")):
                 raise RunConflict(existing) from None
-            finish_run(
-                existing["run_id"],
-                status="failed",
-                now=now,
-                error_summary=f"runner process {existing['pid']} on {existing['host']} died without recording an end",
-                engine=engine,
-            )
+            mark_dead(existing["run_id"], pid=existing["pid"], host=existing["host"], now=now, engine=engine)
     existing = active_run(pipeline, logical_date, engine=engine)
     raise RunConflict(
         existing or {"pipeline": pipeline, "logical_date": logical_date, "status": "?", "run_id": "?"}
@@ -204,7 +255,9 @@ def finish_run(
     (``warehouse.publish_run``: all of it or nothing; raises if a write check refuses it); any
     other status discards what the run staged, with the record (``warehouse.discard_run``).
     """
-    values: dict[str, Any] = dict(status=status, finished_at=naive_utc(now), error_summary=error_summary)
+    values: dict[str, Any] = dict(
+        status=status, finished_at=naive_utc(now), error_summary=_redacted(error_summary)
+    )
     if failed_cell is not None:
         values["failed_cell"] = failed_cell
     if archive_path is not None:
@@ -241,7 +294,7 @@ def record_outcome(
                 trigger=trigger,
                 queued_at=naive_utc(now),
                 finished_at=naive_utc(now),
-                error_summary=reason,
+                error_summary=_redacted(reason),
                 host=socket.gethostname(),
             )
         )
@@ -261,7 +314,7 @@ def save_scraps(run_id: str, scraps: Mapping[str, tuple[str, Any]], *, engine: E
                         run_id=run_id,
                         name=name,
                         encoder=enc,
-                        value_json=json.dumps(val, sort_keys=True, default=str),
+                        value_json=_redacted(json.dumps(val, sort_keys=True, default=str)),
                     )
                     for name, (enc, val) in scraps.items()
                 ],
@@ -319,5 +372,12 @@ def set_validation(
         conn.execute(
             pipeline_runs.update()
             .where(pipeline_runs.c.run_id == run_id)
-            .values(validation_status=status, validation_summary=summary, validated_at=naive_utc(now))
+            .values(
+                validation_status=status, validation_summary=_redacted(summary), validated_at=naive_utc(now)
+            )
         )
+
+
+def _redacted(text: str | None) -> str | None:
+    """``text`` without any secret in any form: what ``pipeline_runs`` and ``run_scraps`` store."""
+    return secrets.redact(text, secrets.secret_values())[0] if text else text

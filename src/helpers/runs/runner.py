@@ -105,7 +105,7 @@ def kernel_stderr(target: Any = None) -> Iterator[int]:
                     continue
                 out = target if target is not None else sys.stderr
                 try:
-                    out.write(line.decode("utf-8", errors="replace"))
+                    out.write(secrets.redact(line.decode("utf-8", errors="replace"), secrets.secret_values())[0])
                     out.flush()
                 except (OSError, ValueError):  # our stderr is gone: keep draining the pipe
                     pass
@@ -279,7 +279,8 @@ def parse_cli_params(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"-p {pair!r}: expected key=value")
+            shown = secrets.redact(pair, secrets.secret_values())[0]  # `-p <token>` must not echo it
+            raise UsageError(f"-p {shown!r}: expected key=value")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
@@ -297,16 +298,17 @@ def declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
 
 def check_parameters(notebook: Path, extra: Mapping[str, Any], *, label: str | None = None) -> dict[str, Any]:
     """The notebook's declared parameters; raises :class:`UsageError` for an undeclared name in
-    ``extra`` or a value that is a secret (secrets are never parameters)."""
+    ``extra`` or a value that is or contains a secret in any form (secrets are never parameters;
+    the message names the parameter, never the secret)."""
     declared = declared_parameters(notebook)
     unknown = sorted(set(extra) - set(declared))
     if unknown:
         raise UsageError(
             f"{label or notebook}: no parameter(s) {', '.join(unknown)}; it declares: {', '.join(declared) or 'none'}"
         )
-    secret_vals = set(secrets.secret_values())
+    secret_vals = secrets.secret_values()
     for k, v in extra.items():
-        if str(v) in secret_vals:
+        if secrets.contains_secret(str(v), secret_vals):
             raise UsageError(
                 f"-p {k}: secrets are never notebook parameters; set them in the environment instead"
             )
@@ -396,12 +398,30 @@ def _last_executed_cell(nb_path: Path) -> int | None:
     return last
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Each record with every form of the secrets replaced, before it reaches the file."""
+
+    def __init__(self, fmt: str, secret_vals: list[str]):
+        super().__init__(fmt)
+        self.secret_vals = secret_vals
+
+    def format(self, record: logging.LogRecord) -> str:
+        return secrets.redact(super().format(record), self.secret_vals)[0]
+
+
 class _FileLog:
-    """Route papermill's logger (cell output included) to ``run.log`` for the run's duration."""
+    """Route papermill's logger (cell output included) to ``run.log`` for the run's duration.
+
+    Every line is scrubbed of secrets as it is written, so the log of a killed run (left in its
+    staging folder) holds none in any form.
+    """
 
     def __init__(self, path: Path):
+        self.secret_vals = secrets.secret_values()
         self.handler = logging.FileHandler(path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.handler.setFormatter(
+            _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", self.secret_vals)
+        )
         self.logger = logging.getLogger("papermill")
 
     def __enter__(self) -> _FileLog:
@@ -416,6 +436,7 @@ class _FileLog:
         self.handler.close()
 
     def write(self, line: str) -> None:
+        line = secrets.redact(line, self.secret_vals)[0]
         self.handler.stream.write(line.rstrip("\n") + "\n")
         self.handler.flush()
 
@@ -564,6 +585,7 @@ def _papermill(
         except Exception as exc:  # the notebook failed; the run is recorded, not raised
             status = "failed"
             error, failed_cell = _error_summary(exc)
+            error = secrets.redact(error, flog.secret_vals)[0]  # shown on stderr and stored: never a secret
             if failed_cell is None and out_nb.exists():
                 failed_cell = _last_executed_cell(out_nb)
             flog.write(f"FAILED: {error}")

@@ -69,6 +69,7 @@ pipeline_runs = sa.Table(
     sa.Column("code_version", sa.String(64), nullable=True),
     sa.Column("host", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("process_created", sa.Float, nullable=True),  # the runner process's start (epoch s): pid reuse
     sa.Column("validation_status", sa.String(16), nullable=True),
     sa.Column("validated_at", sa.DateTime(), nullable=True),
     sa.Column("validation_summary", sa.Text, nullable=True),
