@@ -35,6 +35,7 @@ from helpers.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from helpers.oncall import alerts as alertsmod
 from helpers.runbooks import tick
 from helpers.runs.dag import Dag
+from helpers.runs.reaper import reap_dead_runs
 
 if TYPE_CHECKING:
     from helpers.runs.scheduler import HookOutcome
@@ -224,6 +225,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     config = cfgmod.get()
     start, end = _date_arg(args.start, "--from"), _date_arg(args.end, "--to")
+    if start > end:  # before anything is drawn
+        raise UsageError(f"--from {start} is after --to {end}: expected --from on or before --to")
+    try:
+        config.pipelines.get(args.pipeline)
+    except cfgmod.ConfigError as e:
+        raise UsageError(f"backfill: {e}") from None
     as_of = as_of_arg(args.as_of) or wall_clock()
     title = f"backfill {args.pipeline} {start}..{end}"
     try:
@@ -261,6 +268,40 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- scheduler
 
 
+def scheduler_hooks() -> list[Any]:
+    """The hooks of every ``workbook scheduler`` tick: the dropped-slot alerts first (so the same
+    tick diagnoses and escalates them), then ``runbooks.tick.scheduler_hooks``."""
+    from helpers.checks import slots
+
+    return [slots.evaluate_slots_dropped, *tick.scheduler_hooks()]
+
+
+def slot_lines(result: Any) -> list[str]:
+    """What a tick did with the slots it did not simply run: dropped ones, coalesced ones."""
+    lines = []
+    if result.dropped:
+        names = ", ".join(f"{s.pipeline} {s.item.partition}" for s in result.dropped)
+        lines.append(
+            f"dropped {len(result.dropped)} slot(s) older than catch_up_days={result.catch_up_days}: {names}"
+        )
+    if result.coalesced:
+        keepers: dict[Any, int] = {}
+        for keeper in result.coalesced.values():
+            keepers[keeper] = keepers.get(keeper, 0) + 1
+        names = ", ".join(f"{k.pipeline} {k.item.partition} ({n + 1} slots)" for k, n in keepers.items())
+        lines.append(f"coalesced {len(result.coalesced)} slot(s) into one run per partition: {names}")
+    return lines
+
+
+def _dropped_alerts(result: Any) -> list[alertsmod.AlertChange]:
+    """The alert changes of the tick's dropped-slot hook (none when it failed)."""
+    from helpers.checks import slots
+    from helpers.runs.scheduler import hook_name
+
+    name = hook_name(slots.evaluate_slots_dropped)
+    return [c for o in result.hook_outcomes if o.name == name and o.error is None for c in o.value[1]]
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """``workbook scheduler`` (long-running, ``--once`` or ``--crontab``)."""
     from helpers.runs import scheduler
@@ -283,7 +324,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
                 pipelines=chosen,
                 stop=stop,
                 on_update=board.update,
-                hooks=tick.scheduler_hooks(),
+                hooks=scheduler_hooks(),
             )
         if args.json:
             console.print_json(result.as_json())
@@ -292,7 +333,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
                 f"tick {result.tick_id} at {result.as_of:%Y-%m-%d %H:%M}Z: {len(result.slots)} slot(s) claimed "
                 f"since {result.window_start:%Y-%m-%d %H:%M}Z, {result.status}"
             )
+            for line in slot_lines(result):
+                print(line)
             _print_summary(result.outcomes)
+            _print_changes(_dropped_alerts(result))
             for hook, err in result.hook_errors.items():
                 print(f"  hook {hook} failed: {err}", file=sys.stderr)
         from helpers.runs import orchestrate
@@ -302,11 +346,18 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         raise UsageError("--as-of only applies with --once (the long-running scheduler follows the clock)")
 
     def on_tick(result: Any) -> None:
+        try:  # a long-running scheduler: runs that died meanwhile are closed at each tick
+            reap_dead_runs(wall_clock())
+        except Exception as exc:  # the scheduler keeps ticking; the next tick tries again
+            print(f"closing dead runs failed: {exc}", file=sys.stderr, flush=True)
         print(
             f"tick {result.tick_id} at {result.as_of:%Y-%m-%d %H:%M:%S}Z: {len(result.slots)} slot(s), "
             f"{len(result.outcomes)} run(s), {result.status}",
             flush=True,
         )
+        for line in slot_lines(result):
+            print(f"  {line}", flush=True)
+        _print_changes(_dropped_alerts(result))
 
     with graceful_stop("scheduler") as stop:
         print(f"scheduler started (pid {os.getpid()}); SIGTERM or Ctrl-C stops it", flush=True)
@@ -316,7 +367,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             config=config,
             pipelines=chosen,
             on_tick=on_tick,
-            hooks=tick.scheduler_hooks(),
+            hooks=scheduler_hooks(),
         )
     print(f"scheduler stopped after {ticks} tick(s)", flush=True)
     return EXIT_OK

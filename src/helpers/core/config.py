@@ -4,7 +4,8 @@ Both files are validated once with pydantic; any problem raises :class:`ConfigEr
 the file, the key and what was expected, e.g.
 ``config/pipelines.yml: pipelines.profit_aggregate.sla.freshness_warn_hours: expected a number, got 'soon'``.
 Cross-file rules of the maintenance plan (owners exist, every engineer owns an investor
-pipeline, the dependency graph has no cycle) are checked here too.
+pipeline, the dependency graph has no cycle) are checked here too, and every pipeline's notebook
+must exist.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class Pipeline(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if not croniter.is_valid(v):
-            raise ValueError(f"expected a 5-field cron expression, got {v!r}")
+        # _format_errors adds "expected " before and ", got <value>" after this message
+        if len(v.split()) != 5 or not croniter.is_valid(v):
+            raise ValueError("a 5-field cron expression in UTC (minute hour day-of-month month day-of-week)")
         return v
 
     @property
@@ -468,9 +470,10 @@ def _format_errors(file: Path, err: ValidationError) -> str:
         elif e["type"] == "extra_forbidden":
             lines.append(f"{file}: {loc}: unknown key")
         else:
+            msg = msg.removeprefix("expected ")  # a validator's message may say it already
             got = (
                 f", got {_describe(e.get('input'))}"
-                if "input" in e and not isinstance(e["input"], dict)
+                if "input" in e and not isinstance(e["input"], dict) and ", got " not in msg
                 else ""
             )
             lines.append(
@@ -530,6 +533,18 @@ def check_ownership(pipelines: PipelinesConfig, team: TeamConfig, file: Path) ->
         )
 
 
+def check_notebooks(pipelines: PipelinesConfig, file: Path) -> None:
+    """Every pipeline's notebook exists (relative paths resolved as :func:`paths.notebook_path` does)."""
+    for pid, p in pipelines.pipelines.items():
+        found = p.notebook_path
+        if not found.is_file():
+            where = "" if str(found) == p.notebook else f" (resolved to {found})"
+            raise ConfigError(
+                f"{file}: pipelines.{pid}.notebook: expected an existing notebook file, "
+                f"got {p.notebook!r}{where}: no such file"
+            )
+
+
 def check_signoffs(pipelines: PipelinesConfig, team: TeamConfig, file: Path) -> None:
     """``close.required_signoffs`` names engineers of team.yml, each once."""
     names = pipelines.close.required_signoffs or ()
@@ -551,6 +566,7 @@ def load(directory: Path | None = None) -> WorkbookConfig:
     team = load_team(directory / "team.yml")
     check_ownership(pipelines, team, directory / "pipelines.yml")
     check_signoffs(pipelines, team, directory / "pipelines.yml")
+    check_notebooks(pipelines, directory / "pipelines.yml")
     return WorkbookConfig(pipelines=pipelines, team=team, directory=directory)
 
 

@@ -7,6 +7,14 @@ A tick at ``as_of`` finds every *slot* ``(pipeline, scheduled_for)`` whose cron 
 the missed slots, oldest reference day first. With no tick recorded at all the window is the last
 minute: a brand-new scheduler does not replay history (use ``backfill`` for that).
 
+Nothing is lost without a trace. A slot that fired after the last completed tick but more than
+``catch_up_days`` before ``as_of`` is recorded ``dropped`` in ``scheduled_slots``, with its reason
+(the tick's output says so, and the ``<pipeline>.slots_dropped`` check of
+:mod:`helpers.checks.slots` keeps an alert open until a run covers its partition), unless a slot
+in the window runs the same partition anyway: then it is folded into that run. Slots of one
+``(pipeline, partition)``, e.g. seven missed daily ticks of a month-to-date partition, *coalesce*:
+one run, for the latest slot, the earlier ones recorded ``coalesced`` with that run's id.
+
 Idempotence: a slot is claimed by inserting it into ``scheduled_slots``, whose primary key is
 ``(pipeline, scheduled_for)``; a second tick (another process, or the same ``as_of`` twice) cannot
 claim it again. A slot whose claiming process died before its run finished is taken over; slots
@@ -53,7 +61,7 @@ from helpers.core.periods import month_of, previous_month
 from helpers.core.timeutil import as_utc, naive_utc
 from helpers.runs import dag as dagmod
 from helpers.runs.dag import Dag, RunItem
-from helpers.storage.warehouse import get_engine, metadata, register_tables
+from helpers.storage.warehouse import get_engine, metadata, pipeline_runs, register_tables
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +96,13 @@ scheduled_slots = sa.Table(
     sa.Column("logical_date", sa.String(10), nullable=False),
     sa.Column("tick_id", sa.Integer, nullable=True),
     sa.Column("claimed_at", sa.DateTime(), nullable=False),  # wall clock
-    sa.Column("status", sa.String(16), nullable=False),  # claimed, then the run's final state
+    # claimed, then the run's final state; dropped (never run: older than catch_up_days) or
+    # coalesced (its partition ran once, as the latest slot's run: run_id)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("run_id", sa.String(80), nullable=True),
     sa.Column("host", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),  # why dropped or coalesced
 )
 
 register_tables(scheduler_ticks, scheduled_slots)
@@ -160,6 +171,17 @@ def due_slots(
     return sorted(slots, key=lambda s: (s.scheduled_for, s.pipeline))
 
 
+def coalesce(slots: Sequence[Slot]) -> tuple[list[Slot], dict[Slot, Slot]]:
+    """One run per ``(pipeline, partition)``: the slots to run (the latest of each, by fire time)
+    and, for every earlier slot of the same partition, the slot whose run stands for it."""
+    latest: dict[tuple[str, str], Slot] = {}
+    for s in sorted(slots, key=lambda s: s.scheduled_for):
+        latest[(s.item.pipeline, s.item.partition)] = s
+    keepers = sorted(latest.values(), key=lambda s: (s.scheduled_for, s.pipeline))
+    into = {s: latest[(s.item.pipeline, s.item.partition)] for s in slots}
+    return keepers, {s: k for s, k in into.items() if k != s}
+
+
 def window_start(last_tick: dt.datetime | None, as_of: dt.datetime, *, catch_up_days: int) -> dt.datetime:
     """Where a tick's window opens: the last completed tick, at most ``catch_up_days`` back."""
     as_of = as_utc(as_of)
@@ -179,9 +201,13 @@ class TickResult:
     as_of: dt.datetime
     window_start: dt.datetime
     status: str
-    slots: list[Slot] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)  # claimed by this tick
     outcomes: list[Any] = field(default_factory=list)  # orchestrate.Outcome, in run order
     hook_errors: dict[str, str] = field(default_factory=dict)
+    catch_up_days: int = 0
+    dropped: list[Slot] = field(default_factory=list)  # recorded dropped by this tick
+    coalesced: dict[Slot, Slot] = field(default_factory=dict)  # slot -> the slot whose run stands for it
+    hook_outcomes: list[HookOutcome] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -189,17 +215,29 @@ class TickResult:
             "as_of": self.as_of.isoformat(),
             "window_start": self.window_start.isoformat(),
             "status": self.status,
-            "slots": [
-                {
-                    "pipeline": s.pipeline,
-                    "scheduled_for": s.scheduled_for.isoformat(),
-                    "partition": s.item.partition,
-                }
-                for s in self.slots
+            "catch_up_days": self.catch_up_days,
+            "slots": [_slot_json(s) for s in self.slots],
+            "dropped": [_slot_json(s) for s in self.dropped],
+            "coalesced": [
+                {**_slot_json(s), "into": k.scheduled_for.isoformat()}
+                for s, k in sorted_slots(self.coalesced)
             ],
             "runs": [o.as_json() for o in self.outcomes],
             "hook_errors": self.hook_errors,
         }
+
+
+def _slot_json(s: Slot) -> dict[str, Any]:
+    return {
+        "pipeline": s.pipeline,
+        "scheduled_for": s.scheduled_for.isoformat(),
+        "partition": s.item.partition,
+    }
+
+
+def sorted_slots(into: Mapping[Slot, Slot]) -> list[tuple[Slot, Slot]]:
+    """``(slot, keeper)`` pairs by fire time, then pipeline."""
+    return sorted(into.items(), key=lambda kv: (kv[0].scheduled_for, kv[0].pipeline))
 
 
 def last_completed_tick(*, engine: Engine | None = None) -> dt.datetime | None:
@@ -225,6 +263,56 @@ def list_slots(*, engine: Engine | None = None) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings().all()]
 
 
+def list_dropped(
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    pipelines: Sequence[str] | None = None,
+    engine: Engine | None = None,
+) -> list[dict[str, Any]]:
+    """Slots recorded ``dropped`` by ticks at ``as_of`` in ``[since, until]``, by fire time; each row
+    with ``dropped_at``, the ``as_of`` of the tick that dropped it."""
+    c, t = scheduled_slots.c, scheduler_ticks.c
+    q = (
+        sa.select(scheduled_slots, t.as_of.label("dropped_at"))
+        .join(scheduler_ticks, t.tick_id == c.tick_id)
+        .where(c.status == "dropped")
+    )
+    if since is not None:
+        q = q.where(t.as_of >= naive_utc(since))
+    if until is not None:
+        q = q.where(t.as_of <= naive_utc(until))
+    if pipelines is not None:
+        q = q.where(c.pipeline.in_(list(pipelines)))
+    with (engine or get_engine()).connect() as conn:
+        rows = conn.execute(q.order_by(c.scheduled_for, c.pipeline)).mappings().all()
+    return [
+        {**r, "scheduled_for": as_utc(r["scheduled_for"]), "dropped_at": as_utc(r["dropped_at"])}
+        for r in rows
+    ]
+
+
+def covering_run(
+    pipeline: str, partition: str, fired_at: dt.datetime, *, engine: Engine | None = None
+) -> str | None:
+    """The id of a succeeded run of ``pipeline`` ``partition`` at an ``as_of`` no earlier than
+    ``fired_at`` (what the dropped slot would have run), else None."""
+    c = pipeline_runs.c
+    q = (
+        sa.select(c.run_id)
+        .where(
+            (c.pipeline == pipeline)
+            & (c.logical_date == partition)
+            & (c.status == "succeeded")
+            & (c.as_of >= naive_utc(fired_at))
+        )
+        .order_by(c.as_of.desc())
+        .limit(1)
+    )
+    with (engine or get_engine()).connect() as conn:
+        return conn.execute(q).scalar()
+
+
 def _alive(host: str | None, pid: int | None) -> bool:
     # Another machine's claim is trusted; on this one a vanished pid means the claimer died.
     if host != socket.gethostname() or pid is None:
@@ -235,18 +323,33 @@ def _alive(host: str | None, pid: int | None) -> bool:
         return False
 
 
-def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
-    """Claim a slot for this process; False if it is (or was) someone else's."""
-    values = dict(
+def _slot_row(slot: Slot, tick_id: int, now: dt.datetime, status: str, reason: str | None) -> dict[str, Any]:
+    return dict(
         pipeline=slot.pipeline,
         scheduled_for=naive_utc(slot.scheduled_for),
         logical_date=slot.item.partition,
         tick_id=tick_id,
         claimed_at=naive_utc(now),
-        status="claimed",
+        status=status,
         host=socket.gethostname(),
         pid=os.getpid(),
+        reason=reason,
     )
+
+
+def _drop(slot: Slot, tick_id: int, now: dt.datetime, reason: str, engine: Engine) -> bool:
+    """Record a slot the catch-up window left out as ``dropped``; False if it already has a row."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(scheduled_slots.insert().values(**_slot_row(slot, tick_id, now, "dropped", reason)))
+        return True
+    except IntegrityError:
+        return False
+
+
+def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
+    """Claim a slot for this process; False if it is (or was) someone else's."""
+    values = _slot_row(slot, tick_id, now, "claimed", None)
     try:
         with engine.begin() as conn:
             conn.execute(scheduled_slots.insert().values(**values))
@@ -269,15 +372,33 @@ def _claim(slot: Slot, tick_id: int, now: dt.datetime, engine: Engine) -> bool:
         return taken.rowcount == 1
 
 
-def _settle(slots: Sequence[Slot], outcomes: Mapping[tuple[str, str], Any], engine: Engine) -> None:
+def _settle(
+    slots: Sequence[Slot],
+    outcomes: Mapping[tuple[str, str], Any],
+    engine: Engine,
+    into: Mapping[Slot, Slot] | None = None,
+) -> None:
+    """Record each slot's run outcome (``coalesced`` for a slot in ``into``: its keeper's run), or
+    release it for the next tick when its run never started."""
     with engine.begin() as conn:
         for slot in slots:
             key = (scheduled_slots.c.pipeline == slot.pipeline) & (
                 scheduled_slots.c.scheduled_for == naive_utc(slot.scheduled_for)
             )
             outcome = outcomes.get((slot.item.pipeline, slot.item.partition))
+            keeper = (into or {}).get(slot)
             if outcome is None or outcome.status == "cancelled":
                 conn.execute(scheduled_slots.delete().where(key))  # released for the next tick
+            elif keeper is not None:
+                reason = (
+                    f"coalesced: {slot.item.pipeline} {slot.item.partition} ran once, as the run of the "
+                    f"slot fired {keeper.scheduled_for:%Y-%m-%d %H:%M}Z ({outcome.status})"
+                )
+                conn.execute(
+                    scheduled_slots.update()
+                    .where(key)
+                    .values(status="coalesced", run_id=outcome.run_id, reason=reason)
+                )
             else:
                 conn.execute(
                     scheduled_slots.update().where(key).values(status=outcome.status, run_id=outcome.run_id)
@@ -296,27 +417,39 @@ def tick(
     hooks: Sequence[TickHook] = (),
     engine: Engine | None = None,
 ) -> TickResult:
-    """One scheduler tick at ``as_of``: claim and run the due slots, call the hooks, record it."""
+    """One scheduler tick at ``as_of``: record the slots too old to catch up, claim and run the due
+    ones (one run per partition), call the hooks, record it."""
     config = config or cfgmod.get()
     engine = engine or get_engine()
     as_of = as_utc(as_of)
     graph = Dag.from_config(config.pipelines)
     chosen = graph.order(pipelines) if pipelines else graph.order()
-    start = window_start(
-        last_completed_tick(engine=engine), as_of, catch_up_days=config.pipelines.runner.catch_up_days
-    )
+    catch_up = config.pipelines.runner.catch_up_days
+    last = last_completed_tick(engine=engine)
+    start = window_start(last, as_of, catch_up_days=catch_up)
     result = TickResult(_record_tick_start(as_of, start, mode, clock(), engine), as_of, start, "running")
-    due = due_slots(
-        {p: config.pipelines.pipelines[p] for p in chosen},
-        start,
-        as_of,
-        cal=businesscal.BusinessCalendar.from_team(config.team),
-        report_final_business_days=config.pipelines.close.report_final_business_days,
-    )
+    result.catch_up_days = catch_up
+    chosen_pipes = {p: config.pipelines.pipelines[p] for p in chosen}
+    cal = businesscal.BusinessCalendar.from_team(config.team)
+    final_days = config.pipelines.close.report_final_business_days
+    due = due_slots(chosen_pipes, start, as_of, cal=cal, report_final_business_days=final_days)
+    missed = []  # fired since the last completed tick, but before the catch-up window
+    if last is not None and last < start:
+        missed = due_slots(chosen_pipes, last, start, cal=cal, report_final_business_days=final_days)
+    running = {(s.item.pipeline, s.item.partition) for s in due}
+    folded = [s for s in missed if (s.item.pipeline, s.item.partition) in running]  # run anyway
     try:
-        result.slots = [s for s in due if _claim(s, result.tick_id, clock(), engine)]
+        why = (
+            f"older than catch_up_days={catch_up}: the tick at {as_of:%Y-%m-%d %H:%M}Z caught up from "
+            f"{start:%Y-%m-%d %H:%M}Z only (last completed tick {last or start:%Y-%m-%d %H:%M}Z)"
+        )
+        result.dropped = [
+            s for s in missed if s not in folded and _drop(s, result.tick_id, clock(), why, engine)
+        ]
+        result.slots = [s for s in folded + due if _claim(s, result.tick_id, clock(), engine)]
         _run_slots(result, as_of, clock, config, stop, on_update, engine)
         outcomes = run_hooks(hooks, as_of=as_of, clock=clock, pipelines=chosen, config=config)
+        result.hook_outcomes = outcomes
         result.hook_errors = {o.name: o.error for o in outcomes if o.error is not None}
         result.status = "interrupted" if stop is not None and stop.is_set() else "completed"
     except BaseException:
@@ -397,15 +530,20 @@ def _run_slots(
     engine: Engine,
 ) -> None:
     """Run the tick's claimed slots one reference day at a time, oldest first, adding the outcomes
-    to ``result`` as each day ends and settling its slots. Once ``stop`` is set, the remaining
-    days' slots are released unstarted."""
+    to ``result`` as each day ends and settling its slots. Slots of one partition coalesce into
+    the run of the latest (:func:`coalesce`). Once ``stop`` is set, the remaining days' slots are
+    released unstarted."""
     from helpers.runs import orchestrate  # the runner (papermill) is only needed when a tick runs
 
-    by_day = sorted(result.slots, key=lambda s: (s.item.reference_day, s.scheduled_for))
+    keepers, result.coalesced = coalesce(result.slots)
+    by_day = sorted(keepers, key=lambda s: (s.item.reference_day, s.scheduled_for))
     for _day, group in groupby(by_day, key=lambda s: s.item.reference_day):
         group_slots = list(group)
+        followers = [s for s, k in result.coalesced.items() if k in group_slots]
         if stop is not None and stop.is_set():
-            _settle(group_slots, {}, engine)
+            _settle(group_slots + followers, {}, engine)
+            for s in followers:  # released with their keeper: coalesced by the next tick
+                del result.coalesced[s]
             continue
         day_outcomes = orchestrate.run_items(
             [s.item for s in group_slots],
@@ -417,7 +555,9 @@ def _run_slots(
             stop=stop,
         )
         result.outcomes += day_outcomes
-        _settle(group_slots, {(o.pipeline, o.partition): o for o in day_outcomes}, engine)
+        by_key = {(o.pipeline, o.partition): o for o in day_outcomes}
+        _settle(group_slots, by_key, engine)
+        _settle(followers, by_key, engine, result.coalesced)
 
 
 def _record_tick_end(result: TickResult, slots_due: int, now: dt.datetime, engine: Engine) -> None:
@@ -425,6 +565,10 @@ def _record_tick_end(result: TickResult, slots_due: int, now: dt.datetime, engin
     summary = {
         "runs": {o.pipeline + " " + o.partition: o.status for o in result.outcomes},
         "hook_errors": result.hook_errors,
+        "dropped": [
+            f"{s.pipeline} {s.item.partition} {s.scheduled_for:%Y-%m-%dT%H:%MZ}" for s in result.dropped
+        ],
+        "coalesced": len(result.coalesced),
     }
     with engine.begin() as conn:
         conn.execute(

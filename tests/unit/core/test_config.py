@@ -1,3 +1,5 @@
+import contextlib
+import io
 import shutil
 from pathlib import Path
 
@@ -137,3 +139,91 @@ def test_unreadable_files_are_named(cfgdir):
     (cfgdir / "team.yml").unlink()
     with pytest.raises(cfgmod.ConfigError, match="team.yml: file not found"):
         cfgmod.load(cfgdir)
+
+
+# ---------------------------------------------------------------- messages: cron, notebooks, backfill
+
+
+def load_error(cfgdir: Path) -> str:
+    with pytest.raises(cfgmod.ConfigError) as e:
+        cfgmod.load(cfgdir)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("schedule", ["61 5 * * *", "0 5 * *", "0 5 * * * 0"])
+def test_a_bad_cron_schedule_is_one_message_naming_pipeline_field_and_value(cfgdir, schedule):
+    edit(cfgdir / "pipelines.yml", lambda d: d["pipelines"]["growth_daily"].update(schedule=schedule))
+    msg = load_error(cfgdir)
+    assert msg == (
+        f"{cfgdir / 'pipelines.yml'}: pipelines.growth_daily.schedule: expected a 5-field cron "
+        f"expression in UTC (minute hour day-of-month month day-of-week), got {schedule!r}"
+    )
+    assert msg.count("expected") == 1 and msg.count("got") == 1
+
+
+def test_a_validator_message_that_says_expected_is_not_doubled(cfgdir):
+    edit(cfgdir / "team.yml", lambda d: d["calendar"].update(timezone="Mars/Olympus"))
+    msg = load_error(cfgdir)
+    assert "calendar.timezone: expected an IANA time zone" in msg
+    assert "expected expected" not in msg and msg.count("got") == 1 and "'Mars/Olympus'" in msg
+
+
+def test_a_notebook_that_does_not_exist_is_refused_naming_pipeline_and_path(cfgdir):
+    edit(
+        cfgdir / "pipelines.yml",
+        lambda d: d["pipelines"]["profit_unit"].update(notebook="notebooks/pipelines/profit_unti.ipynb"),
+    )
+    msg = load_error(cfgdir)
+    resolved = REPO / "notebooks/pipelines/profit_unti.ipynb"  # relative: against the repository
+    assert msg == (
+        f"{cfgdir / 'pipelines.yml'}: pipelines.profit_unit.notebook: expected an existing notebook file, "
+        f"got 'notebooks/pipelines/profit_unti.ipynb' (resolved to {resolved}): no such file"
+    )
+
+
+def test_notebook_paths_resolve_like_the_runner_relative_and_absolute(cfgdir, tmp_path):
+    own = tmp_path / "mine.ipynb"
+    own.write_text("{}")
+    edit(cfgdir / "pipelines.yml", lambda d: d["pipelines"]["profit_unit"].update(notebook=str(own)))
+    cfg = cfgmod.load(cfgdir)  # absolute and existing: accepted; the others are relative to the repo
+    assert cfg.pipelines.pipelines["profit_unit"].notebook_path == own
+    own.unlink()
+    assert f"pipelines.profit_unit.notebook: expected an existing notebook file, got '{own}': no such" in (
+        load_error(cfgdir)
+    )
+
+
+def test_workbook_config_refuses_a_missing_notebook_with_exit_2(home, monkeypatch):
+    import os
+
+    from helpers.cli.main import main
+
+    path = Path(os.environ["WORKBOOK_CONFIG_DIR"]) / "pipelines.yml"
+    edit(path, lambda d: d["pipelines"]["smoke"].update(notebook="tests/fixtures/nope.ipynb"))
+    cfgmod._cached.cache_clear()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["config"]) == 2
+    assert "pipelines.smoke.notebook" in err.getvalue() and "tests/fixtures/nope.ipynb" in err.getvalue()
+
+
+def test_backfill_with_from_after_to_exits_2_before_drawing_anything(home, monkeypatch):
+    from helpers.cli import ops
+    from helpers.cli.main import main
+
+    drawn = []
+    monkeypatch.setattr(ops.ProgressBoard, "__enter__", lambda self: drawn.append(self.title) or self)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["backfill", "smoke", "--from", "2026-11-10", "--to", "2026-11-01"])
+    assert code == 2 and drawn == [] and out.getvalue() == ""
+    assert "--from 2026-11-10 is after --to 2026-11-01" in err.getvalue()
+
+
+def test_backfill_of_an_unknown_pipeline_exits_2_naming_it(home):
+    from helpers.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["backfill", "nope", "--from", "2026-11-01", "--to", "2026-11-02"]) == 2
+    assert "backfill: unknown pipeline 'nope'; expected one of:" in err.getvalue()
