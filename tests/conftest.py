@@ -256,3 +256,19 @@ def trap():
     yield server
     server.shutdown()
     server.server_close()
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until ``path`` has content (a run's pid file, say); fail if ``proc`` exits first.
+
+    ``timeout`` guards against a hang; it is not a timing assertion.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        if proc.poll() is not None:
+            raise AssertionError(f"runner exited early: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.2)

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import workbook
+from conftest import wait_for_file, workbook
 from helpers.core import secrets
 from helpers.runs import runner
 
@@ -104,16 +103,6 @@ def test_usage_errors_exit_2(home):
     assert bad_as_of.returncode == 2 and "--as-of" in bad_as_of.stderr
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text().strip():
-        if proc.poll() is not None:
-            raise AssertionError(f"runner exited early: {proc.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} never appeared")
-        time.sleep(0.2)
-
-
 def test_second_concurrent_run_is_refused_with_exit_4(home, tmp_path):
     pid_file = tmp_path / "kernel.pid"
     first = subprocess.Popen(
@@ -136,7 +125,7 @@ def test_second_concurrent_run_is_refused_with_exit_4(home, tmp_path):
         text=True,
     )
     try:
-        _wait_for(pid_file, first)
+        wait_for_file(pid_file, first)
         second = workbook("run", "smoke_sleep", "--date", "2026-10-31", "-q", "-p", "seconds=0")
         assert second.returncode == 4, second.stderr
         assert (
@@ -173,7 +162,7 @@ def test_killed_kernel_is_a_failed_run_not_a_hang(home, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(pid_file, proc)
+    wait_for_file(pid_file, proc)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     out, err = proc.communicate(timeout=180)  # a hang would blow this guard, not a timing assertion
     assert proc.returncode == 1, err

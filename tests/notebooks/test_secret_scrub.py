@@ -16,13 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import workbook
+from conftest import wait_for_file, workbook
 from helpers.core import secrets
 from helpers.runs import runner
 from helpers.storage.warehouse import get_engine, pipeline_runs, run_scraps
@@ -128,16 +127,6 @@ def test_file_log_scrubs_each_line_as_it_is_written(tmp_path, monkeypatch):
     assert leaks(written) == []
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout  # a guard against a hang, not a timing assertion
-    while not path.exists() or not path.read_text().strip():
-        if proc.poll() is not None:
-            raise AssertionError(f"runner exited early: {proc.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} never appeared")
-        time.sleep(0.2)
-
-
 def test_a_killed_run_leaves_no_plain_secret_in_its_staging_log(home, tmp_path):
     hold = tmp_path / "hold.pid"
     proc = subprocess.Popen(
@@ -158,7 +147,7 @@ def test_a_killed_run_leaves_no_plain_secret_in_its_staging_log(home, tmp_path):
         env={**os.environ, **ENV},
     )
     try:
-        _wait_for(hold, proc)  # the probe printed every secret and now waits
+        wait_for_file(hold, proc)  # the probe printed every secret and now waits
         logs = list((home / "runs" / "leak" / DATE).glob(".*.partial/run.log"))
         assert len(logs) == 1
         while_running = logs[0].read_bytes()
