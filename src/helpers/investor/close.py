@@ -80,8 +80,7 @@ from helpers.investor import publication, signoff, waves
 from helpers.investor.inputs import SourceRun, latest_run, load_inputs, reference_day
 from helpers.investor.metrics import UPSTREAMS
 from helpers.investor.publication import published_dir  # noqa: F401  (where a close publishes)
-from helpers.investor.waves import READS, WAVE_A, WAVE_B, stale_reason  # noqa: F401  (the close's names)
-from helpers.investor.waves import needs_run as _needs_run  # noqa: F401
+from helpers.investor.waves import WAVE_A, WAVE_B, stale_reason
 from helpers.investor.waves import run_wave as _run_wave
 from helpers.oncall import escalation
 from helpers.runs import locks

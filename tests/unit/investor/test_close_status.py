@@ -16,7 +16,7 @@ from helpers import checks
 from helpers.checks.framework import CheckResult
 from helpers.checks.store import record_results
 from helpers.investor import aggregate as investor
-from helpers.investor import close, pack, report
+from helpers.investor import close, pack, report, waves
 from helpers.investor.inputs import load_inputs
 from helpers.investor.metrics import PIPELINE, UPSTREAMS
 from helpers.runs import records as runs
@@ -164,16 +164,16 @@ def test_a_run_is_skipped_only_when_it_succeeded_at_the_same_as_of_and_is_not_st
     engine = warehouse.get_engine()
     parts = close.close_partitions(P, AS_OF)
     item = RunItem("profit_unit", P, dt.date(2026, 9, 30))
-    assert close._needs_run(item, AS_OF, parts, history=False, engine=engine) == "no succeeded run"
+    assert waves.needs_run(item, AS_OF, parts, history=False, engine=engine) == "no succeeded run"
     run("profit_unit", P, T0, status="failed")
-    assert close._needs_run(item, AS_OF, parts, history=False, engine=engine) == "latest run failed"
+    assert waves.needs_run(item, AS_OF, parts, history=False, engine=engine) == "latest run failed"
     run("profit_unit", P, T0 + dt.timedelta(minutes=2))
-    assert close._needs_run(item, AS_OF, parts, history=False, engine=engine) is None
+    assert waves.needs_run(item, AS_OF, parts, history=False, engine=engine) is None
     later = AS_OF + dt.timedelta(days=1)
-    assert "latest success was as of" in close._needs_run(item, later, parts, history=False, engine=engine)
-    assert close._needs_run(item, later, parts, history=True, engine=engine) is None  # comparison months
+    assert "latest success was as of" in waves.needs_run(item, later, parts, history=False, engine=engine)
+    assert waves.needs_run(item, later, parts, history=True, engine=engine) is None  # comparison months
     run("profit_aggregate", P, T0 + dt.timedelta(minutes=5))  # its upstream succeeded after it started
-    assert "profit_aggregate 2026-09" in close._needs_run(item, AS_OF, parts, history=False, engine=engine)
+    assert "profit_aggregate 2026-09" in waves.needs_run(item, AS_OF, parts, history=False, engine=engine)
 
 
 def test_publish_refuses_a_draft_and_copies_a_final_report(home, tmp_path):

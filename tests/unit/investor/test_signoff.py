@@ -19,7 +19,7 @@ import yaml
 from helpers.core import config as cfgmod
 from helpers.core.errors import EXIT_LOCKED, UsageError
 from helpers.investor import aggregate as investor
-from helpers.investor import close, publication, signoff
+from helpers.investor import close, publication, signoff, waves
 from helpers.investor.inputs import load_inputs
 from helpers.oncall.notify import list_notifications
 from helpers.runs import locks
@@ -380,7 +380,7 @@ def test_a_close_wave_re_runs_what_reads_a_re_run_and_skips_what_is_locked(home,
     monkeypatch.setattr(orchestrate, "run_items", fake_run_items)
     day = dt.date(2026, 9, 30)
     items = [RunItem(p, P, day) for p in close.WAVE_A]
-    done = close._run_wave(items, as_of=AS_OF, parts=close.close_partitions(P, AS_OF), history=False,
+    done = waves.run_wave(items, as_of=AS_OF, parts=close.close_partitions(P, AS_OF), history=False,
                            clock=lambda: NOW, config=cfgmod.get(), workers=1, on_update=lambda o: None,
                            stop=None)  # fmt: skip
     assert ran == [
