@@ -16,7 +16,8 @@ production hooks (monitors, "alerts arrive diagnosed", escalation), and grades:
 - **rows lost**: keys of the compared marts present in the clean run and absent after the fix,
   plus, where the pipeline keeps intake accounting (Engagement), received − accepted − quarantined.
 
-The clean baseline is built once per family (and demo shape) per process and reused. Nothing
+The clean baseline is built once per process for everything that determines it (the demo shape,
+the runs, the fix time and the seed runs: :func:`baseline_key`) and reused. Nothing
 reads the wall clock: every time is the spec's, advanced by elapsed time (``as_of_clock``).
 Notification channels that reach people (Slack, email, PagerDuty) are switched off in a drill, and
 the sandbox has its own copy of the configuration (a fix may write reviewed account merges).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import shutil
 import time
@@ -39,7 +41,7 @@ import sqlalchemy as sa
 
 from helpers.core import config as cfgmod
 from helpers.core.timeutil import as_utc
-from helpers.demo.drill_specs import SPECS, DemoShape, DrillSpec, Figure, spec_for
+from helpers.demo.drill_specs import SPECS, DemoShape, DrillSpec, Figure, drill_month, spec_for  # noqa: F401 (SPECS re-exported)
 from helpers.storage import warehouse
 
 # Channels that would reach real people: a drill never pages anyone.
@@ -111,6 +113,9 @@ class DrillResult:
     seconds: float
     sandbox: str | None = None
     error: str | None = None
+    month: str | None = None  # the month the drill happened in (YYYY-MM)
+    accounts: int | None = None  # the demo company's size
+    seed: int | None = None  # the demo company's seed
 
     @property
     def passed(self) -> bool:
@@ -132,6 +137,9 @@ class DrillResult:
         """The table row of ``workbook drill``."""
         return {
             "id": self.id,
+            "fault": self.fault,
+            "month": self.month or "-",
+            "accounts": self.accounts if self.accounts is not None else "-",
             "detected": self.detected.line(),
             "routed": self.routed.line(),
             "diagnosed": self.diagnosed.cause or "-",
@@ -293,22 +301,42 @@ _SEED_CLEARED = ("alerts", "check_results", "notifications", "alert_timeline", "
                  "incident_alerts")  # fmt: skip
 
 
+def _digest(*parts: Any) -> str:
+    """A short hash of the canonical repr of ``parts`` (frozen dataclasses, tuples, ISO times)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def seed_key(spec: DrillSpec) -> str | None:
+    """What determines the seeded warehouse: the shape, the seed runs and their as_of (None: no seed)."""
+    if not spec.seed_runs:
+        return None
+    return _digest("seed", spec.shape, spec.seed_runs, spec.as_of.isoformat())
+
+
+def baseline_key(spec: DrillSpec) -> str:
+    """Everything that determines a clean baseline's warehouse: the demo shape (every field, seed and
+    end included), the baseline runs, the fix time (their as_of) and the seeded warehouse."""
+    return _digest("baseline", spec.shape, spec.all_baseline_runs, spec.fix_at.isoformat(), seed_key(spec))
+
+
 class Baselines:
-    """Clean companies and their figures, built once per (demo shape, runs, as_of) and reused."""
+    """Clean companies, their warehouses and figures, built once per :func:`baseline_key` and reused;
+    the figures are read per spec from the cached warehouse (any figures, any spec)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self._landing: dict[DemoShape, Path] = {}
-        self._figures: dict[tuple, dict[str, pd.DataFrame]] = {}
-        self._seeds: dict[tuple, Path] = {}
+        self._homes: dict[str, Path] = {}
+        self._figures: dict[tuple[str, str], dict[str, pd.DataFrame]] = {}
+        self._seeds: dict[str, Path] = {}
 
     def seed(self, spec: DrillSpec) -> Path | None:
         """A SQLite warehouse holding the clean company's ``seed_runs`` (built once), or None."""
-        if not spec.seed_runs:
+        key = seed_key(spec)
+        if key is None:
             return None
-        key = (spec.shape, spec.seed_runs, spec.as_of)
         if key not in self._seeds:
-            home = self.workdir / f"seed-{spec.family}-{len(self._seeds)}"
+            home = self.workdir / f"seed-{spec.family}-{key}"
             if home.exists():
                 shutil.rmtree(home)
             with sandbox(home):
@@ -327,23 +355,20 @@ class Baselines:
 
     def landing(self, shape: DemoShape) -> Path:
         if shape not in self._landing:
-            root = (
-                self.workdir
-                / f"clean-{'events' if shape.events else 'business'}-{shape.accounts}"
-                / "landing"
-            )
+            kind = "events" if shape.events else "business"
+            root = self.workdir / f"clean-{kind}-{shape.accounts}-{_digest(shape)}" / "landing"
             if root.exists():
                 shutil.rmtree(root)
             _generate(shape, None, root)
             self._landing[shape] = root
         return self._landing[shape]
 
-    def figures(self, spec: DrillSpec) -> dict[str, pd.DataFrame]:
-        runs = spec.all_baseline_runs
-        key = (spec.shape, runs, spec.fix_at)
-        if key not in self._figures:
+    def home(self, spec: DrillSpec) -> Path:
+        """The clean company's sandbox after the spec's baseline runs at ``fix_at`` (built once)."""
+        key = baseline_key(spec)
+        if key not in self._homes:
             landing = self.landing(spec.shape)
-            home = self.workdir / f"baseline-{spec.family}-{len(self._figures)}"
+            home = self.workdir / f"baseline-{spec.family}-{key}"
             if home.exists():
                 shutil.rmtree(home)
             seed = self.seed(spec)
@@ -351,11 +376,17 @@ class Baselines:
                 (home / "data" / "landing").symlink_to(landing, target_is_directory=True)
                 if seed is not None:
                     shutil.copy(seed, home / "runs" / "warehouse.sqlite")
-                _ok(_run(runs, spec.fix_at), "clean baseline")
-                self._figures[key] = _read_figures(
-                    [f for s in SPECS.values() if s.family == spec.family for f in s.figures]
-                    + list(spec.figures)
-                )
+                _ok(_run(spec.all_baseline_runs, spec.fix_at), "clean baseline")
+            self._homes[key] = home
+        return self._homes[key]
+
+    def figures(self, spec: DrillSpec) -> dict[str, pd.DataFrame]:
+        """The spec's figures on its clean baseline."""
+        key = (baseline_key(spec), _digest(spec.figures))
+        if key not in self._figures:
+            home = self.home(spec)
+            with sandbox(home):
+                self._figures[key] = _read_figures(spec.figures)
         return self._figures[key]
 
 
@@ -555,21 +586,26 @@ def run_drill(
         time.monotonic() - started,
         str(home) if keep else None,
         error,
+        drill_month(spec),
+        spec.shape.accounts,
+        spec.shape.seed,
     )
 
 
 def run_drills(
-    ids: Sequence[str],
+    ids: Sequence[str | DrillSpec],
     *,
     workdir: Path,
     keep: bool = False,
     progress: Callable[[DrillResult], None] | None = None,
 ) -> list[DrillResult]:
-    """Run ``ids`` in order, sharing the clean baselines; ``progress`` after each."""
+    """Run ``ids`` (catalogue ids, or specs: e.g. ``drill_specs.at(spec, month)``) in order, sharing
+    the clean baselines; ``progress`` after each."""
     baselines = Baselines(workdir)
     out = []
-    for drill_id in ids:
-        result = run_drill(drill_id, workdir=workdir, baselines=baselines, keep=keep)
+    for item in ids:
+        spec = item if isinstance(item, DrillSpec) else spec_for(item)
+        result = run_drill(spec.id, workdir=workdir, baselines=baselines, spec=spec, keep=keep)
         out.append(result)
         if progress is not None:
             progress(result)

@@ -9,9 +9,11 @@ fault is a delivery that never came (:class:`Redelivery`).
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from helpers.core.timeutil import as_utc
@@ -248,3 +250,150 @@ def spec_for(drill_id: str) -> DrillSpec:
         return SPECS[drill_id]
     except KeyError:
         raise KeyError(f"no drill {drill_id!r}; expected one of: {', '.join(SPECS)}") from None
+
+
+# ---------------------------------------------------------------- drills at another date and size
+
+# Every drill of the catalogue happens in September 2026 (the month its runs close; the tick and the
+# fix are on the 1st of October). ``at(spec, "2027-02")`` moves it to another month.
+BASE_MONTH = "2026-09"
+SHAPE_KEYS = ("accounts", "months", "events_per_user_day")  # --param keys that size the company
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_FAULT_DATE = re.compile(r"@(\d{4}-\d{2}-\d{2})")
+
+
+def month_index(month: str) -> int:
+    """``YYYY-MM`` (or ``YYYY-MM-DD``: its month) as a month count; ValueError naming the text."""
+    text = str(month).strip()
+    if _ISO_DAY.match(text):
+        text = text[:7]
+    if not _ISO_MONTH.match(text) or not 1 <= int(text[5:]) <= 12:
+        raise ValueError(f"--date {month!r}: expected YYYY-MM (or YYYY-MM-DD)")
+    return int(text[:4]) * 12 + int(text[5:]) - 1
+
+
+def months_between(month: str, base: str = BASE_MONTH) -> int:
+    return month_index(month) - month_index(base)
+
+
+def shift_day(day: dt.date, months: int) -> dt.date:
+    """``day`` moved by whole ``months``: a day ≤ 15 keeps its day of month, a later day its distance
+    from the month's end (the last day stays the last day, the 29th of a 30-day month the last but one)."""
+    y, m = divmod(day.year * 12 + day.month - 1 + months, 12)
+    if day.day <= 15:
+        return dt.date(y, m + 1, day.day)
+    back = calendar.monthrange(day.year, day.month)[1] - day.day
+    return dt.date(y, m + 1, calendar.monthrange(y, m + 1)[1] - back)
+
+
+def shift_time(at: dt.datetime, months: int) -> dt.datetime:
+    """An instant moved by whole months: its date by :func:`shift_day`, the same time of day."""
+    return dt.datetime.combine(shift_day(at.date(), months), at.timetz())
+
+
+def shift_month(month: str, months: int) -> str:
+    y, m = divmod(month_index(month) + months, 12)
+    return f"{y:04d}-{m + 1:02d}"
+
+
+def _shift_value(value: Any, months: int) -> Any:
+    if isinstance(value, dt.datetime):
+        return shift_time(value, months)
+    if isinstance(value, dt.date):
+        return shift_day(value, months)
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return shift_day(dt.date.fromisoformat(value), months).isoformat()
+    if isinstance(value, str) and _ISO_MONTH.match(value):
+        return shift_month(value, months)
+    return value
+
+
+def _shift_runs(runs: tuple[tuple[str, str], ...], months: int) -> tuple[tuple[str, str], ...]:
+    return tuple((p, _shift_value(d, months)) for p, d in runs)
+
+
+def shift(spec: DrillSpec, months: int) -> DrillSpec:
+    """``spec`` moved by whole ``months`` (a new spec; ``spec`` itself when ``months`` is 0): the
+    fault's date, the runs (and seed and baseline runs), the as_of, tick and fix times, the demo's
+    end, the days redelivered and the compared figures' periods and dates (:func:`shift_day`)."""
+    if months == 0:
+        return spec
+    return replace(
+        spec,
+        fault=_FAULT_DATE.sub(lambda m: "@" + _shift_value(m.group(1), months), spec.fault),
+        runs=_shift_runs(spec.runs, months),
+        as_of=shift_time(spec.as_of, months),
+        tick_at=shift_time(spec.tick_at, months),
+        fix_at=shift_time(spec.fix_at, months),
+        figures=tuple(
+            replace(f, where={k: _shift_value(v, months) for k, v in f.where.items()}) for f in spec.figures
+        ),
+        heal=tuple(replace(r, days=tuple(_shift_value(d, months) for d in r.days)) for r in spec.heal),
+        shape=replace(spec.shape, end=_shift_value(spec.shape.end, months)),
+        baseline_runs=_shift_runs(spec.baseline_runs, months),
+        seed_runs=_shift_runs(spec.seed_runs, months),
+    )
+
+
+def at(spec: DrillSpec, month: str) -> DrillSpec:
+    """``spec`` happening in ``month`` (``YYYY-MM``) instead of :data:`BASE_MONTH`."""
+    return shift(spec, months_between(month))
+
+
+def fault_param_keys(fault_id: str) -> tuple[str, ...]:
+    """The parameters the fault's injector declares (``PARAMS`` of its module, or its event class)."""
+    from helpers.demo import faults_engagement, faults_growth, faults_profit
+
+    for table in (faults_profit.PARAMS, faults_growth.PARAMS, faults_engagement.PARAMS):
+        if fault_id in table:
+            return tuple(table[fault_id])
+    cls = faults_engagement.FAULT_CLASSES.get(fault_id)
+    return tuple(cls.params_allowed) if cls is not None else ()
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict (a later key wins); ValueError naming a pair without ``=``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip() or not value.strip() or "," in value:
+            raise ValueError(f"--param {pair!r}: expected key=value (one value, no comma)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _shape_value(key: str, raw: str) -> int | float:
+    kind, lo = (float, 0.0) if key == "events_per_user_day" else (int, 1)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"--param {key}={raw!r}: expected a {kind.__name__}") from None
+    if value < lo or (kind is float and value == 0):
+        raise ValueError(f"--param {key}={raw!r}: expected a value above 0")
+    return value
+
+
+def with_params(spec: DrillSpec, params: Mapping[str, str], seed: int | None = None) -> DrillSpec:
+    """``spec`` with the fault's parameters overridden or extended by ``params`` (the company's size
+    for :data:`SHAPE_KEYS`) and the demo company's ``seed``; ValueError naming an unknown key."""
+    known = fault_param_keys(spec.id)
+    unknown = sorted(set(params) - set(known) - set(SHAPE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"--param {unknown[0]}: {spec.fault.partition(':')[0].partition('@')[0]} takes "
+            f"{', '.join(known) or 'no parameters'}; the company's size: {', '.join(SHAPE_KEYS)}"
+        )
+    shape = {k: _shape_value(k, v) for k, v in params.items() if k in SHAPE_KEYS}
+    if seed is not None:
+        shape["seed"] = int(seed)
+    head, _, tail = spec.fault.partition(":")
+    merged = dict(p.partition("=")[::2] for p in tail.split(",") if p)
+    merged.update({k: v for k, v in params.items() if k not in SHAPE_KEYS})
+    fault = head + (":" + ",".join(f"{k}={v}" for k, v in merged.items()) if merged else "")
+    return replace(spec, fault=fault, shape=replace(spec.shape, **shape))
+
+
+def drill_month(spec: DrillSpec) -> str:
+    """The month a drill happens in: the one before its tick's (the runs close it)."""
+    return shift_month(spec.tick_at.strftime("%Y-%m"), -1)
