@@ -24,6 +24,10 @@ A record is in a month's findings when its date (effective, entered, contract st
 start, cancellation) falls in that month, so each month's alert names its own records. All five
 are warnings and never block the run: the figures are computed with the repairs applied (see
 docs/pipelines.md, "Growth checks"); the alert is for fixing the source records.
+
+``growth_aggregate.landing_integrity`` (critical, outside the catalogue) reports what the verified
+reads of the landing zone left out (``GrowthSources.landing``): a delivery whose file changed after
+arrival or lacks a contract column, rows whose values are not of their contract type.
 """
 
 from __future__ import annotations
@@ -450,4 +454,38 @@ def churn_misclassified(ctx: CheckContext) -> Outcome:
             ]
             + ["effective_at", "recovered_at", "used_until", "retries_after", "evidence"],
         ),
+    )
+
+
+# ---------------------------------------------------------------- landing_integrity
+
+
+@checks.check(
+    "growth_aggregate.landing_integrity",
+    pipeline=PIPELINE,
+    severity="critical",
+    runbook="notebooks/runbooks/incident_fix.ipynb",
+)
+def landing_integrity(ctx: CheckContext) -> Outcome:
+    """Every delivery read hashes to its manifest's sha256 and holds its contract's columns and types.
+
+    A delivery left out whole (its file changed after arrival, a contract column missing) is
+    critical; rows left out one by one (a value not of its contract type) are a warning. Either
+    keeps the month ``provisional`` (:func:`helpers.growth.month.month_from`).
+    """
+    report = ctx.data["sources"].landing
+    left = report.frame()
+    evidence = dict(
+        rejected=[dict(r.row.raw, reason=r.reason, kind=r.kind) for r in report.rejected],
+        rows_quarantined=_records(left[left["line"].notna()], list(left.columns), limit=1000),
+        deliveries_read=dict(report.deliveries),
+        rows_received=dict(report.received),
+    )
+    if report.rejected:
+        return checks.fail(f"{ctx.partition}: " + "; ".join(r.reason for r in report.rejected), **evidence)
+    if report.quarantined:
+        return checks.fail(f"{ctx.partition}: " + "; ".join(report.reasons()), severity="warning", **evidence)
+    n = sum(report.deliveries.values())
+    return checks.ok(
+        f"{ctx.partition}: all {n} deliveries read match their manifest and contract", **evidence
     )

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from helpers.core.timeutil import as_utc
 from helpers.storage import landing
+from helpers.storage.verified import LandingReport, read_verified
 
 # ---------------------------------------------------------------- states and transitions
 
@@ -106,34 +104,23 @@ def read_landed(
     start: dt.date | None = None,
     end: dt.date | None = None,
     columns: list[str] | None = None,
+    report: LandingReport | None = None,
 ) -> pd.DataFrame:
-    """``landing.read_source(..., with_arrival=True)``, reading the files on a few threads.
+    """The usable rows of ``source`` as of ``as_of``, with ``_partition`` and ``_arrived_at``, each
+    delivery verified on read (:func:`helpers.storage.verified.read_verified`: its sha256 against the
+    manifest, its contract columns and types) and the files read on a few threads.
 
-    Same rows in the same order, with ``_partition`` and ``_arrived_at``. The Growth pipelines
-    read every daily partition of the history on each run (thousands of small files at the
-    default size), where one file at a time costs seconds per source; Parquet reads release the GIL.
+    What the verified read left out (whole deliveries, single rows) is added to ``report``. The
+    Growth pipelines read every daily partition of the history on each run (thousands of small
+    files at the default size), where one file at a time costs seconds per source; Parquet reads
+    and hashing release the GIL.
     """
-    lo, hi = (str(start) if start else None), (str(end) if end else None)
-    found = [
-        d
-        for d in landing.deliveries(source, root=root, as_of=as_of)
-        if not ((lo and d.partition < lo) or (hi and d.partition > hi))
-    ]
-    if not found:
-        return pd.DataFrame(columns=[*(columns or []), "_partition", "_arrived_at"])
-    base = landing.source_dir(source, root)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        tables = list(pool.map(lambda d: pq.read_table(base / d.file, columns=columns), found))
-    try:
-        frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # type drift between deliveries (a column delivered as text once): let pandas hold both
-        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
-    sizes = [t.num_rows for t in tables]
-    frame["_partition"] = np.repeat([d.partition for d in found], sizes)
-    arrived = pd.to_datetime(np.repeat([d.arrived_at for d in found], sizes), utc=True)
-    frame["_arrived_at"] = arrived.astype("datetime64[us, UTC]")
-    return frame
+    got = read_verified(
+        source, as_of=as_of, start=start, end=end, columns=columns, root=root, combine="arrow"
+    )
+    if report is not None:
+        report.extend(got.report)
+    return got.frame
 
 
 @dataclass(frozen=True)
@@ -152,6 +139,7 @@ class GrowthSources:
     fx: pd.DataFrame  # one row per (date, currency)
     assignments: pd.DataFrame  # one row per (account_id, experiment)
     usage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["account_id", "day"]))
+    landing: LandingReport = field(default_factory=LandingReport)  # what the verified reads left out
 
     def rows(self) -> dict[str, int]:
         """Row counts per source, for the notebook's Load section."""
@@ -177,7 +165,12 @@ _GROUP_ID = re.compile(r'"groupId":\s*"([^"]+)"')
 
 
 def product_usage(
-    *, as_of: dt.datetime, start: dt.date, end: dt.date, root: Path | None = None
+    *,
+    as_of: dt.datetime,
+    start: dt.date,
+    end: dt.date,
+    root: Path | None = None,
+    report: LandingReport | None = None,
 ) -> pd.DataFrame:
     """Distinct (product ``account_id``, UTC ``day``) with product usage in [start, end].
 
@@ -195,13 +188,20 @@ def product_usage(
             end=end + dt.timedelta(days=3),
             columns=["context", "timestamp"],
             root=root,
+            report=report,
         )
         if len(ev):
             acct = ev["context"].astype("string").str.extract(_GROUP_ID, expand=False)
             parts.append(pd.DataFrame({"account_id": acct, "ts": pd.to_datetime(ev["timestamp"], utc=True)}))
     if "api_logs" in landing.sources(root):
         api = read_landed(
-            "api_logs", as_of=as_of, start=start, end=end, columns=["account_id", "timestamp"], root=root
+            "api_logs",
+            as_of=as_of,
+            start=start,
+            end=end,
+            columns=["account_id", "timestamp"],
+            root=root,
+            report=report,
         )
         if len(api):
             parts.append(
@@ -224,38 +224,44 @@ def load_sources(
     *,
     root: Path | None = None,
     usage_window: tuple[dt.date, dt.date] | None = None,
+    quarantine_root: Path | None = None,
 ) -> GrowthSources:
     """Read the Growth sources as they had arrived by ``as_of``; each deduplicated to its latest version.
 
     ``usage_window`` (first, last day) also reads product usage for that window (see
-    :func:`product_usage`); without it ``usage`` is empty.
+    :func:`product_usage`); without it ``usage`` is empty. Every delivery is verified on read
+    (:func:`read_landed`); what was left out is ``GrowthSources.landing``, appended to the
+    quarantine zone (``quarantine_root``; the workbook's when reading the workbook's landing zone).
     """
+    report = LandingReport()
 
     def read(source: str) -> pd.DataFrame:
-        frame = read_landed(source, as_of=as_of, root=root)
+        frame = read_landed(source, as_of=as_of, root=root, report=report)
         # one time unit everywhere: merge_asof refuses to compare microseconds with nanoseconds
         stamps = frame.select_dtypes(include=["datetimetz"]).columns
         return frame.astype({c: "datetime64[ns, UTC]" for c in stamps})
 
     subs = latest_version(read("subscriptions"), "event_id")
     usage = (
-        product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root)
+        product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root, report=report)
         if usage_window
         else pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
     )
-    return GrowthSources(
-        as_of=pd.Timestamp(as_utc(as_of)),
+    frames = dict(
         crm_accounts=latest_version(read("crm_accounts"), ["account_id", "updated_at"]),
         crm_stages=latest_version(read("crm_stage_history"), "stage_event_id"),
         account_db=latest_version(read("account_db"), ["account_id", "updated_at"]),
         sales=latest_version(read("sales_records"), "deal_id"),
         customers=latest_version(read("billing_customers"), "customer_id"),
-        subscriptions=subs,
         invoices=latest_version(read("billing_invoices"), "invoice_line_id"),
         payments=latest_version(read("billing_payments"), "payment_id"),
         fx=latest_version(read("fx_rates"), ["date", "currency"]),
         assignments=latest_version(read("experiment_assignments"), ["account_id", "experiment"]),
-        usage=usage,
+    )
+    if root is None or quarantine_root is not None:
+        report.write(quarantine_root)
+    return GrowthSources(
+        as_of=pd.Timestamp(as_utc(as_of)), subscriptions=subs, usage=usage, landing=report, **frames
     )
 
 

@@ -95,7 +95,7 @@ class GrowthMonth(GrowthHistory):
     end: pd.Timestamp
     movements: pd.DataFrame  # growth.account_movements of the month, per company, with ``period``
     summary: pd.DataFrame  # one row of headline figures (identities asserted)
-    status: str  # final | provisional (growth.period_status)
+    status: str  # final | provisional (growth.period_status; provisional when a read left data out)
     monthly: pd.DataFrame  # the growth_mrr_monthly row
     accounts: pd.DataFrame  # growth_accounts_monthly
 
@@ -164,6 +164,8 @@ def month_from(history: GrowthHistory, period: str, *, root: Path | None = None)
     movements = movements.assign(period=period)
     summary = growth.movement_summary(movements, period)  # raises if start + movements != end
     status = growth.period_status(period, history.as_of, root=root)
+    if not history.src.landing.ok:  # a delivery or rows left out on read: the figures may move
+        status = "provisional"
     crm_end = growth.crm_customers(history.entity_hist, end)
     bridge = runrate.revenue_bridge(
         history.timeline, history.src.fx, history.cancellations, history.src.invoices, start, end
@@ -229,6 +231,8 @@ def day_from(history: GrowthHistory, day: str | dt.date, *, root: Path | None = 
         tolerance_days=history.settings.date_tolerance_days, allowance=pd.Timedelta(0),
     )  # fmt: skip
     status = growth.day_status(day, history.as_of, pending_crm_updates=len(pending), root=root)
+    if not history.src.landing.ok:
+        status = "provisional"
     return GrowthDay(**_shared(history), day=pd.Timestamp(str(day)).date().isoformat(), start=start, end=end,
                      arms=arms, daily=rows.assign(status=status), totals=totals, pending=pending,
                      status=status)  # fmt: skip

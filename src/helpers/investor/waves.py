@@ -83,7 +83,27 @@ def needs_run(item: RunItem, as_of: dt.datetime, parts: Mapping[str, str], *, hi
         return stale_reason(item.pipeline, item.partition, item_parts(item), engine=engine)
     if run.as_of is None or as_utc(run.as_of) != as_utc(as_of):
         return f"latest success was as of {run.as_of.isoformat() if run.as_of else '?'}"
-    return stale_reason(item.pipeline, item.partition, parts, engine=engine)
+    return stale_reason(item.pipeline, item.partition, parts, engine=engine) or changed_landing(
+        item.pipeline, item.partition, as_of
+    )
+
+
+def changed_landing(pipeline: str, partition: str, as_of: dt.datetime) -> str | None:
+    """Why a success can't be trusted because a landing file of its month changed after arrival
+    (None: every delivery of the month it read still hashes to its manifest's SHA-256).
+
+    The run's own read quarantines such a delivery and fails its ``landing_integrity`` check; a file
+    changed *after* the run is caught here, so the close re-runs it instead of skipping it.
+    """
+    from helpers.investor.explain import READS
+    from helpers.storage import landing
+
+    month = partition[:7]
+    for source in READS.get(pipeline, ()):
+        for d in landing.deliveries(source, as_of=as_of):
+            if d.partition[:7] == month and (why := landing.verify_delivery(d)):
+                return why
+    return None
 
 
 def skip_outcome(item: RunItem, reason: str) -> Any:

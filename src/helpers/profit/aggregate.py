@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -39,6 +39,7 @@ from helpers.profit.inputs import (
     JoinLog,
     ProfitInputs,
     concat_findings,
+    landing_findings,
     ratio,
     relevant_findings,
     utc_day,
@@ -52,6 +53,7 @@ from helpers.profit.revenue import (
     revenue_days,
     subscription_events,
 )
+from helpers.storage.verified import LandingReport
 
 # ---------------------------------------------------------------- the aggregate row
 
@@ -153,6 +155,7 @@ class Aggregate:
     reconciliation: pd.DataFrame
     recon: dict[str, Any]
     profit: pd.DataFrame
+    landing: LandingReport = field(default_factory=LandingReport)  # deliveries and rows left out on read
 
 
 def build_aggregate(inputs: ProfitInputs, *, settings: Any, calendar: Any, run_id: str) -> Aggregate:
@@ -187,9 +190,9 @@ def build_aggregate(inputs: ProfitInputs, *, settings: Any, calendar: Any, run_i
         p: ops_cutoff(p, calendar, settings.ops_cutoff_business_days)
         for p in (shift_period(period, k) for k in range(-3, 2))
     }
-    found = relevant_findings(
-        concat_findings([f_lines, f_rev, f_pay, f_cloud, f_ops, f_subs, f_cust, f_unmapped]), inputs
-    )
+    parts = [f_lines, f_rev, f_pay, f_cloud, f_ops, f_subs, f_cust, f_unmapped]
+    parts.append(landing_findings(inputs.landing))
+    found = relevant_findings(concat_findings(parts), inputs)
     month = revenue[revenue["period"] == period]
     open_lines = int(month.loc[month["status"] == "open", "invoice_line_id"].nunique())
     written_off = int(to_cents(int(month.loc[month["status"] == "uncollectible", "usd_micro"].sum())))
@@ -199,6 +202,7 @@ def build_aggregate(inputs: ProfitInputs, *, settings: Any, calendar: Any, run_i
         bills=bills, cutoff=cutoffs[period], open_lines=open_lines,
         missing_renewals=int((~renewals["invoiced"]).sum()) if len(renewals) else 0,
         quarantined=int((found["action"] == "quarantined").sum()),
+        landing=[r.reason for r in inputs.landing.rejected],
     )  # fmt: skip
     evidence, recon = reconcile.reconcile(
         ours, inputs["finance_ledger"], ops, revenue, rates, cutoffs, period, settings
@@ -212,5 +216,5 @@ def build_aggregate(inputs: ProfitInputs, *, settings: Any, calendar: Any, run_i
     return Aggregate(
         period, rates, revenue, ours, payroll, cloud, ops, events, deliveries, bills, renewals,
         expense_flags(ops, bills, period, as_of, settings), source_staleness(inputs.arrivals, DAILY_SOURCES, period, as_of),
-        found, joins, reasons, totals, costs, evidence, recon, row,
+        found, joins, reasons, totals, costs, evidence, recon, row, inputs.landing,
     )  # fmt: skip

@@ -17,6 +17,10 @@ computed, handed over by the notebook as ``ctx.data`` — ``aggregate`` (a
   freshness monitors' rule): a daily source stopped delivering what the period needs.
 - ``profit_aggregate.finance_mismatch`` (critical): unexpected differences against Finance's ledger
   beyond the tolerance.
+- ``profit_aggregate.landing_integrity`` (critical; catalogue ``math_errors``, data left out): a
+  delivery read for the month was left out whole (its file changed after arrival, or it lacks a
+  contract column: see ``helpers.storage.verified``); rows left out one by one are ``math_errors``
+  findings.
 
 None is blocking: a failing check alerts the owner and the month stays ``provisional`` or is
 flagged, but the figures (with their quarantine) are still published for investigation.
@@ -290,3 +294,32 @@ def finance_mismatch(ctx: checks.CheckContext) -> checks.Outcome:
         )
         return checks.fail(f"{text}: {detail}", **evidence)
     return checks.ok(f"{text}: within tolerance", **evidence)
+
+
+# ---------------------------------------------------------------- landing_integrity
+
+
+def landing_outcome(period: str, report: Any) -> checks.Outcome:
+    """The deliveries a verified read left out whole (``LandingReport.rejected``) fail the check;
+    rows left out one by one are counted in the evidence (``math_errors`` / the month's status
+    carry them)."""
+    left = report.frame()
+    evidence = dict(
+        rejected=[dict(r.row.raw, reason=r.reason, kind=r.kind) for r in report.rejected][:MAX_ROWS],
+        rows_quarantined=records(left[left["line"].notna()]) if len(left) else [],
+        deliveries_read=dict(report.deliveries),
+        rows_received=dict(report.received),
+    )
+    if report.rejected:
+        return checks.fail(f"{period}: " + "; ".join(r.reason for r in report.rejected), **evidence)
+    n = sum(report.deliveries.values())
+    return checks.ok(f"{period}: all {n} deliveries read still match their manifest and contract", **evidence)
+
+
+@checks.check(
+    "profit_aggregate.landing_integrity", pipeline=AGGREGATE, severity="critical", catalogue_id="math_errors"
+)
+def landing_integrity(ctx: checks.CheckContext) -> checks.Outcome:
+    """Every delivery read hashes to its manifest's sha256 and holds its contract's columns."""
+    agg = _aggregate(ctx)
+    return landing_outcome(agg.period, agg.landing)

@@ -141,8 +141,13 @@ def provisional_reasons(
     open_lines: int,
     missing_renewals: int,
     quarantined: int,
+    landing: Sequence[str] = (),
 ) -> list[str]:
-    """Why ``period`` is not final yet (empty list: final). One plain sentence per reason."""
+    """Why ``period`` is not final yet (empty list: final). One plain sentence per reason.
+
+    ``landing``: the deliveries the verified read left out whole (a file changed after arrival, a
+    contract column missing), one reason each (``LandingReport.rejected``).
+    """
     first, stop = month_bounds(period)
     as_of_ts = pd.Timestamp(as_utc(as_of))
     reasons = []
@@ -175,6 +180,7 @@ def provisional_reasons(
         )
     if quarantined:
         reasons.append(f"{quarantined} row(s) quarantined: the figures exclude them (math_errors)")
+    reasons += [f"delivery quarantined, the figures exclude it: {r}" for r in landing]
     return reasons
 
 

@@ -22,7 +22,9 @@ import pandas as pd
 
 from helpers.core.periods import month_bounds, shift_period
 from helpers.core.timeutil import as_utc
-from helpers.storage import landing
+from helpers.storage import contracts, landing
+from helpers.storage.quarantine import QuarantinedRow
+from helpers.storage.verified import LandingReport, read_verified
 
 # Daily extracts: one delivery per day, an empty file on a quiet day (a missing day is missing data).
 BILLING_SOURCES = ("billing_customers", "subscriptions", "billing_invoices", "billing_payments")
@@ -284,6 +286,7 @@ class ProfitInputs:
     as_of: dt.datetime
     frames: dict[str, pd.DataFrame]
     arrivals: dict[str, pd.DataFrame]
+    landing: LandingReport = field(default_factory=LandingReport)  # what verified reads left out
 
     def __getitem__(self, source: str) -> pd.DataFrame:
         return self.frames[source]
@@ -337,24 +340,54 @@ def load_inputs(
     settings: Any,
     sources: Sequence[str] = AGGREGATE_SOURCES,
     root: Path | None = None,
+    quarantine_root: Path | None = None,
 ) -> ProfitInputs:
     """Read what had arrived by ``as_of`` (rows and manifests) for a run of ``period``.
 
-    ``billing_payments`` is read only as a manifest: payments are cash, not revenue (refunds are
-    booked through their credit-note lines), but its daily deliveries count for completeness.
+    Every delivery is verified on read (:func:`helpers.storage.verified.read_verified`): a file
+    changed after arrival or lacking a contract column is left out whole, a value that is not of
+    its contract type leaves its row out; ``ProfitInputs.landing`` lists them, and they are
+    appended to the quarantine zone (``quarantine_root``; the workbook's when reading the
+    workbook's landing zone, nowhere for another ``root`` without one).
+
+    ``billing_payments`` is verified and screened but its rows are not used: payments are cash, not
+    revenue (refunds are booked through their credit-note lines); its daily deliveries count for
+    completeness.
     """
     as_of = as_utc(as_of)
     windows = read_windows(period, settings)
-    frames = {}
+    frames, report = {}, LandingReport()
     for source in sources:
-        if source == "billing_payments":
-            continue
-        raw = landing.read_source(
-            source, as_of=as_of, start=windows.get(source), root=root, with_arrival=True
-        )
-        frames[source] = ensure_columns(raw, source)
+        start = windows.get(source, windows["billing_invoices"] if source == "billing_payments" else None)
+        got = read_verified(source, as_of=as_of, start=start, root=root)
+        report.extend(got.report)
+        frames[source] = ensure_columns(got.frame, source)
+    if root is None or quarantine_root is not None:
+        report.write(quarantine_root)
     arrivals = {s: landing.arrivals(s, root=root, as_of=as_of) for s in sources}
-    return ProfitInputs(period, as_of, frames, arrivals)
+    return ProfitInputs(period, as_of, frames, arrivals, report)
+
+
+def landing_findings(report: LandingReport) -> pd.DataFrame:
+    """The rows verified reads quarantined (a value not of its contract type), as findings naming
+    the file, the row and the field."""
+    rows = [_finding(q) for q in report.quarantined]
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else empty_findings()
+
+
+def _finding(q: QuarantinedRow) -> dict[str, Any]:
+    spec = contracts.SOURCES.get(q.source)
+    key = KEYS[q.source][0] if q.source in KEYS else spec.key if spec is not None else "row"
+    raw = q.raw if isinstance(q.raw, dict) else {}
+    return dict(
+        source=q.source,
+        key_column=key,
+        key_value=str(raw.get(key, q.line)),
+        delivery_partition=Path(q.file).parent.name.removeprefix("dt="),
+        reason=f"{q.file} {q.reason} (field {q.field})",
+        action="quarantined",
+        raw="NULL" if raw.get(q.field) is None else str(raw.get(q.field)),
+    )
 
 
 # ---------------------------------------------------------------- the findings of a month

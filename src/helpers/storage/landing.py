@@ -59,6 +59,37 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# (path, size, st_mtime_ns, st_ctime_ns, st_ino) -> sha256: a file is hashed once per process
+# while its stat is unchanged; any change of the stat re-hashes it.
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def cached_sha256(path: Path) -> str:
+    """:func:`file_sha256`, cached per process by the file's path and stat (raises ``OSError``)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = file_sha256(path)
+    return digest
+
+
+def verify_delivery(d: Delivery, *, root: Path | None = None) -> str | None:
+    """None when the delivered file still hashes to its manifest's sha256; else the reason,
+    naming the file: "landing file changed after arrival: <path> (sha256 <12 hex> ≠ manifest
+    <12 hex>)" or "landing file missing: <path>"."""
+    path = source_dir(d.source, root) / d.file
+    try:
+        actual = cached_sha256(path)
+    except FileNotFoundError:
+        return f"landing file missing: {path}"
+    except OSError as e:
+        return f"landing file missing: {path} ({type(e).__name__}: {e})"
+    if actual == d.sha256:
+        return None
+    return f"landing file changed after arrival: {path} (sha256 {actual[:12]} ≠ manifest {d.sha256[:12]})"
+
+
 def write_delivery(
     source: str,
     partition: dt.date | str,
@@ -107,7 +138,7 @@ def write_delivery(
         finally:
             os.close(dir_fd)
     delivery = Delivery(
-        source, part, rel, table.num_rows, file_sha256(target), as_utc(arrived_at).isoformat()
+        source, part, rel, table.num_rows, cached_sha256(target), as_utc(arrived_at).isoformat()
     )
     manifest = source_dir(source, root) / MANIFEST
     with open(manifest, "a", encoding="utf-8") as fh:
