@@ -48,8 +48,9 @@ FAULTS = (
     "duplicate_events@2026-10-09",
     "late_events@2026-10-13",
     "kafka_outage@2026-10-20",
-    "schema_change@2026-10-24:days=2",
+    "schema_change@2026-10-24:days=2,broken=0.02",  # 2 % of the v2 messages miss a required field
 )
+V2_DECLARED = event_contract.BUILT_IN.with_version(event_contract.V2)  # as the schema_change fix declares it
 FRAMES = (
     "daily",
     "metrics",
@@ -88,7 +89,7 @@ def not_ready(up: Upstream, period: str) -> tuple[UpstreamState, pd.DataFrame]:
     )
 
 
-def run(eng, root: Path, day: str, as_of: str = "", contract=event_contract.CONTRACT, reader=not_ready):
+def run(eng, root: Path, day: str, as_of: str = "", contract=V2_DECLARED, reader=not_ready):
     window = run_window(day, as_of, 3, root=root)
     return compute(eng, load(eng, window, root=root), window, contract=contract, upstream_reader=reader)
 
@@ -414,7 +415,7 @@ def test_schema_change_is_critical_until_the_version_is_declared(duckdb_engine, 
     before = evaluate(run(duckdb_engine, faulty, "2026-10-26", contract=v1_only), "schema_change")
     assert (before.status, before.severity) == ("fail", "critical")
     assert before.evidence["by_reason"] == {"unknown schema_version '2'": gt["details"]["v2"]}
-    # the fix: v2 declared in the contract (it is, in CONTRACT); only the broken records stay out
+    # the fix: v2 declared in the contract (V2_DECLARED); only the broken records stay out
     result = run(duckdb_engine, faulty, "2026-10-26")
     after = evaluate(result, "schema_change")
     assert (after.status, after.severity) == ("fail", "warning")
@@ -543,13 +544,13 @@ def test_stream_outcome_needs_a_real_drop_not_a_quiet_night():
 
 @pytest.mark.unit
 def test_contract_versions_are_data():
-    assert event_contract.CONTRACT.known_versions == ("1", "2")
+    assert event_contract.BUILT_IN.known_versions == ("1",)  # v2 is in force once declared (as data)
     with pytest.raises(ValueError, match="declared twice"):
-        event_contract.CONTRACT.with_version(event_contract.V2)
+        V2_DECLARED.with_version(event_contract.V2)
     v3 = event_contract.ContractVersion(
         "3", "raw_json", {**event_contract.V2.fields}, description="v2 renamed, say"
     )
-    assert event_contract.CONTRACT.with_version(v3).known_versions == ("1", "2", "3")
+    assert V2_DECLARED.with_version(v3).known_versions == ("1", "2", "3")
     with pytest.raises(ValueError, match="account_id must be mapped"):
         event_contract.ContractVersion(
             "4", "raw_json", {k: v for k, v in event_contract.V2.fields.items() if k != "account_id"}

@@ -232,7 +232,8 @@ def test_crash_between_write_and_commit_replays_and_loses_nothing(kafka_broker, 
     (q,) = quarantined
     assert q["reason"].startswith("not valid JSON") and q["topic"] == topic and q["offset"] is not None
 
-    # downstream, the schema contract accepts v1 and v2 and quarantines the broken v1 messages
+    # downstream, the schema contract (v2 declared) accepts v1 and v2 and quarantines the broken v1 messages
+    from helpers.engagement import event_contract
     from helpers.engagement.transforms import conformed
 
     frame = conformed(
@@ -240,6 +241,7 @@ def test_crash_between_write_and_commit_replays_and_loses_nothing(kafka_broker, 
         duckdb_engine.read_parquet(
             [str(landing.source_dir("events") / d.file) for d in landing.deliveries("events")]
         ),
+        event_contract.BUILT_IN.with_version(event_contract.V2),
     )
     out = duckdb_engine.to_pandas(frame, ["received_at", "message_id"])
     reasons = out[out["reason"].notna()].drop_duplicates("raw_text")["reason"].tolist()

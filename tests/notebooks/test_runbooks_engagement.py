@@ -215,7 +215,11 @@ def test_schema_change_reruns_once_the_version_is_declared(home, faulty, clean):
     alert = open_alert("schema_change", "2026-10-25")
     assert alert.severity == "critical"
     run = fix("schema_change", "2026-10-25", at)
-    assert "schema_version 2" in run.diagnosis and "declared in the contract since" in run.diagnosis
+    assert "schema_version 2 (not declared" in run.diagnosis
+    # the fix declared v2 as data (who: the engineer on call, when: the fix's as_of), then replayed
+    (declared,) = event_contract.declared()
+    assert (declared.version, declared.declared_at) == (event_contract.V2, (at + FIX_DELAY).isoformat())
+    assert declared.declared_by == run.fixes[0]["result"]["declared"][0]["declared_by"]
     assert_same(mart_day("2026-10-25"), clean_day(clean, "2026-10-25", at + FIX_DELAY))
     assert gt["details"]["v2"] > 0
 
@@ -278,15 +282,17 @@ def test_schema_findings_separate_new_versions_from_incomplete_records():
     )
     reasons = evidence.quarantine_reasons(state)
     fmt = evidence.new_format(state, reasons)
-    assert fmt.holds and fmt.data["undeclared"] == ["9"]  # v2 is declared in the contract in force
+    assert fmt.holds and fmt.data["undeclared"] == ["2", "9"]  # v2 is in force once the fix declares it
     assert (
-        "46 row(s) of schema_version 2 (declared" in fmt.detail
+        "46 row(s) of schema_version 2 (not" in fmt.detail
         and "3 row(s) of schema_version 9 (not" in fmt.detail
     )
     broken = evidence.broken_records(state, reasons)
     assert broken.holds and broken.detail.startswith("missing timestamp: 2")
-    with pytest.raises(ValueError, match="schema_version 9 is not declared"):
-        rbe.redeclared_rerun(None, state, fmt)
+    with pytest.raises(ValueError, match="schema_version 9 is not declared") as refused:
+        rbe.redeclared_rerun(None, state, fmt)  # v2 has a reviewed mapping, 9 none: nothing declared
+    assert "version: '9'" in str(refused.value)  # with a draft entry to review
+    assert event_contract.CONTRACT.known_versions == ("1",)
 
 
 @pytest.mark.unit

@@ -21,8 +21,13 @@ late_events        share=0.25, min_days=1, max_days=3, platform=mobile (mobile|w
 kafka_outage       hours=6, start_hour=9 (UTC, on DATE; the window may run into the next day)
 duplicate_events   share=0.05, max_copies=3, days=1
 data_skew_oom      share=0.3, account=<a customer covering DATE, seeded>, days=1
-schema_change      version=2, hour=0, broken=0.02, platform=web (web|mobile|all), days=<to end>
+schema_change      version=2, hour=0, broken=0, platform=web (web|mobile|all), days=<to end>
 =================  ==========================================================================
+
+``schema_change``'s ``broken`` is a second fault on top of the format change: the share of v2
+messages sent without a required field (``event_name``, ``account`` or ``timestamp``), which no
+contract version can use. It defaults to 0, so a repaired company equals the clean one; with
+``broken>0`` those messages stay quarantined, counted, and their ids are in the ground truth.
 
 ``upstream_missing`` (date: END-10) is a batch injector like the Profit and Growth ones, on an
 upstream business source: ``source=subscriptions, days=3, delay_days=5`` -> the deliveries of
@@ -476,7 +481,7 @@ class SchemaChange(_Fault):
         if version != 2:
             raise ValueError(f"--fault {self.fault.as_text()}: version={version}: only version 2 is defined")
         self.hour = param(self.fault, "hour", 0, int, 0, 23)
-        self.broken = param(self.fault, "broken", 0.02, float, 0.0, 1.0)
+        self.broken = param(self.fault, "broken", 0.0, float, 0.0, 1.0)
         self.platform = _choice(self.fault, "platform", "web", ("web", "mobile", "all"))
         self.days = param(self.fault, "days", None, int, 1)
         self.since = self.day0 * ev.MS_DAY + self.hour * ev.MS_HOUR

@@ -24,9 +24,14 @@ engagement_aggregate.upstream_missing warning Profit or Growth not finished for 
                                               are written ``pending``, never NULL in a final row
 engagement_aggregate.schema_change   warning  quarantined rows in the window's deliveries;
                                      critical an undeclared schema_version, or > 5 % quarantined
+engagement_aggregate.landing_integrity critical a delivery read was left out whole: its file
+                                              changed after arrival (sha256), is missing or
+                                              unreadable, or lacks a contract column (outside
+                                              the catalogue; figures are provisional)
 ==================================  ========  =================================================
 
-None is blocking: the run still writes what it can, with its status. :func:`stream_outcome`
+None is blocking: the run still writes what it can, with its status (``pending`` and the month
+not ``complete`` while a delivery is left out). :func:`stream_outcome`
 is pure over hourly counts, so the same rule also runs between daily runs: :func:`evaluate_stream`
 reads the landing zone's ``receivedAt`` per hour and records the same check for yesterday and
 today; :func:`scheduler_hook` runs it at every scheduler tick, so with the Kafka consumer landing
@@ -50,6 +55,7 @@ from helpers.checks import CheckContext, Outcome, fail, ok
 from helpers.core import config as cfgmod
 from helpers.core.catalogue import CATALOGUE
 from helpers.core.timeutil import as_utc, naive_utc
+from helpers.engagement.inputs import screen_delivery
 from helpers.engagement.run import EngagementRun
 from helpers.engagement.window import PIPELINE
 from helpers.storage import landing
@@ -452,7 +458,7 @@ def schema_change(ctx: CheckContext) -> Outcome:
     )
     if unknown or share > QUARANTINE_SHARE_CRITICAL:
         hint = (
-            " — declare the new version in helpers.engagement.event_contract if it can be mapped"
+            " — the schema_change runbook's fix declares its reviewed mapping in config/event_contract.yml and replays the quarantined days"
             if unknown
             else ""
         )
@@ -460,12 +466,59 @@ def schema_change(ctx: CheckContext) -> Outcome:
     return fail(summary, **evidence)
 
 
-CHECK_IDS: tuple[str, ...] = tuple(f"{PIPELINE}.{name}" for name in CATALOGUE["engagement"])
+# ---------------------------------------------------------------- landing_integrity
+
+
+@checks.check(
+    f"{PIPELINE}.landing_integrity",
+    pipeline=PIPELINE,
+    severity="critical",
+    runbook="notebooks/runbooks/incident_fix.ipynb",
+)
+def landing_integrity(ctx: CheckContext) -> Outcome:
+    """Every delivery the run read hashes to its manifest's sha256 and holds its contract's columns.
+
+    A delivery left out whole is critical (figures provisional); ``api_logs`` rows lacking a
+    request id, account or time (not counted, quarantined with file and row) are a warning."""
+    run = _run(ctx)
+    report = run.landing
+    api = run.api_quarantined
+    evidence = {
+        "rejected": [dict(r.row.raw, reason=r.reason, kind=r.kind) for r in report.rejected],
+        "deliveries_read": dict(report.deliveries),
+        "rows_in_deliveries": dict(report.received),
+        "figures": "provisional" if report.rejected else "as landed",
+        "api_rows_quarantined": api.head(EVIDENCE_IDS).to_dict("records") if len(api) else [],
+    }
+    if report.rejected:
+        return fail(
+            "; ".join(r.reason for r in report.rejected)
+            + f" — {len(report.rejected)} delivery(ies) left out whole, figures provisional",
+            **evidence,
+        )
+    if len(api):
+        by_field = api.groupby("field").size()
+        files = ", ".join(sorted(set(api["delivery_file"].dropna()))[:5])
+        return fail(
+            f"{len(api)} api_logs row(s) not counted: "
+            + ", ".join(f"missing {k}: {int(v)}" for k, v in by_field.items())
+            + f" (in {files})",
+            severity="warning",
+            **evidence,
+        )
+    n = sum(report.deliveries.values())
+    return ok(f"all {n} deliveries read match their manifest and contract", **evidence)
+
+
+CHECK_IDS: tuple[str, ...] = (
+    *(f"{PIPELINE}.{name}" for name in CATALOGUE["engagement"]),
+    f"{PIPELINE}.landing_integrity",
+)
 
 
 def run_domain_checks(run: EngagementRun, *, run_id: str | None = None) -> list[checks.CheckResult]:
-    """Evaluate, record and alert the six checks for the run's date (no built-in mart checks:
-    those run after the write, see :func:`run_mart_checks`)."""
+    """Evaluate, record and alert the run's checks (one per catalogue id, and ``landing_integrity``)
+    for its date (no built-in mart checks: those run after the write, see :func:`run_mart_checks`)."""
     chosen = [c for c in checks.registered(PIPELINE) if c.id in CHECK_IDS]
     return checks.run_checks(
         PIPELINE,
@@ -518,12 +571,16 @@ def stream_hourly(
     """Rows received per hour and each partition's first arrival, from the landing zone as of ``as_of``.
 
     Reads only the ``receivedAt`` column of the ``events`` deliveries of the last ``weeks`` weeks
-    (pyarrow, no engine): cheap enough for every scheduler tick.
+    (pyarrow, no engine): cheap enough for every scheduler tick. A delivery the run would leave out
+    (:func:`helpers.engagement.inputs.screen_delivery`: changed after arrival, unreadable, lacking
+    a column) is not read here either: counted as the run counts it, and no crash of the monitor.
     """
     first = (as_utc(as_of).date() - dt.timedelta(days=7 * weeks + 1)).isoformat()
     chosen = [d for d in landing.deliveries("events", root=root, as_of=as_of) if d.partition >= first]
     counts: dict[tuple[dt.date, int], int] = {}
     for d in chosen:
+        if screen_delivery(d, root=root) is not None:
+            continue
         col = pq.read_table(landing.source_dir("events", root) / d.file, columns=["receivedAt"]).column(0)
         hours = pc.floor_temporal(col.drop_null(), unit="hour").to_pylist()
         for h in hours:

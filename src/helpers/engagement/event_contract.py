@@ -25,8 +25,12 @@ reason          NULL for an accepted row; otherwise why it was quarantined
 Versions are data, not code paths: :data:`V1` (columns, as the extract lands a Segment event),
 :data:`V1_RAW` (a v1 JSON message the extract could not parse, landed raw: the same field names
 inside ``_raw_json``) and :data:`V2` (the frontend's v2 format, ``helpers.storage.contracts.V2_FORMAT``).
-A new format that can be mapped is supported by adding a :class:`ContractVersion` to
-:data:`CONTRACT`; :func:`conform` is generic over the versions it is given. A row whose version
+V1 and V1_RAW are built in (:data:`BUILT_IN`); any other version is in force only once declared
+as data in the config folder's ``event_contract.yml`` (:func:`declare`: the mapping, who and
+when), which :data:`CONTRACT` reads each time it is used. V2 is a reviewed mapping
+(:data:`REVIEWED`) the schema_change runbook's fix declares when v2 rows turn up; a version
+without one is declared by a reviewed entry written into the file (:func:`draft` gives one).
+:func:`conform` is generic over the versions it is given. A row whose version
 the contract does not declare is quarantined (``unknown schema_version '3'``); a row of a known
 version lacking a required field is quarantined as ``missing <field>`` (the field named as that
 version names it), or ``unparseable <field>`` when it is there but does not convert.
@@ -38,12 +42,17 @@ quarantined rows into :class:`helpers.storage.quarantine.QuarantinedRow` records
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import yaml
 
+from helpers.core import paths
+from helpers.engagement import json_fields
 from helpers.storage.engine import Engine
 from helpers.storage.quarantine import QuarantinedRow
 
@@ -88,6 +97,7 @@ LANDED_COLUMNS: tuple[str, ...] = (
     "receivedAt",
     "context",
     "properties",
+    "traits",  # not read, but screened: garbage traits quarantine the event
     "schema_version",
     "_raw_json",
 )
@@ -239,9 +249,191 @@ class EventContract:
         return pd.DataFrame(rows)
 
 
-# The contract in force. v2 is declared because the frontend announced it (the schema_change
-# runbook: map the new format by adding a version here, then re-run the affected window).
-CONTRACT = EventContract(versions=(V1, V1_RAW, V2))
+# ---------------------------------------------------------------- the contract in force: declared versions
+
+# Built into the code: v1 as the Kafka extract lands it, in columns or raw. Every other version is
+# in force only once declared in the config folder's ``event_contract.yml`` (data, with who and
+# when): the schema_change runbook's fix writes the declaration, nobody edits code at repair time.
+BUILT_IN = EventContract(versions=(V1, V1_RAW))
+# Mappings reviewed ahead of a rollout (the frontend's published formats): what the schema_change
+# fix declares when it finds rows of that version. A version without one needs a reviewed entry
+# written into the file by hand (the fix refuses with a draft of it).
+REVIEWED: dict[str, ContractVersion] = {"2": V2}
+CONTRACT_FILE = "event_contract.yml"
+KINDS: tuple[str, ...] = ("text", "timestamp", "iso8601", "epoch_ms")
+FILE_HEADER = """\
+# Declared versions of the product events contract (helpers.engagement.event_contract; docs/pipelines.md).
+#
+# v1 is built in. A version listed here is accepted by every engagement run from then on; the
+# schema_change runbook's fix adds an entry (declared_by: the engineer on call, declared_at: the
+# fix's as_of), then re-runs the days whose rows of that version were quarantined. An entry maps
+# each canonical field to its sources (column, JSON path, kind: text|timestamp|iso8601|epoch_ms).
+"""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A version declared in ``event_contract.yml``: the mapping, who declared it, when and why."""
+
+    version: ContractVersion
+    declared_by: str
+    declared_at: str
+    reason: str = ""
+
+
+def contract_path(directory: Path | None = None) -> Path:
+    """Where the declared versions live: the config folder (``WORKBOOK_CONFIG_DIR``)."""
+    return (directory or paths.config_dir()) / CONTRACT_FILE
+
+
+def version_data(v: ContractVersion) -> dict[str, Any]:
+    """A version as the file keeps it (plain YAML: strings, lists, booleans)."""
+    return {
+        "version": v.version,
+        "form": v.form,
+        "description": v.description,
+        "event_types": list(v.event_types),
+        "fields": {
+            name: {
+                "sources": [
+                    {"column": s.column, **({"path": s.path} if s.path else {}), "kind": s.kind}
+                    for s in f.sources
+                ],
+                "label": f.label,
+                "required": f.required,
+            }
+            for name, f in v.fields.items()
+        },
+    }
+
+
+def _source(data: Any, where: str) -> Source:
+    if not isinstance(data, dict) or not isinstance(data.get("column"), str):
+        raise ValueError(
+            f"{where}: expected {{column: <landed column>, path: $.a.b, kind: text}}, got {data!r}"
+        )
+    path, kind = data.get("path"), data.get("kind", "text")
+    if path is not None and not (isinstance(path, str) and path.startswith("$")):
+        raise ValueError(f"{where}.path: expected a JSON path like $.account.id, got {path!r}")
+    if kind not in KINDS:
+        raise ValueError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    return Source(data["column"], path, kind)
+
+
+def version_from_data(data: Any, where: str) -> ContractVersion:
+    """A version read from the file; ``ValueError`` names ``where`` (file and entry) and the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+        raise ValueError(f"{where}: expected a mapping with version, form and fields")
+    version, form = str(data.get("version") or ""), data.get("form")
+    if not version:
+        raise ValueError(f"{where}.version: expected a schema_version such as '2'")
+    if form not in ("columns", "raw_json"):
+        raise ValueError(f"{where}.form: expected columns or raw_json, got {form!r}")
+    fields: dict[str, Field] = {}
+    for name, f in data["fields"].items():
+        at = f"{where}.fields.{name}"
+        if not isinstance(f, dict) or not isinstance(f.get("sources"), list) or not f["sources"]:
+            raise ValueError(f"{at}: expected {{sources: [...], label: ..., required: true|false}}")
+        sources = tuple(_source(s, f"{at}.sources[{i}]") for i, s in enumerate(f["sources"]))
+        fields[str(name)] = Field(sources, str(f.get("label") or name), bool(f.get("required", False)))
+    types = tuple(data.get("event_types") or SEGMENT_TYPES)
+    try:
+        return ContractVersion(version, form, fields, str(data.get("description") or ""), types)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+_read_cache: dict[Path, tuple[tuple[int, int], tuple[Declaration, ...]]] = {}
+
+
+def declared(path: Path | None = None) -> tuple[Declaration, ...]:
+    """The versions declared in ``event_contract.yml`` (none when the file is absent), validated."""
+    path = path or contract_path()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return ()
+    key = (stat.st_mtime_ns, stat.st_size)
+    hit = _read_cache.get(path)
+    if hit and hit[0] == key:
+        return hit[1]
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("declared") or [], list):
+        raise ValueError(f"{path}: expected a mapping with a 'declared' list")
+    out = []
+    for i, entry in enumerate(data.get("declared") or []):
+        where = f"{path}: declared[{i}]"
+        v = version_from_data(entry, where)
+        if not entry.get("declared_by") or not entry.get("declared_at"):
+            raise ValueError(f"{where}: expected declared_by and declared_at (who declared it, when)")
+        by, at, why = str(entry["declared_by"]), str(entry["declared_at"]), str(entry.get("reason") or "")
+        out.append(Declaration(v, by, at, why))
+    found = tuple(out)
+    EventContract(versions=(*BUILT_IN.versions, *(d.version for d in found)))  # a version/form twice raises
+    _read_cache[path] = (key, found)
+    return found
+
+
+def in_force(path: Path | None = None) -> EventContract:
+    """The contract in force now: :data:`BUILT_IN` plus the declared versions."""
+    return EventContract(versions=(*BUILT_IN.versions, *(d.version for d in declared(path))))
+
+
+def declare(
+    version: ContractVersion, *, by: str, at: dt.datetime, reason: str, path: Path | None = None
+) -> Declaration:
+    """Declare ``version`` in the file (kept comments, atomic write); the same mapping declared
+    again returns the existing entry, a different mapping of a declared version/form raises."""
+    path = path or contract_path()
+    for d in declared(path):
+        if d.version.key == version.key:
+            if version_data(d.version) != version_data(version):
+                raise ValueError(f"{path}: schema_version {version.key} is declared with another mapping")
+            return d
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    data = yaml.safe_load(text) or {}
+    entry = {**version_data(version), "declared_by": by, "declared_at": at.isoformat(), "reason": reason}
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#")) or FILE_HEADER
+    body = {"declared": [*(data.get("declared") or []), entry]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yml.tmp")
+    tmp.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)
+    return next(d for d in declared(path) if d.version.key == version.key)
+
+
+def draft(version: str) -> str:
+    """A draft entry for an undeclared ``version`` without a reviewed mapping (YAML to review and
+    add to the file): the latest declared raw mapping (else v2's), renamed. Every source must be checked
+    against a sample of the quarantined messages before it is declared."""
+    base = next((d.version for d in reversed(declared()) if d.version.form == "raw_json"), V2)
+    entry = {
+        **version_data(replace(base, version=version)),
+        "declared_by": "<you>",
+        "declared_at": "<now, UTC>",
+    }
+    entry["description"] = f"DRAFT from v{base.version}: check every source against a quarantined message"
+    return yaml.safe_dump({"declared": [entry]}, sort_keys=False)
+
+
+class DeclaredContract(EventContract):
+    """The contract in force (:func:`in_force`), read from the config folder each time it is used:
+    a version the schema_change fix declares is accepted by the next run, without a code change."""
+
+    def __init__(self) -> None:  # no fields of its own: ``versions`` is read when used
+        object.__setattr__(self, "mobile_devices", BUILT_IN.mobile_devices)
+        object.__setattr__(self, "name", BUILT_IN.name)
+
+    @property
+    def versions(self) -> tuple[ContractVersion, ...]:  # type: ignore[override]
+        return in_force().versions
+
+    def with_version(self, version: ContractVersion) -> EventContract:
+        return in_force().with_version(version)
+
+
+# The contract in force: the built-in versions plus those declared in ``event_contract.yml``.
+CONTRACT: EventContract = DeclaredContract()
 
 
 # ---------------------------------------------------------------- conforming on an engine
@@ -249,8 +441,9 @@ CONTRACT = EventContract(versions=(V1, V1_RAW, V2))
 
 def _source_expr(engine: Engine, src: Source) -> Any:
     F = engine.F
-    base = F.col(src.column)
-    text = engine.json_string(base, src.path) if src.path else base
+    text = (
+        engine.json_string(json_fields.safe(engine, src.column), src.path) if src.path else F.col(src.column)
+    )
     if src.kind == "timestamp":
         return text
     if src.kind == "iso8601":
@@ -265,8 +458,9 @@ def _source_expr(engine: Engine, src: Source) -> Any:
 def _present_expr(engine: Engine, src: Source) -> Any:
     """Whether the source has a value at all (to tell "missing" from "unparseable")."""
     F = engine.F
-    base = F.col(src.column)
-    text = engine.json_string(base, src.path) if src.path else base
+    text = (
+        engine.json_string(json_fields.safe(engine, src.column), src.path) if src.path else F.col(src.column)
+    )
     return text.isNotNull()
 
 
@@ -329,15 +523,26 @@ def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any
     an undeclared version get ``reason = "unknown schema_version '<v>'"``; ``received_at`` is kept
     for every row (the extract always lands it), so quarantined rows are counted per received day.
     ``raw_text`` (quarantined rows only) is what the quarantine file keeps: the landed JSON of a
-    raw row, the parsed fields of a v1 row (its message id and received day find it in the landing).
+    raw row, the parsed fields of a v1 row (its message id and received day find it in the landing)
+    and, for unusable JSON, the landed text of the field (``landed``).
+
+    JSON is screened first (:mod:`helpers.engagement.json_fields`): paths are read only from text
+    that parses, and a row whose JSON field is malformed, empty or not an object is quarantined
+    with that reason (after the version reasons). ``delivery_file`` and ``delivery_row`` say where
+    a row was landed when ``raw`` was read with the engine's provenance columns (else NULL).
     """
     F = engine.F
-    stage = raw.select(
+    screened = json_fields.screen(engine, raw, LANDED_COLUMNS)
+    json_reason, json_text = json_fields.problem(engine)
+    stage = screened.select(
         *_stage_columns(engine, contract.versions),
         F.col("schema_version").alias("schema_version"),
         F.when(F.col("_raw_json").isNull(), F.lit("columns")).otherwise(F.lit("raw")).alias("_form"),
         F.col("receivedAt").alias("received_at"),
         F.col("_raw_json").alias("_raw_json"),
+        json_reason.alias("_json_reason"),
+        json_text.alias("_json_text"),
+        *json_fields.delivery_columns(engine),
     )
     reason = _row_reason(engine, contract)
     mobile = F.lower(F.col("device")).isin(*contract.mobile_devices)
@@ -360,6 +565,8 @@ def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any
         F.col("session_id").alias("session_id"),
         reason.alias("reason"),
         F.when(reason.isNotNull(), F.coalesce(F.col("_raw_json"), _parsed_text(engine))).alias("raw_text"),
+        F.col("delivery_file").alias("delivery_file"),
+        F.col("delivery_row").alias("delivery_row"),
     )
 
 
@@ -398,6 +605,7 @@ def _row_reason(engine: Engine, contract: EventContract) -> Any:
         .when(
             ~covered, F.concat(F.lit("unknown form of schema_version '"), F.col("schema_version"), F.lit("'"))
         )
+        .when(F.col("_json_reason").isNotNull(), F.col("_json_reason"))
         .otherwise(
             _chain(engine, [(_selector(engine, v, parsed=True), _reason_expr(engine, v)) for v in versions])
         )
@@ -405,8 +613,16 @@ def _row_reason(engine: Engine, contract: EventContract) -> Any:
 
 
 def _parsed_text(engine: Engine) -> Any:
-    """The parsed fields of a row as JSON text (what the quarantine keeps of a v1 row)."""
+    """The parsed fields of a row as JSON text (what the quarantine keeps of a v1 row); with the
+    landed text of its unusable JSON field (``landed``) when that is why it was quarantined."""
     F = engine.F
+    bad = F.col("_json_reason").isNotNull()
+    return F.when(bad, _fields_json(engine, landed=True)).otherwise(_fields_json(engine, landed=False))
+
+
+def _fields_json(engine: Engine, *, landed: bool) -> Any:
+    F = engine.F
+    extra = [F.col("_json_text").alias("landed")] if landed else []
     return F.to_json(
         F.struct(
             *[
@@ -420,7 +636,8 @@ def _parsed_text(engine: Engine) -> Any:
                     "device",
                     "session_id",
                 )
-            ]
+            ],
+            *extra,
         ),
         {"ignoreNullFields": "false"},  # DuckDB always keeps NULL fields; Spark only with this option
     )
@@ -465,7 +682,11 @@ def intake_counts(stats: pd.DataFrame) -> IntakeCounts:
 
 
 def reason_field(reason: str) -> str | None:
-    """The field a reason names (``missing account`` -> ``account``), None for version reasons."""
+    """The field a reason names (``missing account`` -> ``account``, ``malformed JSON in context``
+    -> ``context``), None for version reasons."""
+    named = json_fields.reason_field(reason)
+    if named is not None:
+        return named
     for prefix in ("missing ", "unparseable ", "unknown "):
         if reason.startswith(prefix):
             rest = reason[len(prefix) :]
@@ -476,18 +697,21 @@ def reason_field(reason: str) -> str | None:
 
 
 def quarantine_records(rows: pd.DataFrame, *, source: str = "events") -> list[QuarantinedRow]:
-    """Quarantined rows (``message_id``, ``schema_version``, ``received_at``, ``reason``, ``raw_text``)
-    as quarantine records: ``file`` is the received partition (``dt=YYYY-MM-DD``), ``raw`` the
-    landed JSON (v1 rows: their columns as JSON). Deterministic, so rewriting them is a no-op."""
+    """Quarantined rows (``message_id``, ``schema_version``, ``received_at``, ``reason``, ``raw_text``,
+    optionally ``delivery_file`` and ``delivery_row``) as quarantine records: ``file`` is the
+    delivery file (``dt=YYYY-MM-DD/part-NNNNN.parquet``) and ``line`` the row in it where known,
+    else the received partition (``dt=YYYY-MM-DD``); ``raw`` the landed JSON (v1 rows: their
+    columns as JSON). Deterministic, so rewriting them is a no-op."""
     out = []
     for r in rows.itertuples(index=False):
         received = pd.Timestamp(r.received_at) if pd.notna(r.received_at) else None
         part = f"dt={received.date().isoformat()}" if received is not None else "dt=unknown"
+        file, line = getattr(r, "delivery_file", None), getattr(r, "delivery_row", None)
         out.append(
             QuarantinedRow(
                 source,
-                part,
-                None,
+                str(file) if isinstance(file, str) and file else part,
+                int(line) if file and pd.notna(line) else None,
                 str(r.reason),
                 str(r.raw_text),
                 reason_field(str(r.reason)),

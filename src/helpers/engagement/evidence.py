@@ -390,11 +390,15 @@ def new_format(check: kit.Evidence, reasons: pd.DataFrame) -> kit.Evidence:
     unknown = reasons[reasons["version"].notna()] if len(reasons) else reasons
     if not check.holds or unknown.empty:
         return kit.Evidence(False, "no rows of an undeclared schema_version")
-    parts = [
-        f"{r.rows} row(s) of schema_version {r.version} "
-        + ("(declared in the contract since: re-run)" if r.declared_now else "(not declared: map it)")
-        for r in unknown.itertuples()
-    ]
+
+    def state(r: Any) -> str:
+        if r.declared_now:
+            return "(declared in the contract since: re-run)"
+        if r.version in event_contract.REVIEWED:
+            return "(not declared: the fix declares its reviewed mapping)"
+        return "(not declared, no reviewed mapping: write one)"
+
+    parts = [f"{r.rows} row(s) of schema_version {r.version} {state(r)}" for r in unknown.itertuples()]
     return kit.Evidence(
         True,
         f"{check.data['partition']}: " + "; ".join(parts),

@@ -3,7 +3,16 @@
 ``events`` are read for received partitions from the window's roll-up start (less a day of clock
 skew) to ``as_of``'s date; ``api_logs`` for the months the window touches. Files are read by the
 engine (engine DataFrames, nothing collected); an empty read gets a zero-row file with the
-source's landed schema, so its columns are right.
+source's landed schema, so its columns are right. Events are read with their provenance (file and
+row), so a quarantined event names where it was landed.
+
+Every delivery is verified before the engine sees it (:func:`screen_delivery`): its file must still
+hash to its manifest's sha256 (:func:`helpers.storage.landing.verify_delivery`), be readable
+Parquet, and hold each column the run reads in a type of its contract
+(``helpers.storage.contracts.SCHEMAS``). A delivery that fails is not read: it is quarantined
+whole (:class:`helpers.storage.verified.Rejected`, in :attr:`Inputs.landing`), the run's
+``landing_integrity`` check fails (critical) and its figures are provisional
+(``helpers.engagement.run``). Values inside a delivery are judged by the event contract.
 """
 
 from __future__ import annotations
@@ -11,18 +20,36 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.core.timeutil import naive_utc
+from helpers.engagement.event_contract import LANDED_COLUMNS
 from helpers.engagement.window import RunWindow
 from helpers.storage import landing
 from helpers.storage.contracts import SCHEMAS
 from helpers.storage.engine import Engine
+from helpers.storage.quarantine import QuarantinedRow
+from helpers.storage.verified import THREADS, LandingReport, Rejected
+
+# The columns each source is read for (the engine reads nothing else of them).
+READ_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": LANDED_COLUMNS,
+    "api_logs": ("request_id", "account_id", "api_key_id", "timestamp"),
+}
+# Short labels of why a delivery was left out (intake reasons, pending reasons).
+KIND_LABELS = {
+    "changed": "landing file changed after arrival",
+    "missing": "landing file missing",
+    "columns": "a contract column missing or of another type",
+    "unreadable": "not readable Parquet",
+}
 
 
 @dataclass
@@ -34,6 +61,7 @@ class Inputs:
     event_files: list[str]
     api_files: list[str]
     arrivals: pd.DataFrame  # events partitions read: partition (date), first arrived_at (naive UTC)
+    landing: LandingReport = field(default_factory=LandingReport)  # deliveries left out whole
 
 
 _EMPTY: dict[str, Path] = {}
@@ -48,26 +76,106 @@ def empty_parquet(source: str) -> str:
     return str(_EMPTY[source])
 
 
+def landed_deliveries(
+    source: str, first: dt.date, last: dt.date, *, as_of: dt.datetime, root: Path | None = None
+) -> list[landing.Delivery]:
+    """The deliveries of ``source`` for partitions in [first, last] arrived by ``as_of``."""
+    lo, hi = first.isoformat(), last.isoformat()
+    return [d for d in landing.deliveries(source, root=root, as_of=as_of) if lo <= d.partition <= hi]
+
+
 def landed_files(
     source: str, first: dt.date, last: dt.date, *, as_of: dt.datetime, root: Path | None = None
 ) -> list[str]:
     """Paths of the deliveries of ``source`` for partitions in [first, last] arrived by ``as_of``."""
-    lo, hi = first.isoformat(), last.isoformat()
     base = landing.source_dir(source, root)
-    return [
-        str(base / d.file)
-        for d in landing.deliveries(source, root=root, as_of=as_of)
-        if lo <= d.partition <= hi
-    ]
+    return [str(base / d.file) for d in landed_deliveries(source, first, last, as_of=as_of, root=root)]
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether the engines read ``actual`` as ``expected`` (same family; an all-null column reads as NULL)."""
+    if actual == expected or pa.types.is_null(actual):
+        return True
+    for family in (pa.types.is_string, pa.types.is_large_string):
+        if family(expected):
+            return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+    for family in (pa.types.is_timestamp, pa.types.is_integer):
+        if family(expected):
+            return family(actual)
+    return False
+
+
+def _schema_problem(d: landing.Delivery, path: Path) -> tuple[str, str, dict[str, Any], str | None] | None:
+    """(kind, reason, raw, field) when the file cannot be read for the run's columns, else None."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as e:
+        return "unreadable", f"not readable Parquet: {path}: {type(e).__name__}: {e}", {}, None
+    expected = SCHEMAS[d.source]
+    wanted = READ_COLUMNS[d.source]
+    missing = [c for c in wanted if c not in schema.names]
+    if missing:
+        word = "column" if len(missing) == 1 else "columns"
+        return "columns", f"{word} {', '.join(missing)} missing in {path}", {"missing": missing}, missing[0]
+    for c in wanted:
+        got, want = schema.field(c).type, expected.field(c).type
+        if not _compatible(got, want):
+            reason = f"column {c} of {path} is {got}, expected {want}"
+            return "columns", reason, {"column": c, "type": str(got), "expected": str(want)}, c
+    return None
+
+
+def screen_delivery(d: landing.Delivery, *, root: Path | None = None) -> Rejected | None:
+    """None when the delivery can be read as landed; else why it is left out (quarantined whole)."""
+    path = landing.source_dir(d.source, root) / d.file
+    problem = landing.verify_delivery(d, root=root)
+    base = {"partition": d.partition, "file": d.file, "rows": d.rows, "expected_sha256": d.sha256}
+    if problem is not None:
+        kind = "missing" if problem.startswith("landing file missing") else "changed"
+        if kind == "changed":
+            base["actual_sha256"] = landing.cached_sha256(path)
+        return Rejected(d, problem, kind, QuarantinedRow(d.source, str(path), None, problem, base, None))
+    found = _schema_problem(d, path)
+    if found is None:
+        return None
+    kind, reason, raw, column = found
+    return Rejected(d, reason, kind, QuarantinedRow(d.source, str(path), None, reason, base | raw, column))
+
+
+def screen(
+    deliveries: list[landing.Delivery], *, root: Path | None = None
+) -> tuple[list[str], LandingReport]:
+    """The files of the deliveries that can be read, and the report of those left out whole."""
+    report = LandingReport()
+    if not deliveries:
+        return [], report
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        verdicts = list(pool.map(lambda d: screen_delivery(d, root=root), deliveries))
+    files = []
+    for d, rejected in zip(deliveries, verdicts, strict=True):
+        report.deliveries[d.source] = report.deliveries.get(d.source, 0) + 1
+        report.received[d.source] = report.received.get(d.source, 0) + d.rows
+        if rejected is None:
+            files.append(str(landing.source_dir(d.source, root) / d.file))
+        else:
+            report.rejected.append(rejected)
+    return files, report
 
 
 def load(engine: Engine, window: RunWindow, *, root: Path | None = None) -> Inputs:
     """Read the run's ``events`` and ``api_logs`` deliveries (see the module doc for the ranges)."""
-    ev_files = landed_files("events", window.read_from, window.as_of.date(), as_of=window.as_of, root=root)
+    ev = landed_deliveries("events", window.read_from, window.as_of.date(), as_of=window.as_of, root=root)
     api_from = min(window.start, *(m.start for m in window.months)) if window.months else window.start
-    api_files = landed_files("api_logs", api_from, window.rollup_end, as_of=window.as_of, root=root)
-    events = engine.read_parquet(ev_files or [empty_parquet("events")], name="engagement_events_src")
-    api = engine.read_parquet(api_files or [empty_parquet("api_logs")], name="engagement_api_src")
+    api = landed_deliveries("api_logs", api_from, window.rollup_end, as_of=window.as_of, root=root)
+    ev_files, report = screen(ev, root=root)
+    api_files, api_report = screen(api, root=root)
+    report.extend(api_report)
+    events = engine.read_parquet(
+        ev_files or [empty_parquet("events")], name="engagement_events_src", provenance=True
+    )
+    api_df = engine.read_parquet(
+        api_files or [empty_parquet("api_logs")], name="engagement_api_src", provenance=True
+    )
     read = [
         d
         for d in landing.deliveries("events", root=root, as_of=window.as_of)
@@ -81,4 +189,4 @@ def load(engine: Engine, window: RunWindow, *, root: Path | None = None) -> Inpu
         columns=["partition", "arrived_at"],
     )
     arrivals = arrivals.groupby("partition", as_index=False)["arrived_at"].min()
-    return Inputs(events, api, ev_files, api_files, arrivals)
+    return Inputs(events, api_df, ev_files, api_files, arrivals, report)

@@ -10,6 +10,9 @@ as pandas frames, in an :class:`EngagementRun`.
 - reads the ``events`` deliveries that had arrived by ``as_of`` for received partitions from the
   roll-up start (30 days before the window, or the first month the window touches) to ``as_of``'s
   date, and the ``api_logs`` deliveries of the months it touches (``helpers.engagement.inputs``);
+  a delivery whose file changed after arrival (sha256), is unreadable or lacks a contract column
+  is left out whole: its rows count as received and quarantined, the run is ``pending`` and the
+  months it writes are not ``complete`` (provisional for investors) until a run reads it whole;
 - conforms them to the schema contract (``helpers.engagement.event_contract``): every row is accepted or
   quarantined with a reason, accepted + quarantined = received;
 - keeps one copy per ``messageId`` over everything read (the earliest received; copies are the
@@ -55,10 +58,11 @@ import pandas as pd
 
 from helpers.engagement import event_contract
 from helpers.engagement.event_contract import CONTRACT, EventContract, IntakeCounts
-from helpers.engagement.inputs import Inputs
+from helpers.engagement.inputs import KIND_LABELS, Inputs
 from helpers.engagement.marts import ACCOUNT_COLUMNS, INTAKE_COLUMNS, METRICS_COLUMNS, MONTHLY_COLUMNS
 from helpers.engagement.transforms import (
     api_requests,
+    api_unusable,
     conformed,
     daily_actives,
     daily_per_account,
@@ -78,6 +82,7 @@ from helpers.engagement.upstream import (
 )
 from helpers.engagement.window import MAU_DAYS, PIPELINE, WAU_DAYS, Month, RunWindow
 from helpers.storage.engine import Engine
+from helpers.storage.verified import LandingReport
 
 UpstreamReader = Callable[[Upstream, str], tuple[UpstreamState, pd.DataFrame]]
 
@@ -102,6 +107,9 @@ class EngagementRun:
     upstreams: list[UpstreamState]
     contract_versions: list[str]
     backfill: list[dict[str, Any]] = field(default_factory=list)
+    landing: LandingReport = field(default_factory=LandingReport)  # deliveries left out whole
+    # api_logs rows not counted (request_id, account_id, field, delivery_file, delivery_row)
+    api_quarantined: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def run_intake(self) -> IntakeCounts:
@@ -129,6 +137,7 @@ class EngagementRun:
         if self.window.run_date not in self.window.written_days:
             out.append(f"events of {self.window.run_date} not delivered by {self.window.as_of.isoformat()}")
         out += [f"{s.period}: {s.reason}" for s in self.upstreams if not s.ready]
+        out += [f"delivery left out (figures provisional): {r.reason}" for r in self.landing.rejected]
         return out
 
     def metrics_for(self, day: dt.date) -> dict[str, Any]:
@@ -200,8 +209,10 @@ def compute(
     )
     per_day, actives = _actives(engine, ud, window)
     metrics = _metrics(window, per_day, actives, daily)
-    intake = _intake(window, intake_days, stats, firsts, late)
+    intake = _intake(window, intake_days, stats, firsts, late, inputs.landing)
     monthly, accounts, upstates = _months(engine, events, api, window, per_day, actives, read)
+    if inputs.landing.rejected:  # data left out: no month it touches is complete (investors: provisional)
+        monthly["complete"] = False
     run = EngagementRun(
         window=window,
         engine=engine.name,
@@ -218,6 +229,8 @@ def compute(
         arrivals=inputs.arrivals,
         upstreams=upstates,
         contract_versions=[v.key for v in contract.versions],
+        landing=inputs.landing,
+        api_quarantined=engine.to_pandas(api_unusable(engine, inputs.api), ["delivery_file", "delivery_row"]),
     )
     run.backfill = backfill_requests(run)
     for name, df in (
@@ -271,6 +284,8 @@ def _quarantined_rows(engine: Engine, rows: Any, intake_days: Sequence[dt.date])
             F.col("received_at").alias("received_at"),
             F.col("reason").alias("reason"),
             F.col("raw_text").alias("raw_text"),
+            F.col("delivery_file").alias("delivery_file"),
+            F.col("delivery_row").alias("delivery_row"),
         ),
         ["received_at", "raw_text"],
     )
@@ -454,10 +469,36 @@ def _monthly_row(
     }
 
 
+def _left_out(landing: LandingReport) -> pd.DataFrame:
+    """``events`` rows of deliveries left out whole, as intake stats (``date``: the partition)."""
+    rows = [
+        {
+            "date": dt.date.fromisoformat(r.delivery.partition),
+            "schema_version": None,
+            "reason": f"delivery left out: {KIND_LABELS.get(r.kind, r.kind)}",
+            "rows": int(r.delivery.rows),
+        }
+        for r in landing.rejected
+        if r.delivery.source == "events" and r.delivery.rows
+    ]
+    return pd.DataFrame(rows, columns=["date", "schema_version", "reason", "rows"])
+
+
 def _intake(
-    window: RunWindow, days: Sequence[dt.date], stats: pd.DataFrame, firsts: pd.DataFrame, late: pd.DataFrame
+    window: RunWindow,
+    days: Sequence[dt.date],
+    stats: pd.DataFrame,
+    firsts: pd.DataFrame,
+    late: pd.DataFrame,
+    landing: LandingReport | None = None,
 ) -> pd.DataFrame:
-    """``engagement_intake_daily``: per received day, the contract's intake, copies and late events."""
+    """``engagement_intake_daily``: per received day, the contract's intake, copies and late events.
+
+    The rows of an ``events`` delivery left out whole count as received and quarantined on its
+    partition's day (its manifest row count): nothing read or not is lost from the intake."""
+    left = _left_out(landing or LandingReport())
+    if len(left):
+        stats = pd.concat([stats, left[left["date"].isin(days)]], ignore_index=True)
     rows = []
     for d in days:
         mine = stats[stats["date"] == d]

@@ -19,13 +19,18 @@ kafka_outage      replay the outage window from the topic's retained copy (``Sta
 duplicate_events  re-run the days (one copy per ``messageId``: the figures count each click once)
 data_skew_oom     re-run the days (pre-aggregation to the account grain; AQE skew join on Spark)
 upstream_missing  run the unfinished Profit/Growth upstreams for the month, then re-run
-schema_change     re-run the days once the new version is declared in
-                  ``helpers.engagement.event_contract.CONTRACT``; an undeclared one is refused with a draft
+schema_change     declare the new version (its reviewed mapping, ``event_contract.REVIEWED``) as data
+                  in the config folder's ``event_contract.yml`` (who: the engineer on call, when:
+                  ``as_of``), then replay its quarantined rows: re-run every received day whose
+                  intake quarantined them; a version without a reviewed mapping is refused with a draft
 ================  ==========================================================================
 
 - :func:`verify` re-checks after a fix: the re-run succeeded, the condition the runbook is about
   is gone (or, for conditions of the source itself such as incomplete records, handled by the
   pipeline) and, where asked, its marts equal a fresh computation from everything landed by ``as_of``.
+  ``schema_change`` verifies the complete state, not the days it re-ran: no intake day of the marts
+  still quarantines a row of an undeclared version, and every such day's marts equal a fresh
+  computation.
 
 Nothing here reads the wall clock: everything works at ``ctx.as_of``.
 """
@@ -33,6 +38,7 @@ Nothing here reads the wall clock: everything works at ``ctx.as_of``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -211,7 +217,9 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Ve
         return verify_quarantined(ctx, diag, state.check, evidence.quarantine_reasons(state.check))
     if not diag.present or not ctx.apply_fix or not days:  # nothing re-run: the check as last recorded
         return diag.verify()
-    return verify_days(ctx, diag, cid, days, condition_now(ctx, state))
+    if cid == "schema_change":  # the condition is judged on every intake day, not the days re-run
+        return verify_days(ctx, diag, cid, days, condition_now(ctx, state), compare=True)
+    return verify_days(ctx, diag, cid, days, condition_now(ctx, state), expected=expected_days(state))
 
 
 def condition_now(ctx: kit.RunbookContext, state: State) -> kit.Evidence | None:
@@ -226,7 +234,7 @@ def condition_now(ctx: kit.RunbookContext, state: State) -> kit.Evidence | None:
     if cid == "upstream_missing":
         return evidence.upstream_states(ctx, state.day)
     if cid == "schema_change":
-        return format_after(ctx)
+        return undeclared_anywhere()
     return None  # data_skew_oom: the re-run with the pre-aggregated join
 
 
@@ -283,12 +291,16 @@ def _new_format(state: State) -> kit.Evidence:
 
 
 def _schema_plan(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> Plan:
-    """Re-run the day once its new format is declared in the contract (refused, naming it, if not)."""
+    """Declare the new format's versions (as data), then replay their quarantined rows: re-run every
+    received day whose intake quarantined them (refused, with a draft, for a version without a
+    reviewed mapping)."""
     check, fmt = state.check, _new_format(state)
-    versions = ", ".join(event_contract.CONTRACT.known_versions)
-    what = f"re-run {PIPELINE} {check.data.get('partition')} with the contract's versions {versions}"
-    action = partial(redeclared_rerun, ctx, check, fmt)
-    return [(PIPELINE, state.day)] if fmt.holds else [], what, action if diag.present and fmt.holds else None
+    days = replay_days(state.day, new_versions(fmt)) if fmt.holds else []
+    versions = ", ".join(new_versions(fmt)) or "-"
+    path = event_contract.contract_path()
+    what = f"declare schema_version {versions} in {path}, then re-run {PIPELINE} {', '.join(days) or '-'}"
+    action = partial(redeclared_rerun, ctx, check, fmt, days)
+    return [(PIPELINE, d) for d in days], what, action if diag.present and fmt.holds else None
 
 
 PLANS: dict[str, Callable[[kit.RunbookContext, kit.Diagnosis, State], Plan]] = {
@@ -316,11 +328,24 @@ def backfill_targets(check: kit.Evidence) -> list[tuple[str, str]]:
     return out or check.data.get("targets", [])
 
 
+BACKFILL_ROUNDS = 3
+
+
 def perform_backfill(ctx: kit.RunbookContext, check: kit.Evidence) -> list[dict[str, Any]]:
-    """The recorded backfill requests (``backfill --force --downstream``), else re-run the day."""
-    if not store.pending_backfill_requests().empty:
-        return store.perform_backfill_requests(clock=kit.as_of_clock(ctx.as_of), as_of=ctx.as_of)
-    return kit.rerun(ctx, backfill_targets(check))
+    """The recorded backfill requests (``backfill --force --downstream``), else re-run the day.
+
+    With several late days, the backfill's own later runs record a request again for an earlier
+    day they see beyond their window (a day the same backfill restated first): those are performed
+    too, until none is pending (at most :data:`BACKFILL_ROUNDS` rounds; Verify says what is left).
+    """
+    if store.pending_backfill_requests().empty:
+        return kit.rerun(ctx, backfill_targets(check))
+    out: list[dict[str, Any]] = []
+    for _ in range(BACKFILL_ROUNDS):
+        if store.pending_backfill_requests().empty:
+            break
+        out += store.perform_backfill_requests(clock=ctx.clock, as_of=ctx.as_of)
+    return out
 
 
 def outage_span(check: kit.Evidence) -> str:
@@ -389,15 +414,101 @@ def finish_upstreams(ctx: kit.RunbookContext, unfinished: kit.Evidence, day: str
     return out + kit.rerun(ctx, [(PIPELINE, day)])
 
 
-def redeclared_rerun(ctx: kit.RunbookContext, check: kit.Evidence, fmt: kit.Evidence) -> list[dict[str, Any]]:
-    """Re-run the days once every quarantined version is declared; refuse (naming what to add) otherwise."""
-    undeclared = fmt.data.get("undeclared", [])
-    if undeclared:
+def new_versions(fmt: kit.Evidence) -> list[str]:
+    """The versions of the rows quarantined as an unknown schema_version (declared since or not)."""
+    frame = fmt.frame
+    return sorted({str(v) for v in frame["version"].dropna()}) if fmt.holds and len(frame) else []
+
+
+def _unknown_reason(reason: str, versions: Sequence[str] | None = None) -> bool:
+    """A reason of a row whose version (or form) the contract did not declare (``versions``: of these)."""
+    if not (
+        reason.startswith("unknown schema_version '") or reason.startswith("unknown form of schema_version '")
+    ):
+        return False
+    return versions is None or reason.split("'")[1] in versions
+
+
+def _intake_unknown(versions: Sequence[str] | None = None) -> list[tuple[str, str, int]]:
+    """``(received day, reason, rows)`` of the intake mart's rows of an undeclared version."""
+    intake = mart_rows(INTAKE_TABLE, "date")
+    out = []
+    for r in intake.itertuples() if len(intake) else ():
+        reasons = json.loads(r.by_reason) if isinstance(r.by_reason, str) and r.by_reason else {}
+        out += [
+            (str(r.date), str(k), int(n)) for k, n in reasons.items() if _unknown_reason(str(k), versions)
+        ]
+    return out
+
+
+def quarantined_days(versions: Sequence[str] | None = None) -> dict[str, int]:
+    """Received days of the intake mart whose rows of an undeclared version (``versions``: of
+    these) are quarantined, with how many rows: the complete state, whatever a fix re-ran."""
+    out: dict[str, int] = {}
+    for day, _, n in _intake_unknown(versions):
+        out[day] = out.get(day, 0) + n
+    return {d: n for d, n in sorted(out.items()) if n}
+
+
+def unknown_reasons() -> dict[str, int]:
+    """The intake mart's rows of an undeclared version by reason, over every received day."""
+    out: dict[str, int] = {}
+    for _, reason, n in _intake_unknown():
+        out[reason] = out.get(reason, 0) + n
+    return {r: n for r, n in sorted(out.items()) if n}
+
+
+def replay_days(day: str | None, versions: Sequence[str]) -> list[str]:
+    """The days to re-run so every quarantined row of ``versions`` is read again: each received
+    day whose intake quarantined them, and the check's own day."""
+    return sorted(set(quarantined_days(versions)) | ({day} if day else set()))
+
+
+def on_call(ctx: kit.RunbookContext) -> str:
+    """The engineer on call at ``ctx.as_of`` (who declares a version when applying the fix)."""
+    from helpers.oncall import schedule as oncall
+
+    return oncall.on_call_at(ctx.config, ctx.as_of).engineer
+
+
+def redeclared_rerun(
+    ctx: kit.RunbookContext, check: kit.Evidence, fmt: kit.Evidence, days: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Declare each undeclared version's reviewed mapping in ``event_contract.yml`` (as the engineer
+    on call, at ``as_of``), then re-run ``days`` (default: the check's day) with their dependants.
+
+    A version without a reviewed mapping is refused before anything changes, with a draft entry
+    to review and add to the file by hand."""
+    undeclared = list(fmt.data.get("undeclared", []))
+    missing = [v for v in undeclared if v not in event_contract.REVIEWED]
+    path = event_contract.contract_path()
+    if missing:
         raise ValueError(
-            f"schema_version {', '.join(undeclared)} is not declared: add a reviewed ContractVersion to "
-            "helpers.engagement.event_contract.CONTRACT (CONTRACT.with_version(...)), then run this fix again"
+            f"schema_version {', '.join(missing)} is not declared and has no reviewed mapping: review this "
+            f"draft against a quarantined message, add it to {path}, then run this fix again:\n"
+            + "".join(event_contract.draft(v) for v in missing)
         )
-    return kit.rerun(ctx, [(PIPELINE, check.data["partition"])])
+    counts = {r.version: int(r.rows) for r in fmt.frame.itertuples()} if len(fmt.frame) else {}
+    declared = [
+        event_contract.declare(
+            event_contract.REVIEWED[v],
+            by=on_call(ctx),
+            at=ctx.as_of,
+            reason=f"{check_id('schema_change')} {check.data.get('partition')}: "
+            f"{counts.get(v, 0)} row(s) quarantined as unknown schema_version '{v}'",
+            path=path,
+        )
+        for v in undeclared
+    ]
+    targets = [(PIPELINE, d) for d in (days or [check.data["partition"]])]
+    return {
+        "contract_file": str(path),
+        "declared": [
+            {"version": d.version.key, "declared_by": d.declared_by, "declared_at": d.declared_at}
+            for d in declared
+        ],
+        "reruns": kit.rerun(ctx, targets),
+    }
 
 
 # ---------------------------------------------------------------- verifying
@@ -420,9 +531,9 @@ def _result(cid: str, day: str, ok: bool, summary: str, ctx: kit.RunbookContext,
     )
 
 
-def marts_match(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
+def marts_match(ctx: kit.RunbookContext, day: str, *, only: bool = False) -> tuple[bool, str]:
     """The day's marts (``engagement_daily``, ``engagement_metrics_daily``) equal a fresh computation
-    of the run's window from everything landed by ``as_of``."""
+    of the run's window from everything landed by ``as_of`` (``only``: that day's rows alone)."""
     from helpers.storage import engine as engines
 
     eng = engines.get_engine(None)
@@ -435,17 +546,31 @@ def marts_match(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
     ):
         got = mart_rows(table, "date")
         want = frame.assign(date=frame["date"].astype(str))
-        for d in sorted(set(want["date"])):
+        for d in [day] if only else sorted(set(want["date"])):
             a = got[got["date"] == d][cols].sort_values(cols[:2]).reset_index(drop=True) if len(got) else got
             b = want[want["date"] == d][cols].sort_values(cols[:2]).reset_index(drop=True)
             if len(a) != len(b) or not (a.astype(str).values == b.astype(str).values).all():
                 diffs.append(f"{table} {d}")
     if diffs:
         return False, f"marts differ from a fresh computation: {', '.join(diffs)}"
-    return (
-        True,
-        f"marts of {window.start}..{window.run_date} equal a fresh computation as of {utc_text(ctx.as_of)}",
-    )
+    span = day if only else f"{window.start}..{window.run_date}"
+    return True, f"marts of {span} equal a fresh computation as of {utc_text(ctx.as_of)}"
+
+
+def expected_days(state: State) -> list[str]:
+    """Every day the fault touched, as the check's evidence names them (never the fix's plan):
+    after the fix each one's marts must equal a fresh computation from everything landed by
+    ``as_of``, whether the fix re-ran it or not."""
+    ev = state.check.data.get("result", {}) or {}
+    keys = {
+        "late_events": ("late_by_event_day", "beyond_window_by_event_day"),
+        "duplicate_events": ("by_event_day",),
+    }.get(state.catalogue_id, ())
+    days = {str(d) for k in keys for d in (ev.get(k) or {})}
+    win = outage_window(state.check) if state.catalogue_id == "kafka_outage" else None
+    if win is not None:
+        days |= {win[0].date().isoformat(), (win[1] - pd.Timedelta(seconds=1)).date().isoformat()}
+    return sorted(d for d in days if _is_day(d))
 
 
 def reran(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
@@ -458,6 +583,22 @@ def reran(ctx: kit.RunbookContext, day: str) -> tuple[bool, str]:
     return ok, f"{PIPELINE} {day}: latest run {latest.run_id} {latest.status}" + (
         "" if fresh else " (before the fix)"
     )
+
+
+def undeclared_anywhere() -> kit.Evidence:
+    """Rows of an undeclared version still quarantined on any received day of the intake mart
+    (the complete state after a fix, whichever days it re-ran)."""
+    days = quarantined_days()
+    detail = (
+        "rows of an undeclared schema_version still quarantined: "
+        + ", ".join(f"{d} ({n})" for d, n in days.items())
+        if days
+        else "no intake day quarantines a row of an undeclared schema_version"
+    )
+    frame = pd.DataFrame({"date": list(days), "rows": list(days.values())})
+    # worded as the check's evidence: a runbook run after a partial fix finds what is left to replay
+    found = {"by_reason": unknown_reasons(), "by_received_day": days}
+    return kit.Evidence(bool(days), detail, frame, {"result": found})
 
 
 def format_after(ctx: kit.RunbookContext) -> kit.Evidence:
@@ -483,7 +624,7 @@ def verify_quarantined(
     if not (ctx.apply_fix and diag.present) or base.passed:
         return base
     undeclared = reasons[reasons["version"].notna()] if len(reasons) else reasons
-    if len(undeclared):  # a format to map first: not handled
+    if len(undeclared) or quarantined_days():  # a format to map first (on any intake day): not handled
         return base
     intake = mart_rows(INTAKE_TABLE, "date")
     unbalanced = (
@@ -507,23 +648,34 @@ def verify_days(
     condition: kit.Evidence | None = None,
     *,
     compare: bool = False,
+    expected: Sequence[str] = (),
 ) -> kit.Verification:
     """Re-check after the fix, per day: the re-run succeeded after the fix started, ``condition``
     (the runbook's symptom, recomputed) no longer holds and, with ``compare``, the day's marts equal
     a fresh computation (one more pass over the window). Recorded (resolving the alert when all
-    pass) only when fixes were applied. In diagnose mode: the failing check as last recorded."""
+    pass) only when fixes were applied. In diagnose mode: the failing check as last recorded.
+
+    ``expected``: every day the fault touched (:func:`expected_days`): each one's own marts must
+    equal a fresh computation too, re-run or not, so a fix that repaired part passes nothing."""
     from helpers.checks import store as check_store
     from helpers.oncall import alerts as alertsmod
 
     if not diag.present or not ctx.apply_fix or not days:  # nothing re-run: the check as last recorded
         return diag.verify()
     results = []
-    for day in days:
-        parts = [reran(ctx, day)] + ([marts_match(ctx, day)] if compare else [])
+    found = condition.data.get("result", {}) if condition is not None and condition.holds else {}
+    for day in sorted(set(days) | set(expected)):
+        parts = [reran(ctx, day)] if day in days else [(True, "not re-run by the fix")]
+        if compare and day in days:
+            parts.append(marts_match(ctx, day))
+        elif day in expected:
+            parts.append(marts_match(ctx, day, only=True))
         if condition is not None:
             parts.append((not condition.holds, f"condition now: {condition.detail}"))
         ok = all(p[0] for p in parts)
-        results.append(_result(cid, day, ok, "; ".join(p[1] for p in parts), ctx))
+        results.append(
+            _result(cid, day, ok, "; ".join(p[1] for p in parts), ctx, **(found if not ok else {}))
+        )
     if ctx.alert is not None and all(not r.failed for r in results):
         alert_day = ctx.alert.partition
         if alert_day not in days:  # the alert's own day: its figures were not the ones repaired

@@ -1,4 +1,4 @@
-"""Writing an Engagement run: its marts, quarantine file and backfill requests; performing the requests.
+"""Writing an Engagement run: its marts, quarantine files and backfill requests; performing the requests.
 
 Each mart is written with one atomic replace per table and partition (a day, or a month to date;
 see ``helpers.engagement.marts``), so a re-run of a window replaces exactly its partitions. A backfill
@@ -33,6 +33,7 @@ from helpers.engagement.marts import (
 from helpers.engagement.run import EngagementRun
 from helpers.engagement.window import PIPELINE
 from helpers.storage import warehouse
+from helpers.storage.quarantine import QuarantinedRow, write_quarantine
 
 backfill_requests_table = sa.Table(
     BACKFILL_TABLE,
@@ -94,15 +95,33 @@ def write(
         acc["revenue_usd_cents"] = acc["revenue_usd_cents"].astype("Int64")  # NULL while pending
         put(ACCOUNTS_TABLE, acc, {"period": m.period})
     if len(run.quarantined):
-        from helpers.storage.quarantine import write_quarantine
-
         write_quarantine(
             "events", event_contract.quarantine_records(run.quarantined), name="engagement_contract"
         )
+    if run.landing.rejected:  # deliveries left out whole, one quarantine file per delivery (idempotent)
+        run.landing.write()
+    if len(run.api_quarantined):
+        write_quarantine("api_logs", api_quarantine_records(run.api_quarantined), name="engagement_api")
     out[BACKFILL_TABLE] = record_backfill_requests(
         run.backfill, requested_at=at, run_id=run_id, engine=engine
     )
     return out
+
+
+def api_quarantine_records(rows: pd.DataFrame) -> list[QuarantinedRow]:
+    """``api_logs`` rows the run did not count (:func:`helpers.engagement.transforms.api_unusable`)
+    as quarantine records: delivery file, 1-based row, ``missing <field>``."""
+    return [
+        QuarantinedRow(
+            "api_logs",
+            str(r.delivery_file),
+            int(r.delivery_row) if pd.notna(r.delivery_row) else None,
+            f"missing {r.field}",
+            {"request_id": r.request_id, "account_id": r.account_id},
+            str(r.field),
+        )
+        for r in rows.itertuples(index=False)
+    ]
 
 
 def record_backfill_requests(

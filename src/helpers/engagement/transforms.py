@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.engagement import event_contract
+from helpers.engagement import event_contract, json_fields
 from helpers.engagement.event_contract import CONTRACT, EventContract
 from helpers.engagement.marts import DAILY_COLUMNS
 from helpers.engagement.window import Month
@@ -44,9 +44,14 @@ def conformed(engine: Engine, events: Any, contract: EventContract = CONTRACT) -
     :meth:`helpers.storage.engine.Engine.materialize`).
     """
     F = engine.F
-    df = event_contract.conform(engine, events.select(*event_contract.LANDED_COLUMNS), contract)
+    have = {c.lower() for c in events.columns}
+    provenance = [c for c in json_fields.PROVENANCE if c in have]  # where each row was landed
+    df = event_contract.conform(engine, events.select(*event_contract.LANDED_COLUMNS, *provenance), contract)
     df = df.select(
-        *[F.col(c).alias(c) for c in (*event_contract.CANONICAL, "reason", "raw_text")],
+        *[
+            F.col(c).alias(c)
+            for c in (*event_contract.CANONICAL, "reason", "raw_text", "delivery_file", "delivery_row")
+        ],
         F.to_date(F.col("received_at")).alias("received_date"),
         F.hour(F.col("received_at")).alias("received_hour"),
     )
@@ -178,9 +183,32 @@ def daily_per_account(engine: Engine, events: Any, api: Any, days: Sequence[dt.d
     )
 
 
-def api_requests(engine: Engine, api: Any) -> Any:
-    """``api_logs`` deduplicated by ``request_id`` (a re-delivered file repeats its rows)."""
+API_REQUIRED = ("request_id", "account_id", "timestamp")
+
+
+def api_unusable(engine: Engine, api: Any) -> Any:
+    """``api_logs`` rows lacking a value the counts need (``reason``: ``missing <column>``,
+    ``field``), with the delivery file and row they were landed in (:func:`api_requests` skips them)."""
     F = engine.F
+    reason = F.when(F.col(API_REQUIRED[0]).isNull(), F.lit(API_REQUIRED[0]))
+    for c in API_REQUIRED[1:]:
+        reason = reason.when(F.col(c).isNull(), F.lit(c))
+    return api.select(
+        F.col("request_id").alias("request_id"),
+        F.col("account_id").alias("account_id"),
+        reason.alias("field"),
+        *json_fields.delivery_columns(engine),
+    ).where(F.col("field").isNotNull())
+
+
+def api_requests(engine: Engine, api: Any) -> Any:
+    """``api_logs`` deduplicated by ``request_id`` (a re-delivered file repeats its rows); rows
+    lacking a request id, account or time are not counted (:func:`api_unusable` lists them)."""
+    F = engine.F
+    usable = F.col(API_REQUIRED[0]).isNotNull()
+    for c in API_REQUIRED[1:]:
+        usable = usable & F.col(c).isNotNull()
+    api = api.where(usable)
     first = F.min(
         F.struct(
             F.col("timestamp").alias("timestamp"),

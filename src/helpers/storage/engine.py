@@ -26,6 +26,11 @@ instead of branching on the engine itself):
   (strings keep their quotes) and, inside ``coalesce``, is re-parsed as a lambda (a binder
   error). :meth:`Engine.json_string` uses ``json_extract_string`` on DuckDB and
   ``get_json_object`` on Spark: both give the unquoted text, NULL when the path is absent;
+- malformed JSON: DuckDB's JSON functions raise on it ("Malformed JSON at byte 21"), Spark's
+  ``get_json_object`` gives NULL. :meth:`Engine.json_valid` (DuckDB ``json_valid``, Spark
+  ``try_parse_json``) tells valid text first, and callers extract only from valid text. The
+  parsers differ at the edges: DuckDB accepts trailing commas and ``NaN``, Spark accepts two
+  concatenated objects; truncated, empty, unquoted or single-quoted text is invalid on both;
 - parsing text timestamps: ``try_to_timestamp`` is a ``strptime`` with a fixed format on DuckDB
   (no ``T``, no offsets) and on Spark accepts special words ("yesterday" becomes a date relative
   to the wall clock). ``F.expr("try_cast(c AS timestamp)")`` agrees on both engines for ISO 8601
@@ -84,26 +89,39 @@ class Engine:
     _views: int = field(default=0, repr=False)
     _view_names: set[str] = field(default_factory=set, repr=False)
 
-    def read_parquet(self, paths: list[str], *, name: str = "parquet_source") -> Any:
+    def read_parquet(
+        self, paths: list[str], *, name: str = "parquet_source", provenance: bool = False
+    ) -> Any:
         """The Parquet files as one DataFrame (columns: the union of the files' columns).
 
         ``name`` prefixes the DuckDB view the files are read through; each call gets a view of
         its own (SQLFrame caches a table's columns by name, so a view replaced under the same name
-        would be read with the old columns). Spark ignores it.
+        would be read with the old columns). Spark ignores it. ``provenance`` adds ``_file`` (the
+        file's path; Spark's is a ``file:`` URI) and ``_row`` (the 0-based row in that file).
         """
         if not paths:
             raise ValueError("read_parquet: no files to read")
         if self.name == "duckdb":
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+            extra = ", filename = '_file', file_row_number = true" if provenance else ""
+            cols = "* EXCLUDE (file_row_number), file_row_number AS _row" if provenance else "*"
             with self._lock:
                 self._views += 1
                 name = f"{name}_{self._views}"
                 self.session._conn.execute(
-                    f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT * FROM "
-                    f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+                    f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {cols} FROM "
+                    f"read_parquet([{files}], union_by_name = true, hive_partitioning = false{extra})"
                 )
             return self.session.table(name)
-        return self.session.read.parquet(*[str(p) for p in paths])
+        df = self.session.read.parquet(*[str(p) for p in paths])
+        if provenance:
+            F = self.F
+            df = df.select(
+                "*",
+                F.col("_metadata.file_path").alias("_file"),
+                F.col("_metadata.row_index").cast("long").alias("_row"),
+            )
+        return df
 
     def materialize(self, df: Any, name: str, *, scan: bool = False) -> Any:
         """``df`` computed once and kept for the following actions (see the module doc).
@@ -152,10 +170,33 @@ class Engine:
         return col.try_cast(type_name)
 
     def json_string(self, col: Any, path: str) -> Any:
-        """The text at JSON ``path`` (``$.a.b``) of a JSON-text column, NULL when absent."""
+        """The text at JSON ``path`` (``$.a.b``) of a JSON-text column, NULL when absent.
+
+        DuckDB raises on malformed JSON (Spark gives NULL): pass only text :meth:`json_valid` accepts.
+        """
         if self.name == "duckdb":
             return self.F.call_function("json_extract_string", col, self.F.lit(path))
         return self.F.get_json_object(col, path)
+
+    def json_valid(self, col: Any) -> Any:
+        """Whether JSON text parses (NULL for NULL); never raises (module doc: "malformed JSON")."""
+        F = self.F
+        if self.name == "duckdb":
+            return F.call_function("json_valid", col)
+        # try_parse_json ignores what follows a complete value ('{"a": 1} junk'); DuckDB does not
+        trailing = col.rlike(r"^\s*[\[{]") & ~col.rlike(r"[\]}]\s*$")
+        return F.when(col.isNotNull(), F.try_parse_json(col).isNotNull() & ~trailing)
+
+    def json_is_object(self, col: Any, path: str) -> Any:
+        """Whether the value at ``path`` of valid JSON text is an object: NULL when absent or JSON null."""
+        F = self.F
+        if self.name == "duckdb":
+            kind = F.call_function("json_type", col, F.lit(path))
+        else:
+            kind = F.schema_of_variant(F.try_variant_get(F.try_parse_json(col), path, "variant"))
+        return F.when(kind.isNull() | kind.isin("NULL", "VOID"), F.lit(None).cast("boolean")).otherwise(
+            kind.startswith("OBJECT")
+        )
 
     def create_dataframe(self, frame: pd.DataFrame) -> Any:
         return self.session.createDataFrame(frame)

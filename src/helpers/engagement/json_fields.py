@@ -1,0 +1,102 @@
+"""Malformed JSON in an event: each JSON field screened before anything is read from it.
+
+An ``events`` row carries Segment's objects as JSON text (``context``, ``properties``, ``traits``;
+a message in an unknown format lands whole in ``_raw_json``). One bad value must quarantine that
+event, never fail the run, on either engine: DuckDB's JSON functions raise on malformed text
+(``Malformed JSON at byte 21``) where Spark's return NULL, so :func:`screen` first asks the engine
+whether each field parses (:meth:`helpers.storage.engine.Engine.json_valid`) and the contract reads
+paths only from :func:`safe` text. :func:`problem` says why a row's JSON is unusable:
+
+- ``empty context``: an empty (or blank) string;
+- ``malformed JSON in context``: text that does not parse;
+- ``traits is not a JSON object``: valid JSON that is not an object (``"garbage"``, ``[1]``), also
+  for the ``context``/``properties``/``traits`` inside a raw message.
+
+NULL is not a problem here (an absent object; a field the contract requires is reported as
+``missing``). :func:`screen` also keeps where each row came from (``_file``, ``_row`` when the
+engine read them), which :func:`delivery_columns` turns into the delivery file and 1-based row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpers.storage.engine import Engine
+
+JSON_FIELDS: tuple[str, ...] = ("context", "properties", "traits", "_raw_json")
+# Objects inside a raw message (``_raw_json``) that must be objects when present.
+NESTED_OBJECTS: tuple[str, ...] = ("context", "properties", "traits")
+PROVENANCE: tuple[str, ...] = ("_file", "_row")
+# The landed file relative to its source folder, from a path or a Spark ``file:`` URI.
+DELIVERY_FILE = r"(dt=[^/]+/[^/]+)$"
+REASON_SUFFIX = " is not a JSON object"
+
+
+def _valid(name: str) -> str:
+    return f"_v{name}" if name.startswith("_") else f"_v_{name}"
+
+
+def screen(engine: Engine, raw: Any, columns: tuple[str, ...]) -> Any:
+    """Stage 0: ``columns`` of ``raw``, whether each JSON field parses, and the provenance columns
+    (NULL when ``raw`` was read without them)."""
+    F = engine.F
+    have = {c.lower() for c in raw.columns}
+    return raw.select(
+        *[F.col(c).alias(c) for c in columns],
+        *[engine.json_valid(F.col(j)).alias(_valid(j)) for j in JSON_FIELDS],
+        *[
+            (F.col(p) if p in have else F.lit(None).cast("string" if p == "_file" else "long")).alias(p)
+            for p in PROVENANCE
+        ],
+    )
+
+
+def safe(engine: Engine, column: str) -> Any:
+    """The column for JSON paths: the text when it parses, else NULL (a JSON field), as is otherwise."""
+    F = engine.F
+    if column not in JSON_FIELDS:
+        return F.col(column)
+    return F.when(F.col(_valid(column)), F.col(column))
+
+
+def _field_problem(engine: Engine, name: str) -> Any:
+    F = engine.F
+    c = F.col(name)
+    present = c.isNotNull()
+    return (
+        F.when(present & ~c.rlike(r"\S"), F.lit(f"empty {name}"))
+        .when(present & ~F.col(_valid(name)), F.lit(f"malformed JSON in {name}"))
+        .when(present & ~c.rlike(r"^\s*\{"), F.lit(f"{name}{REASON_SUFFIX}"))
+    )
+
+
+def problem(engine: Engine) -> tuple[Any, Any]:
+    """Over :func:`screen`'s columns: why the row's JSON is unusable (NULL when it is fine), and the
+    landed text of the first field at fault (what the quarantine keeps of it)."""
+    F = engine.F
+    own = [(_field_problem(engine, j), F.col(j)) for j in JSON_FIELDS]
+    raw = safe(engine, "_raw_json")
+    nested = [
+        (F.when(engine.json_is_object(raw, f"$.{n}") == F.lit(False), F.lit(f"{n}{REASON_SUFFIX}")), raw)
+        for n in NESTED_OBJECTS
+    ]
+    reasons = [r for r, _ in own + nested]
+    text = F.coalesce(*[F.when(r.isNotNull(), t) for r, t in own + nested])
+    return F.coalesce(*reasons), text
+
+
+def delivery_columns(engine: Engine) -> list[Any]:
+    """``delivery_file`` (``dt=YYYY-MM-DD/part-NNNNN.parquet``) and ``delivery_row`` (1-based)."""
+    F = engine.F
+    file = F.when(F.col("_file").isNotNull(), F.regexp_extract(F.col("_file"), DELIVERY_FILE, 1))
+    return [file.alias("delivery_file"), (F.col("_row") + F.lit(1)).cast("long").alias("delivery_row")]
+
+
+def reason_field(reason: str) -> str | None:
+    """The field a JSON reason names (``malformed JSON in context`` -> ``context``), else None."""
+    for prefix in ("malformed JSON in ", "empty "):
+        if reason.startswith(prefix):
+            return reason[len(prefix) :]
+    if reason.endswith(REASON_SUFFIX):
+        return reason[: -len(REASON_SUFFIX)]
+    return None
