@@ -12,8 +12,10 @@ finance_mismatch (LAST 1)  parts=timing+missing_category+fx, category=legal_acco
                            fx_shift=0.03 -> the ledger books the largest expense of the month before in
                            DATE's month; our ops extract lacks one category for DATE's month; the ledger
                            converts one currency's revenue at a rate from another source
-missing_subscription_data  days=3, sources=subscriptions+billing_invoices+billing_payments -> those
- (LAST 12)                 extracts have no rows for [DATE, DATE+days) (never delivered)
+missing_subscription_data  days=3, sources=subscriptions+billing_invoices+billing_payments, partial=0 ->
+ (LAST 12)                 those extracts have no rows for [DATE, DATE+days) (never delivered), except
+                           on the first ``partial`` days, which deliver every other row of each source
+                           (the outage began during the day)
 expenses_wrong_month       parts=late_submission+cloud_delay+amount+date, provider=azure, delay_days=21,
  (LAST 10)                 factor=100 -> an expense incurred 35-60 days earlier submitted on DATE; the
                            provider's bill for the month before arrives delay_days late; one amount x100;
@@ -52,7 +54,7 @@ from helpers.storage.contracts import SOURCES
 # The parameters each injector of this module takes (checked before anything is generated).
 PARAMS: dict[str, tuple[str, ...]] = {
     "finance_mismatch": ("parts", "category", "currency", "fx_shift"),
-    "missing_subscription_data": ("days", "sources"),
+    "missing_subscription_data": ("days", "sources", "partial"),
     "expenses_wrong_month": ("parts", "provider", "delay_days", "factor"),
     "math_errors": ("nulls", "zero_seats", "duplicates"),
     "stale_data": ("source",),
@@ -89,24 +91,32 @@ def missing_subscription_data(
         ("subscriptions", "billing_invoices", "billing_payments"),
         ("subscriptions", "billing_invoices", "billing_payments", "billing_customers"),
     )
+    partial = param(fault, "partial", 0, int, 0, days)
     out = []
     for src in sources:
         if src not in ex:
             continue
         f = ex[src]
         gone = (f[PARTITION] >= day) & (f[PARTITION] < day + days)
+        if partial:  # the first days deliver every other row of the day (in the extract's order)
+            nth = f.groupby(PARTITION).cumcount()
+            gone &= ~((f[PARTITION] < day + partial) & (nth % 2 == 0))
         key = SOURCES[src].key
+        what = f" ({partial} first day(s) partly delivered)" if partial else ""
         out.append(
             record(
                 fault,
                 src,
                 day,
-                f"billing API gap: no {src} rows for {days} day(s) from {iso_day(day)} (never delivered)",
+                f"billing API gap: no {src} rows for {days} day(s) from {iso_day(day)} (never delivered){what}",
                 key,
                 f.loc[gone, key],
                 days=days,
                 dropped=int(gone.sum()),
                 partitions=[iso_day(d) for d in range(day, day + days)],
+                **(
+                    {"partial_partitions": [iso_day(d) for d in range(day, day + partial)]} if partial else {}
+                ),
             )
         )
         ex[src] = f[~gone]

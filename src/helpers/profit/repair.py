@@ -33,6 +33,7 @@ from helpers.storage import landing
 from helpers.storage.source_systems import source_system
 
 KEYS = {**inputs.KEYS, "billing_payments": ("payment_id",)}  # payments are read as a manifest only
+DAYS_ONLY = {"source", "days", "why"}  # a request for every row of some days (merged by source)
 
 
 @dataclass
@@ -43,9 +44,16 @@ class Plan:
     months: list[str] = field(default_factory=list)
 
     def add(self, other: Plan) -> None:
+        """Merge ``other`` in: one re-extraction per source for requests by days only (their days
+        united), other requests once each."""
         for r in other.reextract:
-            if r not in self.reextract:
-                self.reextract.append(r)
+            by_days = [
+                x for x in self.reextract if x["source"] == r["source"] and set(x) == set(r) == DAYS_ONLY
+            ]
+            if by_days:
+                by_days[0]["days"] = sorted(set(by_days[0]["days"]) | set(r["days"]))
+            elif r not in self.reextract:
+                self.reextract.append(dict(r))
         self.months = sorted(set(self.months) | set(other.months))
 
     def describe(self) -> str:
@@ -121,7 +129,7 @@ def rerun_months(ctx: kit.RunbookContext, months: Sequence[str]) -> list[dict[st
     clock (so every re-run starts after what it reads)."""
     from helpers.runs import orchestrate
 
-    clock = kit.as_of_clock(ctx.as_of)
+    clock = ctx.clock
     graph = Dag.from_config(ctx.config.pipelines)
     runs = ctx.snapshot.runs
     built = set(

@@ -23,6 +23,8 @@ report what the pipeline already handled (``math_errors``: values kept from text
 re-sync copies dropped; ``expenses_wrong_month``: costs that arrived late, once their month has been
 re-run after they arrived). Those rows stay in the immutable landing zone, so the check keeps
 listing them as a warning; Verify passes when nothing else remains, and says which rows those are.
+``missing_subscription_data`` also verifies the complete expected state: every row the billing
+system holds for the month has landed (``helpers.profit.gaps``), whatever the plan re-extracted.
 
 ``stale_data`` (:data:`FRESHNESS`) is about age, not about one month's figures: its state rebuilds
 nothing, its symptom is the marts' freshness (``kit.mart_freshness``), its evidence is the kit's
@@ -34,7 +36,6 @@ Nothing here reads the wall clock: everything works at ``ctx.as_of``.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,7 @@ from helpers.checks import store
 from helpers.checks.framework import CheckResult
 from helpers.core import catalogue
 from helpers.core.periods import shift_period
-from helpers.profit import reconcile
+from helpers.profit import gaps, reconcile
 from helpers.profit.aggregate import Aggregate, build_aggregate
 from helpers.profit.checks import AGGREGATE
 from helpers.profit.costs import FLAG_COLUMNS
@@ -83,6 +84,7 @@ class State:
     result: CheckResult | None = None
     note: str = ""
     plan: Plan = field(default_factory=Plan)
+    lost: pd.DataFrame | str | None = None  # missing_subscription_data: see ``_lost``
 
     @property
     def check_id(self) -> str:
@@ -150,9 +152,12 @@ def check_now(state: State) -> kit.Evidence:
     r = state.result
     if r is None:
         return kit.Evidence(False, state.note)
-    frame = kit.results_frame([r])
-    return kit.Evidence(r.failed, f"{r.check_id} {r.partition}: {r.status} - {r.summary}", frame,
-                        {"period": state.period, "severity": r.severity})  # fmt: skip
+    frame, text = kit.results_frame([r]), f"{r.check_id} {r.partition}: {r.status} - {r.summary}"
+    if state.catalogue_id == "missing_subscription_data" and not r.failed and len(_lost(state)):
+        # the check sees renewals and deliveries, not a lost row of a day without a renewal due
+        return kit.Evidence(True, f"{text}; but {gaps.describe(state.lost)}", frame,
+                            {"period": state.period, "severity": r.severity})  # fmt: skip
+    return kit.Evidence(r.failed, text, frame, {"period": state.period, "severity": r.severity})
 
 
 def _other_alert(ctx: kit.RunbookContext, check_id: str) -> bool:
@@ -371,75 +376,74 @@ def finance_unexplained(state: State) -> kit.Evidence:
 # ---------------------------------------------------------------- missing_subscription_data
 
 
-def _billing_days(state: State) -> pd.DataFrame:
-    d = state.aggregate.deliveries if state.aggregate is not None else pd.DataFrame()
-    if not len(d):
-        return pd.DataFrame(columns=["day", *BILLING_SOURCES])
-    d = d[d["source"].isin(BILLING_SOURCES)]
-    rows = d.pivot_table(index="day", columns="source", values="rows", aggfunc="sum", fill_value=0)
-    return rows.reset_index()
-
-
-def _gap(per_day: pd.DataFrame, days: Sequence[str]) -> list[str]:
-    """``days`` widened to the neighbouring days on which every billing source delivered nothing
-    (an outage rarely starts on the first day a renewal was due)."""
-    cols = [c for c in per_day.columns if c != "day"]
-    empty = per_day.set_index("day")[cols].sum(axis=1).eq(0).to_dict() if len(per_day) else {}
-    out = set(days)
-    for d in days:
-        for step in (-1, 1):
-            cur = dt.date.fromisoformat(d)
-            while empty.get((cur := cur + dt.timedelta(days=step)).isoformat()):
-                out.add(cur.isoformat())
-    return sorted(out)
+def _lost(state: State) -> pd.DataFrame:
+    """The month's billing rows the billing system holds that never landed (``gaps.unlanded``, read
+    once: ``state.lost``, a text when it cannot be asked; then no rows)."""
+    if state.lost is None:
+        state.lost = gaps.unlanded(BILLING_SOURCES, state.period, as_of=state.ctx.as_of) if state.period else "no month"  # fmt: skip
+    return state.lost if isinstance(state.lost, pd.DataFrame) else pd.DataFrame(columns=gaps.COLUMNS)
 
 
 def billing_api_down(state: State) -> kit.Evidence:
-    """Billing API down: days whose invoice delivery arrived empty while renewals were due."""
+    """Billing API down: days whose invoice delivery arrived empty while renewals were due, or rows of
+    several billing sources that never landed. Each source empty on those days is re-extracted over
+    its own gap (``gaps.gap_days``), with every day of rows it lost (a partly delivered first day)."""
     ev = state.result.evidence if state.result is not None else {}
-    days = (
+    due = (
         list(ev.get("empty_deliveries_with_renewals_due") or [])
         if state.result and state.result.failed
         else []
     )
-    if not days:
-        return kit.Evidence(False, "no empty billing delivery on a day with renewals due")
-    all_days = _billing_days(state)
-    due, days = days, _gap(all_days, days)
-    per_day = all_days[all_days["day"].isin(days)]
+    lost = _lost(state)
+    if not due and lost["source"].nunique() < 2:  # a late invoice is one source; an outage loses several
+        return kit.Evidence(False, "no empty billing delivery on a day with renewals due, no rows of "
+                            "several billing sources missing from the landing zone")  # fmt: skip
+    all_days = gaps.billing_days(state.aggregate.deliveries)
+    flagged = all_days[all_days["day"].isin(due)]
+    empty = {s: gaps.gap_days(all_days, due, s) for s in ("subscriptions", "billing_invoices", "billing_payments",
+             "billing_customers") if len(flagged) and s in flagged.columns and (flagged[s] == 0).all()}  # fmt: skip
+    by_source = {s: sorted(set(empty.get(s, [])) | set(lost.loc[lost["source"] == s, "day"]))
+                 for s in (*empty, *[s for s in dict.fromkeys(lost["source"]) if s not in empty])}  # fmt: skip
+    days = sorted({d for ds in by_source.values() for d in ds})
     missing = [r for r in ev.get("missing_renewals") or [] if r.get("day") in due]
-    sources = [s for s in ("subscriptions", "billing_invoices", "billing_payments", "billing_customers")
-               if s in per_day.columns and (per_day[s] == 0).all()]  # fmt: skip
-    plan = Plan([{"source": s, "days": days, "why": "deliveries that arrived empty"} for s in sources],
+    plan = Plan([{"source": s, "days": d, "why": "deliveries that arrived empty or partly"} for s, d in by_source.items()],
                 _months_in_history(state, [state.period]))  # fmt: skip
-    subs = ", ".join(str(r["subscription_id"]) for r in missing[:5])
-    detail = (f"{', '.join(sources)} delivered 0 rows on {', '.join(days)}; on {', '.join(due)} "
-              f"{len(missing)} renewal(s) were due without an invoice line ({subs})")  # fmt: skip
-    return kit.Evidence(True, detail, per_day, {"days": days, "sources": sources, "plan": plan.as_json()})
+    detail = "; ".join(f"{s} delivered 0 rows on {', '.join(d)}" for s, d in empty.items()) or "no empty day"
+    if due:
+        subs = ", ".join(str(r["subscription_id"]) for r in missing[:5])
+        detail += f"; on {', '.join(due)} {len(missing)} renewal(s) were due without an invoice line ({subs})"
+    detail += f"; {gaps.describe(state.lost)}"
+    return kit.Evidence(True, detail, all_days[all_days["day"].isin(days)], {"days": days, "sources": list(by_source),
+                        "days_by_source": by_source, "unlanded": lost.to_dict("records"), "plan": plan.as_json()})  # fmt: skip
 
 
 def billing_not_syncing(state: State) -> kit.Evidence:
-    """Database not syncing: a billing delivery missing while later ones arrived, or a billing
-    source that stopped delivering what the month needs."""
-    if state.aggregate is None or state.result is None or not state.result.failed:
+    """Database not syncing: a billing delivery missing while later ones arrived, a billing source
+    that stopped delivering what the month needs, or rows the billing system holds that never landed."""
+    lost = _lost(state)
+    if state.aggregate is None or state.result is None or not (state.result.failed or len(lost)):
         return kit.Evidence(False, "no billing delivery missing")
     holes = list(state.result.evidence.get("missing_deliveries") or [])
     st = state.aggregate.staleness
     stopped = (
         st[st["source"].isin(BILLING_SOURCES) & st["trailing_missing"].map(len).gt(0)] if len(st) else st
     )
-    if not holes and not len(stopped):
+    if not holes and not len(stopped) and not len(lost):
         return kit.Evidence(False, "every billing source delivered each day, in order")
     by_source: dict[str, list[str]] = {}
     for h in holes:
         by_source.setdefault(h["source"], []).append(h["day"])
     for r in stopped.itertuples():
         by_source.setdefault(r.source, []).extend(r.trailing_missing)
+    for r in lost.itertuples():
+        by_source.setdefault(r.source, []).append(r.day)
     plan = Plan([{"source": s, "days": sorted(set(days)), "why": "deliveries that never arrived"}
                  for s, days in sorted(by_source.items())], _months_in_history(state, [state.period]))  # fmt: skip
     detail = "; ".join(
         f"{s}: no delivery for {', '.join(sorted(set(d)))}" for s, d in sorted(by_source.items())
-    )
+        if any(h["source"] == s for h in holes) or s in set(stopped["source"] if len(stopped) else ())
+    )  # fmt: skip
+    detail = "; ".join(x for x in (detail, gaps.describe(lost) if len(lost) else "") if x)
     return kit.Evidence(True, detail, pd.DataFrame(holes), {"plan": plan.as_json()})
 
 
@@ -656,7 +660,13 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Ve
     """Re-run the alert's check (the result the fix's re-run recorded), accepting what the
     pipeline already handles (see the module doc). Freshness: the freshness checks, re-run."""
     if state.catalogue_id == FRESHNESS:
-        return diag.verify(kind="freshness")
+        out, period = diag.verify(kind="freshness"), period_for(ctx)
+        if out.results and period:  # and the month's deliveries due by now have all arrived
+            done = gaps.deliveries_complete(rebuild(ctx, period).deliveries, check_id=state.check_id,
+                                            period=period, as_of=ctx.as_of, run_id=ctx.run_id)  # fmt: skip
+            print(f"{done.check_id}: {done.status} - {done.summary}")
+            out = diag.verification = kit.Verification((*out.results, done), out.source, out.recorded)
+        return out
     if ctx.check_id or diag.present:
         # a domain check runs inside its pipeline's run: its latest stored result for the month
         # (the fix's re-run recorded one) is the re-run check
@@ -670,6 +680,13 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Ve
                 else kit.verify(alert.check_id, ctx)
             )
             base = kit.Verification((*base.results, *also.results), base.source, also.recorded)
+        complete = None
+        if state.catalogue_id == "missing_subscription_data" and state.period:
+            lost = gaps.unlanded(BILLING_SOURCES, state.period, as_of=ctx.as_of)  # now, after the fix
+            complete = gaps.source_complete(lost, check_id=state.check_id, period=state.period, as_of=ctx.as_of,
+                                            run_id=ctx.run_id)  # fmt: skip
+        if complete is not None:  # the complete expected state, not the part repaired
+            base = kit.Verification((*base.results, complete), base.source, base.recorded)
     else:
         base = diag.verify()  # no alert, no problem: nothing to verify
     handled = []
