@@ -31,6 +31,13 @@ once). The rules, thresholds from ``config/pipelines.yml`` (``sla`` per pipeline
   The close has no such excuse: it needs people, not the next cron tick.
 - ``upstream_at_risk``: a pipeline whose upstream is late (failing freshness, source freshness,
   run status, SLA or its own upstream checks) gets an alert too, naming the upstream.
+- ``slots_dropped``: a partition whose scheduled runs the scheduler dropped (older than
+  ``runner.catch_up_days``) until a run covers it (``checks.slots``; the scheduler's ticks evaluate
+  it too).
+
+Times: every rule compares ``as_of`` with times in the ``as_of`` frame (a write's ``written_at``, a
+run's ``as_of``, a slot's fire time, deadlines) or durations with durations; a run's
+``queued_at``/``started_at``/``finished_at`` (when it really ran) only order runs.
 
 The rules themselves are pure functions in ``checks.rules``; what they read is loaded once into a
 ``checks.snapshot.Snapshot``. This module applies them per pipeline and turns each into a result.
@@ -67,6 +74,7 @@ from helpers.checks.rules import (
     rescue_expected,
     row_count_outcome,
 )
+from helpers.checks.slots import slots_dropped_results
 from helpers.checks.snapshot import FixDeadline, Snapshot, load_snapshot
 from helpers.core import businesscal, catalogue
 from helpers.core import config as cfgmod
@@ -627,7 +635,7 @@ def evaluate_monitors(
         results += run_status_checks(env, p)
         results += sla_checks(env, p)
         results += upstream_checks(env, p, results)
-    return results
+    return results + slots_dropped_results(as_of, pipelines=with_ups, config=config, now=now, engine=engine)
 
 
 def partition_checks(

@@ -7,8 +7,10 @@ partition has an ``as_of`` at or after the dropped slot's fire time, naming the 
 ``workbook backfill`` that repairs it; it passes, and the alert resolves, once such a run exists.
 Drops recorded by ticks in the last ``monitors.lookback_days`` are evaluated.
 
-:func:`evaluate_slots_dropped` is a tick hook: ``workbook scheduler`` calls it before the other
-hooks, so the alert is diagnosed and escalated by the same tick.
+The monitors (``monitors.evaluate_monitors``: every scheduler tick, ``workbook checks``,
+``workbook tick``, the close, Verify) evaluate :func:`slots_dropped_results`, so the tick that drops a
+slot also diagnoses and escalates its alert. :func:`evaluate_slots_dropped` evaluates these checks
+alone (store and sync), for callers that want only them.
 """
 
 from __future__ import annotations

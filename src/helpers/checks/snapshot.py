@@ -24,6 +24,7 @@ from helpers.checks.framework import CURRENT, Severity
 from helpers.core.periods import DAY_LABEL, MONTH_LABEL
 from helpers.core.timeutil import as_utc
 from helpers.oncall import alerts as alertsmod
+from helpers.runs.records import RUN_ORDER_COLUMNS
 from helpers.storage import landing, warehouse
 from helpers.storage.warehouse import get_engine, partition_writes, pipeline_runs
 
@@ -48,8 +49,10 @@ class FixDeadline:
 class Snapshot:
     """Everything the monitors read, loaded once per evaluation (times aware UTC).
 
-    ``writes`` holds only writes made by ``as_of``; ``runs`` holds every run record (their
-    ``queued_at`` is wall-clock time, not in the ``as_of`` frame, so it only orders runs).
+    ``writes`` holds only writes made by ``as_of`` (``written_at`` is in the ``as_of`` frame);
+    ``runs`` holds every run record, oldest first in ``records.RUN_ORDER``. A run's ``queued_at``,
+    ``started_at`` and ``finished_at`` are when it really ran (wall clock): they order runs and give
+    durations, and are never compared with ``as_of`` (a run's own ``as_of`` is).
     """
 
     as_of: dt.datetime
@@ -128,7 +131,7 @@ def load_snapshot(
         writes = with_staged(writes, warehouse.staged_writes(conn=conn))
     for col in ("as_of", "queued_at", "started_at", "finished_at"):
         runs[col] = _aware(runs[col])
-    runs = runs.sort_values(["queued_at", "run_id"], na_position="first", kind="stable")
+    runs = runs.sort_values(list(RUN_ORDER_COLUMNS), na_position="first", kind="stable")
     writes["written_at"] = _aware(writes["written_at"])
     writes = writes[writes["written_at"] <= pd.Timestamp(as_of)].copy()
     writes["label"] = writes["partition_key"].map(partition_label)

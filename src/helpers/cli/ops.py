@@ -269,11 +269,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def scheduler_hooks() -> list[Any]:
-    """The hooks of every ``workbook scheduler`` tick: the dropped-slot alerts first (so the same
-    tick diagnoses and escalates them), then ``runbooks.tick.scheduler_hooks``."""
-    from helpers.checks import slots
-
-    return [slots.evaluate_slots_dropped, *tick.scheduler_hooks()]
+    """The hooks of every ``workbook scheduler`` tick (``runbooks.tick.scheduler_hooks``): the
+    monitors, the dropped-slot checks among them, then diagnosis and escalation."""
+    return list(tick.scheduler_hooks())
 
 
 def slot_lines(result: Any) -> list[str]:
@@ -294,12 +292,18 @@ def slot_lines(result: Any) -> list[str]:
 
 
 def _dropped_alerts(result: Any) -> list[alertsmod.AlertChange]:
-    """The alert changes of the tick's dropped-slot hook (none when it failed)."""
-    from helpers.checks import slots
+    """The dropped-slot alert changes of the tick's monitor pass (none when it failed)."""
+    from helpers.checks import evaluate_monitors
     from helpers.runs.scheduler import hook_name
 
-    name = hook_name(slots.evaluate_slots_dropped)
-    return [c for o in result.hook_outcomes if o.name == name and o.error is None for c in o.value[1]]
+    name = hook_name(evaluate_monitors)
+    return [
+        c
+        for o in result.hook_outcomes
+        if o.name == name and o.error is None
+        for c in o.value[1]
+        if c.check_id.endswith(".slots_dropped")
+    ]
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:

@@ -166,6 +166,7 @@ MONITOR_SEGMENTS: dict[str, str] = {
     "run_status": "run_status",
     "sla": "sla_at_risk",
     "upstream_at_risk": "upstream_at_risk",
+    "slots_dropped": "slots_dropped",
 }
 # The deadlines of ``<pipeline>.sla.<deadline>[.<alert id>]``.
 SLA_DEADLINES: tuple[str, ...] = ("freshness", "end_of_week", "month_end_close", "fix_deadline")
@@ -313,7 +314,8 @@ def runbook_for(
     - "upstream at risk" and a domain check naming a missing upstream: the upstream's own runbook
       for the upstream's failure, pointed at the upstream and its failing check;
     - row counts and NULLs: the family's runbook of the condition, else the general one;
-    - a failed or blocked run: ``backfill`` (failed runs, blocking upstreams, compute, late data);
+    - a failed or blocked run, and scheduled runs the scheduler dropped: ``backfill`` (failed
+      runs, blocking upstreams, compute, late data);
     - the end-of-week SLA: Growth's late updates; the close: ``month_end_close``; a fix deadline:
       the runbook of the problem being fixed, else ``incident_fix``;
     - any other domain check: its catalogue id's runbook, else the runbook it declares.
@@ -336,6 +338,8 @@ def runbook_for(
         return _general_route(
             "run_status", f"{ev.get('status') or 'failed or blocked'} run of {ref.pipeline}"
         )
+    if ref.kind == "slots_dropped":
+        return _general_route("run_status", f"scheduled runs of {ref.pipeline} dropped by the scheduler")
     if ref.kind == "sla_at_risk":
         return _sla_route(pipelines, ref, catalogue_id, runbook)
     upstream = ev.get("upstream")
@@ -357,7 +361,7 @@ def monitor_check_ids(
     out: list[str] = []
     for pid, p in pipelines.items():
         sla = p.sla
-        out += [f"{pid}.freshness", f"{pid}.run_status", f"{pid}.sla.freshness"]
+        out += [f"{pid}.freshness", f"{pid}.run_status", f"{pid}.sla.freshness", f"{pid}.slots_dropped"]
         out += [f"{pid}.source_freshness.{s}" for s in p.sources]
         for table in p.critical_columns:
             out += [f"{pid}.row_count.{table}", f"{pid}.nulls.{table}"]

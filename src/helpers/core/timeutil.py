@@ -1,12 +1,57 @@
-"""Time conventions: every timestamp is timezone-aware UTC; ``as_of`` is always passed in."""
+"""Time conventions: every timestamp is timezone-aware UTC; ``as_of`` is always passed in.
+
+Two frames: ``as_of`` (the data frame: what a run may see) and the clock a process records when
+things really happened (``queued_at``/``started_at``/``finished_at``: the wall clock in production,
+a fake in tests and drills). The clock is only ever handed down: :func:`clock_handoff` writes the
+caller's clock into a child process's environment (:data:`CLOCK_ENV`), :func:`handed_clock` reads
+it back there; :func:`elapsed_clock` advances a reading with elapsed (monotonic) time.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable, Mapping
 
 from helpers.core.periods import first_of_next_month, month_of
 
 UTC = dt.UTC
+
+Clock = Callable[[], dt.datetime]
+
+# Set by the runner in a notebook kernel's environment: the runner's clock, ``<ISO reading>@<monotonic>``.
+CLOCK_ENV = "WORKBOOK_CLOCK"
+
+
+def elapsed_clock(start: dt.datetime, origin: float | None = None) -> Clock:
+    """A clock that reads ``start`` at the monotonic instant ``origin`` (default: now) and advances
+    with elapsed monotonic time (never backwards)."""
+    start = as_utc(start)
+    origin = time.monotonic() if origin is None else origin
+    return lambda: start + dt.timedelta(seconds=max(time.monotonic() - origin, 0.0))
+
+
+def clock_handoff(clock: Clock) -> str:
+    """``clock`` for a child process on this machine: its reading now and the monotonic instant
+    of that reading (``time.monotonic`` is system-wide: the child measures elapsed time from it)."""
+    return f"{as_utc(clock()).isoformat()}@{time.monotonic():.6f}"
+
+
+def handed_clock(environ: Mapping[str, str]) -> Clock | None:
+    """The clock a parent handed down in ``environ[CLOCK_ENV]`` (None when there is none).
+
+    A malformed value is an error naming the variable and the expected form.
+    """
+    text = environ.get(CLOCK_ENV, "").strip()
+    if not text:
+        return None
+    reading, _, origin = text.rpartition("@")
+    try:
+        return elapsed_clock(dt.datetime.fromisoformat(reading), float(origin))
+    except ValueError:
+        raise ValueError(
+            f"{CLOCK_ENV}: expected <ISO timestamp>@<monotonic seconds> (set by the runner), got {text!r}"
+        ) from None
 
 
 def parse_as_of(text: str) -> dt.datetime:

@@ -3,23 +3,25 @@
 :func:`load_context` turns the notebook's parameters into a :class:`RunbookContext` (the alert, the
 pipelines in scope, the partition, the check, ``as_of``, whether fixes may run) and starts a new fix
 log (:data:`FIX_LOG`, written by :func:`helpers.runbooks.fixes.guarded_fix`). :func:`symptom` shows
-what was observed. Nothing reads the wall clock: runs started by a fix use :func:`as_of_clock`.
+what was observed. Nothing here reads the wall clock: runs started by a fix record their times on
+:attr:`RunbookContext.clock`, the clock handed down by whoever launched the runbook (the runner's:
+the wall clock from the CLI and the scheduler, a fake in tests and drills; see :func:`record_clock`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from helpers.core import config as cfgmod
-from helpers.core.timeutil import as_utc, parse_as_of
+from helpers.core.timeutil import as_utc, elapsed_clock, handed_clock, parse_as_of
 from helpers.oncall import alerts as alertsmod
 from helpers.runbooks.formatting import utc_text
 from helpers.runs.dag import Dag
@@ -36,11 +38,26 @@ FIX_LOG: list[Any] = []
 def as_of_clock(as_of: dt.datetime) -> Clock:
     """A clock that starts at ``as_of`` and advances with elapsed (monotonic) time.
 
-    Runs started by a fix get start and finish times in the runbook's own time frame, in order,
-    without reading the wall clock.
+    For a caller whose one time is ``as_of`` (tests, drills: a fake clock in the as_of frame), or
+    ``now`` read once by the CLI or a notebook (then it is the wall clock, without reading it again).
     """
-    start, origin = as_utc(as_of), time.monotonic()
-    return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
+    return elapsed_clock(as_of)
+
+
+def record_clock(
+    as_of: dt.datetime, now: dt.datetime | None = None, environ: Mapping[str, str] | None = None
+) -> Clock:
+    """The clock a runbook's fix records the runs it starts on (their ``queued_at``/``started_at``/
+    ``finished_at``: when they really happened, whatever their ``as_of``).
+
+    The clock its runner handed down (``timeutil.CLOCK_ENV`` in ``environ``: the CLI's and the
+    scheduler's wall clock, a test's or drill's fake); else, for a notebook run by hand, ``now``
+    (its session cell's one wall-clock read) advanced by elapsed time; else ``as_of`` so advanced.
+    """
+    handed = handed_clock(os.environ if environ is None else environ)
+    if handed is not None:
+        return handed
+    return as_of_clock(now if now is not None else as_of)
 
 
 @dataclass
@@ -56,6 +73,12 @@ class RunbookContext:
     pipeline: str | None = None
     partition: str | None = None
     check_id: str | None = None
+    # what the runs a fix starts record their times on (default: ``as_of`` advanced by elapsed time)
+    clock: Clock = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.clock is None:
+            self.clock = as_of_clock(self.as_of)
 
     @property
     def family(self) -> str | None:
@@ -168,7 +191,8 @@ def load_context(
     the alert saw) when ``alert_id`` is given, else ``now``: the runbook notebook's one clock read,
     handed in (the runner always injects ``as_of``). With ``alert_id`` the alert supplies the
     pipeline, partition and check unless they are given. An unknown alert or pipeline is an error
-    that says where to look. Starts a new fix log.
+    that says where to look. The runs its fixes start record times on :func:`record_clock`.
+    Starts a new fix log.
     """
     config = config or cfgmod.get()
     alert = _alert(alert_id)
@@ -200,6 +224,7 @@ def load_context(
         pipeline=pipeline or None,
         partition=partition or (alert.partition if alert else None) or None,
         check_id=check_id or (alert.check_id if alert else None) or None,
+        clock=record_clock(when, now),
     )
 
 

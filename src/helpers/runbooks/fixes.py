@@ -2,7 +2,8 @@
 
 :func:`guarded_fix` runs an action only in fix mode and records it (or what it would do) in the
 context's fix log (:data:`helpers.runbooks.context.FIX_LOG`, read by :func:`fixes`). :func:`rerun`
-re-runs partitions with ``backfill --force --downstream`` at ``ctx.as_of``, refusing up front a
+re-runs partitions with ``backfill --force --downstream`` at ``ctx.as_of`` (their records' times on
+``ctx.clock``: when they really ran), refusing up front a
 partition of a published, locked month (:func:`refuse_locked`); :func:`rerun_targets`,
 :func:`date_range_targets` and :func:`describe_targets` say which ones.
 """
@@ -19,7 +20,7 @@ from typing import Any
 from helpers.checks.framework import json_safe
 from helpers.core.periods import period_days
 from helpers.investor import signoff  # noqa: F401  (its publish listener voids sign-offs a re-run changes)
-from helpers.runbooks.context import FIX_LOG, RunbookContext, as_of_clock
+from helpers.runbooks.context import FIX_LOG, RunbookContext
 from helpers.runbooks.evidence import Evidence
 from helpers.runs.dag import Dag, partition_for
 
@@ -78,7 +79,9 @@ def rerun(
     downstream: bool = True,
 ) -> list[dict[str, Any]]:
     """Re-run ``(pipeline, partition)`` pairs (default: the context's) with ``backfill --force``
-    (and ``--downstream``), at ``ctx.as_of``; returns each run's outcome.
+    (and ``--downstream``), at ``ctx.as_of``; returns each run's outcome. The runs record their
+    times on ``ctx.clock`` (the runbook's runner's clock: the wall clock in production), so they
+    are the latest runs of their partitions whatever ``as_of`` the runs before them had.
 
     A ``current`` partition (a monitor about now) re-runs the partition holding the day before
     ``as_of``, as the scheduler would.
@@ -99,7 +102,7 @@ def rerun(
         for pipeline, label in pairs
     ]
     refuse_locked(ctx, resolved)
-    clock = as_of_clock(ctx.as_of)
+    clock = ctx.clock
     out: list[dict[str, Any]] = []
     for pipeline, label in resolved:
         first, last = period_days(label)

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.oncall import alerts as alertsmod
-from helpers.runbooks.context import RunbookContext, as_of_clock
+from helpers.runbooks.context import RunbookContext
 from helpers.runbooks.diagnosis import NO_PROBLEM
 from helpers.runbooks.evidence import Evidence
 from helpers.runbooks.formatting import hours
@@ -142,7 +142,7 @@ def _sub_context(ctx: RunbookContext, alert: alertsmod.Alert, *, apply_fix: bool
     known = alert.pipeline in ctx.config.pipelines.pipelines
     return RunbookContext(
         ctx.runbook, ctx.as_of, apply_fix, ctx.run_id, ctx.config, alert,
-        alert.pipeline if known else None, alert.partition, alert.check_id,
+        alert.pipeline if known else None, alert.partition, alert.check_id, ctx.clock,
     )  # fmt: skip
 
 
@@ -169,7 +169,7 @@ def fix_incident(ctx: RunbookContext, alert: alertsmod.Alert | None) -> dict[str
     if res.runbook is None:
         return {"action": "none", "reason": res.note}
     run = runbooks.run_runbook(
-        res.runbook, clock=as_of_clock(ctx.as_of), as_of=ctx.as_of, alert_id=alert.alert_id,
+        res.runbook, clock=ctx.clock, as_of=ctx.as_of, alert_id=alert.alert_id,
         apply_fix=True, trigger="incident_fix", requested=res.requested, config=ctx.config,
     )  # fmt: skip
     return {"action": f"ran {run.runbook} with apply_fix=True", "run": run.as_json()}

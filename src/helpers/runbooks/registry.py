@@ -689,7 +689,7 @@ def diagnose_new_alerts(
     """
     config = config or cfgmod.get()
     engine = _engine(engine)
-    clock = as_of_clock(now)  # the tick's own frame, advanced by elapsed time
+    clock = as_of_clock(now)  # the tick's clock reading (the wall clock in production), advanced
     origin = time.monotonic()
     claimed: list[tuple[alertsmod.Alert, int]] = []
     escalation.group(config, escalation.WarehouseAlerts(engine=engine), as_of, engine=engine)

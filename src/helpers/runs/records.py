@@ -6,6 +6,13 @@ share the warehouse. A run records its runner's host, pid and process start time
 process died without recording its end (a SIGKILLed runner) is detected by them
 (:func:`runner_alive`) and closed by :func:`mark_dead`: every command that reads runs calls
 ``helpers.runs.reaper.reap_dead_runs`` first, and a new run of the same partition does it too.
+
+Two frames in one record: ``as_of`` is the data frame (what the run could see), ``queued_at``,
+``started_at`` and ``finished_at`` are when it really happened, on the clock of the process that
+recorded it (the wall clock in production, also for the runs a runbook's fix starts: the runner
+hands its clock to the notebook's kernel). Runs are ordered by when they were queued, then
+``as_of``, then id (:data:`RUN_ORDER`, :func:`order_key`): the latest run of a partition is the last
+one started, whatever its ``as_of`` (a re-run at an earlier ``as_of`` replaced the partition too).
 """
 
 from __future__ import annotations
@@ -34,6 +41,24 @@ from helpers.storage.warehouse import (
     publish_run,
     run_scraps,
 )
+
+# The order of run records, oldest first: when they were queued, then their as_of, then their id.
+RUN_ORDER = (pipeline_runs.c.queued_at, pipeline_runs.c.as_of, pipeline_runs.c.run_id)
+RUN_ORDER_COLUMNS = ("queued_at", "as_of", "run_id")  # the same, for a frame of run records
+
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def order_key(record: Mapping[str, Any] | RunRecord) -> tuple[dt.datetime, dt.datetime, str]:
+    """A run's place in :data:`RUN_ORDER` (a missing time sorts first), for records in memory."""
+
+    def get(name: str) -> Any:
+        return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+
+    def ts(v: Any) -> dt.datetime:
+        return as_utc(v) if v is not None else _EARLIEST
+
+    return ts(get("queued_at") or get("started_at")), ts(get("as_of")), str(get("run_id"))
 
 
 class RunConflict(RuntimeError):
@@ -65,6 +90,7 @@ class RunRecord:
     code_version: str | None
     validation_status: str | None
     validation_summary: str | None
+    queued_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
@@ -87,6 +113,7 @@ class RunRecord:
             code_version=row["code_version"],
             validation_status=row["validation_status"],
             validation_summary=row["validation_summary"],
+            queued_at=ts(row.get("queued_at")),
         )
 
     @property
@@ -165,11 +192,7 @@ def mark_dead(
 def active_runs(*, engine: Engine | None = None) -> list[dict[str, Any]]:
     """Every ``queued`` or ``running`` run record, oldest first."""
     engine = engine or get_engine()
-    q = (
-        sa.select(pipeline_runs)
-        .where(pipeline_runs.c.status.in_(ACTIVE_STATUSES))
-        .order_by(pipeline_runs.c.queued_at, pipeline_runs.c.run_id)
-    )
+    q = sa.select(pipeline_runs).where(pipeline_runs.c.status.in_(ACTIVE_STATUSES)).order_by(*RUN_ORDER)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(q).mappings().all()]
 
@@ -345,7 +368,7 @@ def list_runs(
     limit: int = 50,
     engine: Engine | None = None,
 ) -> list[RunRecord]:
-    """Most recent first."""
+    """Most recent first (:data:`RUN_ORDER`)."""
     engine = engine or get_engine()
     q = sa.select(pipeline_runs)
     if pipeline:
@@ -354,7 +377,7 @@ def list_runs(
         q = q.where(pipeline_runs.c.status == status)
     if logical_date:
         q = q.where(pipeline_runs.c.logical_date == logical_date)
-    q = q.order_by(pipeline_runs.c.queued_at.desc(), pipeline_runs.c.run_id.desc()).limit(limit)
+    q = q.order_by(*(c.desc() for c in RUN_ORDER)).limit(limit)
     with engine.connect() as conn:
         return [RunRecord.from_row(r) for r in conn.execute(q).mappings().all()]
 

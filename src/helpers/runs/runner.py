@@ -61,7 +61,14 @@ from helpers.core import config as cfgmod  # noqa: E402
 from helpers.core import paths, secrets  # noqa: E402
 from helpers.core.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError  # noqa: E402
 from helpers.core.periods import period_days  # noqa: E402
-from helpers.core.timeutil import UTC, as_utc, default_as_of, parse_logical_date  # noqa: E402
+from helpers.core.timeutil import (  # noqa: E402
+    CLOCK_ENV,
+    UTC,
+    as_utc,
+    clock_handoff,
+    default_as_of,
+    parse_logical_date,
+)
 from helpers.runs import history, locks  # noqa: E402
 from helpers.runs import records as runs  # noqa: E402
 from helpers.runs.render import render_html, warm_renderer  # noqa: E402  # also runner.render_html
@@ -490,7 +497,8 @@ def execute_notebook(
     (an interrupt, a full disk) removes the partial folder and propagates. ``record`` adds fields
     to ``run.json`` (run id, pipeline, ...); ``started`` defaults to ``clock()``. ``run_id`` marks
     the kernel as the runner's run of that id (``warehouse.RUNNER_ENV``: its writes are staged for
-    the run); without it the kernel has no marker, even if this process has one. The caller
+    the run); without it the kernel has no marker, even if this process has one. The kernel is
+    handed ``clock`` (:func:`kernel_environment`): the runs it starts record times on it. The caller
     validates ``parameters`` (see :func:`check_parameters`): they are injected as given.
     """
     started = started or clock()
@@ -507,7 +515,7 @@ def execute_notebook(
             timeout_s=timeout_s,
             progress=progress,
             log_header=log_header,
-            kernel_env=kernel_environment(run_id),
+            kernel_env=kernel_environment(run_id, clock=clock),
         )
         if not out_nb.exists():  # papermill died before writing anything: keep the input for evidence
             shutil.copyfile(notebook, out_nb)
@@ -599,11 +607,15 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-def kernel_environment(run_id: str | None) -> dict[str, str]:
-    """The environment of a kernel: this process's, marked as the runner's run ``run_id`` if given."""
-    env = {k: v for k, v in os.environ.items() if k != RUNNER_ENV}
+def kernel_environment(run_id: str | None, *, clock: Clock | None = None) -> dict[str, str]:
+    """The environment of a kernel: this process's, marked as the runner's run ``run_id`` if given,
+    and handed ``clock`` (``timeutil.CLOCK_ENV``): the runs the notebook starts (a runbook's fix)
+    record their times on the runner's clock, the wall clock in production."""
+    env = {k: v for k, v in os.environ.items() if k not in (RUNNER_ENV, CLOCK_ENV)}
     if run_id is not None:
         env[RUNNER_ENV] = run_id
+    if clock is not None:
+        env[CLOCK_ENV] = clock_handoff(clock)
     return env
 
 

@@ -119,7 +119,10 @@ def test_scheduler_once_says_what_it_dropped_and_alerts_until_a_run_covers_it(ho
     from helpers.oncall import alerts
     from helpers.runbooks import tick as tickmod
 
-    monkeypatch.setattr(tickmod, "scheduler_hooks", lambda: [])  # monitors and diagnosis: not here
+    from helpers import checks
+
+    # the monitors (the dropped-slot checks among them), without diagnosis and escalation
+    monkeypatch.setattr(tickmod, "scheduler_hooks", lambda: [checks.evaluate_monitors])
     monkeypatch.setenv("COLUMNS", "100")
 
     def once(as_of: str) -> tuple[int, str, str]:
