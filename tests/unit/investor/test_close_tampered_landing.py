@@ -14,12 +14,12 @@ from helpers.storage import landing, warehouse
 
 pytestmark = pytest.mark.unit
 
-AS_OF = dt.datetime(2026, 11, 16, 12, tzinfo=dt.timezone.utc)
+AS_OF = dt.datetime(2026, 11, 16, 12, tzinfo=dt.UTC)
 
 
 def _deliver(day: str, amount: int) -> landing.Delivery:
     frame = pd.DataFrame({"invoice_line_id": ["il_1"], "amount": [amount]})
-    arrived = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+    arrived = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
     return landing.write_delivery("billing_invoices", day, frame, arrived_at=arrived)
 
 
