@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params=runner.parse_cli_params(args.param),
         progress=not args.quiet and console.is_terminal(sys.stderr),  # no bar into a log or a pipe
     )
+    failing = _failing_checks(result.run_id)
     if args.json:
         console.print_json(
             {
@@ -65,11 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "archive": str(result.archive) if result.archive else None,
                 "error": result.error,
                 "failed_cell": result.failed_cell,
+                "failing_checks": failing,
             }
         )
     elif result.status == "succeeded":
         print(f"{result.pipeline} {result.logical_date}: succeeded  run {result.run_id}")
         print(f"archive: {result.archive}")
+        for c in failing:
+            print(f"  {c['severity']} check failing: {c['check_id']}: {c['summary']}", file=sys.stderr)
     else:
         print(
             f"{result.pipeline} {result.logical_date}: {result.status}  run {result.run_id}", file=sys.stderr
@@ -77,6 +81,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  error: {result.error}", file=sys.stderr)
         print(f"  archive: {result.archive}  (open {result.archive}/notebook.html)", file=sys.stderr)
     return result.exit_code
+
+
+def _failing_checks(run_id: str | None) -> list[dict[str, str]]:
+    """The checks the run recorded as failing, critical first: a run can succeed with its data
+    quarantined (a changed landing file, a missing column), and says so here."""
+    if not run_id:
+        return []
+    from helpers.checks import store
+
+    rows = [r for r in store.list_results(run_id=run_id) if r["status"] != "pass"]
+    rows.sort(key=lambda r: (r["severity"] != "critical", r["check_id"]))
+    return [{k: r[k] for k in ("check_id", "severity", "status", "summary")} for r in rows]
 
 
 RUN_COLUMNS = (
