@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -514,7 +514,14 @@ def redeclared_rerun(
 # ---------------------------------------------------------------- verifying
 
 
-def _result(cid: str, day: str, ok: bool, summary: str, ctx: kit.RunbookContext, **found: Any) -> CheckResult:
+def _result(
+    cid: str,
+    day: str,
+    ok: bool,
+    summary: str,
+    ctx: kit.RunbookContext,
+    found: Mapping[str, Any] | None = None,
+) -> CheckResult:
     """The runbook's verdict on ``day`` as a result of the check (recorded, it resolves the alert)."""
     return CheckResult(
         check_id=check_id(cid),
@@ -523,7 +530,7 @@ def _result(cid: str, day: str, ok: bool, summary: str, ctx: kit.RunbookContext,
         status="pass" if ok else "fail",
         severity="warning",
         summary=summary,
-        evidence=found,
+        evidence=dict(found or {}),
         as_of=ctx.as_of,
         evaluated_at=ctx.as_of,
         catalogue_id=cid,
@@ -567,6 +574,13 @@ def expected_days(state: State) -> list[str]:
         "duplicate_events": ("by_event_day",),
     }.get(state.catalogue_id, ())
     days = {str(d) for k in keys for d in (ev.get(k) or {})}
+    if state.catalogue_id == "data_skew_oom":  # every day whose largest account is over the threshold
+        threshold = float(ev.get("threshold") or 0.0)
+        days |= {
+            str(d)
+            for d, top in (ev.get("top_accounts_by_day") or {}).items()
+            if top and max(float(a.get("share", 0.0)) for a in top) >= threshold
+        }
     win = outage_window(state.check) if state.catalogue_id == "kafka_outage" else None
     if win is not None:
         days |= {win[0].date().isoformat(), (win[1] - pd.Timedelta(seconds=1)).date().isoformat()}
@@ -673,9 +687,7 @@ def verify_days(
         if condition is not None:
             parts.append((not condition.holds, f"condition now: {condition.detail}"))
         ok = all(p[0] for p in parts)
-        results.append(
-            _result(cid, day, ok, "; ".join(p[1] for p in parts), ctx, **(found if not ok else {}))
-        )
+        results.append(_result(cid, day, ok, "; ".join(p[1] for p in parts), ctx, found if not ok else None))
     if ctx.alert is not None and all(not r.failed for r in results):
         alert_day = ctx.alert.partition
         if alert_day not in days:  # the alert's own day: its figures were not the ones repaired
