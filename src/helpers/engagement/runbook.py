@@ -219,7 +219,26 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Ve
         return diag.verify()
     if cid == "schema_change":  # the condition is judged on every intake day, not the days re-run
         return verify_days(ctx, diag, cid, days, condition_now(ctx, state), compare=True)
-    return verify_days(ctx, diag, cid, days, condition_now(ctx, state), expected=expected_days(state))
+    result = verify_days(ctx, diag, cid, days, condition_now(ctx, state), expected=expected_days(state, ctx))
+    return outage_left(ctx, state, result) if cid == "kafka_outage" else result
+
+
+def outage_left(ctx: kit.RunbookContext, state: State, result: kit.Verification) -> kit.Verification:
+    """A multi-day outage: Verify fails while the stream of another day it reached still shows it
+    (the fix replays the whole outage; what it could not replay is named here)."""
+    win = whole_outage(ctx, state.check)
+    if win is None or not result.passed:
+        return result
+    span = pd.date_range(win[0].normalize(), (win[1] - pd.Timedelta(seconds=1)).normalize(), freq="D")
+    left = [d.date().isoformat() for d in span if d.date().isoformat() != state.day]
+    if not left:
+        return result
+    from helpers.checks import store as check_store
+
+    why = f"the outage of {state.day} still reaches this day's stream: replay it too"
+    extra = tuple(_result("kafka_outage", day, False, why, ctx) for day in left)
+    check_store.record_results(extra)
+    return kit.Verification((*result.results, *extra), result.source, result.recorded)
 
 
 def condition_now(ctx: kit.RunbookContext, state: State) -> kit.Evidence | None:
@@ -360,7 +379,7 @@ def replay_window(ctx: kit.RunbookContext, check: kit.Evidence, replay_from: str
     """Land the window's messages from a retained copy of the topic (``replay_from``: a landing zone
     re-consumed from Kafka) that the landing zone lacks, as new deliveries (landing partitions are
     immutable), then re-run the affected days with their dependants."""
-    win = outage_window(check)
+    win = whole_outage(ctx, check)
     if win is None:
         raise ValueError("no outage window to replay")
     if not replay_from:
@@ -387,6 +406,42 @@ def replay_window(ctx: kit.RunbookContext, check: kit.Evidence, replay_from: str
         "deliveries": written,
         "reruns": kit.rerun(ctx, [(PIPELINE, d) for d in days]),
     }
+
+
+def whole_outage(ctx: kit.RunbookContext, check: kit.Evidence) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The check's outage window, widened across midnight while the neighbouring day's stream
+    shows an outage that reaches it: one outage over several days is replayed (and verified) whole,
+    whichever day's alert the runbook was opened for."""
+    from helpers.engagement import checks as engagement_checks
+
+    win = outage_window(check)
+    if win is None:
+        return None
+    lo, hi = win
+    mon = ctx.config.pipelines.monitors
+    hourly, arrivals = engagement_checks.stream_hourly(ctx.as_of, weeks=mon.baseline_weeks)
+
+    def window_of(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        out = engagement_checks.stream_outcome(
+            hourly, day, as_of=ctx.as_of, arrivals=arrivals, weeks=mon.baseline_weeks,
+            min_points=mon.min_baseline_points,
+        )  # fmt: skip
+        ev = out.evidence
+        return None if out.passed or not ev.get("window_start") else (
+            pd.Timestamp(ev["window_start"]), pd.Timestamp(ev["window_end"])
+        )  # fmt: skip
+
+    for _ in range(7):  # backwards: the outage began on an earlier day
+        if lo != lo.normalize() or (prev := window_of((lo - pd.Timedelta(days=1)).date())) is None:
+            break
+        if prev[1] != lo:
+            break
+        lo = prev[0]
+    for _ in range(7):  # forwards: it went on past midnight
+        if hi != hi.normalize() or (nxt := window_of(hi.date())) is None or nxt[0] != hi:
+            break
+        hi = nxt[1]
+    return lo, hi
 
 
 def pa_table(frame: pd.DataFrame, schema: Any) -> Any:
@@ -564,7 +619,7 @@ def marts_match(ctx: kit.RunbookContext, day: str, *, only: bool = False) -> tup
     return True, f"marts of {span} equal a fresh computation as of {utc_text(ctx.as_of)}"
 
 
-def expected_days(state: State) -> list[str]:
+def expected_days(state: State, ctx: kit.RunbookContext | None = None) -> list[str]:
     """Every day the fault touched, as the check's evidence names them (never the fix's plan):
     after the fix each one's marts must equal a fresh computation from everything landed by
     ``as_of``, whether the fix re-ran it or not."""
@@ -581,7 +636,9 @@ def expected_days(state: State) -> list[str]:
             for d, top in (ev.get("top_accounts_by_day") or {}).items()
             if top and max(float(a.get("share", 0.0)) for a in top) >= threshold
         }
-    win = outage_window(state.check) if state.catalogue_id == "kafka_outage" else None
+    win = None
+    if state.catalogue_id == "kafka_outage":  # the whole outage, over every day it reached
+        win = whole_outage(ctx, state.check) if ctx is not None else outage_window(state.check)
     if win is not None:
         days |= {win[0].date().isoformat(), (win[1] - pd.Timedelta(seconds=1)).date().isoformat()}
     return sorted(d for d in days if _is_day(d))
