@@ -219,14 +219,20 @@ def verify(ctx: kit.RunbookContext, diag: kit.Diagnosis, state: State) -> kit.Ve
         return diag.verify()
     if cid == "schema_change":  # the condition is judged on every intake day, not the days re-run
         return verify_days(ctx, diag, cid, days, condition_now(ctx, state), compare=True)
-    result = verify_days(ctx, diag, cid, days, condition_now(ctx, state), expected=expected_days(state, ctx))
-    return outage_left(ctx, state, result) if cid == "kafka_outage" else result
+    # the whole outage as the streams show it now (read once: it scans the landed receivedAt)
+    win = whole_outage(ctx, state.check) if cid == "kafka_outage" else None
+    result = verify_days(ctx, diag, cid, days, condition_now(ctx, state), expected=expected_days(state, win))
+    return outage_left(ctx, state, result, win) if cid == "kafka_outage" else result
 
 
-def outage_left(ctx: kit.RunbookContext, state: State, result: kit.Verification) -> kit.Verification:
+def outage_left(
+    ctx: kit.RunbookContext,
+    state: State,
+    result: kit.Verification,
+    win: tuple[pd.Timestamp, pd.Timestamp] | None,
+) -> kit.Verification:
     """A multi-day outage: Verify fails while the stream of another day it reached still shows it
     (the fix replays the whole outage; what it could not replay is named here)."""
-    win = whole_outage(ctx, state.check)
     if win is None or not result.passed:
         return result
     span = pd.date_range(win[0].normalize(), (win[1] - pd.Timedelta(seconds=1)).normalize(), freq="D")
@@ -619,10 +625,11 @@ def marts_match(ctx: kit.RunbookContext, day: str, *, only: bool = False) -> tup
     return True, f"marts of {span} equal a fresh computation as of {utc_text(ctx.as_of)}"
 
 
-def expected_days(state: State, ctx: kit.RunbookContext | None = None) -> list[str]:
+def expected_days(state: State, outage: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> list[str]:
     """Every day the fault touched, as the check's evidence names them (never the fix's plan):
     after the fix each one's marts must equal a fresh computation from everything landed by
-    ``as_of``, whether the fix re-ran it or not."""
+    ``as_of``, whether the fix re-ran it or not. ``outage``: a Kafka outage's whole window
+    (:func:`whole_outage`), else the check's own."""
     ev = state.check.data.get("result", {}) or {}
     keys = {
         "late_events": ("late_by_event_day", "beyond_window_by_event_day"),
@@ -638,7 +645,7 @@ def expected_days(state: State, ctx: kit.RunbookContext | None = None) -> list[s
         }
     win = None
     if state.catalogue_id == "kafka_outage":  # the whole outage, over every day it reached
-        win = whole_outage(ctx, state.check) if ctx is not None else outage_window(state.check)
+        win = outage or outage_window(state.check)
     if win is not None:
         days |= {win[0].date().isoformat(), (win[1] - pd.Timedelta(seconds=1)).date().isoformat()}
     return sorted(d for d in days if _is_day(d))
