@@ -83,7 +83,7 @@ from helpers.investor.publication import published_dir  # noqa: F401  (where a c
 from helpers.investor.waves import WAVE_A, WAVE_B, stale_reason
 from helpers.investor.waves import run_wave as _run_wave
 from helpers.oncall import escalation
-from helpers.runs import locks
+from helpers.runs import locks, runner
 from helpers.runs import records as runs
 from helpers.runs.dag import Dag, RunItem
 from helpers.storage import warehouse
@@ -533,16 +533,27 @@ def run_close(
     missing investor figures built (0: none). A locked (published) month runs nothing
     (:func:`_locked_close`).
     """
-    from helpers import checks
-    from helpers.runs.orchestrate import exit_code
-
     config = config or cfgmod.get()
     as_of = as_utc(as_of)
-    parts = close_partitions(period, as_of)  # raises ValueError for a month that has not started
+    close_partitions(period, as_of)  # raises ValueError for a month that has not started
     engine = warehouse.get_engine()
     lock = locks.month_lock(period, engine=engine)
     if lock is not None:
         return _locked_close(period, as_of, lock, final=final, now=clock(), by=by, config=config)
+    # the waves add their runs; the two reports are known now: warm kernels for them all
+    with runner.warm_kernels(len((REPORT, FINANCE_PACK))):
+        return _unlocked_close(period, as_of=as_of, clock=clock, final=final, history=history, config=config,
+                               workers=workers, on_update=on_update, stop=stop, by=by)  # fmt: skip
+
+
+def _unlocked_close(period: str, *, as_of: dt.datetime, clock: Clock, final: bool, history: int,
+                    config: cfgmod.WorkbookConfig, workers: int | None, on_update: Callable[[Any], None],
+                    stop: threading.Event | None, by: str) -> CloseResult:  # fmt: skip
+    from helpers import checks
+    from helpers.runs.orchestrate import exit_code
+
+    parts = close_partitions(period, as_of)
+    engine = warehouse.get_engine()
     pipes = config.pipelines.pipelines
     wave = dict(as_of=as_of, clock=clock, config=config, workers=workers, on_update=on_update, stop=stop)
     outcomes: list[Any] = []

@@ -69,7 +69,7 @@ from helpers.core.timeutil import (  # noqa: E402
     default_as_of,
     parse_logical_date,
 )
-from helpers.runs import history, locks  # noqa: E402
+from helpers.runs import history, kernels, locks  # noqa: E402
 from helpers.runs import records as runs  # noqa: E402
 from helpers.runs.render import render_html, warm_renderer  # noqa: E402  # also runner.render_html
 from helpers.runs.scraps import read_scraps  # noqa: E402
@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 
 # Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
 KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
+KERNEL_ARGUMENTS = tuple(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES)
+RUN_KEYS = (RUNNER_ENV, CLOCK_ENV)  # a kernel's own variables: set in a warm kernel by the run
 
 # ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys: once
 # per notebook run. The runner's kernels listen on localhost only and get CurveZMQ keys when their
@@ -112,7 +114,9 @@ def kernel_stderr(target: Any = None) -> Iterator[int]:
                     continue
                 out = target if target is not None else sys.stderr
                 try:
-                    out.write(secrets.redact(line.decode("utf-8", errors="replace"), secrets.secret_values())[0])
+                    out.write(
+                        secrets.redact(line.decode("utf-8", errors="replace"), secrets.secret_values())[0]
+                    )
                     out.flush()
                 except (OSError, ValueError):  # our stderr is gone: keep draining the pipe
                     pass
@@ -163,18 +167,31 @@ class _RunNotebookManager(NotebookExecutionManager):
 class _RunClient(PapermillNotebookClient):
     """papermill's notebook client, starting its kernel with an environment of the runner's choosing."""
 
-    def __init__(self, nb_man: Any, *, kernel_env: Mapping[str, str] | None = None, **kwargs: Any):
+    def __init__(self, nb_man: Any, *, kernel_env: Mapping[str, str] | None = None,
+                 warm: kernels.WarmKernel | None = None, **kwargs: Any):  # fmt: skip
+        if warm is not None:
+            kwargs["km"] = warm.km  # already started: nbclient only connects a client to it
         super().__init__(nb_man, **kwargs)
         self.kernel_env = dict(kernel_env) if kernel_env is not None else None
+        self.warm = warm
 
     def execute(self, **kwargs: Any) -> Any:
         if self.kernel_env is not None:
             kwargs.setdefault("env", dict(self.kernel_env))  # to the kernel manager's start_kernel
         for key, value in _encryption_option().items():
             kwargs.setdefault(key, value)
-        with kernel_stderr() as stderr_fd:
-            kwargs.setdefault("stderr", stderr_fd)  # to the kernel's Popen: see KERNEL_TCP_WARNING
-            return super().execute(**kwargs)
+        try:
+            with kernel_stderr() as stderr_fd:
+                kwargs.setdefault("stderr", stderr_fd)  # to the kernel's Popen: see KERNEL_TCP_WARNING
+                return super().execute(**kwargs)
+        finally:
+            if self.warm is not None and self.km is not None:  # nbclient leaves a kernel it did not start
+                self._cleanup_kernel()
+
+    def papermill_execute_cells(self) -> None:
+        if self.warm is not None:
+            self.warm.prepare(self)  # the run's id, clock and working directory
+        super().papermill_execute_cells()
 
 
 class _RunEngine(NBClientEngine):
@@ -582,13 +599,14 @@ def _papermill(
                 log_output=True,
                 progress_bar=progress and _stderr_is_terminal(),  # never a bar into a log or a pipe
                 cwd=str(notebook.parent),
-                extra_arguments=[f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES],
+                extra_arguments=list(KERNEL_ARGUMENTS),
                 # The outputs are in once the last cell finished; a graceful shutdown then waits
                 # for the kernel's interpreter teardown (DuckDB, matplotlib, threads): 2-4.6 s
                 # per notebook measured on 2 busy cores. The kernel is a one-run process: killed.
                 shutdown_kernel="immediate",
                 engine_name="workbook",
                 kernel_env=kernel_env,
+                warm=_warm_kernel(kernel_name, kernel_env, cwd=str(notebook.parent)),
             )
         except Exception as exc:  # the notebook failed; the run is recorded, not raised
             status = "failed"
@@ -605,6 +623,31 @@ def _stderr_is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def warm_kernels(runs: int, *, kernel_name: str = "python3", spares: int = 1) -> Any:
+    """A block in which up to ``runs`` runs take a kernel started while the previous ones computed
+    (:mod:`helpers.runs.kernels`)."""
+
+    @contextmanager
+    def start_kwargs() -> Iterator[dict[str, Any]]:
+        with kernel_stderr() as stderr_fd:
+            yield {"stderr": stderr_fd, **_encryption_option()}
+
+    def starter() -> kernels.WarmKernel:
+        return kernels.start_kernel(
+            kernel_name, kernel_environment(None), KERNEL_ARGUMENTS, RUN_KEYS, start_kwargs
+        )
+
+    return kernels.warm_kernels(runs, starter, spares=spares)
+
+
+def _warm_kernel(kernel_name: str, kernel_env: Mapping[str, str], *, cwd: str) -> kernels.WarmKernel | None:
+    warm = kernels.take(kernels.kernel_key(kernel_name, kernel_env, KERNEL_ARGUMENTS, RUN_KEYS))
+    if warm is not None:
+        warm.run_env = {k: kernel_env.get(k) for k in RUN_KEYS}
+        warm.cwd = cwd
+    return warm
 
 
 def kernel_environment(run_id: str | None, *, clock: Clock | None = None) -> dict[str, str]:

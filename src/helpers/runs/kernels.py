@@ -1,0 +1,224 @@
+"""Warm kernels: the next run's kernel starts, and imports what notebooks import, while a run computes.
+
+A kernel takes 0.5-0.7 s to start and a pipeline notebook's imports 1-2 s more (pandas, pyarrow,
+SQLAlchemy, matplotlib, scrapbook, the workbook's own modules). In a close most of its notebooks run
+one after the other (Profit, unit Profit, Engagement, the investor aggregate, the reports), so that
+time sits on the close's critical path while the other core is idle. Inside :func:`warm_kernels`
+the runner takes a kernel that is already up (:func:`take`), and a replacement starts in the
+background for the next run. Each run still gets a fresh kernel of its own, shut down when the run
+ends: a warm kernel has run nothing but :data:`WARM_IMPORTS`.
+
+A warm kernel is started with this process's environment less the run's own variables (the run id,
+the clock); the run's are set in the kernel, with its working directory, by one silent statement
+before the first cell (:meth:`WarmKernel.prepare`). A spare whose environment, kernel name or
+arguments no longer match the run's is shut down and the run starts its kernel as before; so is
+every spare left when the block ends. Nothing here reads the clock: start times are monotonic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# What a warm kernel imports before it is handed out (names that fail to import are skipped).
+WARM_IMPORTS = (
+    "pandas",
+    "pyarrow.parquet",
+    "sqlalchemy",
+    "scrapbook",
+    "matplotlib.pyplot",
+    "helpers.runs.session",
+    "helpers.runs.scraps",
+    "helpers.checks",
+    "helpers.investor.charts",
+    "helpers.storage.warehouse",
+)
+
+
+def warm_line(modules: Sequence[str] = WARM_IMPORTS) -> str:
+    """The kernel start line that imports ``modules`` (an ``IPKernelApp.exec_lines`` entry)."""
+    return (
+        "import importlib as _i\n"
+        f"for _m in {tuple(modules)!r}:\n"
+        "    try:\n        _i.import_module(_m)\n    except Exception:\n        pass\n"
+        "del _i, _m"
+    )
+
+
+@dataclass
+class WarmKernel:
+    """A started kernel waiting for a run; ``key`` is what it was started with."""
+
+    km: Any  # jupyter_client.AsyncKernelManager
+    key: tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]
+    run_env: dict[str, str | None] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def prepare(self, client: Any) -> None:
+        """Give the kernel the run's variables and working directory (one silent statement)."""
+        code = (
+            "import os as _o\n"
+            f"for _k, _v in {self.run_env!r}.items():\n"
+            "    _o.environ.pop(_k, None) if _v is None else _o.environ.__setitem__(_k, _v)\n"
+            + (f"_o.chdir({self.cwd!r})\n" if self.cwd else "")
+            + "del _o, _k, _v"
+        )
+        reply = client.wait_for_reply(client.kc.execute(code, silent=True, store_history=False))
+        if reply is None or reply["content"].get("status") != "ok":
+            raise RuntimeError(f"could not prepare the warm kernel: {reply and reply['content']}")
+
+    def alive(self) -> bool:
+        from jupyter_core.utils import run_sync
+
+        try:
+            return bool(run_sync(self.km.is_alive)())
+        except Exception:
+            return False
+
+    def shutdown(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        try:
+            run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception as exc:  # already gone
+            log.debug("warm kernel shutdown: %s", exc)
+
+
+def kernel_key(kernel_name: str, env: Mapping[str, str], arguments: Sequence[str],
+               run_keys: Sequence[str]) -> tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]:  # fmt: skip
+    """What must match for a warm kernel to serve a run: its name, environment (less the run's own
+    variables ``run_keys``) and start arguments."""
+    base = tuple(sorted((k, v) for k, v in env.items() if k not in run_keys))
+    return kernel_name, base, tuple(arguments)
+
+
+class KernelPool:
+    """Up to ``spares`` warm kernels, started in the background while ``budget`` runs remain."""
+
+    def __init__(self, starter: Callable[[], WarmKernel], *, budget: int, spares: int = 1):
+        self._starter = starter
+        self._budget = budget
+        self._spares = spares
+        self._ready: list[WarmKernel] = []
+        self._starting = 0
+        self._closed = False
+        self._lock = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._fill()
+
+    def add_budget(self, runs: int) -> None:
+        with self._lock:
+            self._budget += runs
+        self._fill()
+
+    def _fill(self) -> None:
+        with self._lock:
+            want = min(self._spares, self._budget) - len(self._ready) - self._starting
+            if self._closed or want <= 0:
+                return
+            self._starting += want
+        for _ in range(want):
+            t = threading.Thread(target=self._start_one, name="warm-kernel", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _start_one(self) -> None:
+        kernel = None
+        try:
+            kernel = self._starter()
+        except Exception as exc:  # the run will start its own kernel
+            log.warning("a warm kernel did not start: %s", exc)
+        with self._lock:
+            self._starting -= 1
+            if kernel is not None and self._closed:
+                kernel.shutdown()
+            elif kernel is not None:
+                self._ready.append(kernel)
+            self._lock.notify_all()
+
+    def take(self, key: tuple[Any, ...]) -> WarmKernel | None:
+        """A warm kernel started with ``key`` (waiting for one being started), or None."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._budget = max(0, self._budget - 1)
+            while not self._ready and self._starting:
+                self._lock.wait(timeout=60)
+            kernel = self._ready.pop(0) if self._ready else None
+        self._fill()
+        if kernel is None:
+            return None
+        if kernel.key != key or not kernel.alive():
+            kernel.shutdown()
+            return None
+        return kernel
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spares, self._ready = self._ready, []
+        for kernel in spares:
+            kernel.shutdown()
+        for t in self._threads:
+            t.join(timeout=60)
+
+
+_POOL: KernelPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def start_kernel(kernel_name: str, env: Mapping[str, str], arguments: Sequence[str], run_keys: Sequence[str],
+                 start_kwargs: Callable[[], AbstractContextManager[dict[str, Any]]]) -> WarmKernel:  # fmt: skip
+    """Start a kernel now that also imports :data:`WARM_IMPORTS` (blocking until its process is
+    launched, not until it is ready); its key is ``arguments``' without the warm imports."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    base = {k: v for k, v in env.items() if k not in run_keys}
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    warm = [*arguments, f"--IPKernelApp.exec_lines={warm_line()}"]
+    with start_kwargs() as extra:
+        asyncio.run(km.start_kernel(env=base, extra_arguments=warm, **extra))
+    return WarmKernel(km, kernel_key(kernel_name, env, arguments, run_keys))
+
+
+@contextmanager
+def warm_kernels(
+    runs: int, starter: Callable[[], WarmKernel], *, spares: int = 1
+) -> Iterator[KernelPool | None]:
+    """Within the block, up to ``runs`` runs of this process take warm kernels (see the module doc).
+
+    Nested blocks add their runs to the outer pool. ``WORKBOOK_WARM_KERNELS=0`` turns it off.
+    """
+    global _POOL
+    if runs <= 0 or os.environ.get("WORKBOOK_WARM_KERNELS", "1") == "0":
+        yield None
+        return
+    with _POOL_LOCK:
+        outer = _POOL
+        if outer is None:
+            _POOL = KernelPool(starter, budget=runs, spares=spares)
+    if outer is not None:
+        outer.add_budget(runs)
+        yield outer
+        return
+    try:
+        yield _POOL
+    finally:
+        with _POOL_LOCK:
+            pool, _POOL = _POOL, None
+        if pool is not None:
+            pool.close()
+
+
+def take(key: tuple[Any, ...]) -> WarmKernel | None:
+    """A warm kernel for a run whose kernel would be started with ``key`` (None outside a block)."""
+    pool = _POOL
+    return pool.take(key) if pool is not None else None
