@@ -25,13 +25,23 @@ records and in the log line of every delivery.
 
 The delivery guarantee comes from the order of three steps, per batch:
 
-1. buffer the consumed messages, grouped by (date, hour) of ``receivedAt`` (``partition_by=
+1. buffer the consumed messages; on flush (``batch_messages`` reached, ``batch_seconds``
+   elapsed, end of input, or a rebalance taking partitions away) decode the whole batch
+   (:func:`decode_batch`: valid v1 messages through the columnar fast path of
+   ``helpers.storage.extract.kafka_batch``, everything else one at a time as described above,
+   with identical results) and group it by (date, hour) of ``receivedAt`` (``partition_by=
    "timestamp"`` groups parsed rows by event time instead; raw rows always by ``receivedAt``);
-2. on flush (``batch_messages`` reached, ``batch_seconds`` elapsed, end of input, or a
-   rebalance taking partitions away) write the batch's quarantine lines, then one landing
-   delivery per (date, hour) through :func:`helpers.storage.landing.write_delivery`, which returns only
-   once the file is fsynced and renamed into place and its manifest line is fsynced;
+2. write the batch's quarantine lines, then one landing delivery per (date, hour) through
+   :func:`helpers.storage.extract.kafka_landing.write_deliveries` (what
+   :func:`helpers.storage.landing.write_delivery` does per file, with the fsyncs shared by the
+   batch), which returns only once every file is fsynced and renamed into place and every
+   manifest line is fsynced;
 3. only then commit the batch's offsets, synchronously (``enable.auto.commit=false``).
+
+Steps 2 and 3 run on one writer thread, one batch at a time and in consumed order, while the
+loop consumes and decodes the next batch (the fsyncs wait on the disk, not the CPU); a new batch
+is handed over only once the previous one is committed, a rebalance or the end of a run waits
+for both, and a failed write stops the consumer before any later commit.
 
 A crash anywhere before step 3 leaves the offsets where they were, so the next consumer replays
 the batch: events can land twice, never zero times. Duplicates (replays, and client retries that
@@ -60,10 +70,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -71,6 +83,16 @@ from helpers.core.timeutil import as_utc, parse_as_of
 from helpers.storage import landing
 from helpers.storage.contracts import EVENTS_SCHEMA, JSON_COLUMNS, SCHEMA_VERSION, email_sha256
 from helpers.storage.extract.base import ExtractResult, Kind, quarantine_root
+from helpers.storage.extract.kafka_batch import (
+    COLUMNS,
+    SEGMENT_TYPES,
+    Received,
+    fast_row,
+    hourly_tables,
+    micros,
+    positions,
+)
+from helpers.storage.extract.kafka_landing import write_deliveries
 from helpers.storage.quarantine import QuarantinedRow, write_quarantine
 
 log = logging.getLogger(__name__)
@@ -78,9 +100,9 @@ log = logging.getLogger(__name__)
 CRASH_ENV = "WORKBOOK_KAFKA_CRASH_AFTER_WRITE"
 SALT_ENV = "WORKBOOK_EVENTS_EMAIL_SALT"  # the secret salt of email pseudonyms
 BROKEN = "a flush failed part-way: close this consumer and start a new one (the batch will be replayed)"
+TIME_NAMES = frozenset(("timestamp", "sentAt", "receivedAt"))
 PartitionBy = Literal["timestamp", "receivedAt"]
 PARTITION_BY: tuple[PartitionBy, ...] = ("timestamp", "receivedAt")
-SEGMENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 _OBJECTS = JSON_COLUMNS["events"]  # Segment's objects, landed as JSON text
 DEFAULT_CONFIG: Mapping[str, Any] = {
     "enable.auto.commit": False,
@@ -293,14 +315,6 @@ def next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
     return out
 
 
-def _positions(messages: Sequence[Message]) -> str:
-    """Kafka provenance of a delivery for the log: offset ranges per topic/partition."""
-    spans: dict[tuple[str, int], list[int]] = {}
-    for m in messages:
-        spans.setdefault((m.topic, m.partition), []).append(m.offset)
-    return ", ".join(f"{t}/{p}@{min(o)}-{max(o)} ({len(o)})" for (t, p), o in sorted(spans.items()))
-
-
 @dataclass
 class ConsumeCounts:
     """What a consumer has done so far. ``received == landed + quarantined`` once flushed;
@@ -326,10 +340,52 @@ class ConsumeCounts:
 
 @dataclass
 class _Batch:
-    messages: list[Message] = field(default_factory=list)
-    rows: dict[tuple[dt.date, int], list[tuple[Message, dict[str, Any]]]] = field(default_factory=dict)
-    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    received: Received = field(default_factory=Received)
     started: float | None = None  # monotonic time of the first message
+
+
+@dataclass
+class Decoded:
+    """A batch decoded: landing rows (``COLUMNS`` order, times as epoch microseconds), the message
+    each came from, quarantine records."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)  # index in the batch of each row's message
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    raw: int = 0
+
+
+def decode_batch(
+    received: Received, *, source: str, email_salt: str, clock: Callable[[], dt.datetime]
+) -> Decoded:
+    """Every message of a batch as a landing row or a quarantine record, in consumed order.
+
+    Valid v1 messages take :func:`kafka_batch.fast_row`; anything else takes the per-message path
+    (:func:`decode_event`, :func:`landing_row`, :func:`quarantined_message`), with ``clock()`` as
+    the fallback ``receivedAt``, exactly as when messages were decoded one at a time.
+    """
+    out = Decoded()
+    rows, sources = out.rows, out.sources
+    for i, value in enumerate(received.values):
+        row = fast_row(value, email_salt)
+        if row is None:
+            message = Message(*received.at(i))
+            try:
+                event = decode_event(message, email_salt)
+            except EventError as e:
+                out.quarantined.append(quarantined_message(source, message, e))
+                continue
+            landed, why = landing_row(event, message, fallback=clock())
+            if why is not None:
+                out.raw += 1
+                log.info(
+                    "kafka: %s/%d@%d landed raw (schema_version %s): %s",
+                    message.topic, message.partition, message.offset, landed["schema_version"], why,
+                )  # fmt: skip
+            row = tuple(micros(landed[c]) if c in TIME_NAMES else landed[c] for c in COLUMNS)
+        rows.append(row)
+        sources.append(i)
+    return out
 
 
 class EventConsumer:
@@ -382,6 +438,10 @@ class EventConsumer:
         self._subscribed = False
         self._assigned_at: float | None = None  # monotonic time of the latest assignment
         self._broken = False  # set when a flush failed part-way
+        self.fetch_messages = 500  # records asked of each Consumer.consume call
+        self.first_message_at: float | None = None  # monotonic time the first message arrived
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-landing")
+        self._pending: Future[None] | None = None  # the batch being written and committed
 
     # -- the loop ---------------------------------------------------------------------------
     def consume(
@@ -411,30 +471,22 @@ class EventConsumer:
         started = last_message = time.monotonic()
         while max_messages is None or received < max_messages:
             # Never fetch past the batch bound: a batch is exactly ``batch_messages`` when full.
-            want = min(500, self.batch_messages - len(self._batch.messages))
+            want = min(self.fetch_messages, self.batch_messages - len(self._batch.received))
             if max_messages is not None:
                 want = min(want, max_messages - received)
             records = self._consumer.consume(num_messages=want, timeout=0.5)
             now = time.monotonic()
-            for record in records:
-                error = record.error()
-                if error is not None:
-                    self._handle_error(error)
-                    continue
-                self._add(
-                    Message(
-                        record.topic(),
-                        record.partition(),
-                        record.offset(),
-                        record.value(),
-                        record.timestamp()[1] if record.timestamp()[0] else None,
-                    ),
-                    now,
-                )
-                received += 1
+            good = [record for record in records if record.error() is None]
+            if len(good) != len(records):
+                for record in records:
+                    if record.error() is not None:
+                        self._handle_error(record.error())
+            if good:
+                self._add(good, now)
+                received += len(good)
                 last_message = now
             if self._batch_full(now):
-                self.flush()
+                self.flush(wait=False)
             if self._assigned_at is None:
                 if now - started >= assignment_timeout_s:
                     log.warning("kafka: no partitions assigned within %.0f s", assignment_timeout_s)
@@ -447,6 +499,7 @@ class EventConsumer:
     def close(self) -> None:
         """Flush what is buffered, then leave the group."""
         self.flush()
+        self._writer.shutdown()
         self._consumer.close()
 
     def __enter__(self) -> EventConsumer:
@@ -458,76 +511,97 @@ class EventConsumer:
         else:  # never commit after a failure: drop the batch, it will be replayed
             self._batch = _Batch()
             self._broken = True
+            if self._pending is not None:  # a batch handed over before the failure: let it finish
+                self._pending.exception()
+            self._writer.shutdown()
             self._consumer.close()
 
     # -- batching ---------------------------------------------------------------------------
-    def _add(self, message: Message, now: float) -> None:
+    def _add(self, records: Sequence[Any], now: float) -> None:
         batch = self._batch
         if batch.started is None:
             batch.started = now
-        batch.messages.append(message)
-        self.counts.received += 1
-        try:
-            event = decode_event(message, self.email_salt)
-        except EventError as e:
-            batch.quarantined.append(quarantined_message(self.source, message, e))
-            return
-        row, why = landing_row(event, message, fallback=self.clock())
-        if why is not None:
-            self.counts.raw += 1
-            log.info(
-                "kafka: %s/%d@%d landed raw (schema_version %s): %s",
-                message.topic, message.partition, message.offset, row["schema_version"], why,
-            )  # fmt: skip
-        at = partition_time(row, self.partition_by)
-        batch.rows.setdefault((at.date(), at.hour), []).append((message, row))
+        batch.received.extend_records(records)
+        self.counts.received += len(records)
+        if self.first_message_at is None:
+            self.first_message_at = now
 
     def _batch_full(self, now: float) -> bool:
         batch = self._batch
-        return bool(batch.messages) and (
-            len(batch.messages) >= self.batch_messages
+        return bool(batch.received) and (
+            len(batch.received) >= self.batch_messages
             or (batch.started is not None and now - batch.started >= self.batch_seconds)
         )
 
-    def flush(self, *, commit: bool = True) -> None:
-        """Write the buffered batch durably, then (unless ``commit=False``) commit its offsets."""
+    def flush(self, *, commit: bool = True, wait: bool = True) -> None:
+        """Write the buffered batch durably, then (unless ``commit=False``) commit its offsets.
+
+        The batch is decoded here; its writes and commit run on the writer thread, one batch at
+        a time and in order, after the previous batch's commit. ``wait=False`` (the consume loop)
+        returns as soon as the batch is handed over, so the next batch is consumed and decoded
+        while this one is written and fsynced; ``wait=True`` returns once it is committed.
+        """
         if self._broken:
             raise RuntimeError(BROKEN)
         batch, self._batch = self._batch, _Batch()
-        if not batch.messages:
+        if batch.received:
+            try:
+                decoded = decode_batch(
+                    batch.received, source=self.source, email_salt=self.email_salt, clock=self.clock
+                )
+            except BaseException:
+                self._broken = True  # this batch's offsets must never be skipped by a later commit
+                raise
+            self._settle()
+            self._pending = self._writer.submit(self._land, batch.received, decoded, commit)
+        if wait:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for the batch on the writer thread; its failure breaks this consumer and is raised."""
+        pending, self._pending = self._pending, None
+        if pending is None:
             return
         try:
-            self._write(batch)
+            pending.result()
         except BaseException:
             # A later commit would skip this batch's offsets: this consumer must not commit again.
             self._broken = True
             raise
-        if commit:
-            self._commit(batch.messages)
         if self.on_progress is not None:
             self.on_progress(self.counts)
 
-    def _write(self, batch: _Batch) -> None:
-        """Quarantine lines first, then one durable delivery per (date, hour); no commit here."""
-        for topic in sorted({q.topic for q in batch.quarantined if q.topic}):
-            rows = [q for q in batch.quarantined if q.topic == topic]
+    def _land(self, received: Received, decoded: Decoded, commit: bool) -> None:
+        """(Writer thread) quarantine lines, one durable delivery per (date, hour), then the commit."""
+        self.counts.raw += decoded.raw
+        quarantined = decoded.quarantined
+        for topic in sorted({q.topic for q in quarantined if q.topic}):
+            rows = [q for q in quarantined if q.topic == topic]
             path = write_quarantine(self.source, rows, name=topic, root=quarantine_root(self.root))
             self.counts.quarantine_files.append(path)
-        self.counts.quarantined += len(batch.quarantined)
-        for (day, _hour), pairs in sorted(batch.rows.items()):
-            rows = [row for _m, row in pairs]
-            delivery = landing.write_delivery(
-                self.source, day, events_table(rows), arrived_at=as_utc(self.clock()), root=self.root
-            )
-            log.info("kafka: %s <- %s", delivery.file, _positions([m for m, _r in pairs]))
+        self.counts.quarantined += len(quarantined)
+        sources = np.asarray(decoded.sources, dtype=np.int64)
+        hours = hourly_tables(decoded.rows, self.partition_by)
+        if self.crash_after_writes is not None:  # fault injection: only the files up to the n-th
+            hours = hours[: max(self.crash_after_writes - self.counts.files_written, 0)]
+        written = write_deliveries(
+            self.source,
+            [(day, table) for day, _h, table, _i in hours],
+            arrived_at=self.clock(),
+            root=self.root,
+        )
+        for delivery, (_day, _hour, table, index) in zip(written, hours, strict=True):
+            log.info("kafka: %s <- %s", delivery.file, positions(received, sources[index]))
             self.counts.deliveries.append(delivery)
             self.counts.files_written += 1
-            self.counts.landed += len(rows)
+            self.counts.landed += table.num_rows
             if self.crash_after_writes is not None and self.counts.files_written >= self.crash_after_writes:
                 os.kill(os.getpid(), signal.SIGKILL)  # fault injection: durable write, no commit
+        if commit:
+            self._commit(received.next_offsets())
 
-    def _commit(self, messages: Iterable[Message]) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets(messages).items())]
+    def _commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets.items())]
         for tp in self._consumer.commit(offsets=offsets, asynchronous=False) or []:
             if tp.error is not None:
                 raise KafkaException(tp.error)
