@@ -60,13 +60,21 @@ def safe(engine: Engine, column: str) -> Any:
 
 
 def _field_problem(engine: Engine, name: str) -> Any:
+    """Why the field's text is unusable, NULL when it is absent or a valid object.
+
+    The first branch is the usual case, text that parses and starts with ``{``: it answers
+    without a regular expression (four per row were a fifth of the contract's cost on DuckDB).
+    Such text is neither empty nor malformed nor anything but an object, so the branches after
+    it, in their order, decide exactly what they decided alone.
+    """
     F = engine.F
     c = F.col(name)
-    present = c.isNotNull()
+    valid = F.col(_valid(name))
     return (
-        F.when(present & ~c.rlike(r"\S"), F.lit(f"empty {name}"))
-        .when(present & ~F.col(_valid(name)), F.lit(f"malformed JSON in {name}"))
-        .when(present & ~c.rlike(r"^\s*\{"), F.lit(f"{name}{REASON_SUFFIX}"))
+        F.when(c.isNull() | (valid & c.startswith("{")), F.lit(None).cast("string"))
+        .when(~c.rlike(r"\S"), F.lit(f"empty {name}"))
+        .when(~valid, F.lit(f"malformed JSON in {name}"))
+        .when(~c.rlike(r"^\s*\{"), F.lit(f"{name}{REASON_SUFFIX}"))
     )
 
 

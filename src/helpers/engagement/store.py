@@ -26,9 +26,9 @@ from helpers.engagement.marts import (
     DAILY_COLUMNS,
     DAILY_TABLE,
     INTAKE_TABLE,
-    MART_TYPES,
     METRICS_TABLE,
     MONTHLY_TABLE,
+    mart_types,
 )
 from helpers.engagement.run import EngagementRun
 from helpers.engagement.window import PIPELINE
@@ -73,7 +73,7 @@ def write(
             written_at=naive_utc(at),
             run_id=run_id,
             engine=engine,
-            dtype=MART_TYPES[table],
+            dtype=mart_types()[table],
         )
 
     for d in run.window.written_days:

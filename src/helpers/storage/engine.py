@@ -22,6 +22,10 @@ instead of branching on the engine itself):
   REPLACE TABLE``) and reads it back; on Spark it is ``cache()``. A plain projection of files
   (``scan=True``) is not kept on DuckDB: re-scanning beats writing the table; it goes behind a
   view, as SQLFrame deep-copies the whole expression tree on every operation;
+- Python cost of building plans (DuckDB): SQLFrame deep-copies and re-hashes the whole tree, every
+  step before included, on each operation. :meth:`Engine.checkpoint` puts a large step behind a
+  view (Spark: the DataFrame as is) and :meth:`Engine.create_dataframe` copies a pandas frame into
+  a table instead of writing its rows as literals into the tree; the queries DuckDB runs are the same;
 - JSON: SQLFrame translates ``get_json_object`` to DuckDB's ``->`` operator, which returns JSON
   (strings keep their quotes) and, inside ``coalesce``, is re-parsed as a lambda (a binder
   error). :meth:`Engine.json_string` uses ``json_extract_string`` on DuckDB and
@@ -149,6 +153,25 @@ class Engine:
             return self.session.table(name)
         return df.cache()
 
+    def checkpoint(self, df: Any, name: str) -> Any:
+        """``df`` to build on, without keeping or computing anything: on DuckDB behind a view of
+        its own (``name`` and a number), on Spark ``df`` itself.
+
+        SQLFrame deep-copies a DataFrame's whole expression tree, the steps before included, on
+        every operation and hashes each step by generating its SQL; what is built on a view
+        carries the view's name instead. For a large projection (the event contract's) that is
+        most of the Python cost of a run; DuckDB expands the view when it plans the query, so the
+        query is the same.
+        """
+        if self.name != "duckdb":
+            return df
+        sql = df.sql(dialect="duckdb", optimize=False, pretty=False)
+        with self._lock:
+            self._views += 1
+            view = f"{name}_{self._views}"
+            self.session._conn.execute(f"CREATE OR REPLACE VIEW {_ident(view)} AS {sql}")
+        return self.session.table(view)
+
     def release(self, df: Any, name: str) -> None:
         """Drop what :meth:`materialize` kept under ``name``."""
         if self.name == "duckdb":
@@ -199,7 +222,32 @@ class Engine:
         )
 
     def create_dataframe(self, frame: pd.DataFrame) -> Any:
-        return self.session.createDataFrame(frame)
+        """A small pandas frame as an engine DataFrame.
+
+        DuckDB: copied into a table of its own, when every text column holds only strings (the
+        column types are then those of the frame). SQLFrame's ``createDataFrame`` writes the rows
+        as literals into the expression tree, which every later operation deep-copies: a month's
+        2,000 upstream accounts joined with engagement cost a third of the Engagement run.
+        """
+        if (
+            self.name != "duckdb"
+            or frame.empty
+            or not all(
+                frame[c].map(lambda v: isinstance(v, str)).all()
+                for c in frame.columns
+                if frame[c].dtype == object
+            )
+        ):
+            return self.session.createDataFrame(frame)
+        with self._lock:
+            self._views += 1
+            table = f"engine_frame_{self._views}"
+            self.session._conn.register("_engine_frame", frame)
+            try:
+                self.session._conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _engine_frame")
+            finally:
+                self.session._conn.unregister("_engine_frame")
+        return self.session.table(table)
 
     def to_pandas(self, df: Any, sort_by: list[str] | None = None) -> pd.DataFrame:
         if self.name == "duckdb":
