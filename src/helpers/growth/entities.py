@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -75,6 +76,12 @@ def normalise_domain(domain: object) -> str:
 # ---------------------------------------------------------------- the directory
 
 
+def _map_unique(values: pd.Series, fn: Callable[[object], str]) -> pd.Series:
+    """``values.map(fn)``, calling ``fn`` once per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return pd.Series([fn(v) for v in uniques], dtype=object).take(codes).set_axis(values.index)
+
+
 def _since(versions: pd.DataFrame, keys: list[str]) -> pd.Series:
     """Per account, when its current ``keys`` values first appeared (the start of the latest run of equal versions)."""
     if versions.empty:
@@ -114,8 +121,8 @@ def account_directory(src: GrowthSources) -> pd.DataFrame:
     d["db_name"] = db_last["company_name"].reindex(d.index)
     d["country"] = crm_by_product["billing_country"].reindex(d.index)
     d["parent_account_id"] = crm_by_product["parent_account_id"].reindex(d.index).map(product_of_crm)
-    crm_dom = crm_by_product["domain"].reindex(d.index).map(normalise_domain)
-    db_dom = db_last["domain"].reindex(d.index).map(normalise_domain)
+    crm_dom = _map_unique(crm_by_product["domain"].reindex(d.index), normalise_domain)
+    db_dom = _map_unique(db_last["domain"].reindex(d.index), normalise_domain)
     d["domains"] = [tuple(sorted({x for x in pair if x})) for pair in zip(crm_dom, db_dom, strict=True)]
     cust = (
         src.customers.groupby("account_id")["customer_id"].agg(tuple) if len(src.customers) else pd.Series()
@@ -147,7 +154,7 @@ def account_directory(src: GrowthSources) -> pd.DataFrame:
     db_since = _since(src.account_db, ["domain", "billing_customer_id"])
     since = pd.concat([crm_since[crm_since.index.notna()], db_since], axis=1).groupby(level=0).max()
     d["key_since"] = since.max(axis=1).reindex(d.index).fillna(d["created_at"])
-    d["norm_name"] = d["name"].fillna(d["db_name"]).map(normalise_name)
+    d["norm_name"] = _map_unique(d["name"].fillna(d["db_name"]), normalise_name)
     return d.reset_index(drop=True)
 
 
@@ -156,12 +163,19 @@ def account_directory(src: GrowthSources) -> pd.DataFrame:
 
 def _key_pairs(d: pd.DataFrame, column: str, reason: str) -> pd.DataFrame:
     """Pairs of accounts sharing any value of a tuple-valued ``column``."""
-    long = d[["account_id", column]].explode(column).dropna()
-    groups = long.groupby(column)["account_id"].agg(lambda s: sorted(set(s)))
-    rows = [
-        (a, b, reason, 100.0) for members in groups if len(members) > 1 for a, b in combinations(members, 2)
-    ]
-    return pd.DataFrame(rows, columns=["a", "b", "reason", "score"])
+    long = d[["account_id", column]].explode(column).dropna().drop_duplicates()
+    shared = long[long.duplicated(column, keep=False)]  # values held by two accounts or more
+    both = shared.merge(shared, on=column, suffixes=("_a", "_b"))
+    both = both[both["account_id_a"] < both["account_id_b"]]
+    return pd.DataFrame(
+        {
+            "a": both["account_id_a"].to_numpy(),
+            "b": both["account_id_b"].to_numpy(),
+            "reason": reason,
+            "score": 100.0,
+        },
+        columns=["a", "b", "reason", "score"],
+    )
 
 
 def _name_pairs(d: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -392,10 +406,9 @@ def _merge_records(
     rows = []
     confirmed = {(m["account_id"], m["into"]) for m in reviewed.merges}
     confirmed_accounts = {m["account_id"] for m in reviewed.merges}
+    link_reasons, link_score = _links_within(entity_of, auto)
     for acct, into in merged.items():
-        links = auto[(auto["a"] == acct) | (auto["b"] == acct)]
-        links = links[links[["a", "b"]].isin(entity_of[entity_of == into].index).all(axis=1)]
-        reasons = sorted({r for rs in links["reasons"] for r in rs.split("+")})
+        reasons = sorted(link_reasons.get(acct, ()))
         is_manual = acct in confirmed_accounts or (acct, into) in confirmed
         status = ("confirmed" if is_manual else "proposed") if reasons else "reviewed"
         if is_manual:
@@ -406,7 +419,7 @@ def _merge_records(
                 "account_id": acct,
                 "into": into,
                 "reasons": "+".join(reasons),
-                "score": float(links["score"].min()) if len(links) else 100.0,
+                "score": float(link_score.get(acct, 100.0)),
                 "status": status,
                 "crm_account_id": info.at[acct, "crm_account_id"],
                 "into_crm_account_id": info.at[into, "crm_account_id"],
@@ -418,6 +431,21 @@ def _merge_records(
             }
         )
     return pd.DataFrame(rows, columns=list(MERGE_COLUMNS))
+
+
+def _links_within(entity_of: pd.Series, auto: pd.DataFrame) -> tuple[dict[str, set[str]], dict[str, float]]:
+    """Per account, the reasons and the weakest score of its automatic links inside its own entity."""
+    ends = auto.assign(ea=auto["a"].map(entity_of), eb=auto["b"].map(entity_of))
+    ends = ends[ends["ea"] == ends["eb"]]
+    long = pd.concat(
+        [ends[["a", "reasons", "score"]].set_axis(["acct", "reasons", "score"], axis=1),
+         ends[["b", "reasons", "score"]].set_axis(["acct", "reasons", "score"], axis=1)],
+        ignore_index=True,
+    )  # fmt: skip
+    reasons: dict[str, set[str]] = {}
+    for acct, rs in zip(long["acct"], long["reasons"], strict=True):
+        reasons.setdefault(acct, set()).update(rs.split("+"))
+    return reasons, long.groupby("acct")["score"].min().to_dict()
 
 
 def _name(info: pd.DataFrame, account: str) -> Any:

@@ -115,11 +115,23 @@ def fx_table(fx: pd.DataFrame) -> pd.DataFrame:
 
 
 def rates_on(days: pd.Series, currencies: pd.Series, table: pd.DataFrame) -> pd.Series:
-    """USD micros per unit for each (day, currency): that day's rate, else the latest before, else the first."""
-    want = pd.DataFrame(
-        {"date": pd.to_datetime(days).dt.tz_localize(None), "currency": currencies.to_numpy()}
-    )
-    want = want.reset_index(names="_pos")
+    """USD micros per unit for each (day, currency): that day's rate, else the latest before, else the first.
+
+    Looked up once per distinct (day, currency).
+    """
+    date = pd.to_datetime(days).dt.tz_localize(None).reset_index(drop=True)
+    cur = np.asarray(currencies.to_numpy(), dtype=object)
+    day_code, _ = pd.factorize(date, use_na_sentinel=False)
+    cur_code, cur_values = pd.factorize(cur, use_na_sentinel=False)
+    key = day_code.astype(np.int64) * (len(cur_values) + 1) + cur_code
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    got = _rates_of(date.iloc[first].reset_index(drop=True), cur[first], table)
+    return pd.Series(got[inverse.reshape(-1)], index=days.index, dtype=np.int64)
+
+
+def _rates_of(date: pd.Series, currencies: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """:func:`rates_on` for rows of naive days (a RangeIndex) and currencies."""
+    want = pd.DataFrame({"date": date, "currency": currencies}).reset_index(names="_pos")
     usd = want["currency"] == "USD"
     out = pd.Series(np.where(usd, 1_000_000, -1), index=want["_pos"], dtype=np.int64)
     rest = want[~usd & want["date"].notna()].sort_values("date", kind="stable")
@@ -133,7 +145,7 @@ def rates_on(days: pd.Series, currencies: pd.Series, table: pd.DataFrame) -> pd.
                 f"fx_rates: no rate at all for currency {sorted(set(rest.loc[missing.to_numpy(), 'currency']))}"
             )
         out.loc[rest["_pos"].to_numpy()] = got.astype(np.int64).to_numpy()
-    return pd.Series(out.to_numpy(), index=days.index)
+    return out.to_numpy()
 
 
 # ---------------------------------------------------------------- churn classification
@@ -386,14 +398,16 @@ def mrr_timeline(events: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:
     cols += ["mrr_local", "rate_day", "micros", "mrr_usd_cents"]
     if events.empty:
         return pd.DataFrame(columns=cols)
-    e = events.sort_values(["subscription_id", "at", "event_id"], kind="stable").reset_index(drop=True)
+    e = lifecycle.sorted_by(events, ["subscription_id", "at", "event_id"])
     paying = e["status"].isin(PAYING)
     local = np.where(paying, e["item_quantity"].astype(np.int64) * e["item_unit_amount"].astype(np.int64), 0)
     e["mrr_local"] = local.astype(np.int64)
-    prev = e.groupby("subscription_id")["mrr_local"].shift()
+    first = lifecycle.group_starts(e["subscription_id"])
+    prev = e["mrr_local"].shift().mask(first)
     sets = (e["mrr_local"] > 0) & (e["mrr_local"] != prev)
     rate_day = e["at"].dt.tz_convert("UTC").dt.normalize().dt.tz_localize(None).where(sets)
-    e["rate_day"] = rate_day.groupby(e["subscription_id"]).ffill().where(e["mrr_local"] > 0)
+    group = first.cumsum().where(e["subscription_id"].notna())  # one integer per subscription run
+    e["rate_day"] = rate_day.groupby(group).ffill().where(e["mrr_local"] > 0)
     e["micros"] = rates_on(e["rate_day"], e["currency"], fx_table_cache(fx)).where(e["mrr_local"] > 0, 0)
     e["mrr_usd_cents"] = convert_cents(e["mrr_local"], e["micros"])
     out = e.rename(
@@ -405,6 +419,20 @@ def mrr_timeline(events: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:
 def fx_table_cache(fx: pd.DataFrame) -> pd.DataFrame:
     """``fx`` as :func:`fx_table` unless it already is one."""
     return fx if "micros" in fx.columns else fx_table(fx)
+
+
+def _joined(values: pd.Series, sep: str) -> pd.Series:
+    """Per index label, its distinct values sorted and ``sep``-joined (the label order sorted).
+
+    ``values.groupby(level=0).agg(lambda s: sep.join(sorted(set(s))))`` with the Python join only
+    for the labels holding more than one distinct value.
+    """
+    pairs = pd.DataFrame({"k": values.index, "v": values.to_numpy()}).drop_duplicates()
+    many = pairs["k"].duplicated(keep=False).to_numpy()
+    single = pairs[~many].set_index("k")["v"]
+    multi = pairs[many].groupby("k")["v"].agg(lambda s: sep.join(sorted(s)))
+    out = pd.concat([single, multi]) if len(multi) else single
+    return out.sort_index()
 
 
 def mrr_snapshot(timeline: pd.DataFrame, at: pd.Timestamp, customer_entity: pd.Series) -> pd.DataFrame:
@@ -421,7 +449,7 @@ def mrr_snapshot(timeline: pd.DataFrame, at: pd.Timestamp, customer_entity: pd.S
             "mrr_usd_cents": g["mrr_usd_cents"].sum(),
             "rank": g["rank"].max(),
             "seats": g["seats"].sum(),
-            "currency": g["currency"].agg(lambda s: "+".join(sorted(set(s)))),
+            "currency": _joined(last.set_index("entity_id")["currency"], "+"),
         }
     )
     names = {v: k for k, v in TIER_RANK.items()}
@@ -595,7 +623,7 @@ def monthly_mart(summary: pd.DataFrame, *, status: str, crm_customers_end: int) 
 
 def accounts_mart(accounts: pd.DataFrame, entity_of: pd.Series, crm_of_product: pd.Series) -> pd.DataFrame:
     """``growth_accounts_monthly``: the movements per company with its CRM id and member accounts."""
-    members = entity_of.groupby(entity_of.to_numpy()).agg(lambda s: ";".join(sorted(s.index)))
+    members = _joined(pd.Series(entity_of.index, index=entity_of.to_numpy()), ";")
     out = accounts.assign(
         crm_account_id=accounts["account_id"].map(crm_of_product),
         member_accounts=accounts["account_id"].map(members).fillna(accounts["account_id"]),

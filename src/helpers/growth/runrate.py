@@ -30,6 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from helpers.core.money import convert_cents, half_even
+from helpers.growth.lifecycle import group_starts, sorted_by
 from helpers.growth.metrics import fx_table_cache, rates_on, recognised_revenue
 from helpers.storage import warehouse
 
@@ -100,15 +101,9 @@ def revenue_bridge(
     (latest status). Averages are rounded half to even once, from the days' cents.
     """
     days = int((end - start) / DAY)
-    rows = daily_mrr(timeline, start, end) if len(timeline) else pd.DataFrame()
-    if len(rows):
-        micros = rates_on(rows["day"], rows["currency"], fx_table_cache(fx)).to_numpy()
-        at_day = convert_cents(rows["mrr_local"].to_numpy(np.int64), micros)
-        unpaid = _unpaid_dunning(rows, cancellations).to_numpy()
-        mrr_rates, day_rates = int(rows["mrr_usd_cents"].sum()), int(at_day.sum())
-        dunning = int(at_day[unpaid].sum())
-    else:
-        mrr_rates = day_rates = dunning = 0
+    mrr_rates, day_rates, dunning = (
+        _daily_sums(timeline, fx, cancellations, start, end) if len(timeline) else (0, 0, 0)
+    )
     credits = invoices[invoices["line_type"] == "credit_note"] if len(invoices) else invoices
     credit_cents = int(recognised_revenue(credits, start, end, fx).sum()) if len(credits) else 0
     return {
@@ -117,3 +112,64 @@ def revenue_bridge(
         "mrr_unpaid_dunning_usd_cents": int(half_even(dunning, days)),
         "service_credits_usd_cents": credit_cents,
     }
+
+
+def _held_days(
+    timeline: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The timeline in (subscription, at, event) order and, per event, the first and past-the-last
+    day index of ``[start, end)`` whose end it holds the MRR at (:func:`daily_mrr`'s rows, uncounted)."""
+    days = int((end - start) / DAY)
+    tl = sorted_by(timeline, ["subscription_id", "at", "event_id"])
+    following = tl["at"].shift(-1).mask(group_starts(tl["subscription_id"]).shift(-1, fill_value=True))
+    lo = np.floor((tl["at"] - start) / DAY).clip(0, days).to_numpy(np.int64)
+    hi = np.floor((following - start) / DAY).fillna(days).clip(0, days).to_numpy(np.int64)
+    n = np.maximum(hi - lo, 0) * (tl["mrr_local"].to_numpy(np.int64) > 0)
+    return tl, lo, lo + n
+
+
+def _daily_sums(
+    timeline: pd.DataFrame,
+    fx: pd.DataFrame,
+    cancellations: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> tuple[int, int, int]:
+    """Over :func:`daily_mrr`'s rows (never built: one integer per subscription-day), the sums of
+    ``mrr_usd_cents``, of the MRR at each day's rate, and of the latter on unpaid dunning days."""
+    tl, lo, hi = _held_days(timeline, start, end)
+    n = hi - lo
+    idx = np.repeat(np.arange(len(tl)), n)
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    mrr_rates = int((tl["mrr_usd_cents"].to_numpy(np.int64) * n).sum())
+    if not len(idx):
+        return mrr_rates, 0, 0
+    cur_event, currencies = pd.factorize(tl["currency"].to_numpy(), use_na_sentinel=False)
+    cur_code = cur_event[idx]
+    pair = pd.Series(k * len(currencies) + cur_code)
+    uniq = pd.Series(pair.unique())
+    base = start.tz_convert("UTC").tz_localize(None)
+    day_of = pd.Series(pd.DatetimeIndex(base + (uniq // len(currencies)).to_numpy() * DAY))
+    micros = rates_on(day_of, pd.Series(currencies[(uniq % len(currencies)).to_numpy()]), fx_table_cache(fx))
+    per_row = pd.Series(micros.to_numpy(), index=uniq.to_numpy()).reindex(pair.to_numpy()).to_numpy()
+    at_day = convert_cents(tl["mrr_local"].to_numpy(np.int64)[idx], per_row)
+    unpaid = _unpaid_days(tl, idx, k, base, cancellations)
+    return mrr_rates, int(at_day.sum()), int(at_day[unpaid].sum())
+
+
+def _unpaid_days(
+    tl: pd.DataFrame, idx: np.ndarray, k: np.ndarray, base: pd.Timestamp, cancellations: pd.DataFrame
+) -> np.ndarray:
+    """:func:`_unpaid_dunning` of the rows (event ``idx`` of ``tl``, day index ``k``): only the rows
+    of subscriptions with an involuntary churn are looked at."""
+    if cancellations.empty:
+        return np.zeros(len(idx), dtype=bool)
+    lost = cancellations[cancellations["classification"] == "involuntary"]
+    lost = lost.dropna(subset=["past_due_at", "effective_at"])
+    hit = np.flatnonzero(tl["subscription_id"].isin(set(lost["subscription_id"])).to_numpy()[idx])
+    subs = tl["subscription_id"].to_numpy()[idx[hit]]
+    rows = pd.DataFrame({"subscription_id": subs, "day": pd.DatetimeIndex(base + k[hit] * DAY)}, index=hit)
+    found = _unpaid_dunning(rows, cancellations)
+    out = np.zeros(len(idx), dtype=bool)
+    out[hit[found.to_numpy()]] = True
+    return out
