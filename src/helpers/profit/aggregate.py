@@ -136,7 +136,7 @@ class Aggregate:
 
     period: str
     rates: pd.DataFrame
-    revenue: pd.DataFrame  # service days of every invoice line, converted
+    revenue: pd.DataFrame  # every invoice line's service days, converted and summed per month
     lines: pd.DataFrame  # our P&L lines of the period and its neighbours
     payroll: pd.DataFrame
     cloud: pd.DataFrame
@@ -175,7 +175,9 @@ def build_aggregate(inputs: ProfitInputs, *, settings: Any, calendar: Any, run_i
     events, f_subs = subscription_events(inputs["subscriptions"])
     dim, f_cust = customers_dimension(inputs["billing_customers"])
     this_month = revenue[(revenue["period"] == period) & (revenue["status"] != "uncollectible")]
-    with_accounts, f_unmapped = account_of(this_month, dim, joins, name="revenue days x billing_customers")
+    with_accounts, f_unmapped = account_of(
+        this_month, dim, joins, name="revenue days x billing_customers", counts="days"
+    )
     ours = ledger_lines(revenue, payroll, cloud, ops, periods)
     totals = category_totals(ours, period)
     costs = cost_breakdown(ours, infrastructure_breakdown(cloud, period), period)

@@ -183,7 +183,13 @@ def dedupe_exact(
     if not len(frame):
         return frame, empty_findings()
     ordered = frame.sort_values(list(META), kind="stable")
-    dup = ordered[data_cols].astype(str).duplicated(keep="first")
+    # an unchanged copy repeats its key: only rows whose key's text repeats are compared whole
+    # (as text, column by column), which finds the same copies as comparing every row
+    flags = np.zeros(len(ordered), dtype=bool)
+    maybe = ordered[key].astype(str).duplicated(keep=False).to_numpy() if key in data_cols else ~flags
+    if maybe.any():
+        flags[maybe] = ordered[maybe][data_cols].astype(str).duplicated(keep="first").to_numpy()
+    dup = pd.Series(flags, index=ordered.index)
     copies = ordered[dup]
     reason = "delivered again unchanged (a re-sync); a duplicated key fans joins out"
     found = findings(copies, source=source, key=key, reason=reason, action="deduplicated")
@@ -247,20 +253,28 @@ class JoinLog:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(
-        self, left: pd.DataFrame, right: pd.DataFrame, *, on: str | list[str], name: str
+        self,
+        left: pd.DataFrame,
+        right: pd.DataFrame,
+        *,
+        on: str | list[str],
+        name: str,
+        counts: str | None = None,
     ) -> pd.DataFrame:
-        """``left`` LEFT JOIN ``right``; raises :class:`JoinFanOut` if the row count changes."""
+        """``left`` LEFT JOIN ``right``; raises :class:`JoinFanOut` if the row count changes.
+
+        ``counts`` names a column of ``left`` holding how many fact rows each row stands for (a
+        fact table summed to a coarser grain): the record counts those rows, as the join of the
+        fine-grained table would."""
         keys = [on] if isinstance(on, str) else list(on)
         duplicated = right[right.duplicated(keys, keep=False)][keys].drop_duplicates()
         result = left.merge(right, on=keys, how="left")
-        self.rows.append(
-            dict(
-                join=name,
-                left_rows=len(left),
-                right_rows=len(right),
-                result_rows=len(result),
-                right_duplicate_keys=len(duplicated),
-            )
+        self.record(
+            name,
+            left_rows=int(left[counts].sum()) if counts else len(left),
+            right_rows=len(right),
+            result_rows=int(result[counts].sum()) if counts else len(result),
+            right_duplicate_keys=len(duplicated),
         )
         if len(result) != len(left):
             sample = duplicated.head(5).to_dict("records")
@@ -268,6 +282,20 @@ class JoinLog:
                 f"join {name}: {len(left)} rows became {len(result)}; duplicate keys on the right, e.g. {sample}"
             )
         return result
+
+    def record(
+        self, name: str, *, left_rows: int, right_rows: int, result_rows: int, right_duplicate_keys: int
+    ) -> None:
+        """Log a join done elsewhere (in pieces, say) with its totals."""
+        self.rows.append(
+            dict(
+                join=name,
+                left_rows=left_rows,
+                right_rows=right_rows,
+                result_rows=result_rows,
+                right_duplicate_keys=right_duplicate_keys,
+            )
+        )
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(

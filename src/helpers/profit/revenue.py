@@ -67,6 +67,11 @@ def service_days(lines: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -
     ``floor(a*(d+1)/T) - floor(a*d/T)``: whole minor units whose sum over any run of days
     telescopes, so a full line adds up to its amount and a month gets exactly Finance's split.
     """
+    return _expand(lines, start, stop)[0]
+
+
+def _expand(lines: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`service_days` and, per day row, the position of its line in ``lines``."""
     ps = lines["period_start"].to_numpy("datetime64[D]").astype(np.int64)
     pe = lines["period_end"].to_numpy("datetime64[D]").astype(np.int64)
     total = pe - ps
@@ -79,17 +84,21 @@ def service_days(lines: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -
     a = lines["amount"].to_numpy(np.int64)[idx]
     t = total[idx]
     part = (a * (offset + 1)) // t - (a * offset) // t
-    out = lines.iloc[idx][["invoice_line_id", "customer_id", "subscription_id", "currency", "status"]]
+    out = lines[["invoice_line_id", "customer_id", "subscription_id", "currency", "status"]].iloc[idx]
     out = out.reset_index(drop=True)
     out["day"] = (ps[idx] + offset).astype("datetime64[D]").astype("datetime64[ns]")
     out["amount_local"] = part.astype(np.int64)
-    return out
+    return out, idx
 
 
 def elapsed(stop: pd.Timestamp, as_of: dt.datetime) -> pd.Timestamp:
     """``stop`` or, if earlier, the start of ``as_of``'s day: revenue is recognised for days that
     have begun (a month-to-date run recognises the month so far; later days have no rate yet)."""
     return min(stop, pd.Timestamp(naive_utc(as_of)).normalize())
+
+
+LINES_PER_CHUNK = 20_000  # invoice lines expanded to service days at a time (~1.9M day rows at most)
+GRAIN = ["invoice_line_id", "customer_id", "subscription_id", "currency", "status", "period"]
 
 
 def revenue_days(
@@ -101,15 +110,50 @@ def revenue_days(
     *,
     report: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Service days of every line in ``[start, stop)`` converted at each day's rate (``usd_micro``).
+    """Service days of every line in ``[start, stop)`` converted at each day's rate, summed per
+    line and month: ``amount_local``, ``usd_micro`` and ``days`` (the service days it sums).
 
     All statuses are kept (``status`` tells them apart): recognised revenue is every line that is
     not ``uncollectible`` (written off); ``open`` lines (in dunning) are recognised and make the
     month provisional until they resolve. A day without a rate is left out and, when it falls in
     the ``report`` month (the one being published), its line is quarantined; neighbouring months
     are read only to explain timing differences.
+
+    The days are expanded :data:`LINES_PER_CHUNK` lines at a time and summed at once, so memory
+    stays bounded however many accounts there are; the join log records the day rows joined
+    with the rates, as one join of every day would.
     """
-    days = service_days(lines, start, stop)
+    parts, lost, log = [], [], JoinLog()
+    for at in range(0, len(lines), LINES_PER_CHUNK):
+        part, missing = _month_sums(lines.iloc[at : at + LINES_PER_CHUNK], rates, log, start, stop, report)
+        parts.append(part)
+        lost.append(missing)
+    if log.rows:  # as convert: no join is logged when there is no service day at all
+        joins.record(
+            "invoice line days x fx_rates",
+            left_rows=sum(r["left_rows"] for r in log.rows),
+            right_rows=log.rows[0]["right_rows"],
+            result_rows=sum(r["result_rows"] for r in log.rows),
+            right_duplicate_keys=log.rows[0]["right_duplicate_keys"],
+        )
+    if not parts:
+        return _month_sums(lines, rates, JoinLog(), start, stop, report)
+    missing = pd.concat(lost) if any(len(m) for m in lost) else lost[0]
+    missing = missing.drop_duplicates(["key_value"]) if len(missing) else missing  # one finding per line
+    return pd.concat(parts, ignore_index=True), missing
+
+
+def _month_sums(
+    lines: pd.DataFrame,
+    rates: pd.DataFrame,
+    joins: JoinLog,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    report: str | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`revenue_days` of a few lines: their service days converted, then summed per month."""
+    days, line = _expand(lines, start, stop)
+    days["_line"] = line
     converted, missing = convert(
         days, rates, joins, day="day", amount="amount_local", source="billing_invoices",
         key="invoice_line_id", name="invoice line days x fx_rates",
@@ -123,9 +167,36 @@ def revenue_days(
             lost.loc[(lost["day"] >= first) & (lost["day"] < month_stop), "invoice_line_id"].astype(str)
         )
         missing = missing[missing["key_value"].isin(keep)]
-    missing = missing.drop_duplicates(["key_value"]) if len(missing) else missing  # one finding per line
-    converted["period"] = period_of(converted["day"])
-    return converted, missing
+    return _sums(converted), missing
+
+
+def _sums(converted: pd.DataFrame) -> pd.DataFrame:
+    """Converted service days summed per line and month. A line's days are consecutive rows in
+    day order, so each (line, month) is a run of rows: summed with ``np.add.reduceat``."""
+    months = converted["day"].to_numpy(dtype="datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    key = converted["_line"].to_numpy(np.int64) * 1_000_000 + (
+        months - months.min() if len(months) else months
+    )
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    out = converted.iloc[starts][["invoice_line_id", "customer_id", "subscription_id", "currency", "status"]]
+    out = out.reset_index(drop=True)
+    out["period"] = month_labels(converted["day"].iloc[starts].reset_index(drop=True))
+    for col in ("amount_local", "usd_micro"):
+        values = converted[col].to_numpy(np.int64)
+        out[col] = np.add.reduceat(values, starts) if len(starts) else values[:0]
+    out["days"] = np.diff(np.r_[starts, len(key)]).astype(np.int64)
+    return out[[*GRAIN, "amount_local", "usd_micro", "days"]]
+
+
+def month_labels(days: pd.Series) -> pd.Series:
+    """:func:`helpers.core.periods.period_of` (``YYYY-MM`` of each naive datetime), formatted once
+    per distinct month instead of once per row (a service day per row runs to millions)."""
+    if days.isna().any():
+        return period_of(days)
+    months = days.to_numpy(dtype="datetime64[ns]").astype("datetime64[M]")
+    distinct, which = np.unique(months, return_inverse=True)
+    labels = np.array([str(m) for m in distinct], dtype=object)
+    return pd.Series(labels[which.reshape(-1)], index=days.index, dtype=object)
 
 
 # ---------------------------------------------------------------- billing gaps
@@ -185,17 +256,31 @@ def expected_renewals(
         deliveries.loc[(deliveries["source"] == "billing_invoices") & deliveries["delivered"], "day"]
     )
     due = due[due["day"].dt.strftime("%Y-%m-%d").isin(delivered)]
-    starts = set(zip(lines["subscription_id"], lines["period_start"], strict=True))
     renew_days = events["current_period_start"].dt.tz_convert(None).dt.normalize()
-    renewed = set(zip(events["subscription_id"], renew_days, strict=True))
     out = due.assign(
         expected_amount=due["item_quantity"].astype("int64")
         * pd.to_numeric(due["item_unit_amount"], errors="coerce").fillna(0).astype("int64"),
-        invoiced=[(s, d) in starts for s, d in zip(due["subscription_id"], due["day"], strict=True)],
-        renewed=[(s, d) in renewed for s, d in zip(due["subscription_id"], due["day"], strict=True)],
+        invoiced=pairs_in(
+            due["subscription_id"], due["day"], lines["subscription_id"], lines["period_start"]
+        ),
+        renewed=pairs_in(due["subscription_id"], due["day"], events["subscription_id"], renew_days),
     )
     out["day"] = out["day"].dt.strftime("%Y-%m-%d")
     return out[cols].sort_values(["day", "subscription_id"]).reset_index(drop=True)
+
+
+def pairs_in(ids: pd.Series, days: pd.Series, other_ids: pd.Series, other_days: pd.Series) -> list[bool]:
+    """Whether each ``(id, day)`` pair is one of the ``(other_id, other_day)`` pairs (days compared
+    as instants, whatever their unit), with a hash join instead of a Python set of tuples."""
+    if ids.isna().any() or not len(other_ids):  # NULL ids: Python's tuple equality, as before
+        have = set(zip(other_ids, other_days, strict=True))
+        return [(s, d) in have for s, d in zip(ids, days, strict=True)]
+
+    def index(i: pd.Series, d: pd.Series) -> pd.MultiIndex:
+        ns = pd.to_datetime(d).astype("datetime64[ns]").to_numpy().view("i8")
+        return pd.MultiIndex.from_arrays([i.to_numpy(dtype=object), ns])
+
+    return index(ids, days).isin(index(other_ids, other_days)).tolist()
 
 
 # ---------------------------------------------------------------- customers and their accounts
@@ -209,11 +294,12 @@ def customers_dimension(customers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
 
 
 def account_of(
-    frame: pd.DataFrame, dim: pd.DataFrame, joins: JoinLog, *, name: str
+    frame: pd.DataFrame, dim: pd.DataFrame, joins: JoinLog, *, name: str, counts: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``frame`` with the ``account_id`` of its ``customer_id``; an unknown customer keeps its
-    money under ``unmapped:<customer_id>`` (reported, never dropped)."""
-    out = joins.merge(frame, dim, on="customer_id", name=name)
+    money under ``unmapped:<customer_id>`` (reported, never dropped). ``counts``: see
+    :meth:`JoinLog.merge`."""
+    out = joins.merge(frame, dim, on="customer_id", name=name, counts=counts)
     unmapped = out["account_id"].isna()
     found = findings(
         out[unmapped].drop_duplicates("customer_id").assign(_partition=""),

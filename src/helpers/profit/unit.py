@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from helpers.core.money import MICRO, allocate, largest_remainder, to_cents
+from helpers.core.money import MICRO, to_cents
 from helpers.core.periods import month_bounds
 from helpers.profit.completeness import source_staleness
 from helpers.profit.fx import daily_rates
@@ -73,13 +72,44 @@ def account_revenue(days: pd.DataFrame, period: str, total_cents: int) -> pd.Dat
     rev = days[(days["period"] == period) & (days["status"] != "uncollectible")]
     require_complete(rev, ["usd_micro"], what="account revenue")
     by = rev.groupby("account_id", sort=True)["usd_micro"].sum()
-
-    cents = (
-        largest_remainder([Fraction(int(v), MICRO) for v in by], total_cents)
-        if len(by)
-        else np.zeros(0, np.int64)
-    )
+    cents = split_exact(by.to_numpy(dtype=np.int64), MICRO, total_cents) if len(by) else np.zeros(0, np.int64)
     return pd.DataFrame({"account_id": by.index.astype(str), "revenue_usd_cents": cents})
+
+
+def split_exact(numerators: np.ndarray, denominator: int, total: int) -> np.ndarray:
+    """:func:`helpers.core.money.largest_remainder` of the fractions ``numerators / denominator``
+    (``denominator > 0``; int64, or Python ints in an object array) in integer arithmetic: the
+    floors, then one unit more to the largest remainders (ties: first part first)."""
+    floors = numerators // denominator
+    remainders = numerators - floors * denominator
+    missing = int(total) - int(floors.sum())
+    if missing < 0 or missing > len(floors):
+        raise ValueError(f"largest_remainder: total {total} is not the rounded sum of the parts")
+    if remainders.dtype == object:  # Python ints: exact comparisons
+        order = np.asarray(
+            sorted(range(len(floors)), key=lambda i: (-remainders[i], i))[:missing], dtype=np.int64
+        )
+    else:
+        order = np.argsort(-remainders, kind="stable")[:missing]
+    out = floors.astype(np.int64)
+    out[order] += 1
+    return out
+
+
+def allocate_exact(pool: int, weights: pd.Series) -> pd.Series:
+    """:func:`helpers.core.money.allocate` (largest remainder, exact) without a ``Fraction`` per
+    account: numpy int64 when ``pool x weight`` cannot overflow, Python ints otherwise."""
+    w = weights.to_numpy(dtype=np.int64)
+    if (w < 0).any():
+        raise ValueError("allocate: weights must be non-negative")
+    total = int(w.sum(dtype=object)) if len(w) else 0
+    if total == 0:
+        return pd.Series(0, index=weights.index, dtype="int64")
+    if abs(int(pool)) * int(w.max()) < 2**62:
+        numerators = int(pool) * w
+    else:
+        numerators = np.array([int(pool) * int(x) for x in w], dtype=object)
+    return pd.Series(split_exact(numerators, total, int(pool)), index=weights.index, dtype="int64")
 
 
 def unit_profit(
@@ -113,7 +143,7 @@ def unit_profit(
         ("infrastructure", infrastructure_cents, allocation.infrastructure),
         ("support", support_cents, allocation.support),
     ):
-        frame[f"{pool}_usd_cents"] = allocate(int(cents), keys[rule])
+        frame[f"{pool}_usd_cents"] = allocate_exact(int(cents), keys[rule])
         if cents and not int(keys[rule].sum()):
             notes[pool] = f"{pool} pool of {cents} cents not allocated: no account has a positive {rule} key"
     frame["unit_profit_usd_cents"] = (
@@ -143,11 +173,11 @@ def assignments_of(assignments: pd.DataFrame, before: pd.Timestamp) -> pd.DataFr
 
 def arms_label(unit: pd.DataFrame, arms: pd.DataFrame) -> pd.Series:
     """``experiment=arm; ...`` per account of ``unit`` (empty text when in no experiment)."""
-    text = (
-        (arms["experiment"] + "=" + arms["arm"])
-        .groupby(arms["account_id"])
-        .agg(lambda s: "; ".join(sorted(s)))
-    )
+    labels: dict[Any, list[str]] = {}
+    for account, label in zip(arms["account_id"], arms["experiment"] + "=" + arms["arm"], strict=True):
+        if not pd.isna(account):  # as groupby: a NULL account is in no group
+            labels.setdefault(account, []).append(label)
+    text = pd.Series({a: "; ".join(sorted(v)) for a, v in labels.items()}, dtype=object)
     return unit["account_id"].map(text).fillna("")
 
 
@@ -268,7 +298,7 @@ def build_unit(inputs: ProfitInputs, aggregate: pd.DataFrame, costs: pd.DataFram
     lines, f_lines = invoice_lines(inputs["billing_invoices"])
     days, f_rev = revenue_days(lines, rates, joins, first, elapsed(stop, inputs.as_of), report=period)
     dim, f_cust = customers_dimension(inputs["billing_customers"])
-    days, f_unmapped = account_of(days, dim, joins, name="revenue days x billing_customers")
+    days, f_unmapped = account_of(days, dim, joins, name="revenue days x billing_customers", counts="days")
     recognised = days[days["status"] != "uncollectible"]
     by_currency = recognised.groupby("currency")["usd_micro"].sum()
     total = int(to_cents(by_currency.to_numpy()).sum()) if len(by_currency) else 0

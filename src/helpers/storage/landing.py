@@ -154,6 +154,33 @@ def deliveries(source: str, *, root: Path | None = None, as_of: dt.datetime | No
     manifest = source_dir(source, root) / MANIFEST
     if not manifest.exists():
         return []
+    records = _manifest(manifest)
+    if as_of is None:
+        return [d for d, _ in records]
+    cutoff = as_utc(as_of)
+    return [d for d, arrived in records if (d.arrived if arrived is None else arrived) <= cutoff]
+
+
+# path -> ((size, st_mtime_ns, st_ctime_ns, st_ino), the manifest's records with their arrival): a
+# manifest is parsed once per process while its stat is unchanged (an append changes it); only
+# its latest state is kept. An unparseable ``arrived_at`` is kept as None: it raises where it is
+# compared, as before.
+_MANIFESTS: dict[str, tuple[tuple[int, int, int, int], tuple[tuple[Delivery, dt.datetime | None], ...]]] = {}
+
+
+def _arrival(d: Delivery) -> dt.datetime | None:
+    try:
+        return d.arrived
+    except (TypeError, ValueError):
+        return None
+
+
+def _manifest(manifest: Path) -> tuple[tuple[Delivery, dt.datetime | None], ...]:
+    st = os.stat(manifest)
+    stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    cached = _MANIFESTS.get(str(manifest))
+    if cached is not None and cached[0] == stat:
+        return cached[1]
     out = []
     with open(manifest, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -163,9 +190,10 @@ def deliveries(source: str, *, root: Path | None = None, as_of: dt.datetime | No
                 d = Delivery(**json.loads(line))
             except (json.JSONDecodeError, TypeError) as e:
                 raise ValueError(f"{manifest}: line {n}: not a manifest record ({e})") from None
-            if as_of is None or d.arrived <= as_utc(as_of):
-                out.append(d)
-    return out
+            out.append((d, _arrival(d)))
+    records = tuple(out)
+    _MANIFESTS[str(manifest)] = (stat, records)
+    return records
 
 
 def sources(root: Path | None = None) -> list[str]:
