@@ -456,7 +456,7 @@ def _write_live(
         _check_write(conn, table, key)
         frame.head(0).to_sql(table, conn, index=False, dtype=dict(dtype or {}) or None)
     if len(frame):
-        frame.to_sql(table, conn, index=False, if_exists="append", chunksize=5000, method="multi")
+        frame.to_sql(table, conn, index=False, if_exists="append", chunksize=50_000)  # executemany
     _record_write(conn, table, key, row_count=len(frame), written_at=written_at, run_id=run_id)
 
 
@@ -571,7 +571,7 @@ def _stage(
     staged = sa.Table(name, sa.MetaData(), autoload_with=conn)
     conn.execute(staged.delete().where(_in_partition(staged, partition)))
     if len(frame):
-        frame.to_sql(name, conn, index=False, if_exists="append", chunksize=5000, method="multi")
+        frame.to_sql(name, conn, index=False, if_exists="append", chunksize=50_000)  # executemany
 
 
 def staged_for(
