@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_generator.py [--scale 1] [--months 25] [--no-events]
     .venv/bin/python benchmarks/bench_generator.py --full        # scales 1 and 10
+    .venv/bin/python benchmarks/bench_generator.py --accounts 100000 --months 13 --events-per-user-day 0.004
 
 Scale 1 is the default invocation (2,000 accounts, 25 months, events included); scale 10 is
-20,000 accounts. Each scale runs in a child process writing into a temporary folder (deleted
+20,000 accounts; ``--accounts`` gives sizes directly and ``--events-per-user-day`` the event density
+(default: the demo's). Each scale runs in a child process writing into a temporary folder (deleted
 afterwards) under a memory limit (``--mem-limit``, GiB); the parent samples the resident memory
 of the child's whole process tree with psutil every 20 ms and reports the peak
 (``benchmarks/_common.py``). A source's time is what building and writing its
@@ -28,16 +30,17 @@ END = dt.date(2026, 10, 31)  # fixed, so runs are comparable
 BASE_ACCOUNTS = 2000
 
 
-def child(accounts: int, months: int, events: bool, root: Path) -> None:
+def child(accounts: int, months: int, events: bool, root: Path, density: float | None) -> None:
     """Generate one landing zone and print rows, files and seconds per source as JSON."""
     from helpers.demo.generate import EVENT_SOURCES, Timings, generate
     from helpers.demo.spec import DemoSpec
 
     timings = Timings()
     t0 = time.perf_counter()
-    summary = generate(
-        DemoSpec(accounts=accounts, months=months, end=END), root, events=events, timings=timings
-    )
+    spec = DemoSpec(accounts=accounts, months=months, end=END)
+    if density is not None:
+        spec = DemoSpec(accounts=accounts, months=months, end=END, events_per_user_day=density)
+    summary = generate(spec, root, events=events, timings=timings)
     wall = time.perf_counter() - t0
     out = {}
     for name, info in summary.sources.items():
@@ -46,13 +49,15 @@ def child(accounts: int, months: int, events: bool, root: Path) -> None:
     print(json.dumps({"wall": wall, "simulate": timings.get("simulate", 0.0), "sources": out}))
 
 
-def run(scale: int, months: int, events: bool, limit: int) -> dict:
-    accounts = BASE_ACCOUNTS * scale
+def run(accounts: int, months: int, events: bool, limit: int, density: float | None) -> dict:
+    scale = accounts / BASE_ACCOUNTS
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         cmd = [sys.executable, __file__, "--child", str(accounts), "--months", str(months),
                "--root", str(Path(tmp) / "landing")]  # fmt: skip
         if not events:
             cmd.append("--no-events")
+        if density is not None:
+            cmd += ["--events-per-user-day", repr(density)]
         r = C.run_limited(cmd, mem_limit=limit, as_limit=limit + 2 * C.GiB, interval=0.02)
         if r.status != "ok":
             raise SystemExit(f"scale {scale}: the generator failed: {r.error}")
@@ -63,7 +68,7 @@ def run(scale: int, months: int, events: bool, limit: int) -> dict:
 
 def report(r: dict) -> None:
     print(
-        f"\nscale {r['scale']}x: {r['accounts']:,} accounts — wall {r['wall']:.1f}s, peak RSS {r['peak_rss_mb']:,.0f} MB "
+        f"\nscale {r['scale']:g}x: {r['accounts']:,} accounts — wall {r['wall']:.1f}s, peak RSS {r['peak_rss_mb']:,.0f} MB "
         f"(process tree), load average {r['load']}"
     )
     print(f"  simulate (all chunks): {r['simulate']:.2f}s")
@@ -86,6 +91,8 @@ def main() -> None:
         help="multiples of 2,000 accounts (default: 1; --full: 1 10)",
     )
     p.add_argument("--full", action="store_true", help="scales 1 and 10")
+    p.add_argument("--accounts", type=int, nargs="+", help="sizes in accounts (instead of --scale)")
+    p.add_argument("--events-per-user-day", type=float, help="event density (default: the demo's)")
     p.add_argument("--mem-limit", type=float, default=6, help="GiB for the generator's process tree")
     p.add_argument("--months", type=int, default=25)
     p.add_argument("--no-events", action="store_true", help="business sources only")
@@ -93,12 +100,14 @@ def main() -> None:
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        child(args.child, args.months, not args.no_events, args.root)
+        child(args.child, args.months, not args.no_events, args.root, args.events_per_user_day)
         return
     scales = args.scale or ([1, 10] if args.full else [1])
+    sizes = args.accounts or [BASE_ACCOUNTS * s for s in scales]
     C.header("bench_generator", f"demo-company generator, history {args.months} months to {END}")
-    for scale in scales:
-        report(run(scale, args.months, not args.no_events, int(args.mem_limit * C.GiB)))
+    for accounts in sizes:
+        limit = int(args.mem_limit * C.GiB)
+        report(run(accounts, args.months, not args.no_events, limit, args.events_per_user_day))
 
 
 if __name__ == "__main__":

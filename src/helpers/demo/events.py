@@ -65,12 +65,14 @@ first ``max(1, round(seats * knob))`` seats are tracked (as if the others blocke
 each active tracked user sends one event, so stickiness and weekly patterns keep their shape
 while volumes scale with the knob. The other sources scale with it too: one ``web_analytics``
 row per web page view, one ``mobile_analytics`` row per app session, and ``API_PER_SEAT_DAY``
-requests per seat-day times the knob.
+requests per seat-day times the knob. Below :data:`ACCOUNT_THINNING_KNOB` it thins *accounts*
+too: a share ``knob / ACCOUNT_THINNING_KNOB`` of them (picked by a hash of the account, the same
+every day) is tracked as at that knob, the others send no events (their API requests still come).
 
 Memory is bounded by a day's rows (plus the few late rows carried to a later partition): about
 0.4 events per active user-day keeps the default demo at ~2M events (~5M rows across the four
-sources); 1M accounts give ~100M events at a knob of 0.01 or less (the floor of one tracked
-seat per account), ~125M at 0.02.
+sources); 1M accounts x 13 months give ~100M events at a knob of 0.01 (one tracked seat per
+account), ~10M per 0.001 below it.
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ _STATE_DAU = np.array([1.3, 1.0, 0.7])
 _STATE_EVENTS = np.array([1.25, 1.0, 0.8])
 _STATE_API = np.array([0.3, 1.0, 0.8])
 API_PER_SEAT_DAY = 0.08  # API requests per seat-day at events_per_user_day = 1 (weekdays, mid tier)
+ACCOUNT_THINNING_KNOB = 0.01  # below this density a share of the accounts sends events, see above
 
 ENDPOINTS = (
     ("GET", "/v1/reports", 60),
@@ -263,6 +266,8 @@ class EventModel:
         self.dau_weekend = 0.10 + 0.10 * unit_floats(mix64(self.key ^ _U64(3)))
         self.n_keys = (1 + self.key % _U64(3)).astype(np.int64)
         self.track_u = unit_floats(mix64(self.key ^ _U64(4)))
+        share = min(1.0, self.knob / ACCOUNT_THINNING_KNOB)
+        self.tracked_account = unit_floats(mix64(self.key ^ _U64(5))) < share
 
         start = pd.to_datetime(periods["start"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         end = pd.to_datetime(periods["end"]).to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -315,10 +320,13 @@ class EventModel:
         )
         # events per active user-day; below 1 the density knob thins *users* instead: only the
         # account's first ``tracked`` seats send events (at least one), the same seats every day
-        rate = self.knob * self.tier_events[tier] * _STATE_EVENTS[state]
+        knob = max(self.knob, ACCOUNT_THINNING_KNOB)  # below it, untracked accounts instead
+        rate = knob * self.tier_events[tier] * _STATE_EVENTS[state]
         thin = rate < 1.0
         tracked = np.where(thin, np.floor(seats * rate + self.track_u[acct]), seats)
         tracked = np.clip(tracked, 1, seats).astype(np.int64)
+        if self.knob < ACCOUNT_THINNING_KNOB:
+            tracked = np.where(self.tracked_account[acct], tracked, 0)
         users = rng.binomial(tracked, p_dau)
 
         # which seats: half are the account's core users (low seats), the rest a rotating window

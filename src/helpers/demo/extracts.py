@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pyarrow import feather
 
 from helpers.storage import landing
 from helpers.storage.contracts import KINDS, SOURCES, SourceDef
@@ -134,6 +136,23 @@ def to_arrow(sdef: SourceDef, frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def delivery_groups(part: np.ndarray, arr: np.ndarray, scheduled: pd.DataFrame | None) -> pd.DataFrame:
+    """The deliveries of rows sorted by (partition, arrival): ``p``, ``a``, row range ``lo``..``hi``;
+    plus an empty one for each ``scheduled`` (``_dt``, ``_arrival``) without rows; by (p, a)."""
+    cut = np.flatnonzero((part[1:] != part[:-1]) | (arr[1:] != arr[:-1])) + 1
+    lo = np.concatenate([[0], cut]) if len(part) else np.array([], np.int64)
+    hi = np.concatenate([cut, [len(part)]]) if len(part) else np.array([], np.int64)
+    groups = pd.DataFrame({"p": part[lo], "a": arr[lo], "lo": lo, "hi": hi})
+    if scheduled is not None and len(scheduled):
+        extra = (
+            scheduled[[PARTITION, ARRIVAL]].drop_duplicates().rename(columns={PARTITION: "p", ARRIVAL: "a"})
+        )
+        extra = extra.merge(groups[["p", "a"]], how="left", indicator=True)
+        extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge").assign(lo=0, hi=0)
+        groups = pd.concat([groups, extra.astype(np.int64)], ignore_index=True)
+    return groups.sort_values(["p", "a"], kind="stable")
+
+
 class LandingWriter:
     """Writes the deliveries of in-memory extracts with :func:`helpers.storage.landing.write_delivery`.
 
@@ -159,32 +178,84 @@ class LandingWriter:
         frame = frame.sort_values([PARTITION, ARRIVAL, sdef.key], kind="stable")
         part = frame[PARTITION].to_numpy().astype(np.int64)
         arr = frame[ARRIVAL].to_numpy().astype(np.int64)
-        cut = np.flatnonzero((part[1:] != part[:-1]) | (arr[1:] != arr[:-1])) + 1
-        lo = np.concatenate([[0], cut]) if len(frame) else np.array([], np.int64)
-        hi = np.concatenate([cut, [len(frame)]]) if len(frame) else np.array([], np.int64)
-        groups = pd.DataFrame({"p": part[lo], "a": arr[lo], "lo": lo, "hi": hi})
-        if scheduled is not None and len(scheduled):
-            extra = (
-                scheduled[[PARTITION, ARRIVAL]]
-                .drop_duplicates()
-                .rename(columns={PARTITION: "p", ARRIVAL: "a"})
-            )
-            extra = extra.merge(groups[["p", "a"]], how="left", indicator=True)
-            extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge").assign(lo=0, hi=0)
-            groups = pd.concat([groups, extra.astype(np.int64)], ignore_index=True)
-        groups = groups.sort_values(["p", "a"], kind="stable")
+        groups = delivery_groups(part, arr, scheduled)
         drift = any(k == "int" and frame[c].dtype == object for c, k in sdef.columns)
         table = None if drift else to_arrow(sdef, frame)
         for p, a, i, j in groups.itertuples(index=False):
             chunk = to_arrow(sdef, frame.iloc[i:j]) if drift else table.slice(i, j - i)
-            self.deliver(
-                sdef.name,
-                (EPOCH + dt.timedelta(days=int(p))).date().isoformat(),
-                chunk,
-                EPOCH + dt.timedelta(seconds=int(a)),
-            )
+            self.deliver_at(sdef.name, p, a, chunk)
         return len(frame), len(groups)
+
+    def deliver_at(self, source: str, day: int, arrival: int, table: pa.Table) -> None:
+        """One delivery of partition epoch ``day`` arriving at epoch second ``arrival``."""
+        self.deliver(
+            source,
+            (EPOCH + dt.timedelta(days=int(day))).date().isoformat(),
+            table,
+            EPOCH + dt.timedelta(seconds=int(arrival)),
+        )
 
     def sync(self) -> None:
         """Make everything written durable (one sync instead of several per file)."""
         os.sync()
+
+
+class MergingWriter(LandingWriter):
+    """A :class:`LandingWriter` for a company simulated in several chunks: each chunk's rows are
+    spilled to an Arrow file per source (``spill``, by partition), and :meth:`finish` writes each
+    source's deliveries once, every chunk's rows of a delivery in one file (sorted by arrival and
+    key), instead of one file per chunk; a partition at a time, from the memory-mapped spills.
+    Not for extracts with type drift (faults)."""
+
+    def __init__(self, root: Path, spill: Path) -> None:
+        super().__init__(root)
+        self.spill = spill
+        self.scheduled: dict[str, list[pd.DataFrame]] = {}
+        self.parts: dict[str, int] = {}
+
+    def write(
+        self, sdef: SourceDef, frame: pd.DataFrame, scheduled: pd.DataFrame | None = None
+    ) -> tuple[int, int]:
+        """Spill ``frame`` (files are counted by :meth:`finish`): (rows, 0)."""
+        if any(k == "int" and frame[c].dtype == object for c, k in sdef.columns):
+            raise ValueError(f"{sdef.name}: a column with type drift cannot be merged across chunks")
+        frame = frame.take(np.argsort(frame[PARTITION].to_numpy(), kind="stable"))
+        table = to_arrow(sdef, frame)
+        table = table.append_column(PARTITION, pa.array(frame[PARTITION].to_numpy().astype(np.int64)))
+        table = table.append_column(ARRIVAL, pa.array(frame[ARRIVAL].to_numpy().astype(np.int64)))
+        n = self.parts.get(sdef.name, 0)
+        (self.spill / sdef.name).mkdir(parents=True, exist_ok=True)
+        feather.write_feather(table, self.spill / sdef.name / f"{n:05d}.arrow", compression="uncompressed")
+        self.parts[sdef.name] = n + 1
+        if scheduled is not None and len(scheduled):
+            self.scheduled.setdefault(sdef.name, []).append(scheduled)
+        return len(frame), 0
+
+    def finish(self, name: str) -> int:
+        """Write the deliveries of source ``name`` from its spilled chunks; the files written."""
+        key = SOURCES[name].key
+        chunks = [feather.read_table(f, memory_map=True) for f in sorted((self.spill / name).glob("*.arrow"))]
+        days = [c[PARTITION].to_numpy() for c in chunks]
+        sched = self.scheduled.pop(name, [])
+        plan: dict[int, set[int]] = {}  # partition -> arrivals of its scheduled deliveries
+        for frame in sched:
+            for p, a in zip(frame[PARTITION].tolist(), frame[ARRIVAL].tolist(), strict=True):
+                plan.setdefault(int(p), set()).add(int(a))
+        files = 0
+        for day in sorted({int(d) for ds in days for d in np.unique(ds)} | set(plan)):
+            bounds = [(np.searchsorted(ds, day, "left"), np.searchsorted(ds, day, "right")) for ds in days]
+            parts = [c.slice(lo, hi - lo) for c, (lo, hi) in zip(chunks, bounds, strict=True) if hi > lo]
+            table = pa.concat_tables(parts) if parts else chunks[0].slice(0, 0)
+            table = table.sort_by([(ARRIVAL, "ascending"), (key, "ascending")])
+            arr = table[ARRIVAL].to_numpy().astype(np.int64)
+            lo = np.r_[0, np.flatnonzero(arr[1:] != arr[:-1]) + 1] if len(arr) else np.zeros(0, np.int64)
+            hi = np.r_[lo[1:], len(arr)] if len(arr) else lo
+            groups = [(int(arr[i]), int(i), int(j)) for i, j in zip(lo, hi, strict=True)]
+            groups += [(a, 0, 0) for a in plan.get(day, set()) - {g[0] for g in groups}]
+            table = table.drop_columns([PARTITION, ARRIVAL])
+            for a, i, j in sorted(groups):
+                self.deliver_at(name, day, a, table.slice(i, j - i))
+            files += len(groups)
+        del chunks, days
+        shutil.rmtree(self.spill / name)
+        return files

@@ -6,7 +6,9 @@ faults and writes the deliveries; then it builds the company-level sources (FX, 
 bills, operations expenses, Finance's ledger) from the chunks' totals, injects and writes them;
 then the product events from the usage periods (:func:`generate_events`: the day loop over
 ``helpers.demo.events``, with the engagement faults hooked in); finally ``_faults.json`` (the
-ground truth) and ``_demo.json`` (the spec and what was written).
+ground truth) and ``_demo.json`` (the spec and what was written). A company of several chunks
+without faults (a large one) spills each chunk's account-level rows and writes each delivery
+once at the end (``extracts.MergingWriter``): one file per delivery, not one per chunk and day.
 
 Everything is built in a sibling folder and swapped in at the end, so a failed run leaves the
 previous landing zone untouched. Same spec -> byte-identical files (no wall clock, seeded
@@ -40,7 +42,7 @@ from helpers.demo import sources_billing as billing
 from helpers.demo import sources_crm as crm
 from helpers.demo import sources_finance as fin
 from helpers.demo.columns import Batch, concat_rows, take_rows
-from helpers.demo.extracts import PARTITION, SCHEDULE, LandingWriter, schedule
+from helpers.demo.extracts import PARTITION, SCHEDULE, LandingWriter, MergingWriter, schedule
 from helpers.demo.faults import FaultContext, Injected
 from helpers.demo.spec import DemoSpec
 from helpers.storage.contracts import SCHEMAS, SOURCES
@@ -256,7 +258,9 @@ def generate(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     summary = Summary(spec, root)
-    writer = LandingWriter(work)
+    # several chunks without faults (a large company): one file per delivery, not one per chunk
+    merge = world.n_chunks > 1 and not spec.faults
+    writer = MergingWriter(work, work / ".spill") if merge else LandingWriter(work)
     records: list[Injected] = []
     totals = fin.Totals(world)
     periods: list[pd.DataFrame] = []
@@ -280,6 +284,13 @@ def generate(
                     summary.sources, name, ex[name], rows, files, ex[SCHEDULE][ex[SCHEDULE]["source"] == name]
                 )
             del company, ex
+        if isinstance(writer, MergingWriter):
+            for name in ACCOUNT_SOURCES:
+                with t.measure(name):
+                    summary.sources[name]["files"] = writer.finish(name)
+            shutil.rmtree(writer.spill)
+            writer = LandingWriter(work)
+            say(f"account sources written ({world.n_chunks} chunks merged into one file per delivery)")
         ex = company_extracts(world, totals, t)
         ex[SCHEDULE] = schedule(list(COMPANY_SOURCES), world.start, world.end)
         records += _inject(spec, world, ex, None, totals=totals)
