@@ -541,7 +541,7 @@ def run_close(
     if lock is not None:
         return _locked_close(period, as_of, lock, final=final, now=clock(), by=by, config=config)
     # the waves add their runs; the two reports are known now: warm kernels for them all
-    with runner.warm_kernels(len((REPORT, FINANCE_PACK))):
+    with runner.warm_kernels(len((REPORT, FINANCE_PACK)), spares=workers or config.pipelines.runner.workers):
         return _unlocked_close(period, as_of=as_of, clock=clock, final=final, history=history, config=config,
                                workers=workers, on_update=on_update, stop=stop, by=by)  # fmt: skip
 

@@ -195,10 +195,8 @@ def run_items(
         on_update(Outcome(it.pipeline, it.partition, PENDING))
     pending = list(todo)
     running: dict[Future[Outcome], RunItem] = {}
-    with (
-        runner.warm_kernels(len(todo)),
-        ThreadPoolExecutor(max_workers=workers or config.pipelines.runner.workers) as pool,
-    ):
+    workers = workers or config.pipelines.runner.workers
+    with runner.warm_kernels(len(todo), spares=workers), ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
             progressed = False
             for it in list(pending):
