@@ -49,7 +49,7 @@ nbval: $(STAMP) ## execute every notebook under notebooks/ with nbval (lax) agai
 lab: setup ## start JupyterLab on 127.0.0.1 with the project's kernel
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks
 
-bench: setup ## run every benchmarks/bench_*.py (10 min 14 s measured on 2 cores: docs/benchmarks.md) and print their figures; BENCH_ARGS=--full: large sizes
+bench: setup ## run every benchmarks/bench_*.py (10 min measured on 2 cores: docs/benchmarks.md) and print their figures; BENCH_ARGS=--full: large sizes
 	@for b in benchmarks/bench_*.py; do echo "make bench: $$b $(BENCH_ARGS)"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 constraints: ## re-resolve and pin every version into constraints.txt
