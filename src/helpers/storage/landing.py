@@ -90,6 +90,42 @@ def verify_delivery(d: Delivery, *, root: Path | None = None) -> str | None:
     return f"landing file changed after arrival: {path} (sha256 {actual[:12]} ≠ manifest {d.sha256[:12]})"
 
 
+def write_parquet(tmp: Path, table: pa.Table, *, durable: bool = True) -> None:
+    """Write ``table`` to the temporary file ``tmp`` (fsynced when ``durable``)."""
+    # Microsecond timestamps: SQLFrame/DuckDB can't read Parquet's TIMESTAMPTZ_NS, and no source is finer.
+    pq.write_table(table, tmp, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True)
+    if durable:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def claim_number(tmp: Path, base: Path, part: str) -> str:
+    """Link ``tmp`` to the next free ``dt=<part>/part-NNNNN.parquet`` under ``base`` and drop ``tmp``.
+
+    link() never overwrites: two writers on the same partition (two consumers of one group) get
+    distinct files instead of clobbering each other.
+    """
+    seq = len(list((base / f"dt={part}").glob("part-*.parquet")))
+    while True:
+        rel = f"dt={part}/part-{seq:05d}.parquet"
+        try:
+            os.link(tmp, base / rel)
+            break
+        except FileExistsError:
+            seq += 1
+    os.unlink(tmp)
+    return rel
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the names in ``folder`` survive a power cut, not only a killed process."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def write_delivery(
     source: str,
     partition: dt.date | str,
@@ -114,29 +150,11 @@ def write_delivery(
     folder.mkdir(parents=True, exist_ok=True)
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     tmp = folder / f".incoming-{os.getpid()}-{id(table)}.parquet.tmp"
-    # Microsecond timestamps: SQLFrame/DuckDB can't read Parquet's TIMESTAMPTZ_NS, and no source is finer.
-    pq.write_table(table, tmp, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True)
+    write_parquet(tmp, table, durable=durable)
+    rel = claim_number(tmp, source_dir(source, root), part)
+    target = source_dir(source, root) / rel
     if durable:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    # Claim the next free number with link(), which never overwrites: two writers on the same
-    # partition (two consumers of one group) get distinct files instead of clobbering each other.
-    seq = len(list(folder.glob("part-*.parquet")))
-    while True:
-        rel = f"dt={part}/part-{seq:05d}.parquet"
-        target = source_dir(source, root) / rel
-        try:
-            os.link(tmp, target)
-            break
-        except FileExistsError:
-            seq += 1
-    os.unlink(tmp)
-    if durable:
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the new name survives a power cut, not only a killed process
-        finally:
-            os.close(dir_fd)
+        fsync_dir(folder)
     delivery = Delivery(
         source, part, rel, table.num_rows, cached_sha256(target), as_utc(arrived_at).isoformat()
     )

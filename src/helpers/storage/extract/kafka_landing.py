@@ -24,41 +24,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from helpers.core.timeutil import as_utc
-from helpers.storage.landing import MANIFEST, Delivery, cached_sha256, source_dir
+from helpers.storage.landing import (
+    MANIFEST,
+    Delivery,
+    cached_sha256,
+    claim_number,
+    fsync_dir,
+    source_dir,
+    write_parquet,
+)
 
 MAX_THREADS = 8
-
-
-def _write_file(tmp: Path, table: pa.Table) -> None:
-    # Microsecond timestamps, as write_delivery writes them (SQLFrame/DuckDB can't read TIMESTAMPTZ_NS).
-    pq.write_table(table, tmp, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the new names survive a power cut, not only a killed process
-    finally:
-        os.close(dir_fd)
-
-
-def _claim(tmp: Path, base: Path, part: str) -> str:
-    """Link ``tmp`` to the next free ``part-NNNNN`` of ``dt=part`` (link never overwrites)."""
-    seq = len(list((base / f"dt={part}").glob("part-*.parquet")))
-    while True:
-        rel = f"dt={part}/part-{seq:05d}.parquet"
-        try:
-            os.link(tmp, base / rel)
-            break
-        except FileExistsError:
-            seq += 1
-    os.unlink(tmp)
-    return rel
 
 
 def write_deliveries(
@@ -84,9 +62,9 @@ def write_deliveries(
         for k, (part, (_day, table)) in enumerate(zip(parts, items, strict=True))
     ]
     with ThreadPoolExecutor(max_workers=min(MAX_THREADS, len(items))) as pool:
-        list(pool.map(_write_file, tmps, [table for _day, table in items]))
-        rels = [_claim(tmp, base, part) for tmp, part in zip(tmps, parts, strict=True)]
-        list(pool.map(_fsync_dir, [base / f"dt={part}" for part in sorted(set(parts))]))
+        list(pool.map(write_parquet, tmps, [table for _day, table in items]))
+        rels = [claim_number(tmp, base, part) for tmp, part in zip(tmps, parts, strict=True)]
+        list(pool.map(fsync_dir, [base / f"dt={part}" for part in sorted(set(parts))]))
         digests = list(pool.map(cached_sha256, [base / rel for rel in rels]))
     arrived = as_utc(arrived_at).isoformat()
     out = [
