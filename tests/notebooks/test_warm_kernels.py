@@ -47,7 +47,16 @@ def run_probe(notebook, archive, run_id, clock):
 
 
 def kernel_children():
-    return [p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    """Live ipykernel processes below this one; an exited child another test has not reaped (a zombie)
+    has no command line left and is not a kernel that outlived its block."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def test_runs_take_warm_kernels_with_their_own_identity(home, tmp_path):
