@@ -101,7 +101,7 @@ def home(tmp_path, monkeypatch) -> Path:
 def workbook(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a new process (exit codes, concurrency and kills are process-level)."""
     return subprocess.run(
-        [sys.executable, "-m", "helpers.cli.main", *args],
+        [sys.executable, "-m", "helpers.cli", *args],  # the entry point, as `workbook` runs it
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

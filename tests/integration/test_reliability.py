@@ -42,7 +42,7 @@ TRIALS = 10
 
 def _spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "helpers.cli.main", *args],
+        [sys.executable, "-m", "helpers.cli", *args],  # the entry point, as `workbook` runs it
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from helpers.core.timeutil import CLOCK_ENV
-from helpers.runs import kernels, runner
+from helpers.core import kernels
+from helpers.runs import runner
 from helpers.storage.warehouse import RUNNER_ENV
 
 pytestmark = pytest.mark.notebooks

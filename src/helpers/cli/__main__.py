@@ -1,5 +1,5 @@
 """``python -m helpers.cli`` is the ``workbook`` command."""
 
-from helpers.cli.main import main
+from helpers.cli.entry import main
 
 raise SystemExit(main())

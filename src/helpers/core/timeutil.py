@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 
+from helpers.core import envnames
 from helpers.core.periods import first_of_next_month, month_of
 
 UTC = dt.UTC
@@ -20,7 +21,7 @@ UTC = dt.UTC
 Clock = Callable[[], dt.datetime]
 
 # Set by the runner in a notebook kernel's environment: the runner's clock, ``<ISO reading>@<monotonic>``.
-CLOCK_ENV = "WORKBOOK_CLOCK"
+CLOCK_ENV = envnames.CLOCK
 
 
 def elapsed_clock(start: dt.datetime, origin: float | None = None) -> Clock:

@@ -33,7 +33,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from typing import Any
 # optional ``rfc3987_syntax`` to check the "iri" string format, which builds a Lark grammar at import:
 # 40 % of a pipeline kernel's import time (2-3.5 s per kernel on 2 busy cores). Nothing here checks
 # that format (nbformat validates without format checkers), so it is kept out: here for the runner's
-# process, and in every kernel through KERNEL_EXEC_LINES (benchmarks/bench_close.py measures it).
+# process, and in every kernel through kernels.KERNEL_EXEC_LINES (benchmarks/bench_close.py measures it).
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import nbformat  # noqa: E402
@@ -58,8 +57,9 @@ from papermill.log import logger as papermill_logger  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 
 from helpers.core import config as cfgmod  # noqa: E402
-from helpers.core import paths, secrets  # noqa: E402
+from helpers.core import kernels, paths, secrets  # noqa: E402
 from helpers.core.errors import EXIT_BLOCKED, EXIT_FAILED, EXIT_OK, UsageError  # noqa: E402
+from helpers.core.kernels import KERNEL_ARGUMENTS, RUN_KEYS, kernel_stderr  # noqa: E402
 from helpers.core.periods import period_days  # noqa: E402
 from helpers.core.timeutil import (  # noqa: E402
     CLOCK_ENV,
@@ -69,63 +69,13 @@ from helpers.core.timeutil import (  # noqa: E402
     default_as_of,
     parse_logical_date,
 )
-from helpers.runs import history, kernels, locks  # noqa: E402
+from helpers.runs import history, locks  # noqa: E402
 from helpers.runs import records as runs  # noqa: E402
 from helpers.runs.render import render_html, warm_renderer  # noqa: E402  # also runner.render_html
 from helpers.runs.scraps import read_scraps  # noqa: E402
 from helpers.storage.warehouse import RUNNER_ENV  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-# Run by each kernel before the first cell (IPKernelApp.exec_lines): see the rfc3987_syntax note above.
-KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
-KERNEL_ARGUMENTS = tuple(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES)
-RUN_KEYS = (RUNNER_ENV, CLOCK_ENV)  # a kernel's own variables: set in a warm kernel by the run
-
-# ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys: once
-# per notebook run. The runner's kernels listen on localhost only and get CurveZMQ keys when their
-# kernelspec supports it (jupyter_client's ``transport_encryption="auto"``); for a kernelspec that
-# does not, this one line is dropped from the kernel's stderr (everything else passes through).
-KERNEL_TCP_WARNING = b"Kernel is running over TCP without encryption"
-
-
-def _encryption_option() -> dict[str, str]:
-    """``transport_encryption="auto"`` where this jupyter_client knows it (8.10+), else nothing."""
-    from jupyter_client.manager import KernelManager
-
-    return (
-        {"transport_encryption": "auto"} if KernelManager.class_traits().get("transport_encryption") else {}
-    )
-
-
-@contextmanager
-def kernel_stderr(target: Any = None) -> Iterator[int]:
-    """A file descriptor for a kernel's stderr: lines go on to ``target`` (default: this process's
-    stderr) as they come, except ipykernel's :data:`KERNEL_TCP_WARNING`.
-
-    A daemon thread copies the lines until the last writer (the kernel, its children) closes the pipe.
-    """
-    read_fd, write_fd = os.pipe()
-
-    def pump() -> None:
-        with os.fdopen(read_fd, "rb") as pipe:
-            for line in pipe:
-                if KERNEL_TCP_WARNING in line:
-                    continue
-                out = target if target is not None else sys.stderr
-                try:
-                    out.write(
-                        secrets.redact(line.decode("utf-8", errors="replace"), secrets.secret_values())[0]
-                    )
-                    out.flush()
-                except (OSError, ValueError):  # our stderr is gone: keep draining the pipe
-                    pass
-
-    threading.Thread(target=pump, name="kernel-stderr", daemon=True).start()
-    try:
-        yield write_fd
-    finally:
-        os.close(write_fd)  # the kernel holds its own copy until it exits
 
 
 class _RunNotebookManager(NotebookExecutionManager):
@@ -178,11 +128,11 @@ class _RunClient(PapermillNotebookClient):
     def execute(self, **kwargs: Any) -> Any:
         if self.kernel_env is not None:
             kwargs.setdefault("env", dict(self.kernel_env))  # to the kernel manager's start_kernel
-        for key, value in _encryption_option().items():
+        for key, value in kernels.encryption_option().items():
             kwargs.setdefault(key, value)
         try:
             with kernel_stderr() as stderr_fd:
-                kwargs.setdefault("stderr", stderr_fd)  # to the kernel's Popen: see KERNEL_TCP_WARNING
+                kwargs.setdefault("stderr", stderr_fd)  # the kernel's Popen: kernels.KERNEL_TCP_WARNING
                 return super().execute(**kwargs)
         finally:
             if self.warm is not None and self.km is not None:  # nbclient leaves a kernel it did not start
@@ -627,19 +577,8 @@ def _stderr_is_terminal() -> bool:
 
 def warm_kernels(runs: int, *, kernel_name: str = "python3", spares: int = 1) -> Any:
     """A block in which up to ``runs`` runs take a kernel started while the previous ones computed
-    (:mod:`helpers.runs.kernels`)."""
-
-    @contextmanager
-    def start_kwargs() -> Iterator[dict[str, Any]]:
-        with kernel_stderr() as stderr_fd:
-            yield {"stderr": stderr_fd, **_encryption_option()}
-
-    def starter() -> kernels.WarmKernel:
-        return kernels.start_kernel(
-            kernel_name, kernel_environment(None), KERNEL_ARGUMENTS, RUN_KEYS, start_kwargs
-        )
-
-    return kernels.warm_kernels(runs, starter, spares=spares)
+    (:mod:`helpers.core.kernels`)."""
+    return kernels.warm_kernels(runs, kernels.starter(kernel_name), spares=spares)
 
 
 def _warm_kernel(kernel_name: str, kernel_env: Mapping[str, str], *, cwd: str) -> kernels.WarmKernel | None:

@@ -353,7 +353,8 @@ def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
 
 def arrivals(source: str, *, root: Path | None = None, as_of: dt.datetime | None = None) -> pd.DataFrame:
     """The manifest as a frame: partition, file, rows, arrived_at (for freshness and lateness)."""
-    rows = [asdict(d) for d in deliveries(source, root=root, as_of=as_of)]
-    frame = pd.DataFrame(rows, columns=["source", "partition", "file", "rows", "sha256", "arrived_at"])
+    columns = ["source", "partition", "file", "rows", "sha256", "arrived_at"]
+    rows = [tuple(getattr(d, c) for c in columns) for d in deliveries(source, root=root, as_of=as_of)]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
     frame["arrived_at"] = pd.to_datetime(frame["arrived_at"], utc=True)
     return frame

@@ -42,7 +42,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from helpers.core import paths
+from helpers.core import envnames, paths
 from helpers.core.timeutil import naive_utc
 
 metadata = sa.MetaData()
@@ -135,7 +135,7 @@ schema_changes = sa.Table(
 
 # Set by the runner in the environment of the kernel of each run it executes: the run's id. With
 # it (and the run ``running`` in pipeline_runs), replace_partition stages instead of writing.
-RUNNER_ENV = "WORKBOOK_RUN_ID"
+RUNNER_ENV = envnames.RUN_ID
 
 
 def warehouse_url() -> str:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers.runs import runner
+from helpers.core import kernels
 
 pytestmark = pytest.mark.unit
 
@@ -22,7 +22,7 @@ def _drain(stream: io.StringIO, expected: str, timeout: float = 10) -> str:
 
 def test_kernel_stderr_drops_only_the_tcp_warning():
     target = io.StringIO()
-    with runner.kernel_stderr(target) as fd:
+    with kernels.kernel_stderr(target) as fd:
         os.write(fd, b"[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All ...\n")
         os.write(fd, b"Traceback: the kernel died\n")
     text = _drain(target, "the kernel died")

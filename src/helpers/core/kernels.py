@@ -13,6 +13,13 @@ the clock); the run's are set in the kernel, with its working directory, by one 
 before the first cell (:meth:`WarmKernel.prepare`). A spare whose environment, kernel name or
 arguments no longer match the run's is shut down and the run starts its kernel as before; so is
 every spare left when the block ends. Nothing here reads the clock: start times are monotonic.
+
+The first kernels of a command can start before the command has imported anything heavy
+(:func:`early`, called by the ``workbook`` entry point for ``workbook close``): the block it opens
+pre-pays runs, which the blocks opened later by the close take from instead of adding their own. So
+the close's first runs find kernels that started while the CLI itself was importing.
+
+This module imports nothing of the workbook's above ``helpers.core`` and nothing heavy at module level.
 """
 
 from __future__ import annotations
@@ -20,13 +27,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from helpers.core import envnames
+
 log = logging.getLogger(__name__)
+
+# Run by each kernel before the first cell (IPKernelApp.exec_lines): jsonschema's optional
+# rfc3987_syntax builds a Lark grammar at import (see the note in helpers.runs.runner).
+KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
+KERNEL_ARGUMENTS = tuple(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES)
+RUN_KEYS = (envnames.RUN_ID, envnames.CLOCK)  # a kernel's own variables: set in a warm kernel by the run
+
+# ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys: once
+# per notebook run. The runner's kernels listen on localhost only and get CurveZMQ keys when their
+# kernelspec supports it (jupyter_client's ``transport_encryption="auto"``); for a kernelspec that
+# does not, this one line is dropped from the kernel's stderr (everything else passes through).
+KERNEL_TCP_WARNING = b"Kernel is running over TCP without encryption"
+# The verbs whose first kernels the entry point starts before the CLI's imports, and how many.
+EARLY_VERBS = {"close": 2}
 
 # What a warm kernel imports before it is handed out (names that fail to import are skipped).
 WARM_IMPORTS = (
@@ -103,9 +127,10 @@ def kernel_key(kernel_name: str, env: Mapping[str, str], arguments: Sequence[str
 class KernelPool:
     """Up to ``spares`` warm kernels, started in the background while ``budget`` runs remain."""
 
-    def __init__(self, starter: Callable[[], WarmKernel], *, budget: int, spares: int = 1):
+    def __init__(self, starter: Callable[[], WarmKernel], *, budget: int, spares: int = 1, prepaid: int = 0):
         self._starter = starter
-        self._budget = budget
+        self._budget = budget + prepaid
+        self._prepaid = prepaid  # runs counted ahead (:func:`early`): later blocks' runs use them up first
         self._spares = spares
         self._ready: list[WarmKernel] = []
         self._starting = 0
@@ -114,9 +139,14 @@ class KernelPool:
         self._threads: list[threading.Thread] = []
         self._fill()
 
-    def add_budget(self, runs: int) -> None:
+    def add_budget(self, runs: int, spares: int | None = None) -> None:
+        """``runs`` more runs (less those pre-paid), with up to ``spares`` kernels warm at a time."""
         with self._lock:
-            self._budget += runs
+            paid = min(self._prepaid, runs)
+            self._prepaid -= paid
+            self._budget += runs - paid
+            if spares is not None:
+                self._spares = max(self._spares, spares)
         self._fill()
 
     def _fill(self) -> None:
@@ -191,11 +221,12 @@ def start_kernel(kernel_name: str, env: Mapping[str, str], arguments: Sequence[s
 
 @contextmanager
 def warm_kernels(
-    runs: int, starter: Callable[[], WarmKernel], *, spares: int = 1
+    runs: int, starter: Callable[[], WarmKernel], *, spares: int = 1, prepaid: bool = False
 ) -> Iterator[KernelPool | None]:
     """Within the block, up to ``runs`` runs of this process take warm kernels (see the module doc).
 
-    Nested blocks add their runs to the outer pool. ``WORKBOOK_WARM_KERNELS=0`` turns it off.
+    Nested blocks add their runs to the outer pool; ``prepaid``: the nested blocks' first ``runs``
+    runs are these ones (:func:`early`). ``WORKBOOK_WARM_KERNELS=0`` turns it off.
     """
     global _POOL
     if runs <= 0 or os.environ.get("WORKBOOK_WARM_KERNELS", "1") == "0":
@@ -204,9 +235,10 @@ def warm_kernels(
     with _POOL_LOCK:
         outer = _POOL
         if outer is None:
-            _POOL = KernelPool(starter, budget=runs, spares=spares)
+            budget = (0, runs) if prepaid else (runs, 0)
+            _POOL = KernelPool(starter, budget=budget[0], prepaid=budget[1], spares=spares)
     if outer is not None:
-        outer.add_budget(runs)
+        outer.add_budget(runs, spares)
         yield outer
         return
     try:
@@ -222,3 +254,69 @@ def take(key: tuple[Any, ...]) -> WarmKernel | None:
     """A warm kernel for a run whose kernel would be started with ``key`` (None outside a block)."""
     pool = _POOL
     return pool.take(key) if pool is not None else None
+
+
+def encryption_option() -> dict[str, str]:
+    """``transport_encryption="auto"`` where this jupyter_client knows it (8.10+), else nothing."""
+    from jupyter_client.manager import KernelManager
+
+    return (
+        {"transport_encryption": "auto"} if KernelManager.class_traits().get("transport_encryption") else {}
+    )
+
+
+@contextmanager
+def kernel_stderr(target: Any = None) -> Iterator[int]:
+    """A file descriptor for a kernel's stderr: lines go on to ``target`` (default: this process's
+    stderr) as they come, secrets redacted, except ipykernel's :data:`KERNEL_TCP_WARNING`.
+
+    A daemon thread copies the lines until the last writer (the kernel, its children) closes the pipe.
+    """
+    read_fd, write_fd = os.pipe()
+
+    def pump() -> None:
+        from helpers.core import secrets  # SQLAlchemy's URL parser: not on the entry point's path
+
+        with os.fdopen(read_fd, "rb") as pipe:
+            for line in pipe:
+                if KERNEL_TCP_WARNING in line:
+                    continue
+                out = target if target is not None else sys.stderr
+                try:
+                    out.write(
+                        secrets.redact(line.decode("utf-8", errors="replace"), secrets.secret_values())[0]
+                    )
+                    out.flush()
+                except (OSError, ValueError):  # our stderr is gone: keep draining the pipe
+                    pass
+
+    threading.Thread(target=pump, name="kernel-stderr", daemon=True).start()
+    try:
+        yield write_fd
+    finally:
+        os.close(write_fd)  # the kernel holds its own copy until it exits
+
+
+def starter(kernel_name: str = "python3") -> Callable[[], WarmKernel]:
+    """What starts one warm kernel as the runner starts its kernels: this process's environment
+    (less :data:`RUN_KEYS`), :data:`KERNEL_ARGUMENTS`, stderr passed on, transport encryption."""
+
+    @contextmanager
+    def start_kwargs() -> Iterator[dict[str, Any]]:
+        with kernel_stderr() as stderr_fd:
+            yield {"stderr": stderr_fd, **encryption_option()}
+
+    def start() -> WarmKernel:
+        return start_kernel(kernel_name, dict(os.environ), KERNEL_ARGUMENTS, RUN_KEYS, start_kwargs)
+
+    return start
+
+
+def early(argv: Sequence[str]) -> AbstractContextManager[KernelPool | None]:
+    """The block the ``workbook`` entry point runs a command in: for a verb of :data:`EARLY_VERBS`
+    (not asking for help), its first kernels start now, pre-paid for the runs the command will make."""
+    verb = argv[0] if argv else ""
+    runs = EARLY_VERBS.get(verb, 0)
+    if runs and not {"-h", "--help"} & set(argv):
+        return warm_kernels(runs, starter(), spares=runs, prepaid=True)
+    return nullcontext(None)
