@@ -221,9 +221,15 @@ def match_kernels(runs: list[dict[str, Any]], kernels: list[dict[str, Any]]) -> 
 
 
 def run_close(
-    landing: Path, month: str, as_of: str, history: int, limit: int, keep: Path | None
+    landing: Path,
+    month: str,
+    as_of: str,
+    history: int,
+    limit: int,
+    keep: Path | None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """``workbook close`` in a fresh home linked to ``landing``, sampled per run."""
+    """``workbook close`` in a fresh home linked to ``landing``, sampled per run (``workers``: its --workers)."""
     base = Path(tempfile.mkdtemp(prefix="close-", dir=keep or landing.parents[2]))
     home = base / "home"
     (home / "data").mkdir(parents=True)
@@ -232,6 +238,8 @@ def run_close(
     env = {k: v for k, v in os.environ.items() if k != RUN_ENV}
     env.update(WORKBOOK_HOME=str(home), PYTHONUNBUFFERED="1")
     cmd = [WORKBOOK, "close", "--month", month, "--as-of", as_of, "--history", str(history), "--json", "-q"]
+    if workers:
+        cmd += ["--workers", str(workers)]
     load_before, t0 = C.load(), time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=str(C.REPO),
@@ -409,6 +417,7 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "scale",
                    help="where generated companies are kept and reused (default <tmp>/scale)")  # fmt: skip
     p.add_argument("--mem-limit", type=float, default=12, help="GiB for each process tree (default 12)")
+    p.add_argument("--workers", type=int, help="the close's --workers (default: runner.workers in config)")
     p.add_argument("--nice", type=int, default=0, help="run the generator under nice -n N")
     p.add_argument("--generate-only", action="store_true", help="generate (or reuse) the companies, no close")
     p.add_argument("--keep", type=Path, help="keep each close's home under this folder")
@@ -420,7 +429,7 @@ def main() -> None:
     as_of = f"{args.end + dt.timedelta(days=10):%Y-%m-%d}T12:00:00Z"
     C.header("bench_scale", f"demo company at {', '.join(f'{n:,}' for n in sizes)} accounts x "
              f"{args.months} months, then workbook close {month} (as of {as_of})")  # fmt: skip
-    print(f"close: --history {args.history}; event density: {args.events_per_user_day:g} events per active user-day; memory limit "
+    print(f"close: --history {args.history}, --workers {args.workers or 'from config'}; event density: {args.events_per_user_day:g} events per active user-day; memory limit "
           f"{C.fmt_bytes(limit)} per process tree; cache {args.cache}", flush=True)  # fmt: skip
     out = []
     for n in sizes:
@@ -429,12 +438,12 @@ def main() -> None:
         close = None
         if not args.generate_only:
             landing = Path(gen["folder"]) / "home" / "data" / "landing"
-            close = run_close(landing, month, as_of, args.history, limit, args.keep)
+            close = run_close(landing, month, as_of, args.history, limit, args.keep, args.workers)
             print(f"  close: {close['wall']:.1f} s, peak {C.fmt_bytes(close['peak_rss'])}, "
                   f"{_result(close)}, load {close['load']}", flush=True)  # fmt: skip
         out.append({"accounts": n, "month": month, "as_of": as_of, "generation": gen, "close": close})
     report(out)
-    C.write_json(args.json, {"machine": C.machine(), "months": args.months, "end": args.end, "history": args.history,
+    C.write_json(args.json, {"machine": C.machine(), "months": args.months, "end": args.end, "history": args.history, "workers": args.workers,
                              "events_per_user_day": args.events_per_user_day, "sizes": out})  # fmt: skip
 
 
