@@ -30,12 +30,12 @@ as data in the config folder's ``event_contract.yml`` (:func:`declare`: the mapp
 when), which :data:`CONTRACT` reads each time it is used. V2 is a reviewed mapping
 (:data:`REVIEWED`) the schema_change runbook's fix declares when v2 rows turn up; a version
 without one is declared by a reviewed entry written into the file (:func:`draft` gives one).
-:func:`conform` is generic over the versions it is given. A row whose version
+:func:`conform_layers` is generic over the versions it is given. A row whose version
 the contract does not declare is quarantined (``unknown schema_version '3'``); a row of a known
 version lacking a required field is quarantined as ``missing <field>`` (the field named as that
 version names it), or ``unparseable <field>`` when it is there but does not convert.
 
-Every row read is either accepted or quarantined (:func:`conform` adds a ``reason``), so
+Every row read is either accepted or quarantined (:func:`conform_layers` adds a ``reason``), so
 accepted + quarantined = received holds by construction; :func:`quarantine_records` turns the
 quarantined rows into :class:`helpers.storage.quarantine.QuarantinedRow` records.
 """
@@ -53,7 +53,7 @@ import yaml
 
 from helpers.core import paths
 from helpers.engagement import json_fields
-from helpers.storage.engine import Engine
+from helpers.storage.engine import Engine, Layers
 from helpers.storage.quarantine import QuarantinedRow
 
 Form = Literal["columns", "raw_json"]
@@ -82,6 +82,8 @@ MAPPED: tuple[str, ...] = (
     "device",
     "session_id",
 )
+# What the conformed rows carry: the canonical fields, the verdict and where each row was landed.
+CONFORMED: tuple[str, ...] = (*CANONICAL, "reason", "raw_text", "delivery_file", "delivery_row")
 SEGMENT_TYPES: tuple[str, ...] = ("track", "page", "screen", "identify", "group", "alias")
 # ISO 8601 date first: Spark would read a bare time ("12:00") as today's, i.e. from the wall clock.
 ISO_PREFIX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -439,11 +441,39 @@ CONTRACT: EventContract = DeclaredContract()
 # ---------------------------------------------------------------- conforming on an engine
 
 
-def _source_expr(engine: Engine, src: Source) -> Any:
+def _text_column(vi: int, name: str, si: int) -> str:
+    """The read-stage column with the text of source ``si`` of field ``name`` in version ``vi``."""
+    return f"_s{vi}_{name}_{si}"
+
+
+def _read_columns(engine: Engine, versions: Sequence[ContractVersion]) -> list[Any]:
+    """The read stage: the text of every source of every version, each once; a JSON path only
+    for the rows of its version (NULL for the others: a row's JSON is parsed only for the paths
+    of its own version), a column as it is (stage 1 picks the version's sources).
+
+    The stage after it only picks and converts these columns: an extraction inside a CASE or
+    ``nullif`` is evaluated once per use on DuckDB (no common subexpressions inside a CASE), and
+    ``nullif(x, '')`` uses ``x`` twice.
+    """
     F = engine.F
-    text = (
-        engine.json_string(json_fields.safe(engine, src.column), src.path) if src.path else F.col(src.column)
-    )
+    cols = []
+    for vi, v in enumerate(versions):
+        rows = _selector(engine, v)
+        for name, f in v.fields.items():
+            for si, src in enumerate(f.sources):
+                text = (
+                    engine.json_string(json_fields.safe(engine, src.column, rows), src.path)
+                    if src.path
+                    else F.col(src.column)
+                )
+                cols.append(text.alias(_text_column(vi, name, si)))
+    return cols
+
+
+def _source_expr(engine: Engine, src: Source, column: str) -> Any:
+    """The value of source ``src`` from its text (the read-stage ``column``), by its kind."""
+    F = engine.F
+    text = F.col(column)
     if src.kind == "timestamp":
         return text
     if src.kind == "iso8601":
@@ -452,20 +482,11 @@ def _source_expr(engine: Engine, src: Source) -> Any:
         # integer milliseconds added to the epoch: exact on both engines (a double division is not)
         epoch = F.to_timestamp(F.lit("1970-01-01 00:00:00"))
         return F.timestamp_add("MILLISECOND", engine.try_cast(text, "long"), epoch)
-    return F.when(F.length(text) > 0, text)  # "" is as missing as absent
+    return F.nullif(text, F.lit(""))  # "" is as missing as absent
 
 
-def _present_expr(engine: Engine, src: Source) -> Any:
-    """Whether the source has a value at all (to tell "missing" from "unparseable")."""
-    F = engine.F
-    text = (
-        engine.json_string(json_fields.safe(engine, src.column), src.path) if src.path else F.col(src.column)
-    )
-    return text.isNotNull()
-
-
-def _field_expr(engine: Engine, f: Field) -> Any:
-    exprs = [_source_expr(engine, s) for s in f.sources]
+def _field_expr(engine: Engine, vi: int, name: str, f: Field) -> Any:
+    exprs = [_source_expr(engine, s, _text_column(vi, name, si)) for si, s in enumerate(f.sources)]
     return exprs[0] if len(exprs) == 1 else engine.F.coalesce(*exprs)
 
 
@@ -515,11 +536,15 @@ def _reason_expr(engine: Engine, v: ContractVersion) -> Any:
     return _chain(engine, branches)
 
 
-def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any:
-    """The landed rows in the canonical shape (:data:`CANONICAL`) plus ``reason`` and ``raw_text``.
+def conform_layers(engine: Engine, raw_columns: Sequence[str], contract: EventContract = CONTRACT) -> Layers:
+    """The projections (selects, each over the one before) that give the landed rows (whose
+    columns are ``raw_columns``) in the canonical shape (:data:`CANONICAL`) plus ``reason``,
+    ``raw_text``, ``delivery_file`` and ``delivery_row`` (:data:`CONFORMED`); run them with
+    :meth:`helpers.storage.engine.Engine.materialize_layers`.
 
-    No unions: stage 1 reads every canonical field as a CASE over the contract's versions (one
-    JSON extraction per field and version); stage 2 judges the parsed columns per version. Rows of
+    No unions: the read stage extracts the text of every source of every version, once, for that
+    version's rows only (:func:`_read_columns`); stage 1 makes every canonical field a CASE over
+    the versions of those texts; stage 2 judges the parsed columns per version. Rows of
     an undeclared version get ``reason = "unknown schema_version '<v>'"``; ``received_at`` is kept
     for every row (the extract always lands it), so quarantined rows are counted per received day.
     ``raw_text`` (quarantined rows only) is what the quarantine file keeps: the landed JSON of a
@@ -529,60 +554,75 @@ def conform(engine: Engine, raw: Any, contract: EventContract = CONTRACT) -> Any
     JSON is screened first (:mod:`helpers.engagement.json_fields`): paths are read only from text
     that parses, and a row whose JSON field is malformed, empty or not an object is quarantined
     with that reason (after the version reasons). ``delivery_file`` and ``delivery_row`` say where
-    a row was landed when ``raw`` was read with the engine's provenance columns (else NULL).
+    a row was landed when the rows were read with the engine's provenance columns (else NULL).
+
+    Each expression is built and evaluated once: ``reason`` is a column of stage 2 that
+    ``raw_text`` reads in the last projection (the contract is read once, :func:`snapshot`).
     """
     F = engine.F
-    screened = json_fields.screen(engine, raw, LANDED_COLUMNS)
+    contract = snapshot(contract)
+    read = [
+        *[_keep(engine, c) for c in json_fields.screened(LANDED_COLUMNS)],
+        *json_fields.problems(engine),
+        *_read_columns(engine, contract.versions),
+    ]
     json_reason, json_text = json_fields.problem(engine)
-    stage = screened.select(
+    stage = [
         *_stage_columns(engine, contract.versions),
-        F.col("schema_version").alias("schema_version"),
+        _keep(engine, "schema_version"),
         F.when(F.col("_raw_json").isNull(), F.lit("columns")).otherwise(F.lit("raw")).alias("_form"),
         F.col("receivedAt").alias("received_at"),
-        F.col("_raw_json").alias("_raw_json"),
+        _keep(engine, "_raw_json"),
         json_reason.alias("_json_reason"),
         json_text.alias("_json_text"),
         *json_fields.delivery_columns(engine),
-    )
-    reason = _row_reason(engine, contract)
+    ]
     mobile = F.lower(F.col("device")).isin(*contract.mobile_devices)
-    return stage.select(
-        *[
-            F.col(c).alias(c)
-            for c in (
-                "message_id",
-                "schema_version",
-                "event_type",
-                "event_name",
-                "user_id",
-                "account_id",
-                "event_ts",
-                "received_at",
-                "device",
-            )
-        ],
+    judged = [
+        *[_keep(engine, c) for c in (*MAPPED, "schema_version", "received_at")],
         F.when(mobile, F.lit("mobile")).otherwise(F.lit("web")).alias("platform"),
-        F.col("session_id").alias("session_id"),
-        reason.alias("reason"),
-        F.when(reason.isNotNull(), F.coalesce(F.col("_raw_json"), _parsed_text(engine))).alias("raw_text"),
-        F.col("delivery_file").alias("delivery_file"),
-        F.col("delivery_row").alias("delivery_row"),
-    )
+        _row_reason(engine, contract).alias("reason"),
+        *[
+            _keep(engine, c)
+            for c in ("_raw_json", "_json_reason", "_json_text", "delivery_file", "delivery_row")
+        ],
+    ]
+    bad = F.col("reason").isNotNull()
+    final = [
+        *[_keep(engine, c) for c in CANONICAL],
+        _keep(engine, "reason"),
+        F.when(bad, F.coalesce(F.col("_raw_json"), _parsed_text(engine))).alias("raw_text"),
+        _keep(engine, "delivery_file"),
+        _keep(engine, "delivery_row"),
+    ]
+    return [json_fields.screen(engine, raw_columns, LANDED_COLUMNS), read, stage, judged, final]
+
+
+def snapshot(contract: EventContract) -> EventContract:
+    """``contract`` with its versions read once (:data:`CONTRACT` reads the file at each use)."""
+    return EventContract(contract.versions, contract.mobile_devices, contract.name)
+
+
+def _keep(engine: Engine, name: str) -> Any:
+    """A column passed through a projection unchanged."""
+    return engine.F.col(name).alias(name)
 
 
 def _stage_columns(engine: Engine, versions: Sequence[ContractVersion]) -> list[Any]:
     """Stage 1: each mapped field as a CASE over the versions, and ``_has_<field>`` where a
-    missing value must be told from an unparseable one."""
+    missing value must be told from an unparseable one (over the read stage's columns)."""
     F = engine.F
     cols = []
     for name in MAPPED:
         branches = [
-            (_selector(engine, v), _field_expr(engine, v.fields[name])) for v in versions if name in v.fields
+            (_selector(engine, v), _field_expr(engine, vi, name, v.fields[name]))
+            for vi, v in enumerate(versions)
+            if name in v.fields
         ]
         cols.append((_chain(engine, branches) if branches else F.lit(None).cast("string")).alias(name))
         presence = [
-            (_selector(engine, v), _present_expr(engine, v.fields[name].sources[0]))
-            for v in versions
+            (_selector(engine, v), F.col(_text_column(vi, name, 0)).isNotNull())
+            for vi, v in enumerate(versions)
             if name in v.fields and _needs_presence(v.fields[name])
         ]
         if presence:

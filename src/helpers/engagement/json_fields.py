@@ -5,7 +5,8 @@ a message in an unknown format lands whole in ``_raw_json``). One bad value must
 event, never fail the run, on either engine: DuckDB's JSON functions raise on malformed text
 (``Malformed JSON at byte 21``) where Spark's return NULL, so :func:`screen` first asks the engine
 whether each field parses (:meth:`helpers.storage.engine.Engine.json_valid`) and the contract reads
-paths only from :func:`safe` text. :func:`problem` says why a row's JSON is unusable:
+paths only from :func:`safe` text. :func:`problems` says, per field, and :func:`problem`, per row,
+why a row's JSON is unusable:
 
 - ``empty context``: an empty (or blank) string;
 - ``malformed JSON in context``: text that does not parse;
@@ -19,6 +20,7 @@ engine read them), which :func:`delivery_columns` turns into the delivery file a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from helpers.storage.engine import Engine
@@ -36,27 +38,35 @@ def _valid(name: str) -> str:
     return f"_v{name}" if name.startswith("_") else f"_v_{name}"
 
 
-def screen(engine: Engine, raw: Any, columns: tuple[str, ...]) -> Any:
-    """Stage 0: ``columns`` of ``raw``, whether each JSON field parses, and the provenance columns
-    (NULL when ``raw`` was read without them)."""
+def screen(engine: Engine, raw_columns: Sequence[str], columns: tuple[str, ...]) -> list[Any]:
+    """Stage 0, the columns to select from the landed rows (whose columns are ``raw_columns``):
+    ``columns``, whether each JSON field parses, and the provenance columns (NULL when the rows
+    were read without them)."""
     F = engine.F
-    have = {c.lower() for c in raw.columns}
-    return raw.select(
+    have = {c.lower() for c in raw_columns}
+    return [
         *[F.col(c).alias(c) for c in columns],
         *[engine.json_valid(F.col(j)).alias(_valid(j)) for j in JSON_FIELDS],
         *[
             (F.col(p) if p in have else F.lit(None).cast("string" if p == "_file" else "long")).alias(p)
             for p in PROVENANCE
         ],
-    )
+    ]
 
 
-def safe(engine: Engine, column: str) -> Any:
-    """The column for JSON paths: the text when it parses, else NULL (a JSON field), as is otherwise."""
+def screened(columns: tuple[str, ...]) -> list[str]:
+    """The names of :func:`screen`'s columns, in its order."""
+    return [*columns, *[_valid(j) for j in JSON_FIELDS], *PROVENANCE]
+
+
+def safe(engine: Engine, column: str, rows: Any = None) -> Any:
+    """The column for JSON paths: the text when it parses, else NULL (a JSON field), as is
+    otherwise; only for the ``rows`` (a condition) when given, NULL for the others."""
     F = engine.F
     if column not in JSON_FIELDS:
-        return F.col(column)
-    return F.when(F.col(_valid(column)), F.col(column))
+        return F.col(column) if rows is None else F.when(rows, F.col(column))
+    valid = F.col(_valid(column))
+    return F.when(valid if rows is None else rows & valid, F.col(column))
 
 
 def _field_problem(engine: Engine, name: str) -> Any:
@@ -78,19 +88,35 @@ def _field_problem(engine: Engine, name: str) -> Any:
     )
 
 
-def problem(engine: Engine) -> tuple[Any, Any]:
-    """Over :func:`screen`'s columns: why the row's JSON is unusable (NULL when it is fine), and the
-    landed text of the first field at fault (what the quarantine keeps of it)."""
+def _problem(name: str) -> str:
+    return f"_p{name}" if name.startswith("_") else f"_p_{name}"
+
+
+def problems(engine: Engine) -> list[Any]:
+    """Over :func:`screen`'s columns: why each JSON field's text is unusable (NULL when it is
+    absent or a valid object), and each object inside a raw message that is not one, as columns
+    (computed once per row: :func:`problem` reads each of them twice)."""
     F = engine.F
-    own = [(_field_problem(engine, j), F.col(j)) for j in JSON_FIELDS]
     raw = safe(engine, "_raw_json")
-    nested = [
-        (F.when(engine.json_is_object(raw, f"$.{n}") == F.lit(False), F.lit(f"{n}{REASON_SUFFIX}")), raw)
-        for n in NESTED_OBJECTS
+    return [
+        *[_field_problem(engine, j).alias(_problem(j)) for j in JSON_FIELDS],
+        *[
+            F.when(engine.json_is_object(raw, f"$.{n}") == F.lit(False), F.lit(f"{n}{REASON_SUFFIX}")).alias(
+                _problem(f"_raw_{n}")
+            )
+            for n in NESTED_OBJECTS
+        ],
     ]
-    reasons = [r for r, _ in own + nested]
-    text = F.coalesce(*[F.when(r.isNotNull(), t) for r, t in own + nested])
-    return F.coalesce(*reasons), text
+
+
+def problem(engine: Engine) -> tuple[Any, Any]:
+    """Over :func:`problems`' columns: why the row's JSON is unusable (NULL when it is fine), and
+    the landed text of the first field at fault (what the quarantine keeps of it)."""
+    F = engine.F
+    checks = [(F.col(_problem(j)), F.col(j)) for j in JSON_FIELDS]
+    checks += [(F.col(_problem(f"_raw_{n}")), safe(engine, "_raw_json")) for n in NESTED_OBJECTS]
+    text = F.coalesce(*[F.when(r.isNotNull(), t) for r, t in checks])
+    return F.coalesce(*[r for r, _ in checks]), text
 
 
 def delivery_columns(engine: Engine) -> list[Any]:

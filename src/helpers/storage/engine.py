@@ -62,6 +62,7 @@ instead of branching on the engine itself):
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -76,6 +77,8 @@ from helpers.core import config as cfgmod
 from helpers.storage import javaenv
 
 ENGINES = ("duckdb", "spark")
+# Projections one over the other: each a list of named columns (:meth:`Engine.materialize_layers`).
+Layers = list[list[Any]]
 
 
 class EngineUnavailable(RuntimeError):
@@ -152,6 +155,35 @@ class Engine:
                 self.session._conn.execute(f"CREATE OR REPLACE TABLE {_ident(name)} AS {sql}")
             return self.session.table(name)
         return df.cache()
+
+    def materialize_layers(self, df: Any, layers: Layers, name: str) -> Any:
+        """``df.select(*layers[0]).select(*layers[1])...`` kept as :meth:`materialize` keeps a
+        projection of files (``scan=True``): on DuckDB a view ``name`` (re-scanned by each query,
+        :meth:`release` drops it), on Spark cached.
+
+        Every column of a layer is a named expression (``alias``) over the previous layer's
+        columns (the first over ``df``'s): no aggregates, windows or joins. On DuckDB the view's
+        SQL is written once, as nested subqueries, straight from the columns' expressions.
+        SQLFrame's ``select`` copies, normalises and hashes the DataFrame's whole expression tree
+        at every step; for the event contract's projections that was a third of the Engagement
+        run at 1M events (0.5 s of 1.5 s of Python). DuckDB plans the same query from either SQL.
+        """
+        if self.name != "duckdb":
+            for columns in layers:
+                df = df.select(*columns)
+            return df.cache()
+        from sqlglot import Dialect, exp, parse_one
+
+        duckdb = Dialect.get_or_raise("duckdb")  # as DataFrame.sql(dialect="duckdb") writes it
+        query: Any = parse_one(df.sql(dialect=duckdb, optimize=False, pretty=False), dialect=duckdb)
+        for i, columns in enumerate(layers):
+            source = query.subquery(f"_layer{i}", copy=False)
+            query = exp.select(*[c.expression for c in columns], copy=False).from_(source, copy=False)
+        sql = self.session._to_sql(query, dialect=duckdb)  # identifiers normalised as SQLFrame does
+        with self._lock:
+            self.session._conn.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+            self._view_names.add(name)
+        return self.session.table(name)
 
     def checkpoint(self, df: Any, name: str) -> Any:
         """``df`` to build on, without keeping or computing anything: on DuckDB behind a view of
@@ -371,12 +403,21 @@ _lock = threading.Lock()
 
 
 def get_engine(name: str | None = None) -> Engine:
-    """The process's engine of that name (started once, reused: a Spark session costs seconds)."""
+    """The process's engine of that name (started once, reused: a Spark session costs seconds).
+
+    Starting one also moves the objects the process holds by then (modules imported, the
+    engine) out of Python's cyclic garbage collector (``gc.freeze``): a pipeline builds its
+    SQL as thousands of small expression trees, each full collection re-scanned every object of
+    the process (the Engagement run at 1M events: 0.2 s in three full collections, 0.04 s
+    after). Objects still in use are unaffected; a cycle that was alive at that point and dies
+    later is not reclaimed before the process ends (a run is one process).
+    """
     name = engine_name(name)
     with _lock:
         if name not in _engines:
             conf = cfgmod.get().pipelines.engine
             _engines[name] = _duckdb_engine(conf.duckdb) if name == "duckdb" else _spark_engine(conf.spark)
+            gc.freeze()
         return _engines[name]
 
 
