@@ -40,7 +40,7 @@ from helpers import checks
 from helpers.checks import CheckContext, Outcome
 from helpers.core.periods import month_bounds
 from helpers.growth import metrics as growth
-from helpers.growth.lifecycle import Lifecycle, billing_milestones, crm_product_map
+from helpers.growth.lifecycle import Lifecycle, billing_milestones, crm_product_map, milestones_for
 
 PIPELINE = "growth_aggregate"
 # A CRM row entered by day N lands by about day N+1 04:00: allow two days before calling it missing.
@@ -150,7 +150,7 @@ def pending_entries(
     not in the CRM yet). Churn is taken as classified (a cancellation recovered inside the grace
     period is no churn to record).
     """
-    ms = billing_milestones(events, customers)
+    ms = milestones_for(life, events, customers)
     act = ms[ms["kind"] == "activated"][["account_id", "at", "event_id"]].assign(to_stage="customer")
     churn = cancellations[cancellations["classification"] != "recovered"]
     churn = pd.DataFrame(
@@ -266,6 +266,7 @@ def contract_gaps(
     *,
     as_of: pd.Timestamp,
     tolerance_days: float,
+    milestones: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Deals whose contract start is more than ``tolerance_days`` from billing's first paid activation.
 
@@ -279,7 +280,7 @@ def contract_gaps(
     d = sales[["deal_id", "account_id", "contract_start", "signed_at", "contract_value", "currency"]].copy()
     d["product_account_id"] = d["account_id"].map(crm_to_product)
     d = utc_columns(d, ["contract_start"])
-    ms = billing_milestones(events, customers)
+    ms = billing_milestones(events, customers) if milestones is None else milestones
     act = ms[ms["kind"] == "activated"][["account_id", "at"]].rename(
         columns={"account_id": "product_account_id", "at": "billing_start"}
     )
@@ -369,6 +370,7 @@ def growth_revenue_mismatch(ctx: CheckContext) -> Outcome:
         end,
         as_of=pd.Timestamp(ctx.as_of),
         tolerance_days=s.date_tolerance_days,
+        milestones=milestones_for(life, ctx.data["events"], src.customers),
     )
     plans = plan_change_findings(life.plan_gaps, start, end)
     recon = revenue_reconciliation(

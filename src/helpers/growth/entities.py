@@ -188,22 +188,27 @@ def _name_pairs(d: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """
     named = d[d["norm_name"] != ""][["account_id", "norm_name", "country"]]
     named = named.assign(block=named["norm_name"].str[:3])
-    rows = []
+    rows: list[tuple[str, str, str, float]] = []
     for _block, grp in named.groupby("block", sort=True):
         if len(grp) < 2:
             continue
-        scores = process.cdist(
-            grp["norm_name"].tolist(),
-            grp["norm_name"].tolist(),
-            scorer=fuzz.token_sort_ratio,
-            score_cutoff=threshold,
-        )
-        ids, countries = grp["account_id"].tolist(), grp["country"].tolist()
-        for i, j in zip(*scores.nonzero(), strict=True):
-            if i < j and countries[i] == countries[j]:
-                score = float(scores[i, j])
-                rows.append((ids[i], ids[j], "name" if score >= 100 else "similar_name", score))
+        names, ids, countries = grp["norm_name"].tolist(), grp["account_id"].tolist(), grp["country"].tolist()
+        # rows in slices, each against the names after its first (i < j only): a block of n
+        # names never holds an n x n matrix (a common stem at a million accounts is thousands)
+        for lo in range(0, len(names) - 1, _NAME_ROWS):
+            hi = min(lo + _NAME_ROWS, len(names))
+            scores = process.cdist(
+                names[lo:hi], names[lo:], scorer=fuzz.token_sort_ratio, score_cutoff=threshold
+            )
+            for r, c in zip(*scores.nonzero(), strict=True):
+                i, j = lo + r, lo + c
+                if i < j and countries[i] == countries[j]:
+                    score = float(scores[r, c])
+                    rows.append((ids[i], ids[j], "name" if score >= 100 else "similar_name", score))
     return pd.DataFrame(rows, columns=["a", "b", "reason", "score"])
+
+
+_NAME_ROWS = 512  # names scored per slice in _name_pairs
 
 
 def candidate_pairs(d: pd.DataFrame, *, threshold: float) -> pd.DataFrame:

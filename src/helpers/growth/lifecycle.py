@@ -33,7 +33,7 @@ import pandas as pd
 from helpers.core import paths
 from helpers.core.timeutil import as_utc
 from helpers.storage import landing
-from helpers.storage.bulkread import read_verified_bulk
+from helpers.storage.bulkread import read_verified_bulk, release_memory
 from helpers.storage.verified import LandingReport
 
 # ---------------------------------------------------------------- states and transitions
@@ -91,11 +91,18 @@ def latest_version(frame: pd.DataFrame, key: str | list[str]) -> pd.DataFrame:
     """
     if frame.empty:
         return frame.copy()
-    out = frame.reset_index(drop=True)
+    plain = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
+    out = frame if plain else frame.reset_index(drop=True)  # no copy of a frame as read
     by = [sort_codes(out[c]) for c in ("_partition", "_arrived_at") if c in out.columns]
     order = np.lexsort([np.arange(len(out)), *by])  # stable: arrival, then partition, then row
     keys = [key] if isinstance(key, str) else list(key)
-    return out.iloc[order].drop_duplicates(keys, keep="last").sort_index().reset_index(drop=True)
+    # the last row of each key in that order, kept in row order (drop_duplicates + sort_index)
+    later = out[keys].iloc[order].duplicated(keep="last").to_numpy()
+    kept = np.zeros(len(out), dtype=bool)
+    kept[order[~later]] = True
+    if kept.all():
+        return out.copy(deep=False) if out is frame else out
+    return out[kept].reset_index(drop=True)
 
 
 def sort_codes(values: pd.Series) -> np.ndarray:
@@ -117,23 +124,40 @@ def read_landed(
     end: dt.date | None = None,
     columns: list[str] | None = None,
     report: LandingReport | None = None,
+    keep: list[str] | None = None,
 ) -> pd.DataFrame:
     """The usable rows of ``source`` as of ``as_of``, with ``_partition`` and ``_arrived_at``, each
     delivery verified on read (:func:`helpers.storage.verified.read_verified`: its sha256 against the
     manifest, its contract columns and types).
 
     What the verified read left out (whole deliveries, single rows) is added to ``report``. The
+    ``keep``: screen every column, return only these (see ``read_verified_bulk``). The
     Growth pipelines read every daily partition of the history on each run (thousands of small
     files at the default size), where one file at a time costs seconds per source: the files are
     read in one DuckDB scan when they share one schema (:func:`helpers.storage.bulkread.read_verified_bulk`,
     the same rows and report as ``read_verified``).
     """
     got = read_verified_bulk(
-        source, as_of=as_of, start=start, end=end, columns=columns, root=root or paths.landing_dir()
+        source,
+        as_of=as_of,
+        start=start,
+        end=end,
+        columns=columns,
+        root=root or paths.landing_dir(),
+        keep=keep,
     )
     if report is not None:
         report.extend(got.report)
     return got.frame
+
+
+# The columns Growth reads of its two largest sources it does not show whole (every column is
+# still verified and screened on read: the same deliveries and rows are left out). Others: all.
+SOURCE_COLUMNS: dict[str, list[str]] = {
+    "billing_invoices": ["invoice_id", "invoice_line_id", "customer_id", "subscription_id", "line_type",
+                         "amount", "currency", "period_start", "period_end", "status", "created"],
+    "billing_payments": ["payment_id", "type", "invoice_id", "status", "created"],
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -249,27 +273,33 @@ def load_sources(
     report = LandingReport()
 
     def read(source: str) -> pd.DataFrame:
-        frame = read_landed(source, as_of=as_of, root=root, report=report)
+        frame = read_landed(source, as_of=as_of, root=root, report=report, keep=SOURCE_COLUMNS.get(source))
         # one time unit everywhere: merge_asof refuses to compare microseconds with nanoseconds
-        stamps = frame.select_dtypes(include=["datetimetz"]).columns
-        return frame.astype({c: "datetime64[ns, UTC]" for c in stamps})
+        for c in frame.select_dtypes(include=["datetimetz"]).columns:
+            frame[c] = frame[c].astype("datetime64[ns, UTC]")  # column by column: no copy of the rest
+        return frame
 
-    subs = latest_version(read("subscriptions"), "event_id")
+    def latest(source: str, key: str | list[str]) -> pd.DataFrame:
+        frame = latest_version(read(source), key)
+        release_memory()  # the read's and the deduplication's garbage (millions of rows at scale)
+        return frame
+
+    subs = latest("subscriptions", "event_id")
     usage = (
         product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root, report=report)
         if usage_window
         else pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
     )
     frames = dict(
-        crm_accounts=latest_version(read("crm_accounts"), ["account_id", "updated_at"]),
-        crm_stages=latest_version(read("crm_stage_history"), "stage_event_id"),
-        account_db=latest_version(read("account_db"), ["account_id", "updated_at"]),
-        sales=latest_version(read("sales_records"), "deal_id"),
-        customers=latest_version(read("billing_customers"), "customer_id"),
-        invoices=latest_version(read("billing_invoices"), "invoice_line_id"),
-        payments=latest_version(read("billing_payments"), "payment_id"),
-        fx=latest_version(read("fx_rates"), ["date", "currency"]),
-        assignments=latest_version(read("experiment_assignments"), ["account_id", "experiment"]),
+        crm_accounts=latest("crm_accounts", ["account_id", "updated_at"]),
+        crm_stages=latest("crm_stage_history", "stage_event_id"),
+        account_db=latest("account_db", ["account_id", "updated_at"]),
+        sales=latest("sales_records", "deal_id"),
+        customers=latest("billing_customers", "customer_id"),
+        invoices=latest("billing_invoices", "invoice_line_id"),
+        payments=latest("billing_payments", "payment_id"),
+        fx=latest("fx_rates", ["date", "currency"]),
+        assignments=latest("experiment_assignments", ["account_id", "experiment"]),
     )
     if root is None or quarantine_root is not None:
         report.write(quarantine_root)
@@ -526,6 +556,18 @@ class Lifecycle:
     unrepaired: pd.DataFrame  # skips billing could not explain
     plan_gaps: pd.DataFrame  # CRM plan changes vs billing's (mismatch = re-dated in history)
     history: pd.DataFrame  # the repaired history: one row per transition, in order per account
+    # billing_milestones(*milestones_of), computed once per history (see :func:`milestones_for`)
+    milestones: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    milestones_of: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False, compare=False)
+
+
+def milestones_for(life: Lifecycle, events: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """:func:`billing_milestones` of ``events`` and ``customers``: the lifecycle's own when it was
+    built from these very frames (the same objects), else computed now. Callers must not modify it."""
+    basis = life.milestones_of
+    if life.milestones is not None and basis is not None and basis[0] is events and basis[1] is customers:
+        return life.milestones
+    return billing_milestones(events, customers)
 
 
 def build(
@@ -550,7 +592,8 @@ def build(
     to_product = crm_product_map(src.crm_accounts)
     chain = crm_chain(src.crm_stages)
     skipped = skipped_stages(chain)
-    milestones = billing_milestones(src.subscriptions if events is None else events, src.customers)
+    basis = (src.subscriptions if events is None else events, src.customers)
+    milestones = billing_milestones(*basis)
     inferred, unrepaired = repair_skipped(skipped, milestones, to_product, slack=dt.timedelta(days=1))
     gaps = plan_change_gaps(chain, milestones, to_product, tolerance=tolerance)
     crm = chain.drop(columns=["prev_stage", "prev_effective_at", "allowed"]).assign(
@@ -592,7 +635,7 @@ def build(
     hist["product_account_id"] = hist["account_id"].map(to_product)
     hist = _classify(hist)
     hist = _annotate_deals(hist, src.sales)
-    return Lifecycle(chain, skipped, inferred, unrepaired, gaps, hist)
+    return Lifecycle(chain, skipped, inferred, unrepaired, gaps, hist, milestones, basis)
 
 
 def _classify(hist: pd.DataFrame) -> pd.DataFrame:

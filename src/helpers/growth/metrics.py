@@ -171,6 +171,12 @@ CANCELLATION_COLUMNS = (
 )
 
 
+# What classify_cancellations reads of the subscription events (and subscription_states needs):
+# its sorted copy of them holds these columns only.
+_STATE_COLUMNS = ["event_id", "subscription_id", "customer_id", "status", "item_tier", "item_quantity"]
+_STATE_COLUMNS += ["cancellation_details_reason", "event_at"]
+
+
 def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFrame:
     """Every cancellation with a reason, classified (the ``churn_misclassified`` rules).
 
@@ -188,7 +194,8 @@ def classify_cancellations(src: GrowthSources, *, grace_days: int) -> pd.DataFra
     - ``misclassified`` and ``evidence``: cancelled before the grace period ended, still used
       afterwards, paid afterwards, or dunning retries still running.
     """
-    s = lifecycle.subscription_states(src.subscriptions)
+    subs = src.subscriptions
+    s = lifecycle.subscription_states(subs[[c for c in _STATE_COLUMNS if c in subs.columns]])
     c = _cancellation_events(s, src.customers)
     if c.empty:
         return pd.DataFrame(columns=list(CANCELLATION_COLUMNS))
@@ -398,9 +405,13 @@ def mrr_timeline(events: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:
     cols += ["mrr_local", "rate_day", "micros", "mrr_usd_cents"]
     if events.empty:
         return pd.DataFrame(columns=cols)
-    e = lifecycle.sorted_by(events, ["subscription_id", "at", "event_id"])
+    # only the columns it shows (in their order) and the price: no copy of every event column
+    renamed = {"cancellation_details_reason": "reason", "item_tier": "tier", "item_quantity": "seats"}
+    source = [{v: k for k, v in renamed.items()}.get(c, c) for c in cols[:9]]
+    e = lifecycle.sorted_by(events[[*source, "item_unit_amount"]], ["subscription_id", "at", "event_id"])
+    unit = e.pop("item_unit_amount")
     paying = e["status"].isin(PAYING)
-    local = np.where(paying, e["item_quantity"].astype(np.int64) * e["item_unit_amount"].astype(np.int64), 0)
+    local = np.where(paying, e["item_quantity"].astype(np.int64) * unit.astype(np.int64), 0)
     e["mrr_local"] = local.astype(np.int64)
     first = lifecycle.group_starts(e["subscription_id"])
     prev = e["mrr_local"].shift().mask(first)
@@ -410,10 +421,8 @@ def mrr_timeline(events: pd.DataFrame, fx: pd.DataFrame) -> pd.DataFrame:
     e["rate_day"] = rate_day.groupby(group).ffill().where(e["mrr_local"] > 0)
     e["micros"] = rates_on(e["rate_day"], e["currency"], fx_table_cache(fx)).where(e["mrr_local"] > 0, 0)
     e["mrr_usd_cents"] = convert_cents(e["mrr_local"], e["micros"])
-    out = e.rename(
-        columns={"cancellation_details_reason": "reason", "item_tier": "tier", "item_quantity": "seats"}
-    )
-    return out[cols]
+    e.columns = [renamed.get(c, c) for c in e.columns]  # in place: e is this function's own
+    return e if list(e.columns) == cols else e[cols]
 
 
 def fx_table_cache(fx: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,13 @@ from helpers.core.periods import day_bounds, month_bounds
 from helpers.growth import checks as growth_checks
 from helpers.growth import entities, lifecycle, runrate
 from helpers.growth import metrics as growth
+from helpers.storage.bulkread import release_memory
+
+# The subscription columns the counted events carry (what the MRR timeline, the lifecycle's
+# billing milestones and the checks read): not a second copy of every source column.
+EVENT_COLUMNS = ["event_id", "event_type", "subscription_id", "customer_id", "status", "item_tier"]
+EVENT_COLUMNS += ["item_quantity", "item_unit_amount", "currency", "canceled_at"]
+EVENT_COLUMNS += ["cancellation_details_reason", "event_at"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,9 @@ class GrowthHistory:
     resolution: entities.Resolution
     customer_entity: pd.Series  # billing customer -> company (entity id)
     cancellations: pd.DataFrame  # every cancellation, classified (growth.classify_cancellations)
-    events: pd.DataFrame  # subscription events with churn as it counts (growth.effective_events)
+    events: (
+        pd.DataFrame
+    )  # subscription events with churn as it counts (growth.effective_events; EVENT_COLUMNS)
     timeline: pd.DataFrame  # each subscription's MRR from each event on (growth.mrr_timeline)
     life: lifecycle.Lifecycle
     entity_hist: pd.DataFrame  # the lifecycle per company (lifecycle.entity_history)
@@ -66,16 +75,23 @@ def build_history(
     resolution = entities.resolve_sources(
         src, reviewed=reviewed, threshold=settings.fuzzy_name_threshold, enabled=apply_repairs
     )
+    release_memory()  # each step's garbage given back before the next (millions of rows at scale)
     cancellations = growth.classify_cancellations(src, grace_days=settings.grace_period_days)
     counted = cancellations if apply_repairs else cancellations.iloc[0:0]
-    events = growth.effective_events(src.subscriptions, counted)
+    events = growth.effective_events(src.subscriptions[EVENT_COLUMNS], counted)
+    release_memory()
     tolerance = pd.Timedelta(days=settings.date_tolerance_days)
     life = lifecycle.build(src, events=events, tolerance=tolerance, repair=apply_repairs)
-    return GrowthHistory(
+    release_memory()
+    timeline = growth.mrr_timeline(events, src.fx)
+    release_memory()
+    history = GrowthHistory(
         as_of, settings, src, reviewed, growth.unusable_events(src.subscriptions), resolution,
-        resolution.customer_entity(src.customers), cancellations, events, growth.mrr_timeline(events, src.fx),
+        resolution.customer_entity(src.customers), cancellations, events, timeline,
         life, lifecycle.entity_history(life.history, resolution.entity_of),
     )  # fmt: skip
+    release_memory()
+    return history
 
 
 def _shared(history: GrowthHistory) -> dict[str, Any]:
@@ -148,7 +164,9 @@ def build_month(
         apply_repairs=apply_repairs,
         usage_window=usage,
     )
-    return month_from(history, period, root=root)
+    month = month_from(history, period, root=root)
+    release_memory()
+    return month
 
 
 def month_from(history: GrowthHistory, period: str, *, root: Path | None = None) -> GrowthMonth:

@@ -20,13 +20,14 @@ module does not map) falls back to ``read_verified`` itself, so the guarantees s
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from helpers.storage import contracts, landing, verified
@@ -58,11 +59,14 @@ def _uniform(con, paths: list[str]) -> bool:  # noqa: ANN001
         "SELECT file_name, string_agg(hex(key) || '=' || hex(value), '|' ORDER BY key) "
         "FROM parquet_kv_metadata(?) GROUP BY file_name"
     )
-    schemas = dict(con.execute(schema_sql, [paths]).fetchall())
-    kvs = dict(con.execute(kv_sql, [paths]).fetchall())
-    if len(schemas) != len(paths):
-        return False
-    return len({(schemas[p], kvs.get(p)) for p in paths}) == 1
+    # compared inside DuckDB (thousands of files' metadata never come back to Python); a file
+    # without key-value metadata is "-", which no hex string is
+    sql = (
+        f"SELECT count(*), count(DISTINCT s.sig || '#' || coalesce(k.kv, '-')) "
+        f"FROM ({schema_sql}) s(file_name, sig) LEFT JOIN ({kv_sql}) k(file_name, kv) USING (file_name)"
+    )
+    [(files, variants)] = con.execute(sql, [paths, paths]).fetchall()
+    return files == len(paths) and variants == 1
 
 
 def _fast_schema(
@@ -83,6 +87,66 @@ def _fast_schema(
     return out
 
 
+@functools.cache
+def _malloc_trim():  # noqa: ANN202 - glibc's malloc_trim, or None (another C library)
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> None:
+    """Give the heap memory freed so far back to the system (glibc ``malloc_trim``, Arrow's pool).
+
+    A large read or step frees as much as it keeps (DuckDB's result, the Arrow copy, sort keys),
+    and glibc keeps those pages mapped: without this the process's resident memory stays at
+    every step's peak. Changes no value; a no-op where glibc is not the C library.
+    """
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _verified(
+    source: str,
+    found: list[landing.Delivery],
+    root: Path | None,
+    columns: list[str] | None,
+    contract: pa.Schema | None,
+    report: verified.LandingReport,
+) -> list[landing.Delivery] | None:
+    """The deliveries whose sha256 matches their manifest; each other one is rejected whole into
+    ``report`` as ``read_verified`` rejects it. None: one changed back in between (let it decide)."""
+    used: list[landing.Delivery] = []
+    for d in found:
+        if landing.verify_delivery(d, root=root) is None:
+            used.append(d)
+            continue
+        _table, rejected, _rows = verified._read_one(d, root, columns, contract)
+        if rejected is None:
+            return None
+        report.rejected.append(rejected)
+        report.received[source] += d.rows
+    return used
+
+
+def _narrow(schema: pa.Schema, keep: list[str] | None) -> pa.Schema | None:
+    """``schema`` reduced to ``keep`` (every column was screened: all of the contract's, typed);
+    None when a kept column is missing or repeated (the pyarrow path decides)."""
+    if keep is None:
+        return schema
+    if any(c not in schema.names for c in keep) or len(set(keep)) != len(keep):
+        return None
+    return pa.schema([schema.field(c) for c in keep], metadata=schema.metadata)
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table.to_pandas()``, the same values, freeing each Arrow column once converted (the
+    table is not used after this): the Arrow copy and the frame are not both held whole."""
+    return table.to_pandas(self_destruct=True, split_blocks=True)
+
+
 def read_verified_bulk(
     source: str,
     *,
@@ -91,14 +155,29 @@ def read_verified_bulk(
     end: dt.date | str | None = None,
     columns: list[str] | None = None,
     root: Path | None = None,
+    keep: list[str] | None = None,
 ) -> verified.VerifiedRead:
     """:func:`helpers.storage.verified.read_verified` (``combine="arrow"``), read in one DuckDB scan
-    when every delivery has the same schema (module doc); the same frame and report either way."""
+    when every delivery has the same schema (module doc); the same frame and report either way.
+
+    ``keep`` (with ``columns=None``): every delivery is verified and screened as a read of all its
+    columns is (the same deliveries and rows left out, the same report), and only these columns
+    (in this order, each one a contract column) are returned, so the frame is the full read's
+    ``frame[keep + ["_partition", "_arrived_at"]]`` without holding the other columns in memory.
+    """
 
     def fallback() -> verified.VerifiedRead:
-        return verified.read_verified(
+        got = verified.read_verified(
             source, as_of=as_of, start=start, end=end, columns=columns, root=root, combine="arrow"
         )
+        if keep is None or any(c not in got.frame.columns for c in keep):
+            return got  # nothing read (no columns at all): the full read's frame as it is
+        return verified.VerifiedRead(
+            got.frame[[*keep, "_partition", "_arrived_at"]].copy(deep=False), got.report
+        )
+
+    if keep is not None and columns is not None:
+        raise ValueError(f"read_verified_bulk({source}): pass columns or keep, not both")
 
     lo, hi = (str(start) if start else None), (str(end) if end else None)
     found = [
@@ -110,17 +189,8 @@ def read_verified_bulk(
     if len(found) < 2:
         return fallback()
     report = verified.LandingReport(deliveries={source: len(found)}, received={source: 0})
-    used: list[landing.Delivery] = []
-    for d in found:
-        if landing.verify_delivery(d, root=root) is None:
-            used.append(d)
-            continue
-        _table, rejected, _rows = verified._read_one(d, root, columns, contract)
-        if rejected is None:  # changed back in between: let read_verified decide
-            return fallback()
-        report.rejected.append(rejected)
-        report.received[source] += d.rows
-    paths = [str(landing.source_dir(source, root) / d.file) for d in used]
+    used = _verified(source, found, root, columns, contract, report)
+    paths = [str(landing.source_dir(source, root) / d.file) for d in used or []]
     if not used or len(set(paths)) != len(paths):
         return fallback()
     import duckdb
@@ -130,24 +200,28 @@ def read_verified_bulk(
         schema = _fast_schema(source, paths[0], columns, contract) if _uniform(con, paths) else None
         if schema is None or "__file" in schema.names:
             return fallback()
+        schema = _narrow(schema, keep)
+        if schema is None:
+            return fallback()
         select = ", ".join('"' + c.replace('"', '""') + '"' for c in schema.names)
-        query = f"SELECT {select}, filename AS __file FROM read_parquet($paths, filename = true)"
+        # file_index: the file's position in $paths (an integer per row, not its name)
+        query = f"SELECT {select}, file_index AS __file FROM read_parquet($paths)"
         table = con.sql(query, params={"paths": paths}).to_arrow_table()
     except duckdb.Error:  # out of memory, a file DuckDB cannot read: the pyarrow path decides
         return fallback()
     finally:
         con.close()
-    files = pc.dictionary_encode(table.column("__file")).combine_chunks()
-    order = {p: i for i, p in enumerate(paths)}
-    codes = np.asarray([order[f] for f in files.dictionary.to_pylist()], dtype=np.int64)
-    index = codes[files.indices.to_numpy(zero_copy_only=False)] if len(files) else codes[:0]
-    if len(index) and (np.diff(index) < 0).any():
+    index = table.column("__file").to_numpy().astype(np.int64)
+    if len(index) and ((np.diff(index) < 0).any() or index.max() >= len(paths)):
         return fallback()  # not in manifest order: never expected, but order is part of the result
     sizes = np.bincount(index, minlength=len(paths))
+    del index
     table = table.drop_columns(["__file"]).cast(schema)
     report.received[source] += int(table.num_rows)
-    frame = table.to_pandas()
-    frame["_partition"] = np.repeat([d.partition for d in used], sizes)
+    frame = _to_pandas(table)
+    release_memory()  # the Arrow copy and DuckDB's result, freed: give them back
+    # one str object per delivery, shared by its rows (np.repeat of a list would make one per row)
+    frame["_partition"] = np.repeat(np.array([d.partition for d in used], dtype=object), sizes)
     arrived = pd.to_datetime(np.repeat([d.arrived_at for d in used], sizes), utc=True)
     frame["_arrived_at"] = arrived.astype("datetime64[us, UTC]")
     return verified.VerifiedRead(frame, report)
