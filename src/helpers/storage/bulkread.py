@@ -7,7 +7,7 @@ daily partition of the history on each run; pyarrow opens them one by one at 1-2
 1. every delivery's sha256 is checked against its manifest first, as ``read_verified`` does; a
    changed or missing file is rejected whole with the same record (``verified._read_one``);
 2. the Parquet schema and key-value metadata of every remaining file are read in one DuckDB call
-   each; the fast path is taken only when all files share one schema, that schema holds every
+   (once per file content: kept by sha256 beside the landing zone, ``<data>/cache``); the fast path is taken only when all files share one schema, that schema holds every
    column asked for, and each contract column in it has its contract type (so no value can be
    quarantined and no delivery lacks a column);
 3. then DuckDB reads them all in one scan (files in manifest order, rows in file order), cast to
@@ -23,6 +23,9 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import functools
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from helpers.core import paths as core_paths
 from helpers.storage import contracts, landing, verified
 
 # Arrow types whose values DuckDB returns unchanged (a timezone's name aside, restored by the cast).
@@ -48,25 +52,71 @@ def _connect():  # noqa: ANN202 - duckdb is imported here: most callers never ne
     return _CONNECTION[0].cursor()
 
 
-def _uniform(con, paths: list[str]) -> bool:  # noqa: ANN001
-    """True when every file has the same Parquet schema and the same key-value metadata."""
-    schema_sql = (
-        "SELECT file_name, string_agg(concat_ws(':', name, type, type_length, repetition_type, "
-        "num_children, converted_type, scale, precision, field_id, logical_type), '|') "
-        "FROM parquet_schema(?) GROUP BY file_name"
-    )
-    kv_sql = (
-        "SELECT file_name, string_agg(hex(key) || '=' || hex(value), '|' ORDER BY key) "
-        "FROM parquet_kv_metadata(?) GROUP BY file_name"
-    )
-    # compared inside DuckDB (thousands of files' metadata never come back to Python); a file
-    # without key-value metadata is "-", which no hex string is
-    sql = (
-        f"SELECT count(*), count(DISTINCT s.sig || '#' || coalesce(k.kv, '-')) "
-        f"FROM ({schema_sql}) s(file_name, sig) LEFT JOIN ({kv_sql}) k(file_name, kv) USING (file_name)"
-    )
-    [(files, variants)] = con.execute(sql, [paths, paths]).fetchall()
-    return files == len(paths) and variants == 1
+_SIGNATURE_SQL = (
+    "SELECT s.file_name, s.sig || '#' || coalesce(k.kv, '-') FROM ("
+    "SELECT file_name, string_agg(concat_ws(':', name, type, type_length, repetition_type, "
+    "num_children, converted_type, scale, precision, field_id, logical_type), '|') "
+    "FROM parquet_schema(?) GROUP BY file_name) s(file_name, sig) LEFT JOIN ("
+    "SELECT file_name, string_agg(hex(key) || '=' || hex(value), '|' ORDER BY key) "
+    "FROM parquet_kv_metadata(?) GROUP BY file_name) k(file_name, kv) USING (file_name)"
+)  # a file without key-value metadata is "-", which no hex string is
+SIGNATURES_FILE = "parquet-signatures.json"
+_SIGNATURES: dict[str, dict[str, str]] = {}  # cache file -> {file sha256: signature digest}
+
+
+def _signature_cache(root: Path | None) -> Path:
+    """Beside the landing zone (``<data>/cache``): the signatures of files already seen, by content."""
+    return (root or core_paths.landing_dir()).parent / "cache" / SIGNATURES_FILE
+
+
+def _load_signatures(path: Path) -> dict[str, str]:
+    if str(path) not in _SIGNATURES:
+        try:
+            data = json.loads(path.read_text())
+            _SIGNATURES[str(path)] = (
+                {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+            )
+        except (OSError, ValueError):  # none yet, or unreadable: every signature is read again
+            _SIGNATURES[str(path)] = {}
+    return _SIGNATURES[str(path)]
+
+
+def _save_signatures(path: Path, new: dict[str, str]) -> None:
+    """Add ``new`` to the cache file (merged with what another process wrote; replaced in one step)."""
+    try:
+        merged = {**_load_signatures(path), **new}
+        try:
+            on_disk = json.loads(path.read_text())
+            merged = {**on_disk, **merged} if isinstance(on_disk, dict) else merged
+        except (OSError, ValueError):
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, separators=(",", ":")))
+        tmp.replace(path)
+        _SIGNATURES[str(path)] = merged
+    except OSError:  # a read-only home: the cache is an optimisation, never a failure
+        pass
+
+
+def _uniform(con, paths: list[str], digests: list[str], cache: Path) -> bool:  # noqa: ANN001
+    """True when every file has the same Parquet schema and the same key-value metadata.
+
+    A file's signature (its schema and key-value metadata, hashed) is read by DuckDB once per
+    content: it is kept by the file's sha256, which the caller has just verified against the
+    manifest, so a file that changed is never judged by an old signature.
+    """
+    known = _load_signatures(cache)
+    missing = sorted({p for p, h in zip(paths, digests, strict=True) if h not in known})
+    new: dict[str, str] = {}
+    if missing:
+        got = dict(con.execute(_SIGNATURE_SQL, [missing, missing]).fetchall())
+        if set(got) != set(missing):
+            return False  # a file without a schema row: let read_verified decide
+        by_path = dict(zip(paths, digests, strict=True))
+        new = {by_path[p]: hashlib.sha256(sig.encode()).hexdigest()[:32] for p, sig in got.items()}
+        _save_signatures(cache, new)
+    return len({known.get(h) or new[h] for h in digests}) == 1
 
 
 def _fast_schema(
@@ -197,7 +247,8 @@ def read_verified_bulk(
 
     con = _connect()
     try:
-        schema = _fast_schema(source, paths[0], columns, contract) if _uniform(con, paths) else None
+        uniform = _uniform(con, paths, [d.sha256 for d in used], _signature_cache(root))
+        schema = _fast_schema(source, paths[0], columns, contract) if uniform else None
         if schema is None or "__file" in schema.names:
             return fallback()
         schema = _narrow(schema, keep)

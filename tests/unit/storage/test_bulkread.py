@@ -10,6 +10,7 @@ rows received, every delivery and row left out with its reason).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -113,3 +114,55 @@ def test_a_delivery_without_a_contract_column_is_rejected_as_read_verified_does(
     manifest.write_text(manifest.read_text().replace(d.sha256, landing.file_sha256(path)))
     got = same_read(company, "billing_invoices")
     assert [r.kind for r in got.report.rejected] == ["columns"]
+
+
+class SpyConnection:
+    """A DuckDB cursor that records the SQL it is asked to execute."""
+
+    def __init__(self, con, asked: list[str]):
+        self.con, self.asked = con, asked
+
+    def execute(self, sql, *args, **kwargs):
+        self.asked.append(sql)
+        return self.con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def spy_on_duckdb(monkeypatch) -> list[str]:
+    asked: list[str] = []
+    real = bulkread._connect
+    monkeypatch.setattr(bulkread, "_connect", lambda: SpyConnection(real(), asked))
+    return asked
+
+
+def test_file_signatures_are_read_once_per_file_content(company, monkeypatch):
+    bulkread._SIGNATURES.clear()
+    asked = spy_on_duckdb(monkeypatch)
+    same_read(company, "billing_payments")
+    assert asked.count(bulkread._SIGNATURE_SQL) == 1
+    cache = company.parent / "cache" / bulkread.SIGNATURES_FILE
+    digests = {d.sha256 for d in landing.deliveries("billing_payments", root=company, as_of=AS_OF)}
+    assert digests <= set(json.loads(cache.read_text())), "kept by each file's sha256"
+    bulkread._SIGNATURES.clear()  # as a new process: read from the file
+    asked.clear()
+    same_read(company, "billing_payments")
+    assert bulkread._SIGNATURE_SQL not in asked, "every file's signature came from the cache"
+
+
+def test_a_changed_delivery_is_judged_by_its_own_signature_not_a_cached_one(company, monkeypatch):
+    bulkread._SIGNATURES.clear()
+    same_read(company, "billing_payments")  # every signature cached
+    asked = spy_on_duckdb(monkeypatch)
+    test_schema_drift_falls_back_and_quarantines_the_same_rows(company)  # a re-delivery, other schema
+    assert asked.count(bulkread._SIGNATURE_SQL) == 1, "only the changed file's signature was read"
+
+
+def test_an_unreadable_cache_is_ignored(company):
+    bulkread._SIGNATURES.clear()
+    cache = company.parent / "cache" / bulkread.SIGNATURES_FILE
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    same_read(company, "billing_payments")
+    assert json.loads(cache.read_text()), "rewritten with the signatures read"
