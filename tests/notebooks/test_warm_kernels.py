@@ -10,8 +10,8 @@ import nbformat
 import psutil
 import pytest
 
-from helpers.core.timeutil import CLOCK_ENV
 from helpers.core import kernels
+from helpers.core.timeutil import CLOCK_ENV
 from helpers.runs import runner
 from helpers.storage.warehouse import RUNNER_ENV
 
