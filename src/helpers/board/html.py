@@ -12,7 +12,6 @@ the folder can be opened from disk or served.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from helpers.board import health
 from helpers.board.health import Freshness, Node, format_age
 from helpers.board.status import NO_RUN, Board, Cell, GridRow, collect, page_path
 from helpers.core import config as cfgmod
-from helpers.core import page
+from helpers.core import page, paths
 from helpers.core.page import badge, esc, link
 
 REFRESH_SECONDS = 60
@@ -317,13 +316,7 @@ def write(board: Board, path: Path | None = None) -> Path:
     """Write the page atomically (a temporary file beside it, then a rename); its path."""
     path = path or page_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(render(board), encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return paths.write_atomic(path, render(board))
 
 
 def write_board(

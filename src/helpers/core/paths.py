@@ -1,4 +1,5 @@
-"""Where things are: the one module that knows the repository's and the workbook's paths.
+"""Where things are: the one module that knows the repository's and the workbook's paths (and
+writes a file into place atomically, :func:`write_atomic`).
 
 No side effects at import; every function reads the environment when called, so tests can
 point ``WORKBOOK_HOME`` at a sandbox.
@@ -7,6 +8,8 @@ point ``WORKBOOK_HOME`` at a sandbox.
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -77,3 +80,16 @@ def notebook_path(relative: str | os.PathLike[str]) -> Path:
     """A notebook path from config, resolved against the repository (absolute paths pass through)."""
     p = Path(relative)
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` under a unique temporary name beside ``path``, then rename it into place: a
+    reader sees the old file or the new one, and two writers (processes or threads) never share
+    a temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

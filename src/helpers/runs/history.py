@@ -26,8 +26,6 @@ import datetime as dt
 import json
 import os
 import re
-import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -502,17 +500,6 @@ def _serialised(runs_root: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` under a unique temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def links_board(runs_root: Path) -> bool:
     """Whether ``runs/index.html`` already links the status board (it is rebuilt once the board exists)."""
     try:
@@ -532,4 +519,4 @@ def refresh(runs_root: Path | None = None, *, now: dt.datetime | None = None) ->
     with _serialised(root):
         runs = scan(root)
         page = render(runs, scan_published(root), board=(root / BOARD).is_file(), now=now)
-        return write_atomic(root / INDEX, page)
+        return paths.write_atomic(root / INDEX, page)

@@ -7,7 +7,8 @@ daily partition of the history on each run; pyarrow opens them one by one at 1-2
 1. every delivery's sha256 is checked against its manifest first, as ``read_verified`` does; a
    changed or missing file is rejected whole with the same record (``verified._read_one``);
 2. the Parquet schema and key-value metadata of every remaining file are read in one DuckDB call
-   (once per file content: kept by sha256 beside the landing zone, ``<data>/cache``); the fast path is taken only when all files share one schema, that schema holds every
+   (once per file content: kept by sha256 beside the landing zone, ``<data>/cache``); the fast
+   path is taken only when all files share one schema, that schema holds every
    column asked for, and each contract column in it has its contract type (so no value can be
    quarantined and no delivery lacks a column);
 3. then DuckDB reads them all in one scan (files in manifest order, rows in file order), cast to
@@ -25,7 +26,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +91,7 @@ def _save_signatures(path: Path, new: dict[str, str]) -> None:
         except (OSError, ValueError):
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged, separators=(",", ":")))
-        tmp.replace(path)
+        core_paths.write_atomic(path, json.dumps(merged, separators=(",", ":")))
         _SIGNATURES[str(path)] = merged
     except OSError:  # a read-only home: the cache is an optimisation, never a failure
         pass
