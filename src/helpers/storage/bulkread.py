@@ -12,7 +12,10 @@ daily partition of the history on each run; pyarrow opens them one by one at 1-2
    column asked for, and each contract column in it has its contract type (so no value can be
    quarantined and no delivery lacks a column);
 3. then DuckDB reads them all in one scan (files in manifest order, rows in file order), cast to
-   the first file's own Arrow schema, with ``_partition`` and ``_arrived_at`` as ``read_verified`` adds them.
+   the first file's own Arrow schema, with ``_partition`` and ``_arrived_at`` as ``read_verified`` adds them;
+   where a chunk holds exactly the next deliveries' rows (:mod:`helpers.storage.chunks`), it is
+   scanned in place of their files, and the read writes the next chunk once enough deliveries
+   have settled.
 
 Anything else (schemas differing between deliveries, type drift, a missing column, a type this
 module does not map) falls back to ``read_verified`` itself, so the guarantees stay those of
@@ -34,13 +37,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.core import paths as core_paths
-from helpers.storage import contracts, landing, verified
+from helpers.storage import chunks, contracts, landing, verified
 
 # Arrow types whose values DuckDB returns unchanged (a timezone's name aside, restored by the cast).
 _SAFE = (pa.types.is_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_date32)
 _SAFE += (pa.types.is_timestamp, pa.types.is_decimal128, pa.types.is_float64)
 
 
+MIN_FILES = 8  # fewer deliveries are read file by file (a DuckDB scan's fixed cost is more than theirs)
 _CONNECTION: list = []  # one in-process DuckDB per process, a cursor per read
 
 
@@ -97,24 +101,31 @@ def _save_signatures(path: Path, new: dict[str, str]) -> None:
         pass
 
 
-def _uniform(con, paths: list[str], digests: list[str], cache: Path) -> bool:  # noqa: ANN001
-    """True when every file has the same Parquet schema and the same key-value metadata.
+def _signatures(con, paths: list[str]) -> dict[str, str]:  # noqa: ANN001
+    """Each file's signature: its Parquet schema and key-value metadata, hashed (one DuckDB call)."""
+    got = con.execute(_SIGNATURE_SQL, [paths, paths]).fetchall()
+    return {p: hashlib.sha256(sig.encode()).hexdigest()[:32] for p, sig in got}
 
-    A file's signature (its schema and key-value metadata, hashed) is read by DuckDB once per
-    content: it is kept by the file's sha256, which the caller has just verified against the
-    manifest, so a file that changed is never judged by an old signature.
+
+def _uniform(con, paths: list[str], digests: list[str], cache: Path) -> str | None:  # noqa: ANN001
+    """The signature every file shares (the same Parquet schema and key-value metadata), or None.
+
+    A file's signature is read by DuckDB once per content: it is kept by the file's sha256, which
+    the caller has just verified against the manifest, so a file that changed is never judged by an
+    old signature.
     """
     known = _load_signatures(cache)
     missing = sorted({p for p, h in zip(paths, digests, strict=True) if h not in known})
     new: dict[str, str] = {}
     if missing:
-        got = dict(con.execute(_SIGNATURE_SQL, [missing, missing]).fetchall())
+        got = _signatures(con, missing)
         if set(got) != set(missing):
-            return False  # a file without a schema row: let read_verified decide
+            return None  # a file without a schema row: let read_verified decide
         by_path = dict(zip(paths, digests, strict=True))
-        new = {by_path[p]: hashlib.sha256(sig.encode()).hexdigest()[:32] for p, sig in got.items()}
+        new = {by_path[p]: sig for p, sig in got.items()}
         _save_signatures(cache, new)
-    return len({known.get(h) or new[h] for h in digests}) == 1
+    found = {known.get(h) or new[h] for h in digests}
+    return found.pop() if len(found) == 1 else None
 
 
 def _fast_schema(
@@ -167,8 +178,9 @@ def _verified(
     """The deliveries whose sha256 matches their manifest; each other one is rejected whole into
     ``report`` as ``read_verified`` rejects it. None: one changed back in between (let it decide)."""
     used: list[landing.Delivery] = []
+    base = str(landing.source_dir(source, root))
     for d in found:
-        if landing.verify_delivery(d, root=root) is None:
+        if landing.verify_delivery(d, root=root, path=f"{base}/{d.file}") is None:
             used.append(d)
             continue
         _table, rejected, _rows = verified._read_one(d, root, columns, contract)
@@ -177,6 +189,11 @@ def _verified(
         report.rejected.append(rejected)
         report.received[source] += d.rows
     return used
+
+
+def _mapped(t: pa.DataType) -> bool:
+    """Whether the scan maps values of type ``t`` back to the files' own Arrow type unchanged."""
+    return any(ok(t) for ok in _SAFE)
 
 
 def _narrow(schema: pa.Schema, keep: list[str] | None) -> pa.Schema | None:
@@ -193,6 +210,43 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """``table.to_pandas()``, the same values, freeing each Arrow column once converted (the
     table is not used after this): the Arrow copy and the frame are not both held whole."""
     return table.to_pandas(self_destruct=True, split_blocks=True)
+
+
+def _scan(source: str, used: list[landing.Delivery], paths: list[str], *, columns: list[str] | None,
+          keep: list[str] | None, contract: pa.Schema | None, as_of: dt.datetime | None,
+          root: Path | None, whole: bool) -> tuple[pa.Table, pa.Schema, np.ndarray] | None:  # fmt: skip
+    """The fast path's scan of ``used`` (files ``paths``, chunks in place of their deliveries where
+    they hold them): the rows with a ``__file`` column, their Arrow schema and each delivery's rows;
+    None where the fast path must not be taken (module doc). ``whole``: a read of every partition,
+    which writes the next chunk when one is due."""
+    import duckdb
+
+    con = _connect()
+    try:
+        signature = _uniform(con, paths, [d.sha256 for d in used], _signature_cache(root))
+        schema = _fast_schema(source, paths[0], columns, contract) if signature else None
+        if schema is None or "__file" in schema.names:
+            return None
+        schema = _narrow(schema, keep)
+        if schema is None:
+            return None
+        segments = chunks.plan(source, used, paths, signature, root=root)
+        select = ", ".join('"' + c.replace('"', '""') + '"' for c in schema.names)
+        # file_index: the file's position in $paths (an integer per row, not its name)
+        query = f"SELECT {select}, file_index AS __file FROM read_parquet($paths, hive_partitioning = false)"
+        table = con.sql(query, params={"paths": [s.path for s in segments]}).to_arrow_table()
+        if whole:  # a read of part of the history would start chunks no other read lines up with
+            chunks.extend(source, used, paths, segments, signature=signature, as_of=as_of, con=con, root=root,
+                          signature_of=lambda p: _signatures(con, [p]).get(p), mapped=_mapped)  # fmt: skip
+    except duckdb.Error:  # out of memory, a file DuckDB cannot read: the pyarrow path decides
+        return None
+    finally:
+        con.close()
+    index = table.column("__file").to_numpy().astype(np.int64)
+    if len(index) and ((np.diff(index) < 0).any() or index.max() >= len(segments)):
+        return None  # not in manifest order: never expected, but order is part of the result
+    sizes = chunks.delivery_sizes(segments, np.bincount(index, minlength=len(segments)))
+    return None if sizes is None else (table, schema, sizes)
 
 
 def read_verified_bulk(
@@ -234,37 +288,28 @@ def read_verified_bulk(
         if not ((lo and d.partition < lo) or (hi and d.partition > hi))
     ]
     contract = contracts.schema(source)
-    if len(found) < 2:
+    if len(found) < MIN_FILES:
         return fallback()
     report = verified.LandingReport(deliveries={source: len(found)}, received={source: 0})
     used = _verified(source, found, root, columns, contract, report)
-    paths = [str(landing.source_dir(source, root) / d.file) for d in used or []]
+    base = str(landing.source_dir(source, root))
+    paths = [f"{base}/{d.file}" for d in used or []]
     if not used or len(set(paths)) != len(paths):
         return fallback()
-    import duckdb
-
-    con = _connect()
-    try:
-        uniform = _uniform(con, paths, [d.sha256 for d in used], _signature_cache(root))
-        schema = _fast_schema(source, paths[0], columns, contract) if uniform else None
-        if schema is None or "__file" in schema.names:
-            return fallback()
-        schema = _narrow(schema, keep)
-        if schema is None:
-            return fallback()
-        select = ", ".join('"' + c.replace('"', '""') + '"' for c in schema.names)
-        # file_index: the file's position in $paths (an integer per row, not its name)
-        query = f"SELECT {select}, file_index AS __file FROM read_parquet($paths)"
-        table = con.sql(query, params={"paths": paths}).to_arrow_table()
-    except duckdb.Error:  # out of memory, a file DuckDB cannot read: the pyarrow path decides
+    got = _scan(
+        source,
+        used,
+        paths,
+        columns=columns,
+        keep=keep,
+        contract=contract,
+        as_of=as_of,
+        root=root,
+        whole=lo is None,
+    )
+    if got is None:
         return fallback()
-    finally:
-        con.close()
-    index = table.column("__file").to_numpy().astype(np.int64)
-    if len(index) and ((np.diff(index) < 0).any() or index.max() >= len(paths)):
-        return fallback()  # not in manifest order: never expected, but order is part of the result
-    sizes = np.bincount(index, minlength=len(paths))
-    del index
+    table, schema, sizes = got
     table = table.drop_columns(["__file"]).cast(schema)
     report.received[source] += int(table.num_rows)
     frame = _to_pandas(table)

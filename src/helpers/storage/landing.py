@@ -64,7 +64,7 @@ def file_sha256(path: Path) -> str:
 _DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def cached_sha256(path: Path) -> str:
+def cached_sha256(path: str | Path) -> str:
     """:func:`file_sha256`, cached per process by the file's path and stat (raises ``OSError``)."""
     st = os.stat(path)
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
@@ -74,11 +74,11 @@ def cached_sha256(path: Path) -> str:
     return digest
 
 
-def verify_delivery(d: Delivery, *, root: Path | None = None) -> str | None:
+def verify_delivery(d: Delivery, *, root: Path | None = None, path: str | Path | None = None) -> str | None:
     """None when the delivered file still hashes to its manifest's sha256; else the reason,
     naming the file: "landing file changed after arrival: <path> (sha256 <12 hex> ≠ manifest
-    <12 hex>)" or "landing file missing: <path>"."""
-    path = source_dir(d.source, root) / d.file
+    <12 hex>)" or "landing file missing: <path>". ``path``: the file, when the caller has it."""
+    path = source_dir(d.source, root) / d.file if path is None else path
     try:
         actual = cached_sha256(path)
     except FileNotFoundError:
@@ -351,10 +351,30 @@ def screen_file(source: str, path: Path, *, schema: pa.Schema | None = None):
     return ScreenedRows(accepted, quarantined, table.num_rows)
 
 
+# (manifest path, its stat, as_of) -> the arrivals frame: monitors, checks and the status board
+# ask for every source's several times in one process; an append to the manifest changes its stat.
+_ARRIVALS: dict[tuple[str, tuple[int, int, int, int], dt.datetime | None], pd.DataFrame] = {}
+
+
 def arrivals(source: str, *, root: Path | None = None, as_of: dt.datetime | None = None) -> pd.DataFrame:
     """The manifest as a frame: partition, file, rows, arrived_at (for freshness and lateness)."""
+    manifest = source_dir(source, root) / MANIFEST
+    try:
+        st = os.stat(manifest)
+        key = (str(manifest), (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), as_of)
+    except OSError:
+        key = None
+    if key is not None and key in _ARRIVALS:
+        return _ARRIVALS[key].copy()
     columns = ["source", "partition", "file", "rows", "sha256", "arrived_at"]
-    rows = [tuple(getattr(d, c) for c in columns) for d in deliveries(source, root=root, as_of=as_of)]
+    rows = [(d.source, d.partition, d.file, d.rows, d.sha256, d.arrived_at)
+            for d in deliveries(source, root=root, as_of=as_of)]  # fmt: skip
     frame = pd.DataFrame.from_records(rows, columns=columns)
-    frame["arrived_at"] = pd.to_datetime(frame["arrived_at"], utc=True)
+    frame["arrived_at"] = pd.to_datetime(frame["arrived_at"], utc=True, format="ISO8601")
+    if key is not None:
+        for old in [k for k in _ARRIVALS if k[0] == key[0] and k[1] != key[1]]:
+            del _ARRIVALS[old]  # the manifest has changed since: only its latest state is kept
+        if len(_ARRIVALS) >= 512:
+            _ARRIVALS.clear()
+        _ARRIVALS[key] = frame.copy()
     return frame
