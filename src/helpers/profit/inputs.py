@@ -23,8 +23,9 @@ import pandas as pd
 from helpers.core.periods import month_bounds, shift_period
 from helpers.core.timeutil import as_utc
 from helpers.storage import contracts, landing
+from helpers.storage.bulkread import read_verified_bulk
 from helpers.storage.quarantine import QuarantinedRow
-from helpers.storage.verified import LandingReport, read_verified
+from helpers.storage.verified import LandingReport
 
 # Daily extracts: one delivery per day, an empty file on a quiet day (a missing day is missing data).
 BILLING_SOURCES = ("billing_customers", "subscriptions", "billing_invoices", "billing_payments")
@@ -372,7 +373,8 @@ def load_inputs(
 ) -> ProfitInputs:
     """Read what had arrived by ``as_of`` (rows and manifests) for a run of ``period``.
 
-    Every delivery is verified on read (:func:`helpers.storage.verified.read_verified`): a file
+    Every delivery is verified on read (:func:`helpers.storage.verified.read_verified`, in one
+    DuckDB scan of a source's files where they share a schema: :mod:`helpers.storage.bulkread`): a file
     changed after arrival or lacking a contract column is left out whole, a value that is not of
     its contract type leaves its row out; ``ProfitInputs.landing`` lists them, and they are
     appended to the quarantine zone (``quarantine_root``; the workbook's when reading the
@@ -387,7 +389,7 @@ def load_inputs(
     frames, report = {}, LandingReport()
     for source in sources:
         start = windows.get(source, windows["billing_invoices"] if source == "billing_payments" else None)
-        got = read_verified(source, as_of=as_of, start=start, root=root)
+        got = read_verified_bulk(source, as_of=as_of, start=start, root=root)
         report.extend(got.report)
         frames[source] = ensure_columns(got.frame, source)
     if root is None or quarantine_root is not None:
