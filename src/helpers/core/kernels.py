@@ -62,6 +62,7 @@ WARM_IMPORTS = (
     "helpers.runs.session",
     "helpers.runs.scraps",
     "helpers.checks",
+    "helpers.oncall.incidents",  # what a run's checks import when they run (icalendar's schedules)
     "helpers.investor.charts",
     "helpers.storage.warehouse",
 )

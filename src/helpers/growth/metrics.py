@@ -699,8 +699,10 @@ def recognised_revenue(
     ps = pd.to_datetime(li["period_start"]).dt.tz_localize("UTC")
     pe = pd.to_datetime(li["period_end"]).dt.tz_localize("UTC")
     length = (pe - ps).dt.days.clip(lower=1).to_numpy()
-    lo = ((np.maximum(ps, start) - ps).dt.days).clip(lower=0, upper=length).to_numpy()
-    hi = ((np.minimum(pe, end) - ps).dt.days).clip(lower=0, upper=length).to_numpy()
+    # clip + fillna: np.maximum/np.minimum's values (a missing day gives the bound), without
+    # comparing timestamp objects one by one
+    lo = ((ps.clip(lower=start).fillna(start) - ps).dt.days).clip(lower=0, upper=length).to_numpy()
+    hi = ((pe.clip(upper=end).fillna(end) - ps).dt.days).clip(lower=0, upper=length).to_numpy()
     amount = (
         pd.to_numeric(li["amount"], errors="coerce").fillna(0).astype(np.int64).to_numpy()
     )  # NULL: not revenue
