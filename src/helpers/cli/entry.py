@@ -4,6 +4,7 @@ before the CLI imports pandas, SQLAlchemy and papermill (:func:`helpers.core.ker
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``workbook`` command; its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     with kernels.early(args):
-        from helpers.cli.main import main as run
-
+        gc.disable()  # the CLI's imports make objects that live as long as it: no collections meanwhile
+        try:
+            from helpers.cli.main import main as run
+        finally:
+            gc.enable()
+        gc.freeze()  # and none of them is looked at by a later collection
         return run(args)

@@ -3,6 +3,8 @@ their runs, and runs pre-paid by the entry point (``kernels.early``) are not sta
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -101,3 +103,18 @@ def test_early_is_off_with_warm_kernels_off(monkeypatch):
     monkeypatch.setenv("WORKBOOK_WARM_KERNELS", "0")
     with kernels.early(["close", "--month", "2026-10"]) as pool:
         assert pool is None
+
+
+def test_the_warm_line_imports_with_the_collector_off_and_leaves_it_on_with_the_imports_frozen(tmp_path):
+    (tmp_path / "allocates_a_lot.py").write_text("KEPT = [[i] for i in range(200_000)]\n")
+    probe = (
+        "import gc, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "seen = []\n"
+        "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
+        f"exec({kernels.warm_line(('json', 'no_such_module_here', 'allocates_a_lot'))!r})\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 200_000, 'allocates_a_lot' in sys.modules,"
+        " len(seen), sorted(k for k in ('_g', '_i', '_m') if k in globals()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True", "0", "[]"], out
