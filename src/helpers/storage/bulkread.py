@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.core import paths as core_paths
-from helpers.storage import chunks, contracts, landing, verified
+from helpers.storage import chunks, contracts, digests, landing, verified
 
 # Arrow types whose values DuckDB returns unchanged (a timezone's name aside, restored by the cast).
 _SAFE = (pa.types.is_string, pa.types.is_integer, pa.types.is_boolean, pa.types.is_date32)
@@ -179,15 +179,19 @@ def _verified(
     ``report`` as ``read_verified`` rejects it. None: one changed back in between (let it decide)."""
     used: list[landing.Delivery] = []
     base = str(landing.source_dir(source, root))
-    for d in found:
-        if landing.verify_delivery(d, root=root, path=f"{base}/{d.file}") is None:
-            used.append(d)
-            continue
-        _table, rejected, _rows = verified._read_one(d, root, columns, contract)
-        if rejected is None:
-            return None
-        report.rejected.append(rejected)
-        report.received[source] += d.rows
+    store = digests.DigestStore(source, root)
+    try:
+        for d in found:
+            if landing.verify_delivery(d, root=root, path=f"{base}/{d.file}", sha256=store.sha256) is None:
+                used.append(d)
+                continue
+            _table, rejected, _rows = verified._read_one(d, root, columns, contract)
+            if rejected is None:
+                return None
+            report.rejected.append(rejected)
+            report.received[source] += d.rows
+    finally:
+        store.save()
     return used
 
 

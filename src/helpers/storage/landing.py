@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,13 +74,20 @@ def cached_sha256(path: str | Path) -> str:
     return digest
 
 
-def verify_delivery(d: Delivery, *, root: Path | None = None, path: str | Path | None = None) -> str | None:
+def verify_delivery(
+    d: Delivery,
+    *,
+    root: Path | None = None,
+    path: str | Path | None = None,
+    sha256: Callable[[str | Path], str] = cached_sha256,
+) -> str | None:
     """None when the delivered file still hashes to its manifest's sha256; else the reason,
     naming the file: "landing file changed after arrival: <path> (sha256 <12 hex> ≠ manifest
-    <12 hex>)" or "landing file missing: <path>". ``path``: the file, when the caller has it."""
+    <12 hex>)" or "landing file missing: <path>". ``path``: the file, when the caller has it;
+    ``sha256``: how to hash it (``helpers.storage.digests.DigestStore.sha256`` keeps the hashes)."""
     path = source_dir(d.source, root) / d.file if path is None else path
     try:
-        actual = cached_sha256(path)
+        actual = sha256(path)
     except FileNotFoundError:
         return f"landing file missing: {path}"
     except OSError as e:
