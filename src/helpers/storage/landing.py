@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -212,7 +213,7 @@ def _manifest(manifest: Path) -> tuple[tuple[Delivery, dt.datetime | None], ...]
             if not line.strip():
                 continue
             try:
-                d = Delivery(**json.loads(line))
+                d = Delivery(**orjson.loads(line))  # orjson's error is a json.JSONDecodeError
             except (json.JSONDecodeError, TypeError) as e:
                 raise ValueError(f"{manifest}: line {n}: not a manifest record ({e})") from None
             out.append((d, _arrival(d)))
