@@ -10,7 +10,8 @@ counts must agree, or the run prints ``MISMATCH``):
 
 - ``pipeline-duckdb``  the engagement pipeline's own functions on the DuckDB engine (SQLFrame):
                        contract conform, dedup by messageId, per account and day (users, events,
-                       sessions by platform) written with ``Engine.write_parquet``, top accounts;
+                       sessions by platform; counted once and kept, as the pipeline does) written
+                       with ``Engine.write_parquet``, top accounts ranked from the same counts;
 - ``pipeline-spark``   the same code on Spark ``local[*]`` (session start reported apart);
 - ``duckdb-sql``       the same work as one hand-written DuckDB SQL statement (``COPY ... TO``);
 - ``pandas``           the same work in plain pandas (regex JSON extraction, drop_duplicates);
@@ -158,8 +159,9 @@ def run_pipeline(engine_name: str, files: list[str], out: Path) -> dict[str, Any
     events = transforms.first_copies(eng, rows)
     api = transforms.api_requests(eng, eng.read_parquet([empty_parquet("api_logs")], name="bench_api"))
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
-    eng.write_parquet(transforms.daily_per_account(eng, events, api, days), out)
-    top = eng.to_pandas(transforms.top_accounts(eng, events, days, n=1))
+    counts = transforms.account_days(eng, events, days)  # as the pipeline: kept for daily and top
+    eng.write_parquet(transforms.daily_per_account(eng, counts, api, days), out)
+    top = eng.to_pandas(transforms.top_accounts(eng, counts, n=1))
     seconds = time.perf_counter() - t
     share = float((top["events"] / top["day_events"]).max())
     return {"seconds": seconds, "start_seconds": started, **written(out), "top_share": share}

@@ -61,6 +61,7 @@ from helpers.engagement.event_contract import CONTRACT, EventContract, IntakeCou
 from helpers.engagement.inputs import KIND_LABELS, Inputs
 from helpers.engagement.marts import ACCOUNT_COLUMNS, INTAKE_COLUMNS, METRICS_COLUMNS, MONTHLY_COLUMNS
 from helpers.engagement.transforms import (
+    account_days,
     api_requests,
     api_unusable,
     conformed,
@@ -202,8 +203,10 @@ def compute(
     firsts = _first_copies_per_day(engine, events, intake_days)
     late = _late_rows(engine, events, window, intake_days)
     duplicates = _duplicate_rows(engine, events, days)
-    daily = engine.to_pandas(daily_per_account(engine, events, api, written), ["date", "account_id"])
-    top = _top_shares(engine, events, days)
+    counts = account_days(engine, events, days)  # counted once: the daily rows and the top accounts
+    daily = engine.to_pandas(daily_per_account(engine, counts, api, written), ["date", "account_id"])
+    top = _top_shares(engine, counts)
+    engine.release(counts, "engagement_account_days")
     ud = engine.materialize(
         user_days(engine, events, window.rollup_start, window.rollup_end), "engagement_user_days"
     )
@@ -342,9 +345,10 @@ def _duplicate_rows(engine: Engine, events: Any, days: Sequence[dt.date]) -> pd.
     )
 
 
-def _top_shares(engine: Engine, events: Any, days: Sequence[dt.date]) -> pd.DataFrame:
-    """:func:`helpers.engagement.transforms.top_accounts` per day, with each account's ``share``."""
-    top = engine.to_pandas(top_accounts(engine, events, days), ["date", "rank"])
+def _top_shares(engine: Engine, per_day: Any) -> pd.DataFrame:
+    """:func:`helpers.engagement.transforms.top_accounts` per day, with each account's ``share``
+    (``per_day``: :func:`helpers.engagement.transforms.account_days` of the window's days)."""
+    top = engine.to_pandas(top_accounts(engine, per_day), ["date", "rank"])
     top["share"] = (top["events"] / top["day_events"].where(top["day_events"] > 0)).fillna(0.0).round(6)
     return top
 

@@ -8,9 +8,10 @@ Spark by configuration) and return engine DataFrames; nothing here collects rows
 - :func:`first_copies`: one copy per ``messageId`` (the earliest received): exactly-once counting
   over the at-least-once extract; an event is *late* when it was received more than 24 hours
   after its event time (clean mobile syncs land within 20 h);
-- :func:`daily_per_account`, :func:`user_days`, :func:`daily_actives`, :func:`range_actives`,
-  :func:`monthly_per_account`: the roll-ups, by event time (``timestamp``);
-- :func:`top_accounts`: the top keys' shares of a day's events.
+- :func:`account_days` (kept), :func:`daily_per_account`, :func:`user_days`,
+  :func:`daily_actives`, :func:`range_actives`, :func:`monthly_per_account`: the roll-ups, by
+  event time (``timestamp``);
+- :func:`top_accounts`: the top keys' shares of a day's events, from :func:`account_days`.
 
 **Skew** (``data_skew_oom``): events are aggregated to the account grain (hash aggregation with
 map-side combine on both engines) before any account-level join, so one account holding 30 % of
@@ -128,8 +129,12 @@ def full_join(engine: Engine, left: Any, right: Any, keys: Sequence[str]) -> Any
     )
 
 
-def daily_per_account(engine: Engine, events: Any, api: Any, days: Sequence[dt.date]) -> Any:
-    """``engagement_daily`` rows (:data:`DAILY_COLUMNS`) for ``days``: per account and event day.
+def account_days(engine: Engine, events: Any, days: Sequence[dt.date]) -> Any:
+    """Per account and event day of ``days``: the event counts of ``engagement_daily`` (users,
+    events and sessions, in total and per platform), computed once and kept
+    (:meth:`helpers.storage.engine.Engine.materialize_aggregates`, released as
+    ``engagement_account_days``) for :func:`daily_per_account` and :func:`top_accounts`: the
+    top accounts are ranked from these counts, not from a second pass over the events.
 
     Three plain aggregations and no distinct count: per user, platform and session (events),
     per user (events, sessions, platforms used), per account. Spark expands a multi-distinct
@@ -140,49 +145,71 @@ def daily_per_account(engine: Engine, events: Any, api: Any, days: Sequence[dt.d
     platform; a session belongs to one user on one platform, so each is counted once.
     """
     F = engine.F
-    per_session = (
-        events.where(in_days(engine, "event_date", days))
-        .groupBy(
-            F.col("account_id").alias("account_id"),
-            F.col("event_date").alias("date"),
-            F.col("user_id").alias("user_id"),
-            F.col("platform").alias("platform"),
-            F.col("session_id").alias("session_id"),
-        )
-        .agg(F.count(F.lit(1)).alias("events"))
-    )
 
     def on(platform: str) -> Any:
         return F.col("platform") == platform
 
-    per_user = per_session.groupBy("account_id", "date", "user_id").agg(
-        F.sum(F.col("events")).alias("events"),
-        F.count(F.col("session_id")).alias("sessions"),  # NULL (no session) is not counted
-        *[
-            x
-            for p in PLATFORMS
-            for x in (
-                F.max(F.when(on(p), F.lit(1)).otherwise(F.lit(0))).alias(f"{p}_users"),
-                F.sum(F.when(on(p), F.col("events")).otherwise(F.lit(0))).alias(f"{p}_events"),
-                F.count(F.when(on(p), F.col("session_id"))).alias(f"{p}_sessions"),
-            )
+    def named(*cols: str) -> list[Any]:
+        return [F.col(c).alias(c) for c in cols]
+
+    per_session = (
+        in_days(engine, "event_date", days),
+        [
+            *named("account_id"),
+            F.col("event_date").alias("date"),
+            *named("user_id", "platform", "session_id"),
+        ],
+        [F.count(F.lit(1)).alias("events")],
+    )
+    per_user = (
+        None,
+        named("account_id", "date", "user_id"),
+        [
+            F.sum(F.col("events")).alias("events"),
+            F.count(F.col("session_id")).alias("sessions"),  # NULL (no session) is not counted
+            *[
+                x
+                for p in PLATFORMS
+                for x in (
+                    F.max(F.when(on(p), F.lit(1)).otherwise(F.lit(0))).alias(f"{p}_users"),
+                    F.sum(F.when(on(p), F.col("events")).otherwise(F.lit(0))).alias(f"{p}_events"),
+                    F.count(F.when(on(p), F.col("session_id"))).alias(f"{p}_sessions"),
+                )
+            ],
         ],
     )
     known = F.col("user_id").isNotNull()  # v2 does not require a user: its events count, not as a user
-    ev = per_user.groupBy(F.col("account_id").alias("account_id"), F.col("date").alias("date")).agg(
-        F.count(F.col("user_id")).cast("long").alias("active_users"),
-        F.sum(F.col("events")).cast("long").alias("events"),
-        F.sum(F.col("sessions")).cast("long").alias("sessions"),
-        *[
-            F.sum(F.when(known, F.col(f"{p}_{k}")).otherwise(F.lit(0)) if k == "users" else F.col(f"{p}_{k}"))
-            .cast("long")
-            .alias(f"{p}_{k}")
-            for p in PLATFORMS
-            for k in ("users", "events", "sessions")
+    per_account = (
+        None,
+        named("account_id", "date"),
+        [
+            F.count(F.col("user_id")).cast("long").alias("active_users"),
+            F.sum(F.col("events")).cast("long").alias("events"),
+            F.sum(F.col("sessions")).cast("long").alias("sessions"),
+            *[
+                F.sum(
+                    F.when(known, F.col(f"{p}_{k}")).otherwise(F.lit(0))
+                    if k == "users"
+                    else F.col(f"{p}_{k}")
+                )
+                .cast("long")
+                .alias(f"{p}_{k}")
+                for p in PLATFORMS
+                for k in ("users", "events", "sessions")
+            ],
         ],
     )
+    return engine.materialize_aggregates(
+        events, [per_session, per_user, per_account], "engagement_account_days"
+    )
+
+
+def daily_per_account(engine: Engine, per_day: Any, api: Any, days: Sequence[dt.date]) -> Any:
+    """``engagement_daily`` rows (:data:`DAILY_COLUMNS`) for ``days``: per account and event day,
+    the event counts of :func:`account_days` (``per_day``) joined with the API requests."""
+    F = engine.F
     ap = engine.checkpoint(api_daily(engine, api, days), "engagement_daily_api")
-    joined = full_join(engine, engine.checkpoint(ev, "engagement_daily_events"), ap, ["account_id", "date"])
+    joined = full_join(engine, per_day.where(in_days(engine, "date", days)), ap, ["account_id", "date"])
     counts = [c for c in DAILY_COLUMNS if c not in ("date", "account_id")]
     return joined.select(
         F.col("date").alias("date"),
@@ -324,15 +351,11 @@ def monthly_per_account(engine: Engine, events: Any, api: Any, months: Sequence[
     )
 
 
-def top_accounts(engine: Engine, events: Any, days: Sequence[dt.date], n: int = TOP_KEYS) -> Any:
-    """Per event day: the ``n`` accounts with most events, with the day's total (shares = events/total)."""
+def top_accounts(engine: Engine, per_day: Any, n: int = TOP_KEYS) -> Any:
+    """Per event day: the ``n`` accounts with most events, with the day's total (shares =
+    events/total), ranked from the per account-day counts of :func:`account_days`."""
     F, W = engine.F, engine.Window
-    per = (
-        events.where(in_days(engine, "event_date", days))
-        .groupBy(F.col("event_date").alias("date"), F.col("account_id").alias("account_id"))
-        .agg(F.count(F.lit(1)).cast("long").alias("events"))
-    )
-    ranked = per.select(
+    ranked = per_day.select(
         F.col("date").alias("date"),
         F.col("account_id").alias("account_id"),
         F.col("events").alias("events"),

@@ -24,8 +24,11 @@ instead of branching on the engine itself):
   view, as SQLFrame deep-copies the whole expression tree on every operation;
 - Python cost of building plans (DuckDB): SQLFrame deep-copies and re-hashes the whole tree, every
   step before included, on each operation. :meth:`Engine.checkpoint` puts a large step behind a
-  view (Spark: the DataFrame as is) and :meth:`Engine.create_dataframe` copies a pandas frame into
-  a table instead of writing its rows as literals into the tree; the queries DuckDB runs are the same;
+  view (Spark: the DataFrame as is), :meth:`Engine.create_dataframe` copies a pandas frame into
+  a table instead of writing its rows as literals into the tree, and
+  :meth:`Engine.materialize_layers` / :meth:`Engine.materialize_aggregates` write chained
+  projections / aggregations as one SQL statement from the columns' expressions; the queries
+  DuckDB runs are the same;
 - JSON: SQLFrame translates ``get_json_object`` to DuckDB's ``->`` operator, which returns JSON
   (strings keep their quotes) and, inside ``coalesce``, is re-parsed as a lambda (a binder
   error). :meth:`Engine.json_string` uses ``json_extract_string`` on DuckDB and
@@ -79,6 +82,9 @@ from helpers.storage import javaenv
 ENGINES = ("duckdb", "spark")
 # Projections one over the other: each a list of named columns (:meth:`Engine.materialize_layers`).
 Layers = list[list[Any]]
+# Aggregations one over the other: each (condition or None, named keys, named aggregates)
+# (:meth:`Engine.materialize_aggregates`).
+Steps = list[tuple[Any, list[Any], list[Any]]]
 
 
 class EngineUnavailable(RuntimeError):
@@ -183,6 +189,41 @@ class Engine:
         with self._lock:
             self.session._conn.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
             self._view_names.add(name)
+        return self.session.table(name)
+
+    def materialize_aggregates(self, df: Any, steps: Steps, name: str) -> Any:
+        """``df.where(cond).groupBy(*keys).agg(*aggregates)``, for each ``(cond, keys, aggregates)``
+        of ``steps`` in turn (``cond`` None: every row), computed once and kept as
+        :meth:`materialize` keeps a DataFrame: on DuckDB a table ``name`` (:meth:`release` drops
+        it), on Spark cached.
+
+        Every key and aggregate is a named expression (``alias``) over the previous step's columns
+        (the first over ``df``'s). On DuckDB the table's SQL is written once, as nested
+        ``GROUP BY`` subqueries, straight from the columns' expressions, as
+        :meth:`materialize_layers` writes projections: SQLFrame's ``groupBy``/``agg`` copy and
+        hash the whole expression tree at each step (the Engagement per account-day roll-up at
+        1M events: about 0.1 s of Python). DuckDB plans the same query from either SQL.
+        """
+        if self.name != "duckdb":
+            for cond, keys, aggregates in steps:
+                df = (df if cond is None else df.where(cond)).groupBy(*keys).agg(*aggregates)
+            return df.cache()
+        from sqlglot import Dialect, exp, parse_one
+
+        duckdb = Dialect.get_or_raise("duckdb")  # as DataFrame.sql(dialect="duckdb") writes it
+        query: Any = parse_one(df.sql(dialect=duckdb, optimize=False, pretty=False), dialect=duckdb)
+        for i, (cond, keys, aggregates) in enumerate(steps):
+            source = query.subquery(f"_step{i}", copy=False)
+            grouped = [k.expression.this.copy() for k in keys]  # GROUP BY the expressions, not names
+            query = exp.select(*[c.expression for c in (*keys, *aggregates)], copy=False).from_(
+                source, copy=False
+            )
+            if cond is not None:
+                query = query.where(cond.expression, copy=False)
+            query = query.group_by(*grouped, copy=False)
+        sql = self.session._to_sql(query, dialect=duckdb)  # identifiers normalised as SQLFrame does
+        with self._lock:
+            self.session._conn.execute(f"CREATE OR REPLACE TABLE {_ident(name)} AS {sql}")
         return self.session.table(name)
 
     def checkpoint(self, df: Any, name: str) -> Any:
