@@ -27,9 +27,10 @@ The delivery guarantee comes from the order of three steps, per batch:
 
 1. buffer the consumed messages; on flush (``batch_messages`` reached, ``batch_seconds``
    elapsed, end of input, or a rebalance taking partitions away) decode the whole batch
-   (:func:`decode_batch`: valid v1 messages through the columnar fast path of
-   ``helpers.storage.extract.kafka_batch``, everything else one at a time as described above,
-   with identical results) and group it by (date, hour) of ``receivedAt`` (``partition_by=
+   (valid v1 messages through the columnar fast path of ``helpers.storage.extract.kafka_batch``,
+   in a decode worker process (``kafka_decode``) by default, everything else one at a time as
+   described above, with identical results: :func:`decode_batch`, :func:`finish_batch`) and
+   group it by (date, hour) of ``receivedAt`` (``partition_by=
    "timestamp"`` groups parsed rows by event time instead; raw rows always by ``receivedAt``);
 2. write the batch's quarantine lines, then one landing delivery per (date, hour) through
    :func:`helpers.storage.extract.kafka_landing.write_deliveries` (what
@@ -38,10 +39,13 @@ The delivery guarantee comes from the order of three steps, per batch:
    manifest line is fsynced;
 3. only then commit the batch's offsets, synchronously (``enable.auto.commit=false``).
 
-Steps 2 and 3 run on one writer thread, one batch at a time and in consumed order, while the
-loop consumes and decodes the next batch (the fsyncs wait on the disk, not the CPU); a new batch
-is handed over only once the previous one is committed, a rebalance or the end of a run waits
-for both, and a failed write stops the consumer before any later commit.
+The stages overlap, in consumed order: while the loop consumes the next batch, decode worker
+processes (two by default, taking batches in turn; they hold no GIL of this process, so they use
+the other core) decode the batches before it, and one writer thread runs steps 2 and 3 for the
+oldest decoded batch (the fsyncs wait on the disk, not the CPU). A batch
+is handed to the writer only once the previous one is committed, a rebalance or the end of a run
+waits for every stage, and a failed decode or write stops the consumer before any later commit
+(a batch still in the decode worker is dropped, never committed, so it is replayed).
 
 A crash anywhere before step 3 leaves the offsets where they were, so the next consumer replays
 the batch: events can land twice, never zero times. Duplicates (replays, and client retries that
@@ -69,250 +73,55 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
-import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from helpers.core.timeutil import as_utc, parse_as_of
+from helpers.core.timeutil import parse_as_of
 from helpers.storage import landing
-from helpers.storage.contracts import EVENTS_SCHEMA, JSON_COLUMNS, SCHEMA_VERSION, email_sha256
 from helpers.storage.extract.base import ExtractResult, Kind, quarantine_root
-from helpers.storage.extract.kafka_batch import (
-    COLUMNS,
-    SEGMENT_TYPES,
-    Received,
-    fast_row,
-    hourly_tables,
-    micros,
-    positions,
+from helpers.storage.extract.kafka_batch import Received, positions, split_hours
+from helpers.storage.extract.kafka_decode import DecodeWorker
+from helpers.storage.extract.kafka_events import (  # noqa: F401 - the per-message API, re-exported
+    TIME_NAMES,
+    Decoded,
+    EventError,
+    Message,
+    declared_version,
+    decode_batch,
+    decode_event,
+    email_sha256,
+    event_row,
+    events_table,
+    finish_batch,
+    landing_row,
+    next_offsets,
+    parse_event,
+    partition_time,
+    pseudonymised,
+    quarantined_message,
+    raw_row,
 )
 from helpers.storage.extract.kafka_landing import write_deliveries
-from helpers.storage.quarantine import QuarantinedRow, write_quarantine
+from helpers.storage.quarantine import write_quarantine
 
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "WORKBOOK_KAFKA_CRASH_AFTER_WRITE"
 SALT_ENV = "WORKBOOK_EVENTS_EMAIL_SALT"  # the secret salt of email pseudonyms
 BROKEN = "a flush failed part-way: close this consumer and start a new one (the batch will be replayed)"
-TIME_NAMES = frozenset(("timestamp", "sentAt", "receivedAt"))
 PartitionBy = Literal["timestamp", "receivedAt"]
 PARTITION_BY: tuple[PartitionBy, ...] = ("timestamp", "receivedAt")
-_OBJECTS = JSON_COLUMNS["events"]  # Segment's objects, landed as JSON text
 DEFAULT_CONFIG: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
 }
-
-
-@dataclass(frozen=True)
-class Message:
-    """One consumed record, independent of the client library (so parsing is pure and testable)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    timestamp_ms: int | None = None
-
-
-class EventError(ValueError):
-    """A message that is not a usable Segment event; ``field`` names the culprit when there is one."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _timestamp(event: Mapping[str, Any], key: str) -> dt.datetime | None:
-    """``event[key]`` as aware UTC (no offset means UTC), None when absent; EventError if malformed."""
-    value = event.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise EventError(f"{key}: expected an ISO 8601 string, got {type(value).__name__}", key)
-    try:
-        return as_utc(dt.datetime.fromisoformat(value))
-    except ValueError:
-        raise EventError(f"{key}: {value!r} is not an ISO 8601 timestamp", key) from None
-
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def pseudonymised(event: dict[str, Any], salt: str) -> dict[str, Any]:
-    """``event`` with each traits ``email`` replaced by ``email_sha256`` and ``context.ip`` dropped."""
-    out = dict(event)
-    context = out.get("context")
-    if isinstance(context, dict):
-        context = out["context"] = {k: v for k, v in context.items() if k != "ip"}
-    for holder, key in ((out, "traits"), (context, "traits")):
-        traits = holder.get(key) if isinstance(holder, dict) else None
-        if isinstance(traits, dict) and "email" in traits:
-            traits = {k: v for k, v in traits.items() if k != "email"}
-            traits["email_sha256"] = email_sha256(holder[key]["email"], salt)
-            holder[key] = traits
-    return out
-
-
-def decode_event(message: Message, email_salt: str) -> dict[str, Any]:
-    """The message as a pseudonymised JSON object; raises :class:`EventError` if it is not one."""
-    if message.value is None:
-        raise EventError("empty message (no value)")
-    try:
-        event = json.loads(message.value)
-    except UnicodeDecodeError:
-        raise EventError("value is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise EventError(f"not valid JSON ({e.msg} at character {e.pos})") from None
-    if not isinstance(event, dict):
-        raise EventError(f"expected a JSON object, got {type(event).__name__}")
-    return pseudonymised(event, email_salt)
-
-
-def event_row(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A decoded Segment v1 event as one landing row; raises :class:`EventError` saying why it cannot be."""
-    message_id = event.get("messageId")
-    if not isinstance(message_id, str) or not message_id:
-        raise EventError("messageId: missing or not a non-empty string", "messageId")
-    kind = event.get("type")
-    if kind not in SEGMENT_TYPES:
-        raise EventError(f"type: {kind!r} is not one of {', '.join(SEGMENT_TYPES)}", "type")
-    for key in ("userId", "anonymousId", "event", "name"):
-        if event.get(key) is not None and not isinstance(event[key], str):
-            raise EventError(f"{key}: expected a string, got {type(event[key]).__name__}", key)
-    if not (event.get("userId") or event.get("anonymousId")):
-        raise EventError("userId/anonymousId: an event needs at least one of them", "userId")
-    if kind == "track" and not event.get("event"):
-        raise EventError("event: a track event needs an event name", "event")
-    for key in _OBJECTS:
-        if event.get(key) is not None and not isinstance(event[key], dict):
-            raise EventError(f"{key}: expected a JSON object, got {type(event[key]).__name__}", key)
-    times = {key: _timestamp(event, key) for key in ("timestamp", "sentAt", "receivedAt")}
-    if times["timestamp"] is None:
-        raise EventError("timestamp: missing; expected an ISO 8601 timestamp", "timestamp")
-    if times["receivedAt"] is None:
-        raise EventError("receivedAt: missing; the landing is partitioned by it", "receivedAt")
-    return {
-        **{key: event.get(key) for key in ("messageId", "type", "event", "name", "userId", "anonymousId")},
-        **times,
-        **{key: _json_text(event.get(key)) for key in _OBJECTS},
-        "schema_version": SCHEMA_VERSION,
-        "_raw_json": None,
-    }
-
-
-def declared_version(event: Mapping[str, Any]) -> str:
-    """The message's ``schema_version`` as text (``"1"``, Segment's, when it declares none)."""
-    version = event.get("schema_version")
-    return SCHEMA_VERSION if version is None or version == "" else str(version)
-
-
-def raw_row(event: Mapping[str, Any], message: Message, *, fallback: dt.datetime) -> dict[str, Any]:
-    """A decoded message landed unparsed: ``receivedAt``, ``schema_version`` and ``_raw_json`` only.
-
-    ``receivedAt``: the message's own when it is an ISO timestamp, else the broker record's
-    timestamp, else ``fallback`` (the arrival clock).
-    """
-    try:
-        received = _timestamp(event, "receivedAt")
-    except EventError:
-        received = None
-    if received is None and message.timestamp_ms:
-        received = dt.datetime.fromtimestamp(message.timestamp_ms / 1000, dt.UTC)
-    row: dict[str, Any] = dict.fromkeys(EVENTS_SCHEMA.names)
-    row.update(
-        receivedAt=received or as_utc(fallback),
-        schema_version=declared_version(event),
-        _raw_json=json.dumps(event, sort_keys=True, ensure_ascii=False),
-    )
-    return row
-
-
-def landing_row(
-    event: Mapping[str, Any], message: Message, *, fallback: dt.datetime
-) -> tuple[dict[str, Any], EventError | None]:
-    """The row a decoded message lands as, and why it was landed raw (None when parsed).
-
-    A message declaring a version other than v1 is landed raw as it is; a v1 message that fails
-    :func:`event_row` is landed raw too (the schema contract quarantines it downstream, with the
-    reason, where it is counted against the day's deliveries).
-    """
-    if declared_version(event) != SCHEMA_VERSION:
-        return raw_row(event, message, fallback=fallback), EventError(
-            f"schema_version {declared_version(event)!r}: landed raw for the schema contract",
-            "schema_version",
-        )
-    try:
-        return event_row(event), None
-    except EventError as e:
-        return raw_row(event, message, fallback=fallback), e
-
-
-def parse_event(message: Message, *, email_salt: str, fallback: dt.datetime | None = None) -> dict[str, Any]:
-    """:func:`decode_event` then :func:`landing_row`: the landing row of a message.
-
-    Raises :class:`EventError` only when the message cannot be decoded at all.
-    """
-    row, _why = landing_row(
-        decode_event(message, email_salt),
-        message,
-        fallback=fallback or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-    )
-    return row
-
-
-def partition_time(row: Mapping[str, Any], partition_by: str = "receivedAt") -> dt.datetime:
-    """The time whose (date, hour) files a row: ``partition_by`` for parsed rows, else ``receivedAt``."""
-    return row.get(partition_by) or row["receivedAt"]
-
-
-def events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Landing rows as an Arrow table in the contract's schema, ordered as the generator orders
-    its files (``receivedAt``, then ``messageId``; raw rows by their text)."""
-    ordered = sorted(rows, key=lambda r: (r["receivedAt"], r["messageId"] or "", r["_raw_json"] or ""))
-    return pa.Table.from_pylist(ordered, schema=EVENTS_SCHEMA)
-
-
-def quarantined_message(
-    source: str, message: Message, error: EventError, event: Mapping[str, Any] | None = None
-) -> QuarantinedRow:
-    """The quarantine record of an unusable message: topic, partition, offset, reason, raw text.
-
-    ``raw`` is the decoded, pseudonymised ``event`` when there is one (emails never reach the
-    quarantine), else the message text as received.
-    """
-    if event is not None:
-        raw = json.dumps(event, sort_keys=True, ensure_ascii=False)
-    else:
-        raw = "" if message.value is None else message.value.decode("utf-8", "backslashreplace")
-    return QuarantinedRow(
-        source,
-        f"{message.topic}/{message.partition}",
-        None,
-        str(error),
-        raw,
-        error.field,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-    )
-
-
-def next_offsets(messages: Iterable[Message]) -> dict[tuple[str, int], int]:
-    """The offsets to commit after ``messages``: one past the highest consumed, per partition."""
-    out: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        out[key] = max(out.get(key, 0), m.offset + 1)
-    return out
 
 
 @dataclass
@@ -344,56 +153,14 @@ class _Batch:
     started: float | None = None  # monotonic time of the first message
 
 
-@dataclass
-class Decoded:
-    """A batch decoded: landing rows (``COLUMNS`` order, times as epoch microseconds), the message
-    each came from, quarantine records."""
-
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    sources: list[int] = field(default_factory=list)  # index in the batch of each row's message
-    quarantined: list[QuarantinedRow] = field(default_factory=list)
-    raw: int = 0
-
-
-def decode_batch(
-    received: Received, *, source: str, email_salt: str, clock: Callable[[], dt.datetime]
-) -> Decoded:
-    """Every message of a batch as a landing row or a quarantine record, in consumed order.
-
-    Valid v1 messages take :func:`kafka_batch.fast_row`; anything else takes the per-message path
-    (:func:`decode_event`, :func:`landing_row`, :func:`quarantined_message`), with ``clock()`` as
-    the fallback ``receivedAt``, exactly as when messages were decoded one at a time.
-    """
-    out = Decoded()
-    rows, sources = out.rows, out.sources
-    for i, value in enumerate(received.values):
-        row = fast_row(value, email_salt)
-        if row is None:
-            message = Message(*received.at(i))
-            try:
-                event = decode_event(message, email_salt)
-            except EventError as e:
-                out.quarantined.append(quarantined_message(source, message, e))
-                continue
-            landed, why = landing_row(event, message, fallback=clock())
-            if why is not None:
-                out.raw += 1
-                log.info(
-                    "kafka: %s/%d@%d landed raw (schema_version %s): %s",
-                    message.topic, message.partition, message.offset, landed["schema_version"], why,
-                )  # fmt: skip
-            row = tuple(micros(landed[c]) if c in TIME_NAMES else landed[c] for c in COLUMNS)
-        rows.append(row)
-        sources.append(i)
-    return out
-
-
 class EventConsumer:
     """A bounded or long-running consumer landing events per received hour, committing after the write.
 
     ``clock`` gives the arrival time recorded for each delivery (aware UTC). ``config`` adds to or
     overrides librdkafka settings (e.g. ``session.timeout.ms``); auto-commit stays off whatever it
-    says. ``on_progress`` is called with the counts after every flush.
+    says. ``on_progress`` is called with the counts after every flush. ``decode_processes`` worker
+    processes (``kafka_decode``) run the batches' fast path, in turn, while the loop consumes the
+    next batch; with 0 the loop decodes each batch itself.
     """
 
     def __init__(
@@ -412,9 +179,12 @@ class EventConsumer:
         config: Mapping[str, Any] | None = None,
         on_progress: Callable[[ConsumeCounts], None] | None = None,
         crash_after_writes: int | None = None,
+        decode_processes: int = 2,
     ) -> None:
         if batch_messages < 1 or batch_seconds <= 0:
             raise ValueError("batch_messages must be >= 1 and batch_seconds > 0")
+        if decode_processes < 0:
+            raise ValueError(f"decode_processes must be >= 0, got {decode_processes}")
         if partition_by not in PARTITION_BY:
             raise ValueError(f"partition_by must be one of {PARTITION_BY}, got {partition_by!r}")
         if not email_salt:
@@ -442,6 +212,9 @@ class EventConsumer:
         self.first_message_at: float | None = None  # monotonic time the first message arrived
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-landing")
         self._pending: Future[None] | None = None  # the batch being written and committed
+        self._decoders = [DecodeWorker() for _ in range(decode_processes)]
+        self._decoded = 0  # batches sent to the decoders so far: batch k goes to decoder k % n
+        self._decoding: deque[tuple[Received, bool, DecodeWorker]] = deque()  # oldest first: commit?
 
     # -- the loop ---------------------------------------------------------------------------
     def consume(
@@ -467,6 +240,8 @@ class EventConsumer:
                 self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             self._subscribed = True
+            for decoder in self._decoders:
+                decoder.start()  # their imports overlap the group join
         received = 0
         started = last_message = time.monotonic()
         while max_messages is None or received < max_messages:
@@ -474,7 +249,10 @@ class EventConsumer:
             want = min(self.fetch_messages, self.batch_messages - len(self._batch.received))
             if max_messages is not None:
                 want = min(want, max_messages - received)
-            records = self._consumer.consume(num_messages=want, timeout=0.5)
+            # A synchronous commit on the writer can wait while this call waits for messages: poll
+            # briefly while a batch is in flight, then land it at once when nothing came.
+            busy = self._pending is not None or bool(self._decoding)
+            records = self._consumer.consume(num_messages=want, timeout=0.05 if busy else 0.5)
             now = time.monotonic()
             good = [record for record in records if record.error() is None]
             if len(good) != len(records):
@@ -485,6 +263,8 @@ class EventConsumer:
                 self._add(good, now)
                 received += len(good)
                 last_message = now
+            elif busy:  # nothing arrived: land and commit now rather than after the idle timeout
+                self._catch_up()
             if self._batch_full(now):
                 self.flush(wait=False)
             if self._assigned_at is None:
@@ -498,7 +278,10 @@ class EventConsumer:
 
     def close(self) -> None:
         """Flush what is buffered, then leave the group."""
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._stop_decoder()
         self._writer.shutdown()
         self._consumer.close()
 
@@ -511,6 +294,7 @@ class EventConsumer:
         else:  # never commit after a failure: drop the batch, it will be replayed
             self._batch = _Batch()
             self._broken = True
+            self._stop_decoder()  # batches in the decode workers are dropped too: never committed
             if self._pending is not None:  # a batch handed over before the failure: let it finish
                 self._pending.exception()
             self._writer.shutdown()
@@ -536,26 +320,68 @@ class EventConsumer:
     def flush(self, *, commit: bool = True, wait: bool = True) -> None:
         """Write the buffered batch durably, then (unless ``commit=False``) commit its offsets.
 
-        The batch is decoded here; its writes and commit run on the writer thread, one batch at
-        a time and in order, after the previous batch's commit. ``wait=False`` (the consume loop)
-        returns as soon as the batch is handed over, so the next batch is consumed and decoded
-        while this one is written and fsynced; ``wait=True`` returns once it is committed.
+        The batch goes to the next decode worker (or is decoded here, without any); once decoded
+        (the oldest first, when every worker is busy or when waiting) its writes and commit run
+        on the writer thread, one batch at a time and in consumed order, after the previous
+        batch's commit. ``wait=False`` (the consume loop) returns as soon as the batch is handed
+        over, so the next batch is consumed while this one is decoded and an older one is written
+        and fsynced; ``wait=True`` returns once every batch so far is committed.
         """
         if self._broken:
             raise RuntimeError(BROKEN)
         batch, self._batch = self._batch, _Batch()
-        if batch.received:
-            try:
+        try:
+            if batch.received and not self._decoders:
                 decoded = decode_batch(
                     batch.received, source=self.source, email_salt=self.email_salt, clock=self.clock
                 )
-            except BaseException:
-                self._broken = True  # this batch's offsets must never be skipped by a later commit
-                raise
-            self._settle()
-            self._pending = self._writer.submit(self._land, batch.received, decoded, commit)
+                self._hand_to_writer(batch.received, decoded, commit)
+            elif batch.received:
+                if len(self._decoding) == len(self._decoders):  # every decoder busy: the oldest first
+                    self._take_decoded(commit)
+                decoder = self._decoders[self._decoded % len(self._decoders)]
+                decoder.submit(batch.received.values, self.email_salt)
+                self._decoding.append((batch.received, commit, decoder))
+                self._decoded += 1
+            while wait and self._decoding:
+                self._take_decoded(commit)
+        except BaseException:
+            self._broken = True  # a batch's offsets must never be skipped by a later commit
+            raise
         if wait:
             self._settle()
+
+    def _catch_up(self) -> None:
+        """Land and commit every batch handed over so far (decoded or being decoded)."""
+        try:
+            while self._decoding:
+                self._take_decoded(True)  # each batch keeps its own commit flag
+        except BaseException:
+            self._broken = True
+            raise
+        self._settle()
+
+    def _take_decoded(self, commit: bool) -> None:
+        """Finish the oldest batch in a decode worker (its per-message path); hand it to the writer."""
+        received, wanted, decoder = self._decoding.popleft()
+        fast, slow = decoder.result()
+        decoded = finish_batch(
+            received, fast, slow, source=self.source, email_salt=self.email_salt, clock=self.clock
+        )
+        self._hand_to_writer(received, decoded, commit and wanted)
+
+    def _hand_to_writer(self, received: Received, decoded: Decoded, commit: bool) -> None:
+        # What needs no disk is prepared here, off the writer's path (the writes and commits are
+        # what paces the pipeline): the (date, hour) tables and the offsets to commit.
+        hours = split_hours(decoded.landing_table(), self.partition_by)
+        upto = received.next_offsets() if commit else None
+        self._settle()  # one batch on the writer at a time, in order
+        self._pending = self._writer.submit(self._land, received, decoded, hours, upto)
+
+    def _stop_decoder(self) -> None:
+        self._decoding.clear()
+        for decoder in self._decoders:
+            decoder.close()
 
     def _settle(self) -> None:
         """Wait for the batch on the writer thread; its failure breaks this consumer and is raised."""
@@ -571,8 +397,15 @@ class EventConsumer:
         if self.on_progress is not None:
             self.on_progress(self.counts)
 
-    def _land(self, received: Received, decoded: Decoded, commit: bool) -> None:
-        """(Writer thread) quarantine lines, one durable delivery per (date, hour), then the commit."""
+    def _land(
+        self,
+        received: Received,
+        decoded: Decoded,
+        hours: list[tuple[dt.date, int, Any, Any]],
+        upto: Mapping[tuple[str, int], int] | None,
+    ) -> None:
+        """(Writer thread) quarantine lines, one durable delivery per (date, hour) of ``hours``
+        (``kafka_batch.split_hours``), then the commit of the offsets ``upto`` (None: no commit)."""
         self.counts.raw += decoded.raw
         quarantined = decoded.quarantined
         for topic in sorted({q.topic for q in quarantined if q.topic}):
@@ -580,8 +413,6 @@ class EventConsumer:
             path = write_quarantine(self.source, rows, name=topic, root=quarantine_root(self.root))
             self.counts.quarantine_files.append(path)
         self.counts.quarantined += len(quarantined)
-        sources = np.asarray(decoded.sources, dtype=np.int64)
-        hours = hourly_tables(decoded.rows, self.partition_by)
         if self.crash_after_writes is not None:  # fault injection: only the files up to the n-th
             hours = hours[: max(self.crash_after_writes - self.counts.files_written, 0)]
         written = write_deliveries(
@@ -590,18 +421,20 @@ class EventConsumer:
             arrived_at=self.clock(),
             root=self.root,
         )
+        logged = log.isEnabledFor(logging.INFO)
         for delivery, (_day, _hour, table, index) in zip(written, hours, strict=True):
-            log.info("kafka: %s <- %s", delivery.file, positions(received, sources[index]))
+            if logged:  # the provenance costs a pass over the rows: only when it is logged
+                log.info("kafka: %s <- %s", delivery.file, positions(received, index))
             self.counts.deliveries.append(delivery)
             self.counts.files_written += 1
             self.counts.landed += table.num_rows
             if self.crash_after_writes is not None and self.counts.files_written >= self.crash_after_writes:
                 os.kill(os.getpid(), signal.SIGKILL)  # fault injection: durable write, no commit
-        if commit:
-            self._commit(received.next_offsets())
+        if upto is not None:
+            self._commit(upto)
 
-    def _commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets.items())]
+    def _commit(self, upto: Mapping[tuple[str, int], int]) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(upto.items())]
         for tp in self._consumer.commit(offsets=offsets, asynchronous=False) or []:
             if tp.error is not None:
                 raise KafkaException(tp.error)

@@ -189,6 +189,41 @@ def positions(received: Received, index: np.ndarray) -> str:
     return ", ".join(spans)
 
 
+def rows_table(rows: Sequence[tuple[Any, ...]], sources: Sequence[int]) -> pa.Table:
+    """Landing rows (``COLUMNS`` order, times as epoch microseconds) as an Arrow table in the
+    contract's schema, plus ``_pos``: the position in its batch of the message each row came from."""
+    if rows:
+        columns = zip(*rows, strict=True)
+        arrays = [pa.array(col, type=f.type) for col, f in zip(columns, EVENTS_SCHEMA, strict=True)]
+    else:
+        arrays = [pa.array([], type=f.type) for f in EVENTS_SCHEMA]
+    arrays.append(pa.array(sources, type=pa.int64()))
+    return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA.append(pa.field("_pos", pa.int64())))
+
+
+def fast_table(values: Sequence[bytes | None], salt: str) -> tuple[pa.Table, list[int]]:
+    """:func:`fast_row` of each value: the rows it decoded as :func:`rows_table` (``_pos``: the
+    value's index), and the indices of the values it left to the per-message path (a decode worker
+    runs this on a batch; see ``kafka_decode``)."""
+    rows, sources, slow = [], [], []
+    for i, value in enumerate(values):
+        row = fast_row(value, salt)
+        if row is None:
+            slow.append(i)
+        else:
+            rows.append(row)
+            sources.append(i)
+    return rows_table(rows, sources), slow
+
+
+def merge_rows(fast: pa.Table, rows: Sequence[tuple[Any, ...]], sources: Sequence[int]) -> pa.Table:
+    """A :func:`fast_table` table plus the per-message path's rows, in consumed order (``_pos``)."""
+    if not rows:
+        return fast
+    table = pa.concat_tables([fast, rows_table(rows, sources)])
+    return table.take(pc.sort_indices(table["_pos"]))
+
+
 def hourly_tables(
     rows: Sequence[tuple[Any, ...]], partition_by: str
 ) -> list[tuple[dt.date, int, pa.Table, np.ndarray]]:
@@ -198,10 +233,17 @@ def hourly_tables(
     """
     if not rows:
         return []
-    arrays = [
-        pa.array(col, type=f.type) for col, f in zip(zip(*rows, strict=True), EVENTS_SCHEMA, strict=True)
-    ]
-    table = pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+    return split_hours(rows_table(rows, range(len(rows))), partition_by)
+
+
+def split_hours(table: pa.Table, partition_by: str) -> list[tuple[dt.date, int, pa.Table, np.ndarray]]:
+    """A :func:`rows_table` table split per (date, hour) of the partition time, each part sorted as
+    ``events_table`` sorts (a stable sort: rows in table order break ties).
+
+    Returns (date, hour, table in ``EVENTS_SCHEMA``, the ``_pos`` of its rows), in (date, hour) order.
+    """
+    if not table.num_rows:
+        return []
     when = table["receivedAt"]
     if partition_by != "receivedAt":  # parsed rows by that column, raw rows (None there) by receivedAt
         when = pc.coalesce(table[partition_by], when)
@@ -209,6 +251,7 @@ def hourly_tables(
     keyed = table.append_column("_id", pc.fill_null(table["messageId"], "")).append_column(
         "_raw", pc.fill_null(table["_raw_json"], "")
     )
+    pos = table["_pos"].to_numpy()
     out = []
     for hour in np.unique(hours).tolist():
         index = np.flatnonzero(hours == hour)
@@ -217,5 +260,5 @@ def hourly_tables(
             part, sort_keys=[("receivedAt", "ascending"), ("_id", "ascending"), ("_raw", "ascending")]
         )
         at = dt.datetime.fromtimestamp(hour * 3600, _UTC)
-        out.append((at.date(), at.hour, part.take(order).select(list(COLUMNS)), index[order.to_numpy()]))
+        out.append((at.date(), at.hour, part.take(order).select(list(COLUMNS)), pos[index[order.to_numpy()]]))
     return out
