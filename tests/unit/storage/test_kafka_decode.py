@@ -149,3 +149,22 @@ def test_a_script_without_a_main_guard_can_use_the_worker(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["ran 1 [1]"]  # once: the worker did not run the script again
+
+
+def test_the_command_line_refuses_a_negative_number_of_decode_processes(capsys):
+    from helpers.storage.extract import kafka
+
+    argv = [
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--topic",
+        "t",
+        "--group-id",
+        "g",
+        "--decode-processes",
+        "-1",
+    ]
+    with pytest.raises(SystemExit) as stop:
+        kafka.main(argv)
+    assert stop.value.code == 2
+    assert "--decode-processes: expected 0 or more, got -1" in capsys.readouterr().err

@@ -477,6 +477,7 @@ class KafkaEvents:
     batch_messages: int = 10_000
     partition_by: PartitionBy = "receivedAt"
     salt_env: str = SALT_ENV  # names the variable holding the email salt (a secret: never a value here)
+    decode_processes: int = 2  # worker processes decoding batches beside the loop (0: the loop does)
 
     def extract(
         self, as_of: dt.datetime, *, max_messages: int | None = None, idle_timeout_s: float = 10.0
@@ -493,6 +494,7 @@ class KafkaEvents:
             root=self.root,
             batch_messages=self.batch_messages,
             config=self.config,
+            decode_processes=self.decode_processes,
         )
         with consumer:
             counts = consumer.consume(max_messages=max_messages, idle_timeout_s=idle_timeout_s)
@@ -551,7 +553,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="receivedAt",
         help="date/hour files by (default receivedAt)",
     )
+    parser.add_argument(
+        "--decode-processes",
+        type=int,
+        default=2,
+        help="worker processes decoding batches beside the loop (default 2; 0: the loop decodes them)",
+    )
     args = parser.parse_args(argv)
+    if args.decode_processes < 0:
+        parser.error(f"--decode-processes: expected 0 or more, got {args.decode_processes}")
     # the log is where Kafka provenance goes (topic/partition/offsets of each delivery): stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -576,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_seconds=args.batch_seconds,
         config=dict(args.config),
         crash_after_writes=int(crash) if crash else None,
+        decode_processes=args.decode_processes,
     )
     with consumer:
         counts = consumer.consume(max_messages=args.max_messages, idle_timeout_s=args.idle_timeout)
