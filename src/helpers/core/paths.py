@@ -7,10 +7,12 @@ point ``WORKBOOK_HOME`` at a sandbox.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES_DIR = (
@@ -80,6 +82,20 @@ def notebook_path(relative: str | os.PathLike[str]) -> Path:
     """A notebook path from config, resolved against the repository (absolute paths pass through)."""
     p = Path(relative)
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def merge_json(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """Add ``new`` to the JSON object in ``path`` (what another process wrote there is kept; a file
+    that is missing or not a JSON object counts as empty) and replace the file in one step
+    (:func:`write_atomic`); the merged object. A cache's file: raises ``OSError`` if it cannot be written."""
+    try:
+        on_disk = json.loads(path.read_text())
+    except (OSError, ValueError):
+        on_disk = {}
+    merged = {**(on_disk if isinstance(on_disk, dict) else {}), **new}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(merged, separators=(",", ":")))
+    return merged
 
 
 def write_atomic(path: Path, text: str) -> Path:

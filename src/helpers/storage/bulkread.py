@@ -88,15 +88,7 @@ def _load_signatures(path: Path) -> dict[str, str]:
 def _save_signatures(path: Path, new: dict[str, str]) -> None:
     """Add ``new`` to the cache file (merged with what another process wrote; replaced in one step)."""
     try:
-        merged = {**_load_signatures(path), **new}
-        try:
-            on_disk = json.loads(path.read_text())
-            merged = {**on_disk, **merged} if isinstance(on_disk, dict) else merged
-        except (OSError, ValueError):
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        core_paths.write_atomic(path, json.dumps(merged, separators=(",", ":")))
-        _SIGNATURES[str(path)] = merged
+        _SIGNATURES[str(path)] = core_paths.merge_json(path, {**_load_signatures(path), **new})
     except OSError:  # a read-only home: the cache is an optimisation, never a failure
         pass
 

@@ -77,13 +77,7 @@ class DigestStore:
         if not self._new:
             return
         try:
-            try:
-                on_disk = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                on_disk = {}
-            merged = {**(on_disk if isinstance(on_disk, dict) else {}), **self._new}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            core_paths.write_atomic(self.path, json.dumps(merged, separators=(",", ":")))
+            core_paths.merge_json(self.path, self._new)
             self._new = {}
         except OSError:  # a read-only home: the store is an optimisation, never a failure
             pass
