@@ -143,18 +143,20 @@ def delivery_sizes(segments: list[Segment], counts: np.ndarray) -> np.ndarray | 
     return np.asarray(sizes, dtype=np.int64)
 
 
-def _settled(used: list[landing.Delivery], segments: list[Segment], as_of: dt.datetime | None) -> int:
-    """How many deliveries a new chunk takes: the daily files after the last chunk, up to the first
-    that arrived less than :data:`SETTLE` before ``as_of`` (0: not enough of them yet)."""
-    if as_of is None:
-        return 0
+def _settled(
+    used: list[landing.Delivery], segments: list[Segment], as_of: dt.datetime | None
+) -> tuple[int, int]:
+    """Where a new chunk starts in ``used`` (after the last chunk read) and how many deliveries it
+    takes: up to the first that arrived less than :data:`SETTLE` before ``as_of`` (0: not enough yet)."""
     start = max((s.first + s.count for s in segments if s.rows is not None), default=0)
+    if as_of is None:
+        return start, 0
     n = 0
     for d in used[start:]:
         if d.arrived > as_of - SETTLE:
             break
         n += 1
-    return n if n >= MIN_DELIVERIES else 0
+    return start, (n if n >= MIN_DELIVERIES else 0)
 
 
 def extend(source: str, used: list[landing.Delivery], paths: list[str], segments: list[Segment], *,
@@ -166,10 +168,9 @@ def extend(source: str, used: list[landing.Delivery], paths: list[str], segments
     ``con``: a DuckDB cursor. Never raises for a cache that cannot be written."""
     import duckdb
 
-    n = _settled(used, segments, as_of)
+    start, n = _settled(used, segments, as_of)
     if not n:
         return None
-    start = max((s.first + s.count for s in segments if s.rows is not None), default=0)
     take, files = used[start : start + n], paths[start : start + n]
     folder = chunk_dir(source, root)
     key = hashlib.sha256("\n".join(f"{d.file} {d.sha256}" for d in take).encode()).hexdigest()[:32]
