@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from helpers.core import envnames
+from helpers.core import envnames, forkserver
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,32 @@ _POOL: KernelPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+_SERVER: forkserver.ForkServer | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def fork_server(env: Mapping[str, str]) -> forkserver.ForkServer | None:
+    """The fork server warm kernels are forked from (:mod:`helpers.core.forkserver`), started with
+    ``env`` on first use and kept until the outermost :func:`warm_kernels` block ends; None where
+    kernels are not forked, or when the running server was started with another environment."""
+    global _SERVER
+    if not forkserver.enabled():
+        return None
+    with _SERVER_LOCK:
+        if _SERVER is None:
+            _SERVER = forkserver.ForkServer(WARM_IMPORTS, env, preamble=KERNEL_EXEC_LINES)
+        server = _SERVER
+    return server if server.env == dict(env) else None
+
+
+def stop_fork_server() -> None:
+    global _SERVER
+    with _SERVER_LOCK:
+        server, _SERVER = _SERVER, None
+    if server is not None:
+        server.close()
+
+
 def start_kernel(kernel_name: str, env: Mapping[str, str], arguments: Sequence[str], run_keys: Sequence[str],
                  start_kwargs: Callable[[], AbstractContextManager[dict[str, Any]]]) -> WarmKernel:  # fmt: skip
     """Start a kernel now that also imports :data:`WARM_IMPORTS` (blocking until its process is
@@ -222,6 +248,9 @@ def start_kernel(kernel_name: str, env: Mapping[str, str], arguments: Sequence[s
 
     base = {k: v for k, v in env.items() if k not in run_keys}
     km = AsyncKernelManager(kernel_name=kernel_name)
+    server = fork_server(base)
+    if server is not None:
+        km.provisioner = forkserver.provisioner(km, server)
     warm = [*arguments, f"--IPKernelApp.exec_lines={warm_line()}"]
     with start_kwargs() as extra:
         asyncio.run(km.start_kernel(env=base, extra_arguments=warm, **extra))
@@ -257,6 +286,7 @@ def warm_kernels(
             pool, _POOL = _POOL, None
         if pool is not None:
             pool.close()
+        stop_fork_server()
 
 
 def take(key: tuple[Any, ...]) -> WarmKernel | None:
