@@ -18,7 +18,7 @@ import pytest
 
 from conftest import demo_landing
 from helpers import checks
-from helpers.engagement import event_contract
+from helpers.engagement import event_contract, spans
 from helpers.engagement.inputs import load
 from helpers.engagement.marts import (
     ACCOUNTS_TABLE,
@@ -91,7 +91,13 @@ def not_ready(up: Upstream, period: str) -> tuple[UpstreamState, pd.DataFrame]:
 
 def run(eng, root: Path, day: str, as_of: str = "", contract=V2_DECLARED, reader=not_ready):
     window = run_window(day, as_of, 3, root=root)
-    return compute(eng, load(eng, window, root=root), window, contract=contract, upstream_reader=reader)
+    return compute(
+        eng,
+        load(eng, window, root=root, contract=contract),
+        window,
+        contract=contract,
+        upstream_reader=reader,
+    )
 
 
 def evaluate(result: EngagementRun, name: str) -> checks.CheckResult:
@@ -637,3 +643,47 @@ def test_backfill_ranges_cover_the_late_days_and_their_rolling_figures_only():
         (dt.date(2026, 4, 1), dt.date(2026, 4, 30), 1),  # an ancient replay: its 30 days, not 7 months
         (dt.date(2026, 10, 20), dt.date(2026, 10, 27), 2),  # up to the day before the window
     ]
+
+
+def test_deliveries_left_unread_change_no_figure_and_are_still_counted(duckdb_engine, faulty, tmp_path):
+    """A run leaves unread the events deliveries whose rows are all of later days (their spans,
+    measured by the first run that reads them): every figure, quarantine and count stays the same."""
+    root = tmp_path / "landing"
+    shutil.copytree(faulty, root)
+    cache = tmp_path / "cache" / spans.SPANS_DIR
+    as_of = "2026-11-02T06:00:00Z"
+    # clean days (later months' deliveries left unread), late events beyond the window, v2 events
+    for day, unread in (
+        ("2026-08-20", True),
+        ("2026-09-20", True),
+        ("2026-10-13", False),
+        ("2026-10-24", False),
+    ):
+        shutil.rmtree(cache, ignore_errors=True)
+        window = run_window(day, as_of, 3, root=root)
+        every = load(duckdb_engine, window, root=root, contract=V2_DECLARED)
+        assert every.events_unread == 0 and every.unmeasured, "no span yet: every delivery is read"
+        base = compute(duckdb_engine, every, window, contract=V2_DECLARED, upstream_reader=not_ready)
+        assert any(cache.glob("*.json")), "the spans of what it read are kept"
+        fewer = load(duckdb_engine, window, root=root, contract=V2_DECLARED)
+        assert (fewer.events_unread > 0) == unread and not fewer.unmeasured
+        assert len(fewer.event_files) + fewer.events_unread == len(every.event_files)
+        again = compute(duckdb_engine, fewer, window, contract=V2_DECLARED, upstream_reader=not_ready)
+        for name in (*FRAMES, "api_quarantined"):
+            pd.testing.assert_frame_equal(getattr(again, name), getattr(base, name), obj=f"{day} {name}")
+        assert (again.landing.deliveries, again.landing.received) == (
+            base.landing.deliveries,
+            base.landing.received,
+        )
+        assert again.backfill == base.backfill
+
+
+def test_inputs_left_unread_under_one_contract_are_not_computed_under_another(duckdb_engine, clean, tmp_path):
+    root = tmp_path / "landing"
+    shutil.copytree(clean, root)
+    window = run_window("2026-09-10", "2026-11-02T06:00:00Z", 3, root=root)
+    compute(duckdb_engine, load(duckdb_engine, window, root=root), window, upstream_reader=not_ready)
+    inputs = load(duckdb_engine, window, root=root)
+    assert inputs.events_unread > 0
+    with pytest.raises(ValueError, match="another event contract"):
+        compute(duckdb_engine, inputs, window, contract=V2_DECLARED, upstream_reader=not_ready)

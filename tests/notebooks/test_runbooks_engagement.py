@@ -65,7 +65,7 @@ def day_run(day: str, contract: event_contract.EventContract = event_contract.CO
     record (in-process, at the scheduled 04:00 the next day). Returns that ``as_of``."""
     eng = engines.get_engine("duckdb")
     window = run_window(day, "", DEFAULT_WINDOW_DAYS)
-    result = compute(eng, load(eng, window), window, contract=contract)
+    result = compute(eng, load(eng, window, contract=contract), window, contract=contract)
     at = window.as_of
     run_id = runs.start_run(PIPELINE, day, now=at, as_of=at, parameters={}, code_version=None)
     write(result, run_id=run_id)

@@ -6,6 +6,9 @@ engine (engine DataFrames, nothing collected); an empty read gets a zero-row fil
 source's landed schema, so its columns are right. Events are read with their provenance (file and
 row), so a quarantined event names where it was landed.
 
+An ``events`` delivery whose rows are all of later days, received after the run's days, is left
+unread (:mod:`helpers.engagement.spans`): it is verified and counted all the same.
+
 Every delivery is verified before the engine sees it (:func:`screen_delivery`): its file must still
 hash to its manifest's sha256 (:func:`helpers.storage.landing.verify_delivery`), be readable
 Parquet, and hold each column the run reads in a type of its contract
@@ -18,6 +21,7 @@ whole (:class:`helpers.storage.verified.Rejected`, in :attr:`Inputs.landing`), t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -30,13 +34,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.core.timeutil import naive_utc
-from helpers.engagement.event_contract import LANDED_COLUMNS
+from helpers.engagement.event_contract import CONTRACT, LANDED_COLUMNS
+from helpers.engagement.spans import SpanStore, contract_digest, measure, needed
 from helpers.engagement.window import RunWindow
 from helpers.storage import landing
 from helpers.storage.contracts import SCHEMAS
 from helpers.storage.engine import Engine
 from helpers.storage.quarantine import QuarantinedRow
 from helpers.storage.verified import THREADS, LandingReport, Rejected
+
+log = logging.getLogger(__name__)
 
 # The columns each source is read for (the engine reads nothing else of them).
 READ_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -62,6 +69,30 @@ class Inputs:
     api_files: list[str]
     arrivals: pd.DataFrame  # events partitions read: partition (date), first arrived_at (naive UTC)
     landing: LandingReport = field(default_factory=LandingReport)  # deliveries left out whole
+    events_unread: int = 0  # events deliveries verified but not read: nothing on or before the run's days
+    spans: SpanStore | None = (
+        None  # where the spans of the deliveries read are kept (helpers.engagement.spans)
+    )
+    unmeasured: dict[str, str] = field(default_factory=dict)  # read deliveries without a span: file -> sha256
+
+    def keep_spans(self, engine: Engine, rows: Any, contract: Any) -> None:
+        """Measure the spans of the deliveries read that had none, from the run's conformed ``rows``,
+        and keep them for the next runs (a cache: a failure is logged, the run goes on).
+
+        Raises ``ValueError`` when deliveries were left unread under another contract than ``contract``.
+        """
+        if self.spans is not None and self.spans.digest != contract_digest(contract):
+            if self.events_unread:
+                raise ValueError(
+                    "these inputs were loaded for another event contract: load(..., contract=...)"
+                )
+            return
+        if self.spans is None or not self.unmeasured:
+            return
+        try:
+            self.spans.save(measure(engine, rows, self.unmeasured))
+        except Exception as exc:  # noqa: BLE001  (the figures never depend on it)
+            log.warning("event spans not measured (%s): the next runs read every delivery", exc)
 
 
 _EMPTY: dict[str, Path] = {}
@@ -162,12 +193,41 @@ def screen(
     return files, report
 
 
-def load(engine: Engine, window: RunWindow, *, root: Path | None = None) -> Inputs:
-    """Read the run's ``events`` and ``api_logs`` deliveries (see the module doc for the ranges)."""
+def _worth_reading(
+    deliveries: list[landing.Delivery],
+    files: list[str],
+    window: RunWindow,
+    store: SpanStore,
+    root: Path | None,
+) -> tuple[list[str], dict[str, str], int]:
+    """Of the readable ``files`` (of ``deliveries``): those the run reads, those of them without a
+    span yet (file -> sha256), and how many it leaves unread (:func:`helpers.engagement.spans.needed`)."""
+    readable = set(files)
+    base = landing.source_dir("events", root)
+    read: list[str] = []
+    unmeasured: dict[str, str] = {}
+    for d in deliveries:
+        path = str(base / d.file)
+        if path not in readable:
+            continue
+        span = store.get(d.sha256)
+        if span is None:
+            unmeasured[d.file] = d.sha256
+        if span is None or needed(span, window):
+            read.append(path)
+    return read, unmeasured, len(files) - len(read)
+
+
+def load(engine: Engine, window: RunWindow, *, root: Path | None = None, contract: Any = CONTRACT) -> Inputs:
+    """Read the run's ``events`` and ``api_logs`` deliveries (see the module doc for the ranges);
+    an events delivery with nothing on or before the run's days is verified and counted, not read
+    (:mod:`helpers.engagement.spans`)."""
     ev = landed_deliveries("events", window.read_from, window.as_of.date(), as_of=window.as_of, root=root)
     api_from = min(window.start, *(m.start for m in window.months)) if window.months else window.start
     api = landed_deliveries("api_logs", api_from, window.rollup_end, as_of=window.as_of, root=root)
     ev_files, report = screen(ev, root=root)
+    store = SpanStore(contract, root)
+    ev_files, unmeasured, unread = _worth_reading(ev, ev_files, window, store, root)
     api_files, api_report = screen(api, root=root)
     report.extend(api_report)
     events = engine.read_parquet(
@@ -189,4 +249,4 @@ def load(engine: Engine, window: RunWindow, *, root: Path | None = None) -> Inpu
         columns=["partition", "arrived_at"],
     )
     arrivals = arrivals.groupby("partition", as_index=False)["arrived_at"].min()
-    return Inputs(events, api_df, ev_files, api_files, arrivals, report)
+    return Inputs(events, api_df, ev_files, api_files, arrivals, report, unread, store, unmeasured)

@@ -194,11 +194,12 @@ def compute(
     """
     read = upstream_reader or (lambda up, period: upstream_state(up, period))
     rows = conformed(engine, inputs.events, contract)
+    inputs.keep_spans(engine, rows, contract)
     events = first_copies(engine, rows)
     api = engine.materialize(api_requests(engine, inputs.api), "engagement_api")
     days, written = window.days, window.written_days
     intake_days = written  # received days whose intake is counted: the window days delivered
-    stats, hourly = _received_volume(engine, rows, intake_days)
+    stats, hourly = _received_volume(engine, rows, intake_days, window.run_date)
     quarantined = _quarantined_rows(engine, rows, intake_days)
     firsts = _first_copies_per_day(engine, events, intake_days)
     late = _late_rows(engine, events, window, intake_days)
@@ -250,11 +251,14 @@ def compute(
 
 
 def _received_volume(
-    engine: Engine, rows: Any, intake_days: Sequence[dt.date]
+    engine: Engine, rows: Any, intake_days: Sequence[dt.date], run_date: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows received per day, ``schema_version`` and ``reason`` (intake days), and per day and hour.
+    """Rows received per day, ``schema_version`` and ``reason`` (intake days), and per day and hour
+    through ``run_date`` (the days the stream check judges: the run's day and its baselines).
 
-    One pass over the rows read for the intake counts and the hourly volume (kafka_outage).
+    One pass over the rows read for the intake counts and the hourly volume (kafka_outage). Days
+    received later are left out of the hourly volume: what of them a run reads depends on which
+    deliveries it had to read (:mod:`helpers.engagement.spans`).
     """
     F = engine.F
     volume = engine.to_pandas(
@@ -272,7 +276,10 @@ def _received_volume(
         .sum()
     )
     hourly = (
-        volume.groupby(["date", "hour"], as_index=False)["rows"].sum().rename(columns={"rows": "received"})
+        volume[volume["date"] <= run_date]
+        .groupby(["date", "hour"], as_index=False)["rows"]
+        .sum()
+        .rename(columns={"rows": "received"})
     )
     return stats, hourly
 

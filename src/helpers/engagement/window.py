@@ -82,6 +82,11 @@ class RunWindow:
         return max(ends) if ends else self.run_date
 
     @property
+    def last_event_day(self) -> dt.date:
+        """The last event day any figure of the run counts: the window's, a month's or a roll-up's."""
+        return max(self.run_date, self.rollup_end)
+
+    @property
     def read_from(self) -> dt.date:
         return self.rollup_start - dt.timedelta(days=SKEW_SLACK_DAYS)
 
