@@ -66,6 +66,40 @@ WARM_IMPORTS = (
     "helpers.investor.charts",
     "helpers.storage.warehouse",
 )
+# What the fork server imports besides (helpers.core.forkserver): paid once per command there, so
+# it also takes the modules the pipeline and report notebooks import (tests/unit/core: each one is).
+FORK_IMPORTS = (
+    *WARM_IMPORTS,
+    "duckdb",
+    "sqlframe.duckdb",
+    "helpers.storage.engine",
+    "helpers.storage.bulkread",
+    "helpers.profit.aggregate",
+    "helpers.profit.checks",
+    "helpers.profit.inputs",
+    "helpers.profit.marts",
+    "helpers.profit.readable",
+    "helpers.profit.reconcile",
+    "helpers.profit.unit",
+    "helpers.growth.metrics",
+    "helpers.growth.month",
+    "helpers.engagement.checks",
+    "helpers.engagement.event_contract",
+    "helpers.engagement.inputs",
+    "helpers.engagement.run",
+    "helpers.engagement.store",
+    "helpers.engagement.window",
+    "helpers.investor.aggregate",
+    "helpers.investor.close",
+    "helpers.investor.explain",
+    "helpers.investor.inputs",
+    "helpers.investor.metrics",
+    "helpers.investor.pack",
+    "helpers.investor.publication",
+    "helpers.investor.report",
+    "helpers.investor.weekly",
+    "helpers.investor.weekly_needs",
+)
 
 
 def warm_line(modules: Sequence[str] = WARM_IMPORTS) -> str:
@@ -227,7 +261,7 @@ def fork_server(env: Mapping[str, str]) -> forkserver.ForkServer | None:
         return None
     with _SERVER_LOCK:
         if _SERVER is None:
-            _SERVER = forkserver.ForkServer(WARM_IMPORTS, env, preamble=KERNEL_EXEC_LINES)
+            _SERVER = forkserver.ForkServer(FORK_IMPORTS, env, preamble=KERNEL_EXEC_LINES)
         server = _SERVER
     return server if server.env == dict(env) else None
 

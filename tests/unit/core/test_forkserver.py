@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -130,3 +132,37 @@ def test_kernels_are_started_as_processes_with_forking_off(marked_env, monkeypat
         got = probe(warm)
         assert got["ppid"] == os.getpid() and got["mark"] == "forked"
         warm.shutdown()
+
+
+def test_the_fork_server_imports_every_module_a_pipeline_or_report_notebook_imports():
+    """A module a notebook imports that the server did not is imported again by every kernel."""
+    import ast
+    import importlib.util
+
+    from helpers.core import paths
+
+    wanted: set[str] = set()
+    for folder in ("pipelines", "reports"):
+        for path in sorted((paths.REPO_ROOT / "notebooks" / folder).glob("*.ipynb")):
+            cells = json.loads(path.read_text())["cells"]
+            source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+            lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("helpers"):
+                    for alias in node.names:
+                        sub = f"{node.module}.{alias.name}"
+                        wanted.add(sub if importlib.util.find_spec(node.module).submodule_search_locations
+                                   and importlib.util.find_spec(sub) else node.module)  # fmt: skip
+                elif isinstance(node, ast.Import):
+                    wanted |= {a.name for a in node.names if a.name.startswith("helpers")}
+    assert wanted, "the notebooks import the workbook's modules"
+    probe = (
+        "import importlib, json, sys\n"
+        f"for m in {kernels.FORK_IMPORTS!r}:\n    importlib.import_module(m)\n"
+        f"print(json.dumps(sorted(m for m in {sorted(wanted)!r} if m not in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    missing = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not missing, f"add to kernels.FORK_IMPORTS: {missing}"
