@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import warnings
 from functools import lru_cache
@@ -27,14 +28,48 @@ warnings.filterwarnings(
 )
 
 
-@lru_cache(maxsize=2)
-def _html_exporter(hide_code: bool) -> Any:
-    """One exporter per process and flavour: nbconvert compiles the template's ten Jinja files
-    per exporter (0.17 s), and its first use imports nbconvert, mistune, pygments and bs4
-    (0.5-0.8 s). Used under :data:`_RENDER_LOCK` (an exporter keeps per-render state)."""
-    from nbconvert import HTMLExporter
+# What nbconvert's HTMLExporter adds with BeautifulSoup once the page is rendered (7.17): an ``alt``
+# on each image without one, and ``tabindex="0"`` on each cell input and output, so a keyboard reaches them.
+NO_ALT = 'alt="No description has been provided for this image"'
+_IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)(?=[\s>/])")
+_FOCUSABLE = re.compile(r'<div class="(?=[^"]*\b(?:jp-Cell-inputWrapper|jp-OutputArea-output)\b)([^"]*)"')
 
-    return HTMLExporter(
+
+def accessible(html: str) -> str:
+    """``html`` with :data:`NO_ALT` on each image lacking an ``alt`` and ``tabindex="0"`` on the
+    cells' input wrappers and outputs: what HTMLExporter does with BeautifulSoup (parsing and
+    re-serialising the whole page, about half of a render), done on the text."""
+    html = _IMG_WITHOUT_ALT.sub(f"<img {NO_ALT}", html)
+    return _FOCUSABLE.sub(r'<div class="\1" tabindex="0"', html)
+
+
+def _exporter_class() -> Any:
+    from nbconvert import HTMLExporter, TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    class Exporter(HTMLExporter):  # type: ignore[misc]
+        """HTMLExporter less its BeautifulSoup pass (:func:`accessible` makes the same two edits)."""
+
+        def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, dict[str, Any]]:
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+            highlight = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+            resources = self._init_resources(resources)
+            data_type = WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources
+            )
+            self.register_filter("highlight_code", highlight)
+            self.register_filter("filter_data_type", data_type)
+            html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return accessible(html), resources
+
+    return Exporter
+
+
+def exporter(hide_code: bool) -> Any:
+    """A new exporter of the archive's HTML (code shown or hidden)."""
+    return _exporter_class()(
         template_name="selfcontained",
         extra_template_basedirs=[str(paths.TEMPLATES_DIR)],
         embed_images=True,
@@ -42,6 +77,14 @@ def _html_exporter(hide_code: bool) -> Any:
         exclude_input_prompt=hide_code,
         exclude_output_prompt=hide_code,
     )
+
+
+@lru_cache(maxsize=2)
+def _html_exporter(hide_code: bool) -> Any:
+    """One exporter per process and flavour: nbconvert compiles the template's ten Jinja files
+    per exporter (0.17 s), and its first use imports nbconvert, mistune and pygments (0.5-0.8 s).
+    Used under :data:`_RENDER_LOCK` (an exporter keeps per-render state)."""
+    return exporter(hide_code)
 
 
 _RENDER_LOCK = threading.Lock()

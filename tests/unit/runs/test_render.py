@@ -6,10 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+from bs4 import BeautifulSoup
 from nbconvert import HTMLExporter
 
 from helpers.core import paths
-from helpers.runs import runner
+from helpers.runs import render, runner
 
 
 def _notebook(path: Path, title: str, value: int) -> Path:
@@ -31,6 +32,11 @@ def _notebook(path: Path, title: str, value: int) -> Path:
 
 
 def _fresh(path: Path, hide_code: bool) -> str:
+    return render.exporter(hide_code).from_filename(str(path))[0]
+
+
+def _stock(path: Path, hide_code: bool) -> str:
+    """nbconvert's own HTMLExporter on our template (its BeautifulSoup pass included)."""
     exporter = HTMLExporter(
         template_name="selfcontained",
         extra_template_basedirs=[str(paths.TEMPLATES_DIR)],
@@ -40,6 +46,10 @@ def _fresh(path: Path, hide_code: bool) -> str:
         exclude_output_prompt=hide_code,
     )
     return exporter.from_filename(str(path))[0]
+
+
+def _tags(html: str) -> list[tuple[str, dict]]:
+    return [(t.name, dict(t.attrs)) for t in BeautifulSoup(html, "html.parser").find_all(True)]
 
 
 def test_cached_exporter_renders_like_a_fresh_one_in_any_order_and_thread(tmp_path):
@@ -67,3 +77,34 @@ def test_warming_runs_once_per_process():
     first = runner.warm_renderer()
     first.join()
     assert runner.warm_renderer() is first and not first.is_alive()
+
+
+def test_the_page_has_every_tag_and_attribute_nbconverts_exporter_gives_it(tmp_path):
+    """Without nbconvert's BeautifulSoup pass, the same elements with the same attributes: an
+    ``alt`` on each image without one, ``tabindex`` on each cell input and output."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title\n\nSome *text* <img src='x.png'> and <b>html</b>."),
+            nbformat.v4.new_code_cell(
+                "import pandas as pd\nplot()  # <img src=q>",
+                execution_count=1,
+                outputs=[
+                    nbformat.v4.new_output("display_data", {"image/png": png}),
+                    nbformat.v4.new_output("stream", name="stderr", text="a warning\n"),
+                    nbformat.v4.new_output(
+                        "execute_result",
+                        {"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "1"},
+                        execution_count=1,
+                    ),
+                ],
+            ),
+        ],
+        metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}},
+    )
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    for hide in (False, True):
+        ours, stock = _fresh(path, hide), _stock(path, hide)
+        assert _tags(ours) == _tags(stock)
+        assert 'tabindex="0"' in ours and render.NO_ALT in ours
