@@ -13,6 +13,11 @@
    its figures built in the same two waves (Engagement of its last day), so the report's trends have
    their points and MoM/YoY; published months are never re-run, and a failure there is an outcome
    (exit 1) that leaves M's own figures alone. :attr:`CloseResult.history` names what is missing.
+
+   Steps 1-3 are one set of runs (:func:`helpers.investor.waves.build_waves`): a run starts once
+   what it reads is done, a month at a time (a free worker takes the oldest month's next run), and
+   every Engagement month after the oldest one, which keeps the spans of the ``events``
+   deliveries it read so that the others read only their own.
 4. The monitors of those pipelines at ``as_of`` (``checks.evaluate_monitors``), so run failures and
    the close SLA are alerts.
 5. The reports, through the runner (archived, validated like any run): ``month_end_report`` for M
@@ -81,7 +86,6 @@ from helpers.investor.inputs import SourceRun, latest_run, load_inputs, referenc
 from helpers.investor.metrics import UPSTREAMS
 from helpers.investor.publication import published_dir  # noqa: F401  (where a close publishes)
 from helpers.investor.waves import WAVE_A, WAVE_B, stale_reason
-from helpers.investor.waves import run_wave as _run_wave
 from helpers.oncall import escalation
 from helpers.runs import locks, runner
 from helpers.runs import records as runs
@@ -558,11 +562,9 @@ def _unlocked_close(period: str, *, as_of: dt.datetime, clock: Clock, final: boo
     wave = dict(as_of=as_of, clock=clock, config=config, workers=workers, on_update=on_update, stop=stop)
     outcomes: list[Any] = []
     day = reference_day(period, as_of)
-    for names in (WAVE_A, WAVE_B):
-        items = [RunItem(p, parts[p], day) for p in names if p in pipes]
-        outcomes += _run_wave(items, parts=parts, history=False, **wave)  # type: ignore[arg-type]
-    trend, built = waves.build_history(period, history, wave)
-    outcomes += built
+    own = [RunItem(p, parts[p], day) for p in (*WAVE_A, *WAVE_B) if p in pipes]
+    mine, trend, built = waves.build_waves(period, own, parts, history, wave)
+    outcomes += mine + built
     checks.evaluate_monitors(as_of, pipelines=[p for p in parts if p in pipes], now=clock(), config=config)
     escalation.group(config, escalation.WarehouseAlerts(), as_of, engine=engine)  # the incidents it lists
     signoff.refresh(period, now=clock(), config=config, engine=engine)  # the runs may have changed figures

@@ -1,17 +1,19 @@
-"""The close's runs in waves: which to run, skip or re-run, for the month and its trailing months.
+"""The close's runs: which to run, skip or re-run, for the month and its trailing months, and in what order.
 
-A close runs its pipelines in two waves (``helpers.investor.close``): *A* ``profit_aggregate``,
-``growth_aggregate`` and ``profit_unit``; *B* ``engagement_aggregate`` (Engagement's per-account join
-reads ``profit_unit_monthly`` and ``growth_accounts_monthly`` without declaring them in
-``depends_on``, hence after A) and ``investor_aggregate``. :func:`run_wave` runs a wave's items through
-``orchestrate.run_items`` and skips the rest:
+A close runs five pipelines per month (``helpers.investor.close``): ``profit_aggregate``,
+``growth_aggregate`` and ``profit_unit`` (:data:`WAVE_A`), then ``engagement_aggregate`` (its
+per-account join reads ``profit_unit_monthly`` and ``growth_accounts_monthly`` without declaring
+them in ``depends_on``: :data:`READS`) and ``investor_aggregate`` (:data:`WAVE_B`).
+:func:`build_waves` plans the month's own items and the trailing months' (:func:`plan_wave`) and
+runs the ones that need it in one ``orchestrate.run_items`` call, Engagement after what it reads
+and after the month before it (:func:`engagement_order`); it skips the rest:
 
 - *the month's own items*: skipped when their partition's latest run succeeded at the same
   ``as_of`` and started after what it reads last succeeded (:func:`stale_reason`), so a second close
   at the same ``as_of`` only re-evaluates and re-renders and a close after a failure re-runs what
   failed and what depends on it;
 - *the trailing months' items* (``history``): any ``as_of`` will do, so a month built once is never
-  rebuilt, unless what it reads re-ran after it (:func:`build_history`, :mod:`helpers.investor.history`);
+  rebuilt, unless what it reads re-ran after it (:mod:`helpers.investor.history`);
 - an item on a locked (published) partition is always skipped (``helpers.runs.locks``).
 """
 
@@ -114,26 +116,20 @@ def skip_outcome(item: RunItem, reason: str) -> Any:
     return Outcome(item.pipeline, item.partition, "skipped", found[0].run_id if found else None, reason)
 
 
-def run_wave(
+def plan_wave(
     items: Sequence[RunItem],
     *,
     as_of: dt.datetime,
     parts: Mapping[str, str],
     history: bool,
-    clock: Clock,
-    config: cfgmod.WorkbookConfig,
-    workers: int | None,
     on_update: Callable[[Any], None],
-    stop: threading.Event | None,
-) -> list[Any]:
-    """Run the items that need it (:func:`needs_run`) through ``orchestrate.run_items``; skip the rest.
+    engine: sa.Engine,
+) -> tuple[list[RunItem], list[Any]]:
+    """The items that need a run (:func:`needs_run`), and the outcomes of those skipped.
 
     An item that reads one of the wave's re-runs (of its own month) re-runs too (its run would be
     stale right after); an item on a locked partition is skipped (``helpers.runs.locks``).
     """
-    from helpers.runs import orchestrate
-
-    engine = warehouse.get_engine()
     todo: list[RunItem] = []
     done = []
     for it in items:
@@ -149,23 +145,87 @@ def run_wave(
             done.append(outcome)
         else:
             todo.append(it)
+    return todo, done
+
+
+Group = tuple[Sequence[RunItem], Mapping[str, str], bool]  # items, their month's partitions, history
+
+
+def run_waves(
+    groups: Sequence[Group],
+    *,
+    as_of: dt.datetime,
+    clock: Clock,
+    config: cfgmod.WorkbookConfig,
+    workers: int | None,
+    on_update: Callable[[Any], None],
+    stop: threading.Event | None,
+    after: Mapping[tuple[str, str], Sequence[tuple[str, str]]] | None = None,
+) -> list[list[Any]]:
+    """Plan each group (:func:`plan_wave`: the month's own items, or the trailing months' with
+    ``history``), then run what they need in one ``orchestrate.run_items`` call (``after``: its
+    ordering edges), so the runs of both keep the workers busy; each group's outcomes, in its
+    items' order."""
+    from helpers.runs import orchestrate
+
+    engine = warehouse.get_engine()
+    planned = [plan_wave(items, as_of=as_of, parts=parts, history=history, on_update=on_update, engine=engine)
+               for items, parts, history in groups]  # fmt: skip
+    todo = [it for group_todo, _skipped in planned for it in group_todo]
+    ran = {}
     if todo:
-        done += orchestrate.run_items(todo, clock=clock, as_of=as_of, config=config, workers=workers,
-                                      trigger="close", on_update=on_update, stop=stop)  # fmt: skip
-    return done
+        got = orchestrate.run_items(todo, clock=clock, as_of=as_of, config=config, workers=workers,
+                                    trigger="close", on_update=on_update, stop=stop, after=after)  # fmt: skip
+        ran = {(o.pipeline, o.partition): o for o in got}
+    out = []
+    for (items, _parts, _history), (_todo, skipped) in zip(groups, planned, strict=True):
+        by_key = {(o.pipeline, o.partition): o for o in skipped} | ran
+        out.append([by_key[(it.pipeline, it.partition)] for it in items])
+    return out
 
 
-def build_history(period: str, months: int, wave: Mapping[str, Any]) -> tuple[trailing.History, list[Any]]:
-    """Build the missing investor figures of the ``months`` before ``period`` in waves A then B.
+def run_wave(items: Sequence[RunItem], *, parts: Mapping[str, str], history: bool, **wave: Any) -> list[Any]:
+    """:func:`run_waves` of one group: ``items`` (of the month ``parts``; or trailing months: ``history``)."""
+    return run_waves([(items, parts, history)], **wave)[0]
 
-    ``wave``: :func:`run_wave`'s keyword arguments but ``parts`` and ``history``. Returns the
-    trailing months as they stand after it (:func:`helpers.investor.history.settle`) and the outcomes.
+
+ENGAGEMENT = "engagement_aggregate"
+
+
+def engagement_order(groups: Sequence[Group]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The ordering edges of a close's runs: Engagement of a month after the marts it reads
+    (:data:`READS`: unit Profit and Growth of its month), and every Engagement month after the
+    oldest one. That one reads every ``events`` delivery since its window and keeps their spans
+    (``helpers.engagement.spans``), so the later months read only their own deliveries; run side
+    by side with it, another month would read them all too."""
+    found = []
+    for items, parts, history in groups:
+        for it in items:
+            if it.pipeline == ENGAGEMENT:
+                mine = item_parts(it) if history else parts
+                found.append((it.reference_day, it, [(up, mine[up]) for up in READS[ENGAGEMENT]]))
+    found.sort(key=lambda f: (f[0], f[1].partition))
+    order: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    first = (found[0][1].pipeline, found[0][1].partition) if found else None
+    for _day, it, reads in found:
+        key = (it.pipeline, it.partition)
+        order[key] = reads + ([first] if first and first != key else [])
+    return order
+
+
+def build_waves(period: str, own: Sequence[RunItem], parts: Mapping[str, str], months: int,
+                wave: Mapping[str, Any]) -> tuple[list[Any], trailing.History, list[Any]]:  # fmt: skip
+    """The close's runs: the month's own items (``own``, of its partitions ``parts``) and those of
+    the missing investor figures of the ``months`` before ``period``, in one call of ordering
+    edges (:func:`engagement_order`) instead of wave A then wave B, so that no wave waits for the
+    last run of the one before.
+
+    ``wave``: :func:`run_waves`' keyword arguments. Returns the month's outcomes, the trailing
+    months as they stand after it (:func:`helpers.investor.history.settle`) and their outcomes.
     """
     config = wave["config"]
     plan = trailing.plan_history(period, months, wave["as_of"], pipelines=(*WAVE_A, *WAVE_B), config=config)
-    outcomes: list[Any] = []
-    for names in (WAVE_A, WAVE_B):
-        items = trailing.items(plan, names, config)
-        if items:
-            outcomes += run_wave(items, parts={}, history=True, **wave)
-    return trailing.settle(plan, outcomes), outcomes
+    past = [*trailing.items(plan, WAVE_A, config), *trailing.items(plan, WAVE_B, config)]
+    groups: list[Group] = [(own, parts, False), (past, {}, True)]
+    mine, built = run_waves(groups, after=engagement_order(groups), **wave)
+    return mine, trailing.settle(plan, built), built

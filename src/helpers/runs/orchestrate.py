@@ -170,13 +170,17 @@ def run_items(
     trigger: str = "run-all",
     on_update: OnUpdate = _ignore,
     stop: threading.Event | None = None,
+    after: Mapping[tuple[str, str], Sequence[tuple[str, str]]] | None = None,
 ) -> list[Outcome]:
     """Run ``items`` in dependency order, independent ones in parallel; returns final outcomes.
 
-    An item waits for the items of this call it depends on (same upstream pipeline, the upstream's
+    A worker that frees up takes the first item that is ready, in the order of reference day then
+    pipeline (the DAG's order): a month's downstream runs come before a later month's upstream
+    ones, so what depends on them can start early. An item waits for the items of this call it depends on (same upstream pipeline, the upstream's
     partition of the item's reference day); upstreams outside the call are judged by their run
-    records. Once ``stop`` is set no new item starts: running ones finish, the rest are
-    ``cancelled``.
+    records. ``after``: (pipeline, partition) -> more items of this call it starts after, for
+    their order only (how they ended does not block it). Once ``stop`` is set no new item starts:
+    running ones finish, the rest are ``cancelled``.
     """
     config = config or cfgmod.get()
     # Create the engine (and the tables) here, once: get_engine is not safe to race from threads.
@@ -201,8 +205,11 @@ def run_items(
             progressed = False
             for it in list(pending):
                 keys = upstream_keys(it)
-                if any(k in by_key and k not in done for k in keys):
-                    continue  # an upstream of this call has not finished yet
+                waits = [*keys, *(after or {}).get((it.pipeline, it.partition), ())]
+                if any(k in by_key and k not in done for k in waits):
+                    continue  # an upstream (or an item it runs after) of this call has not finished yet
+                if len(running) >= workers and not (stop is not None and stop.is_set()):
+                    break  # every worker busy: the next free one takes the first item ready then
                 pending.remove(it)
                 progressed = True
                 if stop is not None and stop.is_set():

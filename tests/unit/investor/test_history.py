@@ -186,3 +186,59 @@ def test_the_cli_takes_history_and_compare_as_its_deprecated_alias(home, capsys)
 
     assert history_arg(args) == 12 and "--compare is deprecated" in capsys.readouterr().err
     assert history_arg(cli.build_parser().parse_args(["close", "--month", P, "--history", "0"])) == 0
+
+
+def _recording_execute(monkeypatch, started: list[tuple[str, str]]):
+    from helpers.runs import orchestrate
+
+    def execute(item, **_kw):
+        started.append((item.pipeline, item.partition))
+        return Outcome(item.pipeline, item.partition, "succeeded", f"run-{item.pipeline}-{item.partition}")
+
+    monkeypatch.setenv("WORKBOOK_WARM_KERNELS", "0")
+    monkeypatch.setattr(orchestrate, "_execute", execute)
+
+
+def test_a_free_worker_takes_the_first_ready_item_a_month_at_a_time(home, monkeypatch):
+    """A month's downstream runs come before the next month's upstream ones (not every upstream first)."""
+    from helpers.runs import orchestrate
+
+    started: list[tuple[str, str]] = []
+    _recording_execute(monkeypatch, started)
+    items = [RunItem(p, m, dt.date.fromisoformat(last)) for m, last in
+             (("2026-07", "2026-07-31"), ("2026-08", "2026-08-31")) for p in ("profit_aggregate", "profit_unit")]  # fmt: skip
+    orchestrate.run_items(items, clock=lambda: T0, as_of=AS_OF, workers=1)
+    assert started == [("profit_aggregate", "2026-07"), ("profit_unit", "2026-07"),
+                       ("profit_aggregate", "2026-08"), ("profit_unit", "2026-08")]  # fmt: skip
+
+
+def test_ordering_edges_hold_back_an_item_but_never_block_it(home, monkeypatch):
+    from helpers.runs import orchestrate
+
+    started: list[tuple[str, str]] = []
+    _recording_execute(monkeypatch, started)
+    items = [RunItem("growth_aggregate", "2026-07", dt.date(2026, 7, 31)),
+             RunItem("profit_aggregate", "2026-08", dt.date(2026, 8, 31))]  # fmt: skip
+    after = {("growth_aggregate", "2026-07"): [("profit_aggregate", "2026-08")]}
+    done = orchestrate.run_items(items, clock=lambda: T0, as_of=AS_OF, workers=1, after=after)
+    assert started == [("profit_aggregate", "2026-08"), ("growth_aggregate", "2026-07")]
+    assert [o.status for o in done] == ["succeeded", "succeeded"]
+
+
+def test_engagement_waits_for_what_it_reads_and_for_the_oldest_engagement_month():
+    own = [RunItem("engagement_aggregate", "2026-09-30", dt.date(2026, 9, 30))]
+    parts = close.close_partitions("2026-09", dt.datetime(2026, 10, 10, 12, tzinfo=dt.UTC))
+    past = [
+        RunItem("engagement_aggregate", f"2026-0{m}-{d}", dt.date(2026, m, int(d)))
+        for m, d in ((8, "31"), (7, "31"))
+    ]
+    order = waves.engagement_order([(own, parts, False), (past, {}, True)])
+    oldest = ("engagement_aggregate", "2026-07-31")
+    assert order[oldest] == [("profit_unit", "2026-07"), ("growth_aggregate", "2026-07")]
+    assert order[("engagement_aggregate", "2026-08-31")] == [
+        ("profit_unit", "2026-08"),
+        ("growth_aggregate", "2026-08"),
+        oldest,
+    ]
+    assert order[("engagement_aggregate", "2026-09-30")] == [
+        ("profit_unit", parts["profit_unit"]), ("growth_aggregate", parts["growth_aggregate"]), oldest]  # fmt: skip
