@@ -482,13 +482,23 @@ def _format_errors(file: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# libyaml's loader where PyYAML was built with it: the same documents, parsed about ten times faster
+# (every kernel reads the configuration; the pure-Python parser took 0.05 s of each run).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, with libyaml's parser when PyYAML has it."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506  (a safe loader: SafeLoader or CSafeLoader)
+
+
 def _read_yaml(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{file}: file not found") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -51,6 +51,7 @@ from typing import Any, Literal
 import pandas as pd
 import yaml
 
+from helpers.core import config as cfgmod
 from helpers.core import paths
 from helpers.engagement import json_fields
 from helpers.storage.engine import Engine, Layers
@@ -359,7 +360,7 @@ def declared(path: Path | None = None) -> tuple[Declaration, ...]:
     hit = _read_cache.get(path)
     if hit and hit[0] == key:
         return hit[1]
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = cfgmod.load_yaml(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or not isinstance(data.get("declared") or [], list):
         raise ValueError(f"{path}: expected a mapping with a 'declared' list")
     out = []

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from rapidfuzz import fuzz, process
 
+from helpers.core import config as cfgmod
 from helpers.core import paths
 from helpers.growth.lifecycle import GrowthSources
 
@@ -274,7 +274,7 @@ def load_reviewed(path: Path) -> Reviewed:
     """
     if not path.exists():
         return Reviewed(path=path)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = cfgmod.load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with 'merges' and 'keep_separate'")
     unknown = sorted(set(data) - {"merges", "keep_separate"})
