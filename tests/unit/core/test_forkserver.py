@@ -77,6 +77,7 @@ def test_two_forked_kernels_are_fresh_processes_of_their_own_with_the_imports_do
         a, b = probe(first), probe(second)
         for got, warm in ((a, first), (b, second)):
             assert type(warm.km.provisioner).__name__ == "ForkProvisioner"
+            assert isinstance(warm.km.client(), kernels.client_class()), "its flush of IOPub ends sooner"
             assert got["pid"] == warm.km.provisioner.pid
             assert got["ppid"] == server._proc.pid, "forked by the server, not started by this process"
             assert got["pgid"] == got["pid"], "a session of its own: interrupting it reaches it alone"
