@@ -15,8 +15,8 @@ print(s(sys.argv[1], -1), f"{sys.argv[1]}-16T12:00:00Z")' "$last")
 echo "demo: closing $month as of $as_of (workbook close --month $month --as-of $as_of)"
 # The close also builds the investor figures of the 12 months before (--history, default 12), so the
 # report's trends have 13 points with month-over-month and year-over-year changes: the first close
-# runs them all (about 65 runs: about 2 minutes with runner.workers: 2), a later one skips them.
-echo "demo: the first close also builds the 12 months before $month for the report's trends (about 2 min)"
+# runs them all (about 65 runs: about a minute with runner.workers: 2), a later one skips them.
+echo "demo: the first close also builds the 12 months before $month for the report's trends (about a minute)"
 # A DRAFT is a result, not an error: the close prints its blockers; its last line is the report's path.
 status=0
 $wb close --month "$month" --as-of "$as_of" || status=$?
