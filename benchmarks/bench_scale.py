@@ -15,12 +15,14 @@ the investor report shows (``--history 12``, a first close's default) are the sa
 each earlier month, about N times the cost.
 
 Memory: every 50 ms the harness reads the resident memory of every process of the close's tree.
-Each kernel (a process running ``ipykernel``) with its children is one run's: named by the
-``WORKBOOK_RUN_ID`` in its environment when it was started for its run, else (a warm kernel,
-started before its run and told its id later) matched afterwards to the run whose first cell it
-was alive for and whose notebook ended nearest its last sample (one fresh kernel per run). Per
-run: the peak of its kernel's tree; per close: the peak of the whole tree, and of what is not in a
-kernel (the ``workbook`` process, report rendering). The whole tree is killed above
+Each kernel (a process running ``ipykernel``, or forked by the fork server) with its children is
+one run's: named by the ``WORKBOOK_RUN_ID`` in its environment when it was started for its run,
+else (a warm kernel, started before its run and told its id later) matched afterwards to the run
+whose first cell it was alive for and whose notebook ended nearest its last sample (one fresh
+kernel per run). Per run: the peak of its kernel's tree; per close: the peak of the whole tree, and
+of what is not in a kernel (the ``workbook`` process, the fork server, report rendering). A forked
+kernel's resident memory includes the pages it shares with the fork server, so the sums count them
+more than once: upper bounds. The whole tree is killed above
 ``--mem-limit`` (GiB, default 12) and reported as out of memory. Durations come from the run
 records (``run.json``) and the executed notebooks' papermill metadata (the cells' own time).
 """
@@ -52,6 +54,7 @@ FULL = [10_000, 100_000, 1_000_000]
 DENSITY = 0.004  # events per active user-day: ~40M events at 1M accounts x 13 months
 RUN_ENV = "WORKBOOK_RUN_ID"  # helpers.storage.warehouse.RUNNER_ENV: the run a kernel belongs to
 CLI = "workbook (not kernels)"
+FORK_SERVER = "helpers.core.forkserver"  # in the fork server's command line; its children are kernels
 
 
 # ---------------------------------------------------------------- the company, generated once
@@ -135,11 +138,14 @@ class RunSampler:
         self._thread.join(timeout=5)
 
     def _is_kernel(self, p: psutil.Process, key: tuple[int, float]) -> bool:
+        """A process running ``ipykernel``, or a kernel forked from the fork server (its child)."""
         if key not in self._kind:
             cmd = " ".join(p.cmdline())
             if not cmd:
                 return False  # not exec'd yet: ask again at the next sample
-            self._kind[key] = "ipykernel" in cmd
+            parent = p.parent()
+            forked = parent is not None and FORK_SERVER in " ".join(parent.cmdline())
+            self._kind[key] = "ipykernel" in cmd or forked
         return self._kind[key]
 
     def sample(self, root: psutil.Process) -> int:
