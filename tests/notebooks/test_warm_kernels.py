@@ -48,12 +48,16 @@ def run_probe(notebook, archive, run_id, clock):
 
 
 def kernel_children():
-    """Live ipykernel processes below this one; an exited child another test has not reaped (a zombie)
+    """Live kernels below this one: ipykernel processes, and the fork server and the kernels forked
+    from it (which keep its command line). An exited child another test has not reaped (a zombie)
     has no command line left and is not a kernel that outlived its block."""
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(proc.cmdline()):
+            cmd = " ".join(proc.cmdline())
+            if proc.status() != psutil.STATUS_ZOMBIE and (
+                "ipykernel" in cmd or "helpers.core.forkserver" in cmd
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
