@@ -273,6 +273,11 @@ class ForkServer:
                     self._state = f"failed: {message['error']}"
                 self._lock.notify_all()
 
+    @property
+    def pid(self) -> int:
+        """The server process's pid: the parent of every kernel it forks."""
+        return self._proc.pid
+
     def ready(self, timeout: float = 60.0) -> bool:
         """Whether the server is up, waiting up to ``timeout`` s for its imports."""
         with self._lock:
@@ -389,7 +394,7 @@ def _provisioner_class() -> Any:
                 env = kwargs.get("env")
                 if env is None or not self.fork_server.accepts(cmd, env):
                     return await super().launch_kernel(cmd, **kwargs)
-                env = {**env, "JPY_PARENT_PID": str(self.fork_server._proc.pid)}  # the kernel's parent
+                env = {**env, "JPY_PARENT_PID": str(self.fork_server.pid)}  # the kernel's parent
                 try:
                     proc = self.fork_server.spawn(cmd, env, cwd=kwargs.get("cwd"), stdout=kwargs.get("stdout"),
                                                   stderr=kwargs.get("stderr"))  # fmt: skip

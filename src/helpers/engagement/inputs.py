@@ -70,9 +70,8 @@ class Inputs:
     arrivals: pd.DataFrame  # events partitions read: partition (date), first arrived_at (naive UTC)
     landing: LandingReport = field(default_factory=LandingReport)  # deliveries left out whole
     events_unread: int = 0  # events deliveries verified but not read: nothing on or before the run's days
-    spans: SpanStore | None = (
-        None  # where the spans of the deliveries read are kept (helpers.engagement.spans)
-    )
+    # where the spans of the deliveries read are kept (helpers.engagement.spans)
+    spans: SpanStore | None = None
     unmeasured: dict[str, str] = field(default_factory=dict)  # read deliveries without a span: file -> sha256
 
     def keep_spans(self, engine: Engine, rows: Any, contract: Any) -> None:

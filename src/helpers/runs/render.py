@@ -43,6 +43,7 @@ def accessible(html: str) -> str:
     return _FOCUSABLE.sub(r'<div class="\1" tabindex="0"', html)
 
 
+@lru_cache(maxsize=1)
 def _exporter_class() -> Any:
     from nbconvert import HTMLExporter, TemplateExporter
     from nbconvert.filters.highlight import Highlight2HTML
