@@ -45,10 +45,11 @@ KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)
 KERNEL_ARGUMENTS = tuple(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES)
 RUN_KEYS = (envnames.RUN_ID, envnames.CLOCK)  # a kernel's own variables: set in a warm kernel by the run
 
-# ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys: once
-# per notebook run. The runner's kernels listen on localhost only and get CurveZMQ keys when their
-# kernelspec supports it (jupyter_client's ``transport_encryption="auto"``); for a kernelspec that
-# does not, this one line is dropped from the kernel's stderr (everything else passes through).
+# ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys. The
+# runner's kernels listen on Unix sockets (:func:`manager_class`); where they fall back to TCP, they
+# listen on localhost only and get CurveZMQ keys when their kernelspec supports it (jupyter_client's
+# ``transport_encryption="auto"``); for a kernelspec that does not, this one line is dropped from the
+# kernel's stderr (everything else passes through).
 KERNEL_TCP_WARNING = b"Kernel is running over TCP without encryption"
 # The verbs whose first kernels the entry point starts before the CLI's imports, and how many.
 EARLY_VERBS = {"close": 2}
@@ -275,6 +276,68 @@ def stop_fork_server() -> None:
         server.close()
 
 
+IPC_PATH_MAX = 100  # bytes of a kernel socket's path, suffix included (a Unix socket's holds 107)
+
+_MANAGER: Any = None
+_IPC_DIR: str | None = None
+_IPC_LOCK = threading.Lock()
+
+
+def ipc_dir() -> str | None:
+    """This process's private folder (mode 0700) for its kernels' Unix sockets, made on first use and
+    removed when the process exits; None where there are no Unix sockets or the temporary folder's
+    path leaves no room for a socket's name."""
+    global _IPC_DIR
+    if os.name != "posix":
+        return None
+    with _IPC_LOCK:
+        if _IPC_DIR is None:
+            import atexit
+            import shutil
+            import tempfile
+
+            folder = tempfile.mkdtemp(prefix="workbook-kernels-")
+            if len(os.fsencode(folder)) + 24 > IPC_PATH_MAX:  # "/" + 12 hex + "-" + a number
+                os.rmdir(folder)
+                return None
+            owner = os.getpid()  # a forked child inherits the hook: only the maker removes the folder
+            atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+            _IPC_DIR = folder
+        return _IPC_DIR
+
+
+def manager_class() -> Any:
+    """The kernel manager of the runner's kernels: jupyter_client's ``AsyncKernelManager`` on the
+    ``ipc`` transport, each kernel's five sockets named after it in :func:`ipc_dir` (TCP where that
+    is None).
+
+    On TCP the manager finds five free ports, closes them and writes them to the connection file, and
+    the kernel binds them once it runs: seconds later for a kernel forked from a fork server that is
+    still importing. Any connection opened on the machine meanwhile may take one of them as its own
+    port, and the kernel dies at its start (``Address already in use``). A socket's path in a private
+    folder is this process's alone.
+    """
+    global _MANAGER
+    if _MANAGER is None:
+        import uuid
+
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import default
+
+        class WorkbookKernelManager(AsyncKernelManager):  # type: ignore[misc]
+            @default("transport")
+            def _transport_default(self) -> str:
+                return "ipc" if ipc_dir() is not None else "tcp"
+
+            @default("ip")
+            def _ip_default(self) -> str:
+                folder = ipc_dir() if self.transport == "ipc" else None
+                return os.path.join(folder, uuid.uuid4().hex[:12]) if folder else super()._ip_default()
+
+        _MANAGER = WorkbookKernelManager
+    return _MANAGER
+
+
 IOPUB_QUIET = 0.02  # s: the IOPub flush of a warm kernel's wait_for_ready ends after this much silence
 
 _CLIENT: Any = None
@@ -329,10 +392,8 @@ def start_kernel(kernel_name: str, env: Mapping[str, str], arguments: Sequence[s
                  start_kwargs: Callable[[], AbstractContextManager[dict[str, Any]]]) -> WarmKernel:  # fmt: skip
     """Start a kernel now that also imports :data:`WARM_IMPORTS` (blocking until its process is
     launched, not until it is ready); its key is ``arguments``' without the warm imports."""
-    from jupyter_client.manager import AsyncKernelManager
-
     base = {k: v for k, v in env.items() if k not in run_keys}
-    km = AsyncKernelManager(kernel_name=kernel_name)
+    km = manager_class()(kernel_name=kernel_name)
     km.client_factory = client_class()
     server = fork_server(base)
     if server is not None:

@@ -121,6 +121,7 @@ class _RunClient(PapermillNotebookClient):
                  warm: kernels.WarmKernel | None = None, **kwargs: Any):  # fmt: skip
         if warm is not None:
             kwargs["km"] = warm.km  # already started: nbclient only connects a client to it
+        kwargs.setdefault("kernel_manager_class", kernels.manager_class())  # Unix sockets
         super().__init__(nb_man, **kwargs)
         self.kernel_env = dict(kernel_env) if kernel_env is not None else None
         self.warm = warm
