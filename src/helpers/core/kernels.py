@@ -283,10 +283,38 @@ _IPC_DIR: str | None = None
 _IPC_LOCK = threading.Lock()
 
 
+IPC_PREFIX = "workbook-kernels-"
+
+
+def _sweep_ipc_dirs(parent: str) -> None:
+    """Remove the socket folders of this user's processes that are gone (killed, or a forked kernel
+    that ended with ``os._exit``, whose exit hooks did not run)."""
+    import shutil
+
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(IPC_PREFIX) :].split("-", 1)[0]
+        if not (entry.name.startswith(IPC_PREFIX) and pid.isdigit()):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid() or not entry.is_dir(
+                follow_symlinks=False
+            ):
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:  # another user's process, or the entry went meanwhile
+            continue
+
+
 def ipc_dir() -> str | None:
     """This process's private folder (mode 0700) for its kernels' Unix sockets, made on first use and
-    removed when the process exits; None where there are no Unix sockets or the temporary folder's
-    path leaves no room for a socket's name."""
+    removed when the process exits (or, killed, by the next one that makes its own); None where there
+    are no Unix sockets or the temporary folder's path leaves no room for a socket's name."""
     global _IPC_DIR
     if os.name != "posix":
         return None
@@ -296,7 +324,8 @@ def ipc_dir() -> str | None:
             import shutil
             import tempfile
 
-            folder = tempfile.mkdtemp(prefix="workbook-kernels-")
+            _sweep_ipc_dirs(tempfile.gettempdir())
+            folder = tempfile.mkdtemp(prefix=f"{IPC_PREFIX}{os.getpid()}-")
             if len(os.fsencode(folder)) + 24 > IPC_PATH_MAX:  # "/" + 12 hex + "-" + a number
                 os.rmdir(folder)
                 return None

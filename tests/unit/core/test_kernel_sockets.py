@@ -73,3 +73,24 @@ def test_a_temporary_folder_too_long_for_a_socket_path_falls_back_to_tcp(monkeyp
     assert list(deep.iterdir()) == [], "the folder it tried is removed"
     km = kernels.manager_class()(kernel_name="python3")
     assert km.transport == "tcp" and km.ip == "127.0.0.1"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_the_folders_of_processes_that_are_gone_are_swept(monkeypatch, tmp_path):
+    import tempfile
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"{kernels.IPC_PREFIX}{int(dead.stdout)}-abc"  # killed: its exit hook never ran
+    live = tmp_path / f"{kernels.IPC_PREFIX}{os.getppid()}-def"
+    other = tmp_path / "workbook-kernels-notes"
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "k-1").write_text("")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(kernels, "_IPC_DIR", None)
+    kernels.ipc_dir()
+    assert not stale.exists(), "the folder of a process that is gone is removed"
+    assert live.exists() and other.exists(), "a running process's folder, and what is not one, stay"
