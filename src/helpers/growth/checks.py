@@ -124,10 +124,10 @@ def late_entries(
     life: Lifecycle, start: pd.Timestamp, end: pd.Timestamp, *, late_days: float
 ) -> pd.DataFrame:
     """CRM rows typed more than ``late_days`` after they took effect, effective or entered in the window."""
-    c = life.chain.copy()
-    c["lag_days"] = (c["entered_at"] - c["effective_at"]).dt.total_seconds() / 86_400
-    scope = _in(c["effective_at"], start, end) | _in(c["entered_at"], start, end)
-    return c[scope & (c["lag_days"] > late_days)].reset_index(drop=True)
+    c = life.chain  # the rows found are copied, not the chain
+    lag = (c["entered_at"] - c["effective_at"]).dt.total_seconds() / 86_400
+    scope = (_in(c["effective_at"], start, end) | _in(c["entered_at"], start, end)) & (lag > late_days)
+    return c[scope].assign(lag_days=lag[scope]).reset_index(drop=True)
 
 
 def pending_entries(
@@ -167,7 +167,8 @@ def pending_entries(
     pair["near"] = (pair["effective_at"] - pair["at"]).abs() <= pd.Timedelta(days=tolerance_days)
     found = pair[pair["near"]].drop_duplicates("event_id")["event_id"]
     pending = bill[~bill["event_id"].isin(found)].copy()
-    crm_of = life.history.dropna(subset=["product_account_id"]).drop_duplicates("product_account_id")
+    crm_of = life.history[["product_account_id", "account_id"]].dropna(subset=["product_account_id"])
+    crm_of = crm_of.drop_duplicates("product_account_id")
     pending["crm_account_id"] = pending["account_id"].map(
         crm_of.set_index("product_account_id")["account_id"]
     )

@@ -33,7 +33,7 @@ import pandas as pd
 from helpers.core import paths
 from helpers.core.timeutil import as_utc
 from helpers.storage import landing
-from helpers.storage.bulkread import read_verified_bulk, release_memory
+from helpers.storage.bulkread import read_verified_bulk, release_memory, share_values
 from helpers.storage.verified import LandingReport
 
 # ---------------------------------------------------------------- states and transitions
@@ -160,6 +160,11 @@ SOURCE_COLUMNS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+# The ids that one source's rows share with another's or repeat in its own: each value is held once.
+SHARED_IDS = ["account_id", "product_account_id", "billing_customer_id", "customer_id", "subscription_id",
+              "invoice_id"]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class GrowthSources:
     """Everything the Growth pipelines read, as it had arrived by ``as_of`` (latest versions)."""
@@ -271,13 +276,14 @@ def load_sources(
     quarantine zone (``quarantine_root``; the workbook's when reading the workbook's landing zone).
     """
     report = LandingReport()
+    pool: dict[object, object] = {}  # one object per id across the sources (share_values)
 
     def read(source: str) -> pd.DataFrame:
         frame = read_landed(source, as_of=as_of, root=root, report=report, keep=SOURCE_COLUMNS.get(source))
         # one time unit everywhere: merge_asof refuses to compare microseconds with nanoseconds
         for c in frame.select_dtypes(include=["datetimetz"]).columns:
             frame[c] = frame[c].astype("datetime64[ns, UTC]")  # column by column: no copy of the rest
-        return frame
+        return share_values(frame, SHARED_IDS, pool)
 
     def latest(source: str, key: str | list[str]) -> pd.DataFrame:
         frame = latest_version(read(source), key)
@@ -286,7 +292,11 @@ def load_sources(
 
     subs = latest("subscriptions", "event_id")
     usage = (
-        product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root, report=report)
+        share_values(
+            product_usage(as_of=as_of, start=usage_window[0], end=usage_window[1], root=root, report=report),
+            ["account_id", "day"],
+            pool,
+        )
         if usage_window
         else pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
     )
@@ -640,9 +650,7 @@ def build(
 
 def _classify(hist: pd.DataFrame) -> pd.DataFrame:
     """Order each account's rows, recompute ``from_stage`` and name each transition's ``kind``."""
-    h = hist.sort_values(["account_id", "effective_at", "stage_event_id"], kind="stable").reset_index(
-        drop=True
-    )
+    h = hist.sort_values(["account_id", "effective_at", "stage_event_id"], kind="stable", ignore_index=True)
     by = h.groupby("account_id", sort=False)
     h["from_stage"] = by["to_stage"].shift().astype(object)
     h["from_stage"] = h["from_stage"].where(h["from_stage"].notna(), None)
@@ -719,20 +727,19 @@ def entity_history(history: pd.DataFrame, entity_of: pd.Series) -> pd.DataFrame:
     a plan change of an account that was already a customer. So a duplicate account's own
     lead -> trial -> customer while the company is a customer is not a new customer.
     """
-    h = history.assign(
-        entity_id=history["product_account_id"].map(entity_of).fillna(history["product_account_id"])
-    )
-    members = h.groupby("entity_id")["account_id"].nunique()
-    multi = members[members > 1].index
-    single = h[~h["entity_id"].isin(multi)].assign(
-        entity_from=lambda f: f["from_stage"], entity_to=lambda f: f["to_stage"]
-    )
-    if not len(multi):
-        return single.reset_index(drop=True)
-    m = h[h["entity_id"].isin(multi)].sort_values(
-        ["entity_id", "effective_at", "stage_event_id"], kind="stable"
-    )
-    m = m.reset_index(drop=True)
+    # at a million accounts the history is some 3.5 million rows: each whole copy is about 0.5 GB,
+    # so the rows are copied once per part and the parts are let go before the sort
+    entity = history["product_account_id"].map(entity_of).fillna(history["product_account_id"])
+    members = pd.DataFrame({"e": entity, "a": history["account_id"]}).groupby("e")["a"].nunique()
+    in_multi = entity.isin(members.index[members > 1]).to_numpy()
+    single = history.take(np.flatnonzero(~in_multi))  # a copy of its own (take): columns added in place
+    single["entity_id"] = entity.to_numpy()[~in_multi]
+    single["entity_from"], single["entity_to"] = single["from_stage"], single["to_stage"]
+    if not in_multi.any():
+        single.index = pd.RangeIndex(len(single))
+        return single
+    m = history[in_multi].assign(entity_id=entity[in_multi])
+    m = m.sort_values(["entity_id", "effective_at", "stage_event_id"], kind="stable", ignore_index=True)
     ranks = m.pivot_table(index=m.index, columns="account_id", values="to_stage", aggfunc="first").reindex(
         m.index
     )
@@ -750,9 +757,8 @@ def entity_history(history: pd.DataFrame, entity_of: pd.Series) -> pd.DataFrame:
         for k, a, b in zip(kept["kind"], kept["entity_from"], kept["entity_to"], strict=True)
     ]
     out = pd.concat([single, kept], ignore_index=True)
-    return out.sort_values(["entity_id", "effective_at", "stage_event_id"], kind="stable").reset_index(
-        drop=True
-    )
+    del single, kept, m, ranks
+    return out.sort_values(["entity_id", "effective_at", "stage_event_id"], kind="stable", ignore_index=True)
 
 
 def transition_counts(entity_hist: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

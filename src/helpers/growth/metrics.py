@@ -446,9 +446,12 @@ def _joined(values: pd.Series, sep: str) -> pd.Series:
 
 def mrr_snapshot(timeline: pd.DataFrame, at: pd.Timestamp, customer_entity: pd.Series) -> pd.DataFrame:
     """Each entity's MRR just before ``at``: ``mrr_usd_cents``, ``tier`` (highest), ``seats`` (sum), ``currency``."""
-    before = timeline[timeline["at"] < at]
-    last = before.drop_duplicates("subscription_id", keep="last")
-    last = last[last["mrr_usd_cents"] > 0].assign(entity_id=lambda f: f["customer_id"].map(customer_entity))
+    # the last row of each subscription before ``at``, picked by position: no copy of the timeline
+    rows = np.flatnonzero((timeline["at"] < at).to_numpy())
+    rows = rows[~pd.Index(timeline["subscription_id"].to_numpy()[rows]).duplicated(keep="last")]
+    rows = rows[timeline["mrr_usd_cents"].to_numpy()[rows] > 0]
+    last = timeline.iloc[rows][["customer_id", "mrr_usd_cents", "tier", "seats", "currency"]]
+    last = last.assign(entity_id=lambda f: f["customer_id"].map(customer_entity))
     last = last.assign(
         entity_id=last["entity_id"].fillna(last["customer_id"]), rank=last["tier"].map(TIER_RANK)
     )
@@ -618,9 +621,9 @@ ACCOUNT_COLUMNS = (
 
 def crm_customers(entity_hist: pd.DataFrame, at: pd.Timestamp) -> int:
     """Companies the lifecycle (CRM, repaired) has as customers (or in dunning) just before ``at``."""
-    h = entity_hist[entity_hist["effective_at"] < at]
-    last = h.drop_duplicates("entity_id", keep="last")
-    return int(last["entity_to"].isin(["customer", "past_due"]).sum())
+    rows = np.flatnonzero((entity_hist["effective_at"] < at).to_numpy())  # by position: no copy
+    rows = rows[~pd.Index(entity_hist["entity_id"].to_numpy()[rows]).duplicated(keep="last")]
+    return int(np.isin(entity_hist["entity_to"].to_numpy()[rows], ["customer", "past_due"]).sum())
 
 
 def monthly_mart(summary: pd.DataFrame, *, status: str, crm_customers_end: int) -> pd.DataFrame:
@@ -695,9 +698,14 @@ def recognised_revenue(
     """
     if invoices.empty:
         return pd.Series(dtype=np.int64)
-    li = invoices[invoices["status"] != "uncollectible"]
-    ps = pd.to_datetime(li["period_start"]).dt.tz_localize("UTC")
-    pe = pd.to_datetime(li["period_end"]).dt.tz_localize("UTC")
+    kept = (invoices["status"] != "uncollectible").to_numpy()
+    ps = pd.to_datetime(invoices["period_start"]).dt.tz_localize("UTC")
+    pe = pd.to_datetime(invoices["period_end"]).dt.tz_localize("UTC")
+    # only the lines serving days of the window are copied (a month's of millions): the others
+    # recognise 0, and their customers are in the result with 0 as before
+    rows = np.flatnonzero(kept & (pe > start).to_numpy() & (ps < end).to_numpy())
+    li = invoices.iloc[rows][["amount", "created", "currency", "customer_id"]]
+    ps, pe = ps.iloc[rows], pe.iloc[rows]
     length = (pe - ps).dt.days.clip(lower=1).to_numpy()
     # clip + fillna: np.maximum/np.minimum's values (a missing day gives the bound), without
     # comparing timestamp objects one by one
@@ -709,7 +717,9 @@ def recognised_revenue(
     part = np.floor_divide(amount * hi, length) - np.floor_divide(amount * lo, length)
     micros = rates_on(li["created"].dt.normalize().dt.tz_localize(None), li["currency"], fx_table_cache(fx))
     cents = convert_cents(np.where(hi > lo, part, 0), micros.to_numpy())
-    return pd.Series(cents, index=li["customer_id"].to_numpy()).groupby(level=0).sum()
+    out = pd.Series(cents, index=li["customer_id"].to_numpy(), dtype=np.int64).groupby(level=0).sum()
+    every = pd.Index(invoices["customer_id"].to_numpy()[kept]).dropna().unique().sort_values()
+    return out.reindex(every, fill_value=0)
 
 
 # ---------------------------------------------------------------- daily growth by arm

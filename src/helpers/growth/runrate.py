@@ -120,12 +120,35 @@ def _held_days(
     """The timeline in (subscription, at, event) order and, per event, the first and past-the-last
     day index of ``[start, end)`` whose end it holds the MRR at (:func:`daily_mrr`'s rows, uncounted)."""
     days = int((end - start) / DAY)
-    tl = sorted_by(timeline, ["subscription_id", "at", "event_id"])
+    order = ["subscription_id", "at", "event_id"]
+    tl = timeline if _in_order(timeline, order) else sorted_by(timeline, order)  # mrr_timeline's order
     following = tl["at"].shift(-1).mask(group_starts(tl["subscription_id"]).shift(-1, fill_value=True))
     lo = np.floor((tl["at"] - start) / DAY).clip(0, days).to_numpy(np.int64)
     hi = np.floor((following - start) / DAY).fillna(days).clip(0, days).to_numpy(np.int64)
     n = np.maximum(hi - lo, 0) * (tl["mrr_local"].to_numpy(np.int64) > 0)
     return tl, lo, lo + n
+
+
+def _in_order(frame: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether ``frame`` (with a plain index, no key missing) is already in ``sorted_by(frame,
+    columns)``'s order: then it is used as it is, not copied whole in that order."""
+    index = frame.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        return False
+    undecided = np.ones(max(len(frame) - 1, 0), dtype=bool)  # equal on every key so far
+    for column in columns:
+        values = frame[column]
+        if values.isna().any():
+            return False
+        dated = isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype)
+        a = values.to_numpy(dtype="datetime64[ns]") if dated else values.to_numpy()
+        try:
+            if ((a[:-1] > a[1:]) & undecided).any():
+                return False
+            undecided &= a[:-1] == a[1:]
+        except TypeError:  # values of types that do not compare: sort them as sort_codes does
+            return False
+    return True
 
 
 def _daily_sums(
@@ -135,38 +158,69 @@ def _daily_sums(
     start: pd.Timestamp,
     end: pd.Timestamp,
 ) -> tuple[int, int, int]:
-    """Over :func:`daily_mrr`'s rows (never built: one integer per subscription-day), the sums of
-    ``mrr_usd_cents``, of the MRR at each day's rate, and of the latter on unpaid dunning days."""
+    """Over :func:`daily_mrr`'s rows (never built: one integer per subscription-day, expanded
+    :data:`CHUNK_DAYS` at a time), the sums of ``mrr_usd_cents``, of the MRR at each day's rate, and
+    of the latter on unpaid dunning days."""
     tl, lo, hi = _held_days(timeline, start, end)
     n = hi - lo
-    idx = np.repeat(np.arange(len(tl)), n)
-    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
     mrr_rates = int((tl["mrr_usd_cents"].to_numpy(np.int64) * n).sum())
-    if not len(idx):
+    if not n.any():
         return mrr_rates, 0, 0
     cur_event, currencies = pd.factorize(tl["currency"].to_numpy(), use_na_sentinel=False)
-    cur_code = cur_event[idx]
-    pair = pd.Series(k * len(currencies) + cur_code)
-    uniq = pd.Series(pair.unique())
+    local = tl["mrr_local"].to_numpy(np.int64)
     base = start.tz_convert("UTC").tz_localize(None)
-    day_of = pd.Series(pd.DatetimeIndex(base + (uniq // len(currencies)).to_numpy() * DAY))
-    micros = rates_on(day_of, pd.Series(currencies[(uniq % len(currencies)).to_numpy()]), fx_table_cache(fx))
-    per_row = pd.Series(micros.to_numpy(), index=uniq.to_numpy()).reindex(pair.to_numpy()).to_numpy()
-    at_day = convert_cents(tl["mrr_local"].to_numpy(np.int64)[idx], per_row)
-    unpaid = _unpaid_days(tl, idx, k, base, cancellations)
-    return mrr_rates, int(at_day.sum()), int(at_day[unpaid].sum())
+    dunning = _dunning_rows(tl, cancellations)
+    day_rates = unpaid_rates = 0
+    for a, b in _row_chunks(n, CHUNK_DAYS):
+        m = n[a:b]
+        idx = np.repeat(np.arange(a, b), m)
+        k = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m) + np.repeat(lo[a:b], m)
+        pair = pd.Series(k * len(currencies) + cur_event[idx])
+        uniq = pd.Series(pair.unique())
+        day_of = pd.Series(pd.DatetimeIndex(base + (uniq // len(currencies)).to_numpy() * DAY))
+        micros = rates_on(
+            day_of, pd.Series(currencies[(uniq % len(currencies)).to_numpy()]), fx_table_cache(fx)
+        )
+        per_row = pd.Series(micros.to_numpy(), index=uniq.to_numpy()).reindex(pair.to_numpy()).to_numpy()
+        at_day = convert_cents(local[idx], per_row)
+        unpaid = _unpaid_days(tl, idx, k, base, cancellations, dunning)
+        day_rates += int(at_day.sum())
+        unpaid_rates += int(at_day[unpaid].sum())
+    return mrr_rates, day_rates, unpaid_rates
 
 
-def _unpaid_days(
-    tl: pd.DataFrame, idx: np.ndarray, k: np.ndarray, base: pd.Timestamp, cancellations: pd.DataFrame
-) -> np.ndarray:
-    """:func:`_unpaid_dunning` of the rows (event ``idx`` of ``tl``, day index ``k``): only the rows
-    of subscriptions with an involuntary churn are looked at."""
+# Subscription-days expanded at a time by :func:`_daily_sums`: about 100 bytes each in flight, so
+# some 200 MB at most, where a million accounts hold about 30 million in a month.
+CHUNK_DAYS = 2_000_000
+
+
+def _row_chunks(n: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[a, b)`` whose ``n`` sum to about ``size`` each (one row's ``n`` over)."""
+    total = np.cumsum(n)
+    if not len(n) or total[-1] <= size:
+        return [(0, len(n))]
+    cuts = np.searchsorted(total, np.arange(size, total[-1], size), side="right")
+    bounds = np.unique(np.concatenate([[0], cuts, [len(n)]]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
+def _dunning_rows(tl: pd.DataFrame, cancellations: pd.DataFrame) -> np.ndarray | None:
+    """Per row of ``tl``, whether its subscription has an involuntary churn with a dunning episode
+    (None without cancellations)."""
     if cancellations.empty:
-        return np.zeros(len(idx), dtype=bool)
+        return None
     lost = cancellations[cancellations["classification"] == "involuntary"]
     lost = lost.dropna(subset=["past_due_at", "effective_at"])
-    hit = np.flatnonzero(tl["subscription_id"].isin(set(lost["subscription_id"])).to_numpy()[idx])
+    return tl["subscription_id"].isin(set(lost["subscription_id"])).to_numpy()
+
+
+def _unpaid_days(tl: pd.DataFrame, idx: np.ndarray, k: np.ndarray, base: pd.Timestamp,
+                 cancellations: pd.DataFrame, dunning: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """:func:`_unpaid_dunning` of the rows (event ``idx`` of ``tl``, day index ``k``): only the rows
+    of subscriptions with an involuntary churn (``dunning``: :func:`_dunning_rows`) are looked at."""
+    if dunning is None:
+        return np.zeros(len(idx), dtype=bool)
+    hit = np.flatnonzero(dunning[idx])
     subs = tl["subscription_id"].to_numpy()[idx[hit]]
     rows = pd.DataFrame({"subscription_id": subs, "day": pd.DatetimeIndex(base + k[hit] * DAY)}, index=hit)
     found = _unpaid_dunning(rows, cancellations)

@@ -29,7 +29,9 @@ import datetime as dt
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,6 +159,31 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def share_values(frame: pd.DataFrame, columns: Sequence[str], pool: dict[Any, Any]) -> pd.DataFrame:
+    """``frame`` with each string (or date) of ``columns`` replaced by the equal one already in
+    ``pool`` (added there if new): the same values, one object for each.
+
+    A read makes one Python string per row and per read, about 60 bytes for an 18-character id; a
+    million accounts' customer, subscription and invoice ids repeat across sources and rows (an
+    invoice id in every line and payment of it). Missing values and other types are left as they
+    are; a column of mixed types is left whole (``factorize`` takes 1, 1.0 and True for one value).
+    """
+    for column in columns:
+        if column not in frame.columns or frame[column].dtype != object:
+            continue
+        values = frame[column].to_numpy()
+        if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "date", "empty"):
+            continue
+        codes, uniques = pd.factorize(values)
+        shared = np.empty(len(uniques), dtype=object)
+        shared[:] = [pool.setdefault(v, v) for v in uniques]
+        out = values.copy()
+        present = codes >= 0
+        out[present] = shared[codes[present]]
+        frame[column] = out
+    return frame
 
 
 def _verified(

@@ -86,3 +86,39 @@ def test_an_empty_month_has_an_empty_bridge():
     empty = timeline().iloc[0:0]
     got = runrate.revenue_bridge(empty, FX, CANCELLATIONS.iloc[0:0], INVOICES.iloc[0:0], START, END)
     assert got == dict.fromkeys(runrate.BRIDGE_COLUMNS, 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 31, 45])
+def test_the_subscription_days_expanded_a_few_at_a_time_give_the_same_bridge(monkeypatch, chunk):
+    """A million accounts hold some 30 million subscription-days in a month: they are expanded in
+    chunks of rows, each row's days whole, and the sums do not depend on where the chunks end."""
+    whole = runrate.revenue_bridge(timeline(), FX, CANCELLATIONS, INVOICES, START, END)
+    monkeypatch.setattr(runrate, "CHUNK_DAYS", chunk)
+    assert runrate.revenue_bridge(timeline(), FX, CANCELLATIONS, INVOICES, START, END) == whole
+
+
+def test_row_chunks_cover_every_row_once_with_about_the_days_asked():
+    import numpy as np
+
+    n = np.array([30, 0, 12, 31, 31, 5, 0, 0, 17])
+    chunks = runrate._row_chunks(n, 40)
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(n)
+    assert all(b == c for (_, b), (c, _) in zip(chunks, chunks[1:], strict=False)), "contiguous"
+    assert all(n[a:b].sum() <= 40 + n.max() for a, b in chunks) and len(chunks) > 1
+    assert runrate._row_chunks(n, 10_000) == [(0, len(n))]
+
+
+def test_a_timeline_out_of_order_gives_the_bridge_of_the_one_in_order():
+    """The MRR timeline comes in (subscription, at, event) order and is then read as it is."""
+    ordered = timeline()
+    shuffled = ordered.sample(frac=1, random_state=3).reset_index(drop=True)
+    assert runrate._in_order(ordered, ["subscription_id", "at", "event_id"])
+    assert not runrate._in_order(shuffled, ["subscription_id", "at", "event_id"])
+    assert not runrate._in_order(ordered.iloc[::-1], ["subscription_id"]), "a reversed index is not plain"
+    tied = ordered.assign(subscription_id="s", at=at("2026-09-01"))  # equal keys down to the event
+    assert runrate._in_order(tied, ["subscription_id", "at", "event_id"])
+    assert not runrate._in_order(
+        tied.assign(event_id=["e9", *tied["event_id"][1:]]), ["subscription_id", "at", "event_id"]
+    )
+    got = runrate.revenue_bridge(shuffled, FX, CANCELLATIONS, INVOICES, START, END)
+    assert got == runrate.revenue_bridge(ordered, FX, CANCELLATIONS, INVOICES, START, END)

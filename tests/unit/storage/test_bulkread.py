@@ -169,3 +169,31 @@ def test_an_unreadable_cache_is_ignored(company):
     cache.write_text("{not json")
     same_read(company, "billing_payments")
     assert json.loads(cache.read_text()), "rewritten with the signatures read"
+
+
+def test_shared_values_are_one_object_per_value_across_frames_and_nothing_else_changes():
+    import datetime as dt
+
+    def fresh(text: str) -> str:  # a string object of its own, as a read makes one per row
+        return "".join(list(text))
+
+    invoices = pd.DataFrame({"invoice_id": [fresh("in_1"), fresh("in_2"), fresh("in_1")], "n": [1, 2, 3]})
+    payments = pd.DataFrame(
+        {
+            "invoice_id": [fresh("in_2"), None, fresh("in_1"), float("nan")],
+            "mixed": [1, True, 1.0, fresh("1")],
+            "day": [dt.date(2026, 10, 1), dt.date(2026, 10, 1), dt.date(2026, 10, 2), None],
+        }
+    )
+    before = payments.copy()
+    pool: dict = {}
+    bulkread.share_values(invoices, ["invoice_id", "absent"], pool)
+    bulkread.share_values(payments, ["invoice_id", "mixed", "day"], pool)
+    assert invoices["invoice_id"].tolist() == ["in_1", "in_2", "in_1"] and invoices["n"].tolist() == [1, 2, 3]
+    assert invoices["invoice_id"][0] is invoices["invoice_id"][2], "one object within a frame"
+    assert payments["invoice_id"][0] is invoices["invoice_id"][1], "and across frames"
+    assert payments["invoice_id"][2] is invoices["invoice_id"][0]
+    assert payments["invoice_id"][1] is None and payments["invoice_id"][3] != payments["invoice_id"][3]
+    assert [type(v) for v in payments["mixed"]] == [int, bool, float, str], "1, True and 1.0 stay apart"
+    assert payments["day"][0] is payments["day"][1] and payments["day"][3] is None
+    pd.testing.assert_frame_equal(payments, before)
