@@ -236,6 +236,8 @@ def run_close(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """``workbook close`` in a fresh home linked to ``landing``, sampled per run (``workers``: its --workers)."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="close-", dir=keep or landing.parents[2]))
     home = base / "home"
     (home / "data").mkdir(parents=True)

@@ -253,6 +253,29 @@ def test_recognised_revenue_spreads_lines_over_their_days():
     assert march["cus_1"] == 1200 and march["cus_1"] + april["cus_1"] == 3100
 
 
+def test_recognised_revenue_lists_every_customer_with_a_line_even_outside_the_month():
+    """Only the lines serving days of the month are computed; the others' customers show 0."""
+
+    def line(cus, start, end, status="paid", amount=3000):
+        return {"customer_id": cus, "amount": amount, "currency": "USD", "status": status,
+                "created": ts(f"{start}"), "period_start": dt.date.fromisoformat(start),
+                "period_end": dt.date.fromisoformat(end)}  # fmt: skip
+
+    lines = pd.DataFrame(
+        [
+            line("cus_b", "2026-03-01", "2026-04-01"),
+            line("cus_a", "2026-01-01", "2026-02-01"),  # before the month: 0
+            line("cus_c", "2026-04-01", "2026-05-01"),  # from the month's end: 0
+            line("cus_d", "2026-03-05", "2026-03-05"),  # no service day
+            line("cus_e", "2026-03-01", "2026-04-01", status="uncollectible"),  # written off: not listed
+            line(None, "2026-03-01", "2026-04-01"),  # no customer: not listed
+        ]
+    )
+    got = growth.recognised_revenue(lines, ts("2026-03-01"), ts("2026-04-01"), fx_rows())
+    assert got.to_dict() == {"cus_a": 0, "cus_b": 3000, "cus_c": 0, "cus_d": 0}
+    assert list(got.index) == ["cus_a", "cus_b", "cus_c", "cus_d"] and got.dtype == "int64"
+
+
 def test_daily_growth_rows_add_up_per_experiment():
     events = [
         ev("a1", "s1", "active", "2026-03-10 10:00", created=True),
