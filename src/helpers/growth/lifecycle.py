@@ -393,7 +393,9 @@ def subscription_states(subscriptions: pd.DataFrame) -> pd.DataFrame:
 def sorted_by(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``frame.sort_values(columns, kind="stable").reset_index(drop=True)``, sorting integer codes."""
     order = np.lexsort([sort_codes(frame[c]) for c in reversed(columns)])
-    return frame.iloc[order].reset_index(drop=True)
+    out = frame.take(order)  # one copy, not a second by reset_index (millions of rows at scale)
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def group_starts(keys: pd.Series) -> pd.Series:
@@ -694,8 +696,11 @@ def _classify(hist: pd.DataFrame) -> pd.DataFrame:
 
 
 def _annotate_deals(hist: pd.DataFrame, sales: pd.DataFrame) -> pd.DataFrame:
-    """Sales-led conversions get their closed-won deal (``deal_id``, ``contract_start``)."""
-    out = hist.assign(deal_id=None, contract_start=None)
+    """Sales-led conversions get their closed-won deal (``deal_id``, ``contract_start``): the columns
+    are added to ``hist`` itself (:func:`build`'s own frame: no copy of a history of millions of rows)."""
+    out = hist
+    out["deal_id"] = None
+    out["contract_start"] = None
     if sales.empty:
         return out
     deals = sales.sort_values(["account_id", "signed_at"], kind="stable").drop_duplicates(

@@ -368,13 +368,15 @@ def effective_events(subscriptions: pd.DataFrame, cancellations: pd.DataFrame) -
     its ``effective_at``; :func:`unusable_events` are left out. Adds ``at`` (the effective time;
     ``event_at`` is kept as recorded).
     """
-    ev = subscriptions[~subscriptions["event_id"].isin(unusable_events(subscriptions)["event_id"])].copy()
+    ids = subscriptions["event_id"]
+    keep = ~ids.isin(unusable_events(subscriptions)["event_id"])
+    c = cancellations.set_index("event_id") if not cancellations.empty else None
+    if c is not None:
+        keep &= ~ids.isin(c.index[c["classification"] == "recovered"])
+    ev = subscriptions.take(np.flatnonzero(keep.to_numpy()))  # the rows kept, copied once
     ev["at"] = ev["event_at"]
-    if cancellations.empty:
+    if c is None:
         return ev
-    c = cancellations.set_index("event_id")
-    drop = c.index[c["classification"] == "recovered"]
-    ev = ev[~ev["event_id"].isin(drop)].copy()
     moved = ev["event_id"].isin(c.index[c["classification"] == "involuntary"])
     ev.loc[moved, "at"] = ev.loc[moved, "event_id"].map(c["effective_at"])
     return ev
