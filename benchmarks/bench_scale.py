@@ -51,6 +51,9 @@ import _common as C  # noqa: E402
 WORKBOOK = str(Path(sys.executable).with_name("workbook"))
 SHORT = [10_000]
 FULL = [10_000, 100_000, 1_000_000]
+ONE_AT_A_TIME = (
+    1_000_000  # accounts from which the close runs one notebook at a time (--workers 1) by default
+)
 DENSITY = 0.004  # events per active user-day: ~40M events at 1M accounts x 13 months
 RUN_ENV = "WORKBOOK_RUN_ID"  # helpers.storage.warehouse.RUNNER_ENV: the run a kernel belongs to
 CLI = "workbook (not kernels)"
@@ -425,7 +428,8 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "scale",
                    help="where generated companies are kept and reused (default <tmp>/scale)")  # fmt: skip
     p.add_argument("--mem-limit", type=float, default=12, help="GiB for each process tree (default 12)")
-    p.add_argument("--workers", type=int, help="the close's --workers (default: runner.workers in config)")
+    p.add_argument("--workers", type=int, help="the close's --workers (default: runner.workers in config; "
+                   f"1 from {ONE_AT_A_TIME:,} accounts)")  # fmt: skip
     p.add_argument("--nice", type=int, default=0, help="run the generator under nice -n N")
     p.add_argument("--generate-only", action="store_true", help="generate (or reuse) the companies, no close")
     p.add_argument("--keep", type=Path, help="keep each close's home under this folder")
@@ -446,7 +450,12 @@ def main() -> None:
         close = None
         if not args.generate_only:
             landing = Path(gen["folder"]) / "home" / "data" / "landing"
-            close = run_close(landing, month, as_of, args.history, limit, args.keep, args.workers)
+            workers = args.workers or (1 if n >= ONE_AT_A_TIME else None)
+            if workers != args.workers:
+                print(f"  close: --workers {workers} (Growth and Profit side by side do not fit in "
+                      f"{C.fmt_bytes(limit)} at this size)", flush=True)  # fmt: skip
+            close = run_close(landing, month, as_of, args.history, limit, args.keep, workers)
+            close["workers"] = workers
             print(f"  close: {close['wall']:.1f} s, peak {C.fmt_bytes(close['peak_rss'])}, "
                   f"{_result(close)}, load {close['load']}", flush=True)  # fmt: skip
         out.append({"accounts": n, "month": month, "as_of": as_of, "generation": gen, "close": close})
