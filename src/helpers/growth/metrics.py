@@ -44,16 +44,7 @@ from helpers.storage import landing
 
 PAYING = ("active", "past_due")
 MOVEMENTS = ("new", "expansion", "contraction", "churn_voluntary", "churn_involuntary", "reactivation")
-MONEY_COLUMNS = (
-    "starting_mrr_usd_cents",
-    "new_mrr_usd_cents",
-    "expansion_mrr_usd_cents",
-    "contraction_mrr_usd_cents",
-    "churn_voluntary_mrr_usd_cents",
-    "churn_involuntary_mrr_usd_cents",
-    "reactivation_mrr_usd_cents",
-    "ending_mrr_usd_cents",
-)
+MONEY_COLUMNS = ("starting_mrr_usd_cents", *(f"{m}_mrr_usd_cents" for m in MOVEMENTS), "ending_mrr_usd_cents")
 ARMS = ("control", "treatment", "unassigned")
 
 
@@ -703,8 +694,7 @@ def recognised_revenue(
     kept = (invoices["status"] != "uncollectible").to_numpy()
     ps = pd.to_datetime(invoices["period_start"]).dt.tz_localize("UTC")
     pe = pd.to_datetime(invoices["period_end"]).dt.tz_localize("UTC")
-    # only the lines serving days of the window are copied (a month's of millions): the others
-    # recognise 0, and their customers are in the result with 0 as before
+    # only the lines serving days of the window are copied; the others' customers get 0 (below)
     rows = np.flatnonzero(kept & (pe > start).to_numpy() & (ps < end).to_numpy())
     li = invoices.iloc[rows][["amount", "created", "currency", "customer_id"]]
     ps, pe = ps.iloc[rows], pe.iloc[rows]
