@@ -328,11 +328,12 @@ def ipc_dir() -> str | None:
             folder = tempfile.mkdtemp(prefix=f"{IPC_PREFIX}{os.getpid()}-")
             if len(os.fsencode(folder)) + 24 > IPC_PATH_MAX:  # "/" + 12 hex + "-" + a number
                 os.rmdir(folder)
+                _IPC_DIR = ""  # decided once: TCP for every kernel of this process
                 return None
             owner = os.getpid()  # a forked child inherits the hook: only the maker removes the folder
             atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
             _IPC_DIR = folder
-        return _IPC_DIR
+        return _IPC_DIR or None
 
 
 def manager_class() -> Any:
