@@ -398,6 +398,13 @@ def sorted_by(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out
 
 
+def last_before(frame: pd.DataFrame, key: str, time: str, at: pd.Timestamp) -> np.ndarray:
+    """The positions of each ``key``'s last row with ``time`` before ``at``, in row order: what
+    ``frame[frame[time] < at].drop_duplicates(key, keep="last")`` keeps, without copying the frame."""
+    rows = np.flatnonzero((frame[time] < at).to_numpy())
+    return rows[~pd.Index(frame[key].to_numpy()[rows]).duplicated(keep="last")]
+
+
 def group_starts(keys: pd.Series) -> pd.Series:
     """True on each row that starts a run of equal ``keys`` (rows sorted by them) or has no key."""
     same = (keys == keys.shift()).fillna(False).astype(bool)

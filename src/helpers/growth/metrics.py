@@ -440,8 +440,7 @@ def _joined(values: pd.Series, sep: str) -> pd.Series:
 def mrr_snapshot(timeline: pd.DataFrame, at: pd.Timestamp, customer_entity: pd.Series) -> pd.DataFrame:
     """Each entity's MRR just before ``at``: ``mrr_usd_cents``, ``tier`` (highest), ``seats`` (sum), ``currency``."""
     # the last row of each subscription before ``at``, picked by position: no copy of the timeline
-    rows = np.flatnonzero((timeline["at"] < at).to_numpy())
-    rows = rows[~pd.Index(timeline["subscription_id"].to_numpy()[rows]).duplicated(keep="last")]
+    rows = lifecycle.last_before(timeline, "subscription_id", "at", at)
     rows = rows[timeline["mrr_usd_cents"].to_numpy()[rows] > 0]
     last = timeline.iloc[rows][["customer_id", "mrr_usd_cents", "tier", "seats", "currency"]]
     last = last.assign(entity_id=lambda f: f["customer_id"].map(customer_entity))
@@ -614,8 +613,7 @@ ACCOUNT_COLUMNS = (
 
 def crm_customers(entity_hist: pd.DataFrame, at: pd.Timestamp) -> int:
     """Companies the lifecycle (CRM, repaired) has as customers (or in dunning) just before ``at``."""
-    rows = np.flatnonzero((entity_hist["effective_at"] < at).to_numpy())  # by position: no copy
-    rows = rows[~pd.Index(entity_hist["entity_id"].to_numpy()[rows]).duplicated(keep="last")]
+    rows = lifecycle.last_before(entity_hist, "entity_id", "effective_at", at)
     return int(np.isin(entity_hist["entity_to"].to_numpy()[rows], ["customer", "past_due"]).sum())
 
 
