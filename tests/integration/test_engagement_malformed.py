@@ -209,6 +209,35 @@ def test_engines_agree_on_which_json_text_is_valid(engines):
 # ---------------------------------------------------------------- a delivery changed after arrival
 
 
+def test_a_run_hashes_only_the_files_changed_since_a_run_stored_their_digests(
+    duckdb_engine, clean, tmp_path, monkeypatch
+):
+    import os
+
+    from helpers.storage import digests
+
+    root = copy_of(clean, tmp_path)
+    before = run(duckdb_engine, root)
+    for source in ("events", "api_logs"):  # as if stored well after the files were written
+        path = digests.DigestStore(source, root).path
+        later = os.stat(path).st_mtime_ns + 60 * 1_000_000_000
+        os.utime(path, ns=(later, later))
+    d = first_delivery(root, "events", "2026-10-30")
+    path = landing.source_dir("events", root) / d.file
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows // 2), path)
+    hashed: list[str] = []
+    real = landing.file_sha256
+    monkeypatch.setattr(landing, "_DIGESTS", {})  # a new process
+    monkeypatch.setattr(landing, "file_sha256", lambda p: hashed.append(str(p)) or real(p))
+
+    after = run(duckdb_engine, root)
+    assert hashed == [str(path)], "the other deliveries' digests were kept by the run before"
+    assert not before.landing.rejected
+    [rejected] = after.landing.rejected
+    assert rejected.kind == "changed" and rejected.delivery.file == d.file
+
+
 def test_a_tampered_events_file_is_quarantined_whole_and_the_run_is_provisional(
     home, duckdb_engine, clean, tmp_path
 ):

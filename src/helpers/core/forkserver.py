@@ -1,7 +1,8 @@
 """Kernels forked from a process that has already imported what notebooks import.
 
 A kernel's imports (pandas, pyarrow, SQLAlchemy, matplotlib, scrapbook, the workbook's modules:
-:data:`helpers.core.kernels.WARM_IMPORTS`) cost about 1.4 CPU seconds, every kernel again. A close
+:data:`helpers.core.kernels.WARM_IMPORTS`; and ipykernel's own, IPython and the debugger's debugpy:
+:data:`helpers.core.kernels.KERNEL_IMPORTS`) cost about 1.6 CPU seconds, every kernel again. A close
 that builds its trailing months starts 67 kernels, so on two cores the imports alone took about
 45 s of its wall time. A *fork server* imports them once; each warm kernel is then a fork of it.
 
@@ -46,6 +47,9 @@ LAUNCHER = ("-m", "ipykernel_launcher")  # what a kernel command runs after the 
 # Variables jupyter_client sets per kernel: they may differ from the server's environment.
 PER_KERNEL = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME"})
 MAX_MESSAGE = 1 << 20
+IMPORTED: frozenset[str] = (
+    frozenset()
+)  # in the server and its kernels: the modules it had imported when ready
 
 
 class Unavailable(RuntimeError):
@@ -82,7 +86,10 @@ def _child(sock: socket.socket, wake: tuple[int, int], request: Mapping[str, Any
         import ipykernel_launcher  # noqa: F401  (its path only: its body runs under __main__)
         from ipykernel import kernelapp
 
-        sys.argv = [ipykernel_launcher.__file__, *request["args"]]
+        args = list(request["args"])
+        if request["env"].get("JPY_PARENT_PID"):  # read by ipykernel at import: in the server's environment
+            args.append(f"--IPKernelApp.parent_handle={request['env']['JPY_PARENT_PID']}")
+        sys.argv = [ipykernel_launcher.__file__, *args]
         kernelapp.launch_new_instance()
         code = 0
     except SystemExit as exc:
@@ -135,6 +142,9 @@ def serve(fd: int, modules: Sequence[str], preamble: Sequence[str] = ()) -> None
     sock = socket.socket(fileno=fd)
     for line in preamble:
         exec(line, {})  # noqa: S102  (the kernels' own start lines, from helpers.core.kernels)
+    # debugpy (ipykernel's debugger) warns on stderr at import that this interpreter uses frozen
+    # modules (a kernel started as a process imports it after ipykernel has taken over stderr)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     gc.disable()
     try:
         for name in modules:
@@ -145,6 +155,8 @@ def serve(fd: int, modules: Sequence[str], preamble: Sequence[str] = ()) -> None
     finally:
         gc.enable()
         gc.freeze()
+    global IMPORTED
+    IMPORTED = frozenset(sys.modules)
     if threading.active_count() > 1:  # forking a threaded process is not safe: decline
         _send(sock, {"error": f"{threading.active_count()} threads after the imports"})
         return

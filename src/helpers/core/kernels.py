@@ -42,7 +42,13 @@ log = logging.getLogger(__name__)
 # Run by each kernel before the first cell (IPKernelApp.exec_lines): jsonschema's optional
 # rfc3987_syntax builds a Lark grammar at import (see the note in helpers.runs.runner).
 KERNEL_EXEC_LINES = ("import sys; sys.modules.setdefault('rfc3987_syntax', None)",)
-KERNEL_ARGUMENTS = tuple(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES)
+# A run's kernel keeps no IPython history: its code is the notebook, archived with the run. With
+# history on, each kernel opened the profile's SQLite history and a thread wrote every cell to it:
+# about 0.1 CPU second a run, 67 runs in a first close (benchmarks/bench_close.py).
+KERNEL_ARGUMENTS = (
+    *(f"--IPKernelApp.exec_lines={line}" for line in KERNEL_EXEC_LINES),
+    "--HistoryManager.enabled=False",
+)
 RUN_KEYS = (envnames.RUN_ID, envnames.CLOCK)  # a kernel's own variables: set in a warm kernel by the run
 
 # ipykernel (7+) logs this at every start of a kernel whose TCP transport has no CurveZMQ keys. The
@@ -68,9 +74,25 @@ WARM_IMPORTS = (
     "helpers.investor.charts",
     "helpers.storage.warehouse",
 )
+# What a kernel imports as it starts, before its first cell: ipykernel, its debugger's debugpy
+# (pydevd), and what IPython's shell imports as it starts; about 0.25 CPU second a kernel when
+# imported after the fork (tests/unit/core/test_forkserver.py: a forked kernel imports none of them).
+KERNEL_IMPORTS = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "IPython.utils.wildcard",
+)
 # What the fork server imports besides (helpers.core.forkserver): paid once per command there, so
 # it also takes the modules the pipeline and report notebooks import (tests/unit/core: each one is).
 FORK_IMPORTS = (
+    *KERNEL_IMPORTS,
     *WARM_IMPORTS,
     "duckdb",
     "sqlframe.duckdb",

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from helpers.engagement.spans import SpanStore, contract_digest, measure, needed
 from helpers.engagement.window import RunWindow
 from helpers.storage import landing
 from helpers.storage.contracts import SCHEMAS
+from helpers.storage.digests import DigestStore
 from helpers.storage.engine import Engine
 from helpers.storage.quarantine import QuarantinedRow
 from helpers.storage.verified import THREADS, LandingReport, Rejected
@@ -155,10 +157,18 @@ def _schema_problem(d: landing.Delivery, path: Path) -> tuple[str, str, dict[str
     return None
 
 
-def screen_delivery(d: landing.Delivery, *, root: Path | None = None) -> Rejected | None:
-    """None when the delivery can be read as landed; else why it is left out (quarantined whole)."""
+def screen_delivery(
+    d: landing.Delivery,
+    *,
+    root: Path | None = None,
+    sha256: Callable[[str | Path], str] = landing.cached_sha256,
+) -> Rejected | None:
+    """None when the delivery can be read as landed; else why it is left out (quarantined whole).
+
+    ``sha256``: how to hash its file (``helpers.storage.digests.DigestStore.sha256`` keeps the hashes).
+    """
     path = landing.source_dir(d.source, root) / d.file
-    problem = landing.verify_delivery(d, root=root)
+    problem = landing.verify_delivery(d, root=root, path=path, sha256=sha256)
     base = {"partition": d.partition, "file": d.file, "rows": d.rows, "expected_sha256": d.sha256}
     if problem is not None:
         kind = "missing" if problem.startswith("landing file missing") else "changed"
@@ -175,12 +185,23 @@ def screen_delivery(d: landing.Delivery, *, root: Path | None = None) -> Rejecte
 def screen(
     deliveries: list[landing.Delivery], *, root: Path | None = None
 ) -> tuple[list[str], LandingReport]:
-    """The files of the deliveries that can be read, and the report of those left out whole."""
+    """The files of the deliveries that can be read, and the report of those left out whole.
+
+    The files' SHA-256 are kept between runs by their stat (:mod:`helpers.storage.digests`): a
+    file unchanged since a run hashed it is not read again to verify it.
+    """
     report = LandingReport()
     if not deliveries:
         return [], report
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        verdicts = list(pool.map(lambda d: screen_delivery(d, root=root), deliveries))
+    stores = {source: DigestStore(source, root) for source in {d.source for d in deliveries}}
+    try:
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            verdicts = list(
+                pool.map(lambda d: screen_delivery(d, root=root, sha256=stores[d.source].sha256), deliveries)
+            )
+    finally:
+        for store in stores.values():
+            store.save()
     files = []
     for d, rejected in zip(deliveries, verdicts, strict=True):
         report.deliveries[d.source] = report.deliveries.get(d.source, 0) + 1

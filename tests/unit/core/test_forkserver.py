@@ -20,7 +20,10 @@ pytestmark = pytest.mark.unit
 PROBE = (
     "import json, os, random, sys\n"
     "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'pgid': os.getpgid(0), 'cwd': os.getcwd(),"
-    " 'mark': os.environ.get('WB_FORK_TEST'), 'pandas': 'pandas' in sys.modules, 'random': random.random()}))"
+    " 'mark': os.environ.get('WB_FORK_TEST'), 'pandas': 'pandas' in sys.modules, 'random': random.random(),"
+    " 'history': get_ipython().history_manager.enabled,"
+    " 'late': sorted(m for m in set(sys.modules) - set(getattr(sys.modules.get('helpers.core.forkserver'),"
+    " 'IMPORTED', ())) if m.split('.')[0] in ('IPython', 'ipykernel', 'debugpy', '_pydevd_bundle'))}))"
 )
 
 
@@ -83,6 +86,8 @@ def test_two_forked_kernels_are_fresh_processes_of_their_own_with_the_imports_do
             assert got["pgid"] == got["pid"], "a session of its own: interrupting it reaches it alone"
             assert got["mark"] == "forked" and got["cwd"] == str(marked_env)
             assert got["pandas"], "the server imported pandas before forking"
+            assert got["late"] == [], "the kernel's own modules (IPython, ipykernel, debugpy) too"
+            assert got["history"] is False, "a run's kernel writes no IPython history"
         assert a["pid"] != b["pid"] and a["random"] != b["random"], "each child reseeds random"
         first.shutdown()
         assert first.km.provisioner.process is None, "shut down and reaped (its exit status reported)"
