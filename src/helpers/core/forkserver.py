@@ -133,9 +133,10 @@ def _reap(sock: socket.socket, children: set[int]) -> None:
         _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def serve(fd: int, modules: Sequence[str], preamble: Sequence[str] = ()) -> None:
+def serve(fd: int, modules: Sequence[str], preamble: Sequence[str] = (), warmup: Sequence[str] = ()) -> None:
     """The server's loop on the socket ``fd``: run the kernels' ``preamble`` statements (their
-    ``exec_lines``), import ``modules``, then fork a kernel per request."""
+    ``exec_lines``), import ``modules``, run the ``warmup`` statements (what a module loads lazily
+    on first use), then fork a kernel per request."""
     import gc
     import importlib
 
@@ -151,6 +152,11 @@ def serve(fd: int, modules: Sequence[str], preamble: Sequence[str] = ()) -> None
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001  (the kernel imports it again, and says why)
+                pass
+        for line in warmup:
+            try:
+                exec(line, {})  # noqa: S102  (helpers.core.kernels.FORK_WARMUP)
+            except Exception:  # noqa: BLE001  (the kernel does it again on first use)
                 pass
     finally:
         gc.enable()
@@ -237,16 +243,23 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """A server process that ran ``preamble``, imported ``modules`` under ``env``, and forks kernels
-    on request."""
+    """A server process that ran ``preamble``, imported ``modules`` and ran ``warmup`` under ``env``,
+    and forks kernels on request."""
 
-    def __init__(self, modules: Sequence[str], env: Mapping[str, str], *, preamble: Sequence[str] = ()):
+    def __init__(
+        self,
+        modules: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        preamble: Sequence[str] = (),
+        warmup: Sequence[str] = (),
+    ):
         self.env = dict(env)
         self.executable = sys.executable
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         code = (
             "from helpers.core.forkserver import serve; "
-            f"serve({theirs.fileno()}, {tuple(modules)!r}, {tuple(preamble)!r})"
+            f"serve({theirs.fileno()}, {tuple(modules)!r}, {tuple(preamble)!r}, {tuple(warmup)!r})"
         )
         self._proc = subprocess.Popen(
             [self.executable, "-c", code], env=self.env, pass_fds=(theirs.fileno(),),

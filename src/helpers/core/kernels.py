@@ -123,6 +123,24 @@ FORK_IMPORTS = (
     "helpers.investor.report",
     "helpers.investor.weekly",
     "helpers.investor.weekly_needs",
+    # what the notebooks' code imports on first use (tests/unit/core/test_forkserver.py): every
+    # country's holidays (businesscal), matplotlib's PNG writer (charts), pandas' HTML tables and
+    # dict conversion, Arrow's pandas conversion, SQLFrame's DuckDB functions
+    "holidays.countries",
+    "matplotlib.backends.backend_agg",
+    "pandas.io.formats.html",
+    "pandas.core.methods.to_dict",
+    "numpy.rec",
+    "pyarrow.pandas_compat",
+    "pyarrow.vendored.version",
+    "sqlframe.duckdb.functions",
+)
+# Run by the fork server after its imports, what modules load on first use: SQLFrame's first
+# column reads sqlglot's ``Dialect.classes``, which imports every dialect (about 100 modules, 0.08
+# CPU second a kernel); Pillow's first image loads its common format plugins.
+FORK_WARMUP = (
+    "from sqlglot.dialects.dialect import Dialect; Dialect.classes",
+    "from PIL import Image; Image.preinit()",
 )
 
 
@@ -285,7 +303,7 @@ def fork_server(env: Mapping[str, str]) -> forkserver.ForkServer | None:
         return None
     with _SERVER_LOCK:
         if _SERVER is None:
-            _SERVER = forkserver.ForkServer(FORK_IMPORTS, env, preamble=KERNEL_EXEC_LINES)
+            _SERVER = forkserver.ForkServer(FORK_IMPORTS, env, preamble=KERNEL_EXEC_LINES, warmup=FORK_WARMUP)
         server = _SERVER
     return server if server.env == dict(env) else None
 

@@ -172,3 +172,39 @@ def test_the_fork_server_imports_every_module_a_pipeline_or_report_notebook_impo
     )
     missing = json.loads(out.stdout.strip().splitlines()[-1])
     assert not missing, f"add to kernels.FORK_IMPORTS: {missing}"
+
+
+FIRST_USE = """
+import datetime as dt
+import pandas as pd
+from helpers.core import businesscal, config
+from helpers.investor import charts
+from helpers.storage import engine as engines
+businesscal.BusinessCalendar.from_team(config.get().team).is_business_day(dt.date(2026, 7, 3))
+e = engines.get_engine("duckdb")
+frame = e.session.createDataFrame(pd.DataFrame({"x": [1], "y": ["a"]}))
+e.to_pandas(frame.groupBy("y").agg(e.F.count(e.F.lit(1)).alias("n")))
+charts.waterfall([("a", 1.0), ("b", 2.0), ("c", 3.0)], title="t", start_label="a", end_label="c")._repr_png_()
+pd.DataFrame({"a": [1.5], "b": ["x"]})._repr_html_()
+"""
+
+
+def test_what_the_notebooks_load_on_first_use_the_fork_server_loaded_before_forking():
+    """A holiday lookup, a query on the DuckDB engine, a chart's PNG and a table's HTML import
+    nothing after the server's imports and warm-up: a module loaded on first use (every country's
+    holidays, every sqlglot dialect) would be loaded again by every kernel."""
+    probe = (
+        "import importlib, json, os, sys\n"
+        "os.environ['MPLBACKEND'] = 'Agg'\n"
+        "from helpers.core import kernels\n"
+        "for m in kernels.FORK_IMPORTS:\n    importlib.import_module(m)\n"
+        "for line in kernels.FORK_WARMUP:\n    exec(line, {})\n"
+        "before = set(sys.modules)\n"
+        f"exec({FIRST_USE!r})\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    late = json.loads(out.stdout.strip().splitlines()[-1])
+    assert late == [], f"add to kernels.FORK_IMPORTS (or FORK_WARMUP): {late}"
