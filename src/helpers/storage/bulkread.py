@@ -140,12 +140,25 @@ def _fast_schema(
     return out
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+    )]  # fmt: skip
+
+
 @functools.cache
-def _malloc_trim():  # noqa: ANN202 - glibc's malloc_trim, or None (another C library)
+def _glibc():  # noqa: ANN202 - (malloc_trim, mallinfo2) of glibc, or None (another C library)
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
+        libc = ctypes.CDLL("libc.so.6")
+        trim, info = libc.malloc_trim, getattr(libc, "mallinfo2", None)
     except (OSError, AttributeError):
         return None
+    if info is not None:
+        info.restype = _MallInfo2
+    return trim, info
+
+
+TRIM_FREE_BYTES = 64 << 20  # freed heap memory worth giving back (less is reused by the next step)
 
 
 def release_memory() -> None:
@@ -153,11 +166,16 @@ def release_memory() -> None:
 
     A large read or step frees as much as it keeps (DuckDB's result, the Arrow copy, sort keys),
     and glibc keeps those pages mapped: without this the process's resident memory stays at
-    every step's peak. Changes no value; a no-op where glibc is not the C library.
+    every step's peak. The heap is trimmed only when it holds at least :data:`TRIM_FREE_BYTES`
+    freed (glibc's ``mallinfo2``): trimming less costs more than it saves, as the next step maps
+    and faults those pages in again. Changes no value; a no-op where glibc is not the C library.
     """
     pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
+    glibc = _glibc()
+    if glibc is None:
+        return
+    trim, info = glibc
+    if info is None or info().fordblks >= TRIM_FREE_BYTES:
         trim(0)
 
 

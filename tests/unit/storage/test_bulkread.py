@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -197,3 +199,35 @@ def test_shared_values_are_one_object_per_value_across_frames_and_nothing_else_c
     assert [type(v) for v in payments["mixed"]] == [int, bool, float, str], "1, True and 1.0 stay apart"
     assert payments["day"][0] is payments["day"][1] and payments["day"][3] is None
     pd.testing.assert_frame_equal(payments, before)
+
+
+RELEASE_PROBE = """
+import json, os, sys
+from helpers.storage import bulkread
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def freed(n):  # n blocks of 4 kB, one in 64 kept: the heap stays as high as it grew
+    blocks = [bytes(4000) + bytes([i % 256]) for i in range(n)]
+    keep = blocks[::64]
+    del blocks
+    return keep
+
+out = []
+for n in (5_000, 75_000):  # about 20 MB, then about 300 MB freed
+    keep = freed(n)
+    before = rss()
+    bulkread.release_memory()
+    out.append((before - rss()) >> 20)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_release_memory_gives_back_a_large_freed_heap_and_leaves_a_small_one():
+    out = subprocess.run([sys.executable, "-c", RELEASE_PROBE], capture_output=True, text=True, check=True)
+    small, large = json.loads(out.stdout.strip().splitlines()[-1])
+    assert large > 200, f"about 300 MB freed: {large} MiB given back"
+    assert small < 5, f"about 20 MB freed stays for the next step to reuse: {small} MiB given back"
