@@ -645,9 +645,14 @@ def test_backfill_ranges_cover_the_late_days_and_their_rolling_figures_only():
     ]
 
 
-def test_deliveries_left_unread_change_no_figure_and_are_still_counted(duckdb_engine, faulty, tmp_path):
+def test_deliveries_left_unread_change_no_figure_and_are_still_counted(
+    duckdb_engine, faulty, tmp_path, monkeypatch
+):
     """A run leaves unread the events deliveries whose rows are all of later days (their spans,
-    measured by the first run that reads them): every figure, quarantine and count stays the same."""
+    measured before the read, or by the run that read them): every figure, quarantine and count
+    stays the same."""
+    from helpers.engagement import inputs as engagement_inputs
+
     root = tmp_path / "landing"
     shutil.copytree(faulty, root)
     cache = tmp_path / "cache" / spans.SPANS_DIR
@@ -661,7 +666,9 @@ def test_deliveries_left_unread_change_no_figure_and_are_still_counted(duckdb_en
     ):
         shutil.rmtree(cache, ignore_errors=True)
         window = run_window(day, as_of, 3, root=root)
-        every = load(duckdb_engine, window, root=root, contract=V2_DECLARED)
+        with monkeypatch.context() as m:  # no span measured before the read: every delivery is read
+            m.setattr(engagement_inputs, "measure_new", lambda *args, **kwargs: 0)
+            every = load(duckdb_engine, window, root=root, contract=V2_DECLARED)
         assert every.events_unread == 0 and every.unmeasured, "no span yet: every delivery is read"
         base = compute(duckdb_engine, every, window, contract=V2_DECLARED, upstream_reader=not_ready)
         assert any(cache.glob("*.json")), "the spans of what it read are kept"
@@ -676,6 +683,11 @@ def test_deliveries_left_unread_change_no_figure_and_are_still_counted(duckdb_en
             base.landing.received,
         )
         assert again.backfill == base.backfill
+        shutil.rmtree(cache)
+        first = load(duckdb_engine, window, root=root, contract=V2_DECLARED)
+        assert not first.unmeasured and first.event_files == fewer.event_files, (
+            "no span yet: measured before the read, the same deliveries are left unread"
+        )
 
 
 def test_inputs_left_unread_under_one_contract_are_not_computed_under_another(duckdb_engine, clean, tmp_path):

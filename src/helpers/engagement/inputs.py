@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from helpers.core.timeutil import naive_utc
 from helpers.engagement.event_contract import CONTRACT, LANDED_COLUMNS
 from helpers.engagement.spans import SpanStore, contract_digest, measure, needed
+from helpers.engagement.transforms import conformed
 from helpers.engagement.window import RunWindow
 from helpers.storage import landing
 from helpers.storage.contracts import SCHEMAS
@@ -238,15 +239,51 @@ def _worth_reading(
     return read, unmeasured, len(files) - len(read)
 
 
+def measure_new(
+    engine: Engine,
+    deliveries: list[landing.Delivery],
+    files: list[str],
+    store: SpanStore,
+    contract: Any,
+    root: Path | None,
+) -> int:
+    """Measure and keep the spans of the readable ``files`` (of ``deliveries``) that have none,
+    in one pass over their conformed rows that computes only the two days a span holds; returns
+    how many. Then a run reads only the deliveries it needs (:func:`_worth_reading`) even where
+    none was measured yet: rebuilding a month a year back, that is a month of the year's
+    deliveries. A cache: a failure is logged and the run reads every delivery without a span.
+    """
+    readable = set(files)
+    base = landing.source_dir("events", root)
+    new = {
+        d.file: d.sha256 for d in deliveries if str(base / d.file) in readable and store.get(d.sha256) is None
+    }
+    if not new:
+        return 0
+    name = "engagement_span_rows"
+    rows = None
+    try:
+        src = engine.read_parquet([str(base / f) for f in new], name="engagement_span_src", provenance=True)
+        rows = conformed(engine, src, contract, name=name)
+        store.save(measure(engine, rows, new))
+    except Exception as exc:  # noqa: BLE001  (the figures never depend on it)
+        log.warning("event spans not measured (%s): the run reads every delivery without one", exc)
+    finally:
+        if rows is not None:
+            engine.release(rows, name)
+    return len(new)
+
+
 def load(engine: Engine, window: RunWindow, *, root: Path | None = None, contract: Any = CONTRACT) -> Inputs:
     """Read the run's ``events`` and ``api_logs`` deliveries (see the module doc for the ranges);
     an events delivery with nothing on or before the run's days is verified and counted, not read
-    (:mod:`helpers.engagement.spans`)."""
+    (:mod:`helpers.engagement.spans`; deliveries not measured yet are measured first: :func:`measure_new`)."""
     ev = landed_deliveries("events", window.read_from, window.as_of.date(), as_of=window.as_of, root=root)
     api_from = min(window.start, *(m.start for m in window.months)) if window.months else window.start
     api = landed_deliveries("api_logs", api_from, window.rollup_end, as_of=window.as_of, root=root)
     ev_files, report = screen(ev, root=root)
     store = SpanStore(contract, root)
+    measure_new(engine, ev, ev_files, store, contract, root)
     ev_files, unmeasured, unread = _worth_reading(ev, ev_files, window, store, root)
     api_files, api_report = screen(api, root=root)
     report.extend(api_report)

@@ -14,8 +14,10 @@ rows, as the event contract reads them (quarantined rows included; NULL where no
 span is a function of the file's content and the contract, so it is kept by the delivery's
 SHA-256 (verified against its manifest before the run reads it) in
 ``<data>/cache/event_spans/<contract>.json``, ``<contract>`` a digest of the contract's
-definition. The run that first reads a delivery measures its span from the rows it conformed
-(:func:`measure`); later runs leave it unread where it has nothing for them (:func:`needed`).
+definition. A run measures the deliveries without a span before it reads any
+(:func:`helpers.engagement.inputs.measure_new`: one pass over their conformed rows computing only
+the two days); where that fails, the run that reads a delivery measures it from the rows it
+conformed (:func:`measure`). Runs leave a delivery unread where it has nothing for them (:func:`needed`).
 Leaving a delivery unread changes nothing else: it is still verified and counted in the run's
 landing report (``LandingReport``) as before. The store is a cache: missing, unreadable or
 read-only, every delivery is read.

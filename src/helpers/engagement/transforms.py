@@ -38,14 +38,16 @@ TOP_KEYS = 5
 PLATFORMS = ("web", "mobile")
 
 
-def conformed(engine: Engine, events: Any, contract: EventContract = CONTRACT) -> Any:
+def conformed(
+    engine: Engine, events: Any, contract: EventContract = CONTRACT, *, name: str = "engagement_conformed"
+) -> Any:
     """Contract-conformed rows with ``received_date`` and ``received_hour``.
 
     Kept on Spark (re-parsing JSON in the JVM is the slow part); re-scanned on DuckDB, through a
     view written once from the contract's projections
     (:meth:`helpers.storage.engine.Engine.materialize_layers`). ``events``: the landed rows (the
     contract reads :data:`helpers.engagement.event_contract.LANDED_COLUMNS` and, when read, the
-    provenance columns).
+    provenance columns). ``name``: what the engine keeps them under (:meth:`Engine.release` drops it).
     """
     F = engine.F
     layers = event_contract.conform_layers(engine, events.columns, contract)
@@ -54,7 +56,7 @@ def conformed(engine: Engine, events: Any, contract: EventContract = CONTRACT) -
         F.to_date(F.col("received_at")).alias("received_date"),
         F.hour(F.col("received_at")).alias("received_hour"),
     ]
-    return engine.materialize_layers(events, [*layers, received], "engagement_conformed")
+    return engine.materialize_layers(events, [*layers, received], name)
 
 
 FIRST_COPY_ORDER = ("received_at", "event_ts", "account_id", "user_id", "platform", "session_id")
