@@ -199,17 +199,26 @@ def _recording_execute(monkeypatch, started: list[tuple[str, str]]):
     monkeypatch.setattr(orchestrate, "_execute", execute)
 
 
-def test_a_free_worker_takes_the_first_ready_item_a_month_at_a_time(home, monkeypatch):
-    """A month's downstream runs come before the next month's upstream ones (not every upstream first)."""
+def test_a_free_worker_takes_the_ready_item_with_the_longest_chain_after_it_first(home, monkeypatch):
+    """The critical path first: every month's Profit before the unit Profit waiting on it, then
+    the oldest month first among equals (and the DAG's order); the outcomes are listed by month."""
     from helpers.runs import orchestrate
 
     started: list[tuple[str, str]] = []
     _recording_execute(monkeypatch, started)
+    pipelines = ("profit_aggregate", "profit_unit", "growth_aggregate")
     items = [RunItem(p, m, dt.date.fromisoformat(last)) for m, last in
-             (("2026-07", "2026-07-31"), ("2026-08", "2026-08-31")) for p in ("profit_aggregate", "profit_unit")]  # fmt: skip
-    orchestrate.run_items(items, clock=lambda: T0, as_of=AS_OF, workers=1)
-    assert started == [("profit_aggregate", "2026-07"), ("profit_unit", "2026-07"),
-                       ("profit_aggregate", "2026-08"), ("profit_unit", "2026-08")]  # fmt: skip
+             (("2026-07", "2026-07-31"), ("2026-08", "2026-08-31")) for p in pipelines]  # fmt: skip
+    done = orchestrate.run_items(items, clock=lambda: T0, as_of=AS_OF, workers=1)
+    assert started == [
+        ("profit_aggregate", "2026-07"), ("profit_aggregate", "2026-08"),  # a run waits on them
+        ("growth_aggregate", "2026-07"), ("profit_unit", "2026-07"),  # none waits on these
+        ("growth_aggregate", "2026-08"), ("profit_unit", "2026-08"),
+    ]  # fmt: skip
+    assert [(o.pipeline, o.partition) for o in done] == [
+        ("growth_aggregate", "2026-07"), ("profit_aggregate", "2026-07"), ("profit_unit", "2026-07"),
+        ("growth_aggregate", "2026-08"), ("profit_aggregate", "2026-08"), ("profit_unit", "2026-08"),
+    ]  # fmt: skip
 
 
 def test_ordering_edges_hold_back_an_item_but_never_block_it(home, monkeypatch):
