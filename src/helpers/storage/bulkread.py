@@ -286,8 +286,9 @@ def _scan(source: str, used: list[landing.Delivery], paths: list[str], *, column
     index = table.column("__file").to_numpy().astype(np.int64)
     if len(index) and ((np.diff(index) < 0).any() or index.max() >= len(segments)):
         return None  # not in manifest order: never expected, but order is part of the result
-    sizes = chunks.delivery_sizes(segments, np.bincount(index, minlength=len(segments)))
-    return None if sizes is None else (table, schema, sizes)
+    counts = np.bincount(index, minlength=len(segments))
+    sizes = chunks.delivery_sizes(segments, counts)
+    return None if sizes is None else (chunks.trim(table, segments, counts), schema, sizes)
 
 
 def read_verified_bulk(

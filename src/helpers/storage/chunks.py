@@ -10,8 +10,12 @@ it holds (file, sha256, rows), the schema signature it shares with them and its 
 
 - **When a chunk is read**: only where the deliveries a read would take, in order, are exactly
   the chunk's (same files, same sha256, each just verified against its manifest), the chunk has
-  their schema signature and it still hashes to its recorded sha256. A delivery rejected, changed
-  or not yet arrived by the read's ``as_of``, or a changed chunk, and the daily files are read.
+  their schema signature and it still hashes to its recorded sha256; or, for a read from a start
+  partition or as of a day before the chunk's last delivery arrived, where enough of the
+  deliveries it takes are a run of the chunk's (:data:`PARTIAL_MIN_DELIVERIES`,
+  :data:`PARTIAL_MIN_SHARE`): the chunk is scanned and the rows of its other deliveries dropped
+  (:func:`trim`). A delivery rejected, changed or not yet arrived by the read's ``as_of``, or a
+  changed chunk, and the daily files are read.
 - **When one is written** (:func:`extend`, by a bulk read): for the deliveries after the last
   chunk the read used that arrived at least :data:`SETTLE` before its ``as_of`` (a month's late
   deliveries are in by then), once there are :data:`MIN_DELIVERIES` of them. A chunk whose written
@@ -58,12 +62,29 @@ class Chunk:
 @dataclass(frozen=True)
 class Segment:
     """What a bulk read scans for ``count`` deliveries from ``first`` (their index in the read's
-    list): a daily file (``rows`` None) or a chunk (``rows``: each delivery's rows)."""
+    list): a daily file (``rows`` None) or a chunk (``rows``: each delivery's rows). A chunk that
+    also holds deliveries outside the read has ``skip`` rows of them before the read's and
+    ``total`` rows in all (:func:`trim` drops the others)."""
 
     path: str
     first: int
     count: int
     rows: tuple[int, ...] | None = None
+    skip: int = 0
+    total: int | None = None
+
+    def scanned(self) -> int | None:
+        """The rows a scan of the file returns (None for a daily file: whatever it holds)."""
+        if self.rows is None:
+            return None
+        return self.total if self.total is not None else sum(self.rows)
+
+
+# A chunk that starts before a read's deliveries (a read from a start partition: Profit's months)
+# is scanned for them when they are at least this many and at least this share of its rows: one
+# scan of the whole chunk, less than opening their daily files.
+PARTIAL_MIN_DELIVERIES = MIN_DELIVERIES
+PARTIAL_MIN_SHARE = 0.25
 
 
 def chunk_dir(source: str, root: Path | None = None) -> Path:
@@ -111,22 +132,65 @@ def _matches(chunk: Chunk, used: list[landing.Delivery], i: int, signature: str)
         return False
 
 
+def _partial(chunks: list[Chunk], used: list[landing.Delivery], i: int, signature: str) -> Segment | None:
+    """A segment of a chunk that holds ``used[i]`` after its first delivery, followed by as many of
+    the next deliveries as it holds in order (each file and sha256 the same); None when no chunk
+    holds enough of them (:data:`PARTIAL_MIN_DELIVERIES`, :data:`PARTIAL_MIN_SHARE` of its rows)."""
+    for chunk in chunks:
+        if chunk.signature != signature or used[i].file not in chunk.files:
+            continue
+        at = chunk.files.index(used[i].file)
+        n = 0
+        while (at + n < len(chunk.files) and i + n < len(used) and used[i + n].file == chunk.files[at + n]
+               and used[i + n].sha256 == chunk.digests[at + n]):  # fmt: skip
+            n += 1
+        kept = chunk.rows[at : at + n]
+        if n < PARTIAL_MIN_DELIVERIES or sum(kept) < PARTIAL_MIN_SHARE * sum(chunk.rows):
+            continue
+        try:
+            if landing.cached_sha256(chunk.path) != chunk.sha256:
+                continue
+        except OSError:
+            continue
+        return Segment(str(chunk.path), i, n, kept, skip=sum(chunk.rows[:at]), total=sum(chunk.rows))
+    return None
+
+
 def plan(source: str, used: list[landing.Delivery], paths: list[str], signature: str, *,
          root: Path | None = None) -> list[Segment]:  # fmt: skip
     """What to scan for ``used`` (verified deliveries, in order; ``paths`` their files): a chunk
-    wherever one holds exactly the next deliveries (module doc), their daily files elsewhere."""
+    wherever one holds exactly the next deliveries (module doc), or enough of them after
+    deliveries the read does not take (:func:`_partial`), their daily files elsewhere."""
     found = chunks_of(source, root)
+    every = [c for chunks in found.values() for c in chunks]
     out: list[Segment] = []
     i = 0
     while i < len(used):
         chunk = next((c for c in found.get(used[i].file, ()) if _matches(c, used, i, signature)), None)
-        if chunk is None:
-            out.append(Segment(paths[i], i, 1))
-            i += 1
-        else:
-            out.append(Segment(str(chunk.path), i, len(chunk.files), chunk.rows))
-            i += len(chunk.files)
+        segment = (
+            Segment(str(chunk.path), i, len(chunk.files), chunk.rows)
+            if chunk is not None
+            else _partial(every, used, i, signature) or Segment(paths[i], i, 1)
+        )
+        out.append(segment)
+        i += segment.count
     return out
+
+
+def trim(table: pa.Table, segments: list[Segment], counts: np.ndarray) -> pa.Table:
+    """``table`` (a scan of ``segments``, ``counts`` rows each, in order) without the rows of the
+    deliveries a partial chunk holds outside the read."""
+    if not any(s.total is not None for s in segments):
+        return table
+    keep = np.ones(table.num_rows, dtype=bool)
+    start = 0
+    for seg, n in zip(segments, counts.tolist(), strict=True):
+        if seg.total is not None:
+            kept = sum(seg.rows or ())
+            keep[start : start + seg.skip] = False
+            keep[start + seg.skip + kept : start + n] = False
+        start += n
+    return table.filter(pa.array(keep))
 
 
 def delivery_sizes(segments: list[Segment], counts: np.ndarray) -> np.ndarray | None:
@@ -136,7 +200,7 @@ def delivery_sizes(segments: list[Segment], counts: np.ndarray) -> np.ndarray | 
     for seg, n in zip(segments, counts.tolist(), strict=True):
         if seg.rows is None:
             sizes.append(n)
-        elif sum(seg.rows) == n:
+        elif seg.scanned() == n:
             sizes.extend(seg.rows)
         else:
             return None

@@ -94,8 +94,36 @@ def test_a_read_as_of_before_a_chunk_s_last_delivery_reads_what_had_arrived_then
     (chunk,) = written(company)
     last = next(d for d in landing.deliveries(SOURCE, root=company) if d.file == chunk.files[-1])
     earlier = last.arrived - dt.timedelta(days=3)
-    assert all(s.rows is None for s in scanned(company, earlier))
+    arrived = [d for d in landing.deliveries(SOURCE, root=company, as_of=earlier) if d.file in chunk.files]
+    first = scanned(company, earlier)[0]
+    assert (first.path, first.count) == (str(chunk.path), len(arrived)), "the chunk, for what had arrived"
+    assert first.skip == 0 and first.total == sum(chunk.rows) > sum(first.rows or ())
     same_read(company, earlier)
+
+
+def scanned_from(root: Path, start: str) -> list[chunks.Segment]:
+    used = [d for d in landing.deliveries(SOURCE, root=root, as_of=AS_OF) if d.partition >= start]
+    paths = [str(landing.source_dir(SOURCE, root) / d.file) for d in used]
+    return chunks.plan(SOURCE, used, paths, written(root)[0].signature, root=root)
+
+
+def test_a_read_from_a_partition_inside_a_chunk_scans_the_chunk_for_its_deliveries(company):
+    same_read(company)
+    (chunk,) = written(company)
+    at = 20
+    start = landing.deliveries(SOURCE, root=company, as_of=AS_OF)[at].partition
+    first = scanned_from(company, start)[0]
+    assert (first.path, first.skip, first.count) == (
+        str(chunk.path),
+        sum(chunk.rows[:at]),
+        len(chunk.files) - at,
+    )
+    want = verified.read_verified(SOURCE, as_of=AS_OF, root=company, start=start, combine="arrow")
+    got = bulkread.read_verified_bulk(SOURCE, as_of=AS_OF, root=company, start=start)
+    pd.testing.assert_frame_equal(got.frame, want.frame, check_exact=True)
+    assert got.report.received == want.report.received
+    late = landing.deliveries(SOURCE, root=company, as_of=AS_OF)[len(chunk.files) - 10].partition
+    assert all(s.rows is None for s in scanned_from(company, late)), "a few of its deliveries: their files"
 
 
 def test_a_chunk_whose_rows_disagree_with_its_sidecar_is_not_trusted(company):
