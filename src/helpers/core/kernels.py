@@ -395,6 +395,12 @@ def manager_class() -> Any:
         from traitlets import default
 
         class WorkbookKernelManager(AsyncKernelManager):  # type: ignore[misc]
+            async def _async_wait(self, pollinterval: float = 0.1) -> None:
+                # jupyter_client polls a shutting-down kernel every 0.1 s: each run waited that
+                # long after its kernel had exited, with its worker idle
+                while await self._async_is_alive():
+                    await asyncio.sleep(min(pollinterval, SHUTDOWN_POLL))
+
             @default("transport")
             def _transport_default(self) -> str:
                 return "ipc" if ipc_dir() is not None else "tcp"
@@ -408,6 +414,7 @@ def manager_class() -> Any:
     return _MANAGER
 
 
+SHUTDOWN_POLL = 0.01  # s: how often a run's kernel is polled while it shuts down
 IOPUB_QUIET = 0.02  # s: the IOPub flush of a warm kernel's wait_for_ready ends after this much silence
 
 _CLIENT: Any = None

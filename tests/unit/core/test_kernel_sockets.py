@@ -94,3 +94,26 @@ def test_the_folders_of_processes_that_are_gone_are_swept(monkeypatch, tmp_path)
     kernels.ipc_dir()
     assert not stale.exists(), "the folder of a process that is gone is removed"
     assert live.exists() and other.exists(), "a running process's folder, and what is not one, stay"
+
+
+def test_a_shutting_down_kernel_is_polled_every_few_milliseconds_not_every_tenth_of_a_second(monkeypatch):
+    """jupyter_client polls a kernel it asked to shut down every 0.1 s: a run waited up to that
+    long after its kernel had exited. The runner's manager polls every ``SHUTDOWN_POLL``."""
+    import asyncio
+
+    km = kernels.manager_class()()
+    alive = iter([True, True, True, False])
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def is_alive() -> bool:
+        return next(alive)
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(km, "_async_is_alive", is_alive)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(km._async_wait())  # as _async_finish_shutdown calls it: pollinterval 0.1
+    assert slept == [kernels.SHUTDOWN_POLL] * 3 and kernels.SHUTDOWN_POLL <= 0.02
