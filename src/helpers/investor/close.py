@@ -15,9 +15,10 @@
    (exit 1) that leaves M's own figures alone. :attr:`CloseResult.history` names what is missing.
 
    Steps 1-3 are one set of runs (:func:`helpers.investor.waves.build_waves`): a run starts once
-   what it reads is done, a month at a time (a free worker takes the oldest month's next run), and
+   what it reads is done, the critical path first (a free worker takes the ready run with the
+   longest chain of runs waiting on it, then the oldest month's: ``orchestrate.run_items``), and
    every Engagement month after the oldest one, which keeps the spans of the ``events``
-   deliveries it read so that the others read only their own.
+   deliveries so that the others read only their own.
 4. The monitors of those pipelines at ``as_of`` (``checks.evaluate_monitors``), so run failures and
    the close SLA are alerts.
 5. The reports, through the runner (archived, validated like any run): ``month_end_report`` for M
