@@ -30,7 +30,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,14 +132,15 @@ def _matches(chunk: Chunk, used: list[landing.Delivery], i: int, signature: str)
         return False
 
 
-def _partial(chunks: list[Chunk], used: list[landing.Delivery], i: int, signature: str) -> Segment | None:
-    """A segment of a chunk that holds ``used[i]`` after its first delivery, followed by as many of
-    the next deliveries as it holds in order (each file and sha256 the same); None when no chunk
-    holds enough of them (:data:`PARTIAL_MIN_DELIVERIES`, :data:`PARTIAL_MIN_SHARE` of its rows)."""
-    for chunk in chunks:
-        if chunk.signature != signature or used[i].file not in chunk.files:
+def _partial(holding: Sequence[tuple[Chunk, int]], used: list[landing.Delivery], i: int,
+             signature: str) -> Segment | None:  # fmt: skip
+    """A segment of a chunk that holds ``used[i]`` (``holding``: the chunks that hold its file, and
+    where), followed by as many of the next deliveries as it holds in order (each file and sha256
+    the same); None when no chunk holds enough of them (:data:`PARTIAL_MIN_DELIVERIES`,
+    :data:`PARTIAL_MIN_SHARE` of its rows)."""
+    for chunk, at in holding:
+        if chunk.signature != signature:
             continue
-        at = chunk.files.index(used[i].file)
         n = 0
         while (at + n < len(chunk.files) and i + n < len(used) and used[i + n].file == chunk.files[at + n]
                and used[i + n].sha256 == chunk.digests[at + n]):  # fmt: skip
@@ -162,7 +163,10 @@ def plan(source: str, used: list[landing.Delivery], paths: list[str], signature:
     wherever one holds exactly the next deliveries (module doc), or enough of them after
     deliveries the read does not take (:func:`_partial`), their daily files elsewhere."""
     found = chunks_of(source, root)
-    every = [c for chunks in found.values() for c in chunks]
+    holding: dict[str, list[tuple[Chunk, int]]] = {}  # delivery file -> the chunks holding it, and where
+    for chunk in (c for chunks in found.values() for c in chunks):
+        for at, file in enumerate(chunk.files):
+            holding.setdefault(file, []).append((chunk, at))
     out: list[Segment] = []
     i = 0
     while i < len(used):
@@ -170,7 +174,7 @@ def plan(source: str, used: list[landing.Delivery], paths: list[str], signature:
         segment = (
             Segment(str(chunk.path), i, len(chunk.files), chunk.rows)
             if chunk is not None
-            else _partial(every, used, i, signature) or Segment(paths[i], i, 1)
+            else _partial(holding.get(used[i].file, ()), used, i, signature) or Segment(paths[i], i, 1)
         )
         out.append(segment)
         i += segment.count
