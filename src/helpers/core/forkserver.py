@@ -47,9 +47,8 @@ LAUNCHER = ("-m", "ipykernel_launcher")  # what a kernel command runs after the 
 # Variables jupyter_client sets per kernel: they may differ from the server's environment.
 PER_KERNEL = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME"})
 MAX_MESSAGE = 1 << 20
-IMPORTED: frozenset[str] = (
-    frozenset()
-)  # in the server and its kernels: the modules it had imported when ready
+# In the server and the kernels forked from it: the modules the server had imported when ready.
+IMPORTED: frozenset[str] = frozenset()
 
 
 class Unavailable(RuntimeError):
