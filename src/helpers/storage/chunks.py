@@ -119,41 +119,41 @@ def chunks_of(source: str, root: Path | None = None) -> dict[str, list[Chunk]]:
     return out
 
 
-def _matches(chunk: Chunk, used: list[landing.Delivery], i: int, signature: str) -> bool:
-    n = len(chunk.files)
-    if chunk.signature != signature or i + n > len(used):
-        return False
-    if any(used[i + k].file != f or used[i + k].sha256 != h
-           for k, (f, h) in enumerate(zip(chunk.files, chunk.digests, strict=True))):  # fmt: skip
-        return False
-    try:
-        return landing.cached_sha256(chunk.path) == chunk.sha256
-    except OSError:
-        return False
+def _run(chunk: Chunk, at: int, used: list[landing.Delivery], i: int) -> int:
+    """How many of ``used`` from ``i`` are the chunk's deliveries from ``at``, in order (same file
+    and sha256)."""
+    n = 0
+    while (at + n < len(chunk.files) and i + n < len(used) and used[i + n].file == chunk.files[at + n]
+           and used[i + n].sha256 == chunk.digests[at + n]):  # fmt: skip
+        n += 1
+    return n
 
 
-def _partial(holding: Sequence[tuple[Chunk, int]], used: list[landing.Delivery], i: int,
+def _segment(holding: Sequence[tuple[Chunk, int]], used: list[landing.Delivery], i: int,
              signature: str) -> Segment | None:  # fmt: skip
-    """A segment of a chunk that holds ``used[i]`` (``holding``: the chunks that hold its file, and
-    where), followed by as many of the next deliveries as it holds in order (each file and sha256
-    the same); None when no chunk holds enough of them (:data:`PARTIAL_MIN_DELIVERIES`,
-    :data:`PARTIAL_MIN_SHARE` of its rows)."""
-    for chunk, at in holding:
+    """The chunk segment to scan for ``used[i]`` and the deliveries after it (``holding``: the chunks
+    that hold its file, and where), or None. A chunk whose deliveries are exactly the next ones
+    first (the longest); else one holding a run of enough of them (:data:`PARTIAL_MIN_DELIVERIES`,
+    :data:`PARTIAL_MIN_SHARE` of its rows), its other rows dropped by :func:`trim`. Either way the
+    chunk still hashes to its recorded sha256."""
+    for chunk, at in sorted(holding, key=lambda h: (h[1] != 0, -len(h[0].files))):
         if chunk.signature != signature:
             continue
-        n = 0
-        while (at + n < len(chunk.files) and i + n < len(used) and used[i + n].file == chunk.files[at + n]
-               and used[i + n].sha256 == chunk.digests[at + n]):  # fmt: skip
-            n += 1
-        kept = chunk.rows[at : at + n]
-        if n < PARTIAL_MIN_DELIVERIES or sum(kept) < PARTIAL_MIN_SHARE * sum(chunk.rows):
+        n = _run(chunk, at, used, i)
+        if at == 0 and n == len(chunk.files):
+            segment = Segment(str(chunk.path), i, n, chunk.rows)
+        elif n >= PARTIAL_MIN_DELIVERIES and sum(chunk.rows[at : at + n]) >= PARTIAL_MIN_SHARE * sum(
+            chunk.rows
+        ):
+            segment = Segment(str(chunk.path), i, n, chunk.rows[at : at + n], skip=sum(chunk.rows[:at]),
+                              total=sum(chunk.rows))  # fmt: skip
+        else:
             continue
         try:
-            if landing.cached_sha256(chunk.path) != chunk.sha256:
-                continue
+            if landing.cached_sha256(chunk.path) == chunk.sha256:
+                return segment
         except OSError:
-            continue
-        return Segment(str(chunk.path), i, n, kept, skip=sum(chunk.rows[:at]), total=sum(chunk.rows))
+            pass
     return None
 
 
@@ -161,21 +161,15 @@ def plan(source: str, used: list[landing.Delivery], paths: list[str], signature:
          root: Path | None = None) -> list[Segment]:  # fmt: skip
     """What to scan for ``used`` (verified deliveries, in order; ``paths`` their files): a chunk
     wherever one holds exactly the next deliveries (module doc), or enough of them after
-    deliveries the read does not take (:func:`_partial`), their daily files elsewhere."""
-    found = chunks_of(source, root)
+    deliveries the read does not take (:func:`_segment`), their daily files elsewhere."""
     holding: dict[str, list[tuple[Chunk, int]]] = {}  # delivery file -> the chunks holding it, and where
-    for chunk in (c for chunks in found.values() for c in chunks):
+    for chunk in (c for chunks in chunks_of(source, root).values() for c in chunks):
         for at, file in enumerate(chunk.files):
             holding.setdefault(file, []).append((chunk, at))
     out: list[Segment] = []
     i = 0
     while i < len(used):
-        chunk = next((c for c in found.get(used[i].file, ()) if _matches(c, used, i, signature)), None)
-        segment = (
-            Segment(str(chunk.path), i, len(chunk.files), chunk.rows)
-            if chunk is not None
-            else _partial(holding.get(used[i].file, ()), used, i, signature) or Segment(paths[i], i, 1)
-        )
+        segment = _segment(holding.get(used[i].file, ()), used, i, signature) or Segment(paths[i], i, 1)
         out.append(segment)
         i += segment.count
     return out

@@ -535,8 +535,10 @@ def _columns_of(conn: Connection, name: str) -> sa.TableClause:
 
 def _copy_table(conn: Connection, source: str, target: str) -> sa.Table:
     """Create ``target`` with the columns (names, types, NULL-ability) of ``source``."""
-    src = sa.Table(source, sa.MetaData(), autoload_with=conn)
-    copy = sa.Table(target, sa.MetaData(), *(sa.Column(c.name, c.type, nullable=c.nullable) for c in src.c))
+    columns = sa.inspect(conn).get_columns(source)  # all a copy takes: no keys, indexes or constraints
+    copy = sa.Table(
+        target, sa.MetaData(), *(sa.Column(c["name"], c["type"], nullable=c["nullable"]) for c in columns)
+    )
     copy.create(conn)
     return copy
 
