@@ -13,6 +13,7 @@ A DataFrame is glued with scrapbook's ``pandas`` encoder and read back in pandas
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 NULL_ENCODER = "null"  # a scrap whose value is None: stored as {} (scrapbook's schema), read as None
@@ -103,13 +105,52 @@ def glue_all(scraps: Mapping[str, Any]) -> None:
         glue(name, value)
 
 
+@functools.cache
+def _payload_validator(version: int) -> Any:
+    """scrapbook's schema of a scrap payload of ``version``, compiled once (``jsonschema.validate``
+    checks the schema itself again on every call: most of the time a run's scraps took to read)."""
+    from jsonschema.validators import validator_for
+    from scrapbook.schemas import scrap_schema
+
+    schema = scrap_schema(version)
+    return validator_for(schema)(schema)
+
+
 def read_scraps(nb_path: Path) -> dict[str, tuple[str, Any]]:
-    """``name -> (encoder, JSON-able value)`` of the scraps glued in an executed notebook."""
-    sb = _scrapbook()
+    """``name -> (encoder, JSON-able value)`` of the scraps glued in an executed notebook.
+
+    What ``scrapbook.read_notebook(nb_path).scraps`` gives (the last scrap of a name wins, in the
+    order of first appearance), each payload validated against scrapbook's schema and decoded by
+    its registered encoder; a payload that does not conform raises, naming the notebook and scrap.
+    """
+    _scrapbook()
+    from jsonschema import ValidationError
+    from scrapbook.encoders import registry
+    from scrapbook.schemas import GLUE_PAYLOAD_PREFIX, LATEST_SCRAP_VERSION
+    from scrapbook.scraps import Scrap
+
+    nb = orjson.loads(Path(nb_path).read_bytes())
     out: dict[str, tuple[str, Any]] = {}
-    for name, scrap in sb.read_notebook(str(nb_path)).scraps.items():
-        data = scrap.data
-        if scrap.encoder == "pandas" or hasattr(data, "to_json"):
-            data = json.loads(data.to_json(orient="split", date_format="iso"))
-        out[name] = (scrap.encoder or "json", data)
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            for sig, payload in (output.get("data") or {}).items():
+                if not sig.startswith(GLUE_PAYLOAD_PREFIX):
+                    continue
+                name = payload.get("name") if isinstance(payload, dict) else None
+                version = payload.get("version") if isinstance(payload, dict) else None
+                try:
+                    if not isinstance(version, int) or version > LATEST_SCRAP_VERSION:
+                        raise ValidationError(f"version {version!r}: expected 1..{LATEST_SCRAP_VERSION}")
+                    _payload_validator(version).validate(payload)
+                except ValidationError as e:
+                    raise ValueError(
+                        f"{nb_path}: scrap {name!r} does not conform to scrapbook's schema: {e.message}"
+                    ) from e
+                encoder = payload["encoder"]
+                if encoder not in registry:
+                    raise ValueError(f"{nb_path}: scrap {name!r} has no registered encoder {encoder!r}")
+                data = registry[encoder].decode(Scrap(name, payload["data"], encoder)).data
+                if encoder == "pandas" or hasattr(data, "to_json"):
+                    data = json.loads(data.to_json(orient="split", date_format="iso"))
+                out[name] = (encoder or "json", data)
     return out

@@ -68,3 +68,69 @@ def test_a_none_scrap_reads_back_as_none(tmp_path):
     nbformat.write(nb, path)
     assert scraps.read_scraps(path) == {"margin": (scraps.NULL_ENCODER, None), "nrr": ("json", 1.02)}
     assert sb.read_notebook(str(path)).scraps["margin"].data is None
+
+
+def _glued_notebook(path, scraps_in, extra_outputs=()):
+    """A notebook whose outputs are what ``scrapbook.glue`` displays for each (name, value, encoder)."""
+    from scrapbook.api import _prepare_ipy_data_format
+    from scrapbook.encoders import registry
+    from scrapbook.scraps import Scrap, scrap_to_payload
+
+    scraps._scrapbook()
+    outputs = [*extra_outputs]
+    for name, value, encoder in scraps_in:
+        data, metadata = _prepare_ipy_data_format(
+            name, scrap_to_payload(registry.encode(Scrap(name, value, encoder))), encoder
+        )
+        outputs.append(nbformat.v4.new_output("display_data", data=data, metadata=metadata))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("glued", outputs=outputs)])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_scraps_read_as_scrapbook_reads_them(tmp_path):
+    """Every encoder the runs use, a name glued twice (the last value wins, at its first place)."""
+    frame = pd.DataFrame({"period": ["2026-09"], "mrr": [1250.5]})
+    path = _glued_notebook(
+        tmp_path / "glued.ipynb",
+        [
+            ("status", "final", "text"),
+            ("arr", 1.5, "json"),
+            ("table", frame, "pandas"),
+            ("margin", None, scraps.NULL_ENCODER),
+            ("arr", 2.5, "json"),
+        ],  # fmt: skip
+        extra_outputs=[nbformat.v4.new_output("stream", text="a printed line\n")],
+    )
+    got = scraps.read_scraps(path)
+    assert list(got) == ["status", "arr", "table", "margin"]
+    assert got["arr"] == ("json", 2.5)
+    assert got["table"] == (
+        "pandas",
+        {"columns": ["period", "mrr"], "index": [0], "data": [["2026-09", 1250.5]]},
+    )
+    sb = scraps._scrapbook()
+    expected = {name: s.data for name, s in sb.read_notebook(str(path)).scraps.items()}
+    assert list(expected) == list(got)
+    assert {k: v for k, (_enc, v) in got.items() if k != "table"} == {
+        k: v for k, v in expected.items() if k != "table"
+    }
+
+
+@pytest.mark.parametrize(
+    "payload, problem",
+    [
+        ({"name": "arr", "data": 1.5, "encoder": "json"}, "version None"),
+        ({"name": "arr", "data": 1.5, "encoder": "json", "version": 9}, "version 9"),
+        ({"name": "arr", "encoder": "json", "version": 1}, "'data' is a required property"),
+        ({"name": "arr", "data": 1.5, "encoder": "yaml", "version": 1}, "no registered encoder 'yaml'"),
+    ],
+)
+def test_a_scrap_that_does_not_conform_is_named(tmp_path, payload, problem):
+    out = nbformat.v4.new_output("display_data", data={"application/scrapbook.scrap.json+json": payload})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("glued", outputs=[out])])
+    path = tmp_path / "bad.ipynb"
+    path.write_text(json.dumps(nb))  # as written, unvalidated
+    with pytest.raises(ValueError, match=r"bad\.ipynb: scrap 'arr'") as err:
+        scraps.read_scraps(path)
+    assert problem in str(err.value)
