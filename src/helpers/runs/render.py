@@ -77,6 +77,7 @@ def exporter(hide_code: bool) -> Any:
         exclude_input=hide_code,
         exclude_input_prompt=hide_code,
         exclude_output_prompt=hide_code,
+        optimistic_validation=True,  # the notebook validated once, not again after each preprocessor
     )
 
 
