@@ -358,6 +358,5 @@ def read_verified_bulk(
     release_memory()  # the Arrow copy and DuckDB's result, freed: give them back
     # one str object per delivery, shared by its rows (np.repeat of a list would make one per row)
     frame["_partition"] = np.repeat(np.array([d.partition for d in used], dtype=object), sizes)
-    arrived = pd.to_datetime(np.repeat([d.arrived_at for d in used], sizes), utc=True)
-    frame["_arrived_at"] = arrived.astype("datetime64[us, UTC]")
+    frame["_arrived_at"] = verified.arrivals(used, sizes)
     return verified.VerifiedRead(frame, report)

@@ -20,6 +20,7 @@ appends it to the quarantine zone (idempotently).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,8 +260,7 @@ def _combine(
             frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
         sizes = [t.num_rows for t in tables]
         frame["_partition"] = np.repeat([d.partition for d in found], sizes)
-        arrived = pd.to_datetime(np.repeat([d.arrived_at for d in found], sizes), utc=True)
-        frame["_arrived_at"] = arrived.astype("datetime64[us, UTC]")
+        frame["_arrived_at"] = arrivals(found, sizes)
         return frame
     if _uniform(tables):
         return _concatenated(found, tables)
@@ -271,6 +271,12 @@ def _combine(
         part["_arrived_at"] = pd.Timestamp(d.arrived)
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
+
+
+def arrivals(found: Sequence[landing.Delivery], sizes: Sequence[int] | np.ndarray) -> pd.DatetimeIndex:
+    """Each delivery's ``arrived_at`` (UTC, microseconds) repeated over its ``sizes`` rows: parsed
+    once per delivery, not once per row (a month of events is 175,000 rows of 60 deliveries)."""
+    return pd.to_datetime([d.arrived_at for d in found], utc=True).astype("datetime64[us, UTC]").repeat(sizes)
 
 
 def _uniform(tables: list[pa.Table]) -> bool:
