@@ -23,17 +23,18 @@ re-dated rows in the derived history, each saying where it came from.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers.core import paths
 from helpers.core.timeutil import as_utc
 from helpers.storage import landing
-from helpers.storage.bulkread import read_verified_bulk, release_memory, share_values
+from helpers.storage.bulkread import read_verified_bulk, read_verified_table, release_memory, share_values
 from helpers.storage.verified import LandingReport
 
 # ---------------------------------------------------------------- states and transitions
@@ -203,7 +204,11 @@ class GrowthSources:
         }
 
 
-_GROUP_ID = re.compile(r'"groupId":\s*"([^"]+)"')
+# An event's account: ``"groupId": "<id>"`` in its ``context`` JSON text, the first one. RE2 (Arrow's
+# regular expressions) reads ``\s`` as ASCII whitespace only; the class below is Python's ``\s``
+# (every character ``str.isspace`` accepts), so the account found is the one ``re`` would find.
+_SPACE = r"[\t-\r\x1c- \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+GROUP_ID_PATTERN = '"groupId":' + _SPACE + '*"(?P<account_id>[^"]+)"'
 
 
 def product_usage(
@@ -220,45 +225,46 @@ def product_usage(
     the event's own timestamp. Empty when neither source has landed (the usage evidence of
     ``churn_misclassified`` is then billing-only). The events are partitioned by receive date, so
     a few days after ``end`` are read too (offline devices sync late).
+
+    The rows stay Arrow until they are distinct pairs: a month of events is about 175,000 rows of
+    JSON text and 27,000 pairs (0.4 CPU-s through pandas strings, 0.06 s this way).
     """
     parts = []
-    if "events" in landing.sources(root):
-        ev = read_landed(
-            "events",
-            as_of=as_of,
-            start=start,
-            end=end + dt.timedelta(days=3),
-            columns=["context", "timestamp"],
-            root=root,
-            report=report,
+    reads = (
+        ("events", ["context", "timestamp"], end + dt.timedelta(days=3)),
+        ("api_logs", ["account_id", "timestamp"], end),
+    )
+    for source, columns, last in reads:
+        if source not in landing.sources(root):
+            continue
+        table, got = read_verified_table(
+            source, columns=columns, as_of=as_of, start=start, end=last, root=root
         )
-        if len(ev):
-            acct = ev["context"].astype("string").str.extract(_GROUP_ID, expand=False)
-            parts.append(pd.DataFrame({"account_id": acct, "ts": pd.to_datetime(ev["timestamp"], utc=True)}))
-    if "api_logs" in landing.sources(root):
-        api = read_landed(
-            "api_logs",
-            as_of=as_of,
-            start=start,
-            end=end,
-            columns=["account_id", "timestamp"],
-            root=root,
-            report=report,
-        )
-        if len(api):
-            parts.append(
-                pd.DataFrame(
-                    {"account_id": api["account_id"], "ts": pd.to_datetime(api["timestamp"], utc=True)}
-                )
+        if report is not None:
+            report.extend(got)
+        if not table.num_rows:
+            continue
+        if source == "events":
+            account = pc.struct_field(
+                pc.extract_regex(table["context"].cast(pa.string()), GROUP_ID_PATTERN), [0]
             )
+        else:
+            account = table["account_id"].cast(pa.string())
+        ts = table["timestamp"]
+        if not pa.types.is_timestamp(ts.type):  # landed as text: parsed as pandas parses it
+            ts = pa.array(pd.to_datetime(ts.to_pandas(), utc=True))
+        day = ts.cast(pa.timestamp(ts.type.unit, tz="UTC")).cast(pa.date32())  # naive: taken as UTC
+        parts.append(pa.table({"account_id": account, "day": day}))
     if not parts:
         return pd.DataFrame({"account_id": pd.Series(dtype=object), "day": pd.Series(dtype=object)})
-    use = pd.concat(parts, ignore_index=True).dropna()
-    use["day"] = use["ts"].dt.date
-    use = use[(use["day"] >= start) & (use["day"] <= end)]
-    return (
-        use[["account_id", "day"]].drop_duplicates().sort_values(["account_id", "day"]).reset_index(drop=True)
+    use = pa.concat_tables(parts)
+    keep = pc.and_(
+        pc.and_(pc.is_valid(use["account_id"]), pc.is_valid(use["day"])),
+        pc.and_(pc.greater_equal(use["day"], pa.scalar(start)), pc.less_equal(use["day"], pa.scalar(end))),
     )
+    pairs = use.filter(keep).group_by(["account_id", "day"]).aggregate([])
+    out = pairs.to_pandas()[["account_id", "day"]]  # day: datetime.date objects, as .dt.date gives
+    return out.sort_values(["account_id", "day"]).reset_index(drop=True)
 
 
 def load_sources(

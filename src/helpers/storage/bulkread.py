@@ -291,6 +291,52 @@ def _scan(source: str, used: list[landing.Delivery], paths: list[str], *, column
     return None if sizes is None else (chunks.trim(table, segments, counts), schema, sizes)
 
 
+def _bulk(
+    source: str,
+    *,
+    as_of: dt.datetime | None,
+    start: dt.date | str | None,
+    end: dt.date | str | None,
+    columns: list[str] | None,
+    root: Path | None,
+    keep: list[str] | None,
+) -> tuple[pa.Table, np.ndarray, list[landing.Delivery], verified.LandingReport] | None:
+    """The fast path of :func:`read_verified_bulk`: the rows (Arrow, in the schema read), each
+    used delivery's row count, the used deliveries and the report; None where it must not be taken."""
+    lo, hi = (str(start) if start else None), (str(end) if end else None)
+    found = [
+        d
+        for d in landing.deliveries(source, root=root, as_of=as_of)
+        if not ((lo and d.partition < lo) or (hi and d.partition > hi))
+    ]
+    contract = contracts.schema(source)
+    if len(found) < MIN_FILES:
+        return None
+    report = verified.LandingReport(deliveries={source: len(found)}, received={source: 0})
+    used = _verified(source, found, root, columns, contract, report)
+    base = str(landing.source_dir(source, root))
+    paths = [f"{base}/{d.file}" for d in used or []]
+    if not used or len(set(paths)) != len(paths):
+        return None
+    got = _scan(
+        source,
+        used,
+        paths,
+        columns=columns,
+        keep=keep,
+        contract=contract,
+        as_of=as_of,
+        root=root,
+        whole=lo is None,
+    )
+    if got is None:
+        return None
+    table, schema, sizes = got
+    table = table.drop_columns(["__file"]).cast(schema)
+    report.received[source] += int(table.num_rows)
+    return table, sizes, used, report
+
+
 def read_verified_bulk(
     source: str,
     *,
@@ -309,54 +355,57 @@ def read_verified_bulk(
     (in this order, each one a contract column) are returned, so the frame is the full read's
     ``frame[keep + ["_partition", "_arrived_at"]]`` without holding the other columns in memory.
     """
-
-    def fallback() -> verified.VerifiedRead:
-        got = verified.read_verified(
-            source, as_of=as_of, start=start, end=end, columns=columns, root=root, combine="arrow"
-        )
-        if keep is None or any(c not in got.frame.columns for c in keep):
-            return got  # nothing read (no columns at all): the full read's frame as it is
-        return verified.VerifiedRead(
-            got.frame[[*keep, "_partition", "_arrived_at"]].copy(deep=False), got.report
-        )
-
     if keep is not None and columns is not None:
         raise ValueError(f"read_verified_bulk({source}): pass columns or keep, not both")
-
-    lo, hi = (str(start) if start else None), (str(end) if end else None)
-    found = [
-        d
-        for d in landing.deliveries(source, root=root, as_of=as_of)
-        if not ((lo and d.partition < lo) or (hi and d.partition > hi))
-    ]
-    contract = contracts.schema(source)
-    if len(found) < MIN_FILES:
-        return fallback()
-    report = verified.LandingReport(deliveries={source: len(found)}, received={source: 0})
-    used = _verified(source, found, root, columns, contract, report)
-    base = str(landing.source_dir(source, root))
-    paths = [f"{base}/{d.file}" for d in used or []]
-    if not used or len(set(paths)) != len(paths):
-        return fallback()
-    got = _scan(
-        source,
-        used,
-        paths,
-        columns=columns,
-        keep=keep,
-        contract=contract,
-        as_of=as_of,
-        root=root,
-        whole=lo is None,
-    )
+    got = _bulk(source, as_of=as_of, start=start, end=end, columns=columns, root=root, keep=keep)
     if got is None:
-        return fallback()
-    table, schema, sizes = got
-    table = table.drop_columns(["__file"]).cast(schema)
-    report.received[source] += int(table.num_rows)
+        read = verified.read_verified(
+            source, as_of=as_of, start=start, end=end, columns=columns, root=root, combine="arrow"
+        )
+        if keep is None or any(c not in read.frame.columns for c in keep):
+            return read  # nothing read (no columns at all): the full read's frame as it is
+        return verified.VerifiedRead(
+            read.frame[[*keep, "_partition", "_arrived_at"]].copy(deep=False), read.report
+        )
+    table, sizes, used, report = got
     frame = _to_pandas(table)
     release_memory()  # the Arrow copy and DuckDB's result, freed: give them back
     # one str object per delivery, shared by its rows (np.repeat of a list would make one per row)
     frame["_partition"] = np.repeat(np.array([d.partition for d in used], dtype=object), sizes)
     frame["_arrived_at"] = verified.arrivals(used, sizes)
     return verified.VerifiedRead(frame, report)
+
+
+def read_verified_table(
+    source: str,
+    *,
+    columns: list[str],
+    as_of: dt.datetime | None = None,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    root: Path | None = None,
+) -> tuple[pa.Table, verified.LandingReport]:
+    """The rows :func:`read_verified_bulk` reads of ``columns``, as an Arrow table (without
+    ``_partition`` and ``_arrived_at``), and the same report: for a reader that reduces the rows
+    before pandas sees them (a pandas string per row costs more than the scan). Empty: no rows.
+
+    Where the deliveries drifted (read file by file), a column whose values are of more than one
+    type has no Arrow type: it comes as text (``astype("string")``), missing values missing.
+    """
+    got = _bulk(source, as_of=as_of, start=start, end=end, columns=columns, root=root, keep=None)
+    if got is not None:
+        return got[0], got[3]
+    read = verified.read_verified(
+        source, as_of=as_of, start=start, end=end, columns=columns, root=root, combine="arrow"
+    )
+    if not len(read.frame) or any(c not in read.frame.columns for c in columns):
+        return pa.table({c: pa.array([], pa.null()) for c in columns}), read.report
+    return pa.table({c: _arrow_column(read.frame[c]) for c in columns}), read.report
+
+
+def _arrow_column(values: pd.Series) -> pa.Array:
+    """``values`` as Arrow, as text where they are of more than one type (see read_verified_table)."""
+    try:
+        return pa.Array.from_pandas(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.Array.from_pandas(values.astype("string"))

@@ -48,7 +48,26 @@ def same_read(root: Path, source: str, **kw) -> verified.VerifiedRead:
     assert got.report.received == want.report.received
     assert got.report.reasons() == want.report.reasons()
     pd.testing.assert_frame_equal(got.report.frame(), want.report.frame())
+    same_table(root, source, **kw)
     return got
+
+
+def same_table(root: Path, source: str, **kw) -> None:
+    """``read_verified_table`` gives ``read_verified``'s rows of the columns asked, and its report."""
+    kw.pop("keep", None)
+    columns = kw.pop("columns", None) or list(
+        verified.read_verified(source, as_of=AS_OF, root=root).frame.columns[:-2]
+    )
+    want = verified.read_verified(source, as_of=AS_OF, root=root, combine="arrow", columns=columns, **kw)
+    table, report = bulkread.read_verified_table(source, columns=columns, as_of=AS_OF, root=root, **kw)
+    assert table.column_names == columns
+    expected = want.frame[columns].copy()
+    for c in columns:  # values of more than one type (drift read file by file) come as text
+        if expected[c].dtype == object and expected[c].dropna().map(type).nunique() > 1:
+            expected[c] = expected[c].astype("string").astype(object).where(expected[c].notna(), None)
+    pd.testing.assert_frame_equal(table.to_pandas(), expected, check_exact=True)
+    assert (report.deliveries, report.received) == (want.report.deliveries, want.report.received)
+    pd.testing.assert_frame_equal(report.frame(), want.report.frame())
 
 
 def busiest(root: Path, source: str) -> landing.Delivery:
