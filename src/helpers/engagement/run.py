@@ -199,8 +199,7 @@ def compute(
     api = engine.materialize(api_requests(engine, inputs.api), "engagement_api")
     days, written = window.days, window.written_days
     intake_days = written  # received days whose intake is counted: the window days delivered
-    stats, hourly = _received_volume(engine, rows, intake_days, window.run_date)
-    quarantined = _quarantined_rows(engine, rows, intake_days)
+    stats, hourly, quarantined = _received(engine, rows, intake_days, window.run_date)
     firsts = _first_copies_per_day(engine, events, intake_days)
     late = _late_rows(engine, events, window, intake_days)
     duplicates = _duplicate_rows(engine, events, days)
@@ -250,26 +249,43 @@ def compute(
 # ---------------------------------------------------------------- what compute brings back
 
 
-def _received_volume(
-    engine: Engine, rows: Any, intake_days: Sequence[dt.date], run_date: dt.date
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows received per day, ``schema_version`` and ``reason`` (intake days), and per day and hour
-    through ``run_date`` (the days the stream check judges: the run's day and its baselines).
+_DETAIL = (
+    "message_id",
+    "schema_version",
+    "received_at",
+    "reason",
+    "raw_text",
+    "delivery_file",
+    "delivery_row",
+)
 
-    One pass over the rows read for the intake counts and the hourly volume (kafka_outage). Days
-    received later are left out of the hourly volume: what of them a run reads depends on which
-    deliveries it had to read (:mod:`helpers.engagement.spans`).
+
+def _received(
+    engine: Engine, rows: Any, intake_days: Sequence[dt.date], run_date: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Rows received per day, ``schema_version`` and ``reason`` (intake days); per day and hour
+    through ``run_date`` (the days the stream check judges: the run's day and its baselines); and
+    the rows of the intake days the contract quarantined, with their reason and landed text.
+
+    One pass over the rows read (each pass re-reads and re-parses the deliveries): they are counted
+    per day, hour, version and reason, and a quarantined row of an intake day is a group of its
+    own, keyed by its details too (NULL for every other row). Days received later are left out of
+    the hourly volume: what of them a run reads depends on which deliveries it had to read
+    (:mod:`helpers.engagement.spans`).
     """
     F = engine.F
-    volume = engine.to_pandas(
+    shown = in_days(engine, "received_date", intake_days) & F.col("reason").isNotNull()
+    keys = ["date", "hour", "schema_version", "reason"]
+    grouped = engine.to_pandas(
         rows.groupBy(
             F.col("received_date").alias("date"),
             F.col("received_hour").alias("hour"),
             F.col("schema_version").alias("schema_version"),
             F.col("reason").alias("reason"),
+            *[F.when(shown, F.col(c)).alias(f"q_{c}") for c in _DETAIL],
         ).agg(F.count(F.lit(1)).cast("long").alias("rows")),
-        ["date", "hour", "schema_version", "reason"],
     )
+    volume = grouped.groupby(keys, dropna=False, as_index=False, sort=True)["rows"].sum()
     stats = (
         volume[volume["date"].isin(intake_days)]
         .groupby(["date", "schema_version", "reason"], dropna=False, as_index=False)["rows"]
@@ -281,24 +297,10 @@ def _received_volume(
         .sum()
         .rename(columns={"rows": "received"})
     )
-    return stats, hourly
-
-
-def _quarantined_rows(engine: Engine, rows: Any, intake_days: Sequence[dt.date]) -> pd.DataFrame:
-    """The rows of the intake days the contract quarantined, with their reason and landed text."""
-    F = engine.F
-    return engine.to_pandas(
-        rows.where(in_days(engine, "received_date", intake_days) & F.col("reason").isNotNull()).select(
-            F.col("message_id").alias("message_id"),
-            F.col("schema_version").alias("schema_version"),
-            F.col("received_at").alias("received_at"),
-            F.col("reason").alias("reason"),
-            F.col("raw_text").alias("raw_text"),
-            F.col("delivery_file").alias("delivery_file"),
-            F.col("delivery_row").alias("delivery_row"),
-        ),
-        ["received_at", "raw_text"],
-    )
+    picked = grouped[grouped["q_delivery_file"].notna()]
+    quarantined = pd.DataFrame({c: picked[f"q_{c}"] for c in _DETAIL}).astype({"delivery_row": "int64"})
+    order = ["received_at", "raw_text", "delivery_file", "delivery_row"]
+    return stats, hourly, quarantined.sort_values(order, kind="mergesort").reset_index(drop=True)
 
 
 def _first_copies_per_day(engine: Engine, events: Any, intake_days: Sequence[dt.date]) -> pd.DataFrame:
