@@ -6,6 +6,7 @@ run's kernel computes, and used under a lock: runs render from several threads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -43,10 +44,24 @@ def accessible(html: str) -> str:
     return _FOCUSABLE.sub(r'<div class="\1" tabindex="0"', html)
 
 
+@lru_cache(maxsize=4096)
+def _highlighted(lexer: str | None, source: str, language: str | None, magics: str | None) -> str:
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    return Highlight2HTML(pygments_lexer=lexer)(
+        source, language, {"magics_language": magics} if magics else None
+    )
+
+
+def _highlight(lexer: str | None, source: str, language: str | None = None, metadata: Any = None) -> str:
+    """nbconvert's ``highlight_code`` filter (Pygments' HTML of a code cell), kept by its input: the
+    code cells of a pipeline are the same in every run's page (a close renders each notebook 13 times)."""
+    return _highlighted(lexer, source, language, (metadata or {}).get("magics_language"))
+
+
 @lru_cache(maxsize=1)
 def _exporter_class() -> Any:
     from nbconvert import HTMLExporter, TemplateExporter
-    from nbconvert.filters.highlight import Highlight2HTML
     from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
     class Exporter(HTMLExporter):  # type: ignore[misc]
@@ -55,7 +70,7 @@ def _exporter_class() -> Any:
         def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, dict[str, Any]]:
             langinfo = nb.metadata.get("language_info", {})
             lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-            highlight = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+            highlight = self.filters.get("highlight_code", functools.partial(_highlight, lexer))
             resources = self._init_resources(resources)
             data_type = WidgetsDataTypeFilter(
                 notebook_metadata=self._nb_metadata, parent=self, resources=resources

@@ -108,3 +108,26 @@ def test_the_page_has_every_tag_and_attribute_nbconverts_exporter_gives_it(tmp_p
         ours, stock = _fresh(path, hide), _stock(path, hide)
         assert _tags(ours) == _tags(stock)
         assert 'tabindex="0"' in ours and render.NO_ALT in ours
+
+
+def test_code_is_highlighted_as_nbconvert_highlights_it_whatever_was_rendered_before(tmp_path):
+    """Highlighted code is kept by its input (source, lexer, cell language): a cell of the same
+    source under another lexer or another magics language is highlighted as itself."""
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    source = "for x in 1 2; do echo $x; done  # total = 1"
+    cases = [("ipython3", None), ("ipython3", {"magics_language": "bash"}), ("python", None)]
+    pages = []
+    for i, (lexer, metadata) in enumerate(cases * 2):
+        cell = nbformat.v4.new_code_cell(source, execution_count=1, metadata=metadata or {})
+        nb = nbformat.v4.new_notebook(
+            cells=[cell], metadata={"language_info": {"name": "python", "pygments_lexer": lexer}}
+        )
+        path = tmp_path / f"nb{i}.ipynb"
+        nbformat.write(nb, path)
+        out = tmp_path / f"nb{i}.html"
+        runner.render_html(path, out)
+        page = out.read_text(encoding="utf-8")
+        assert Highlight2HTML(pygments_lexer=lexer)(source, None, metadata) in page
+        pages.append(page)
+    assert len({p.split('class="jp-InputArea')[1] for p in pages}) == len(cases)
